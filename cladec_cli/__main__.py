@@ -1,0 +1,3 @@
+from cladec_cli.cli.main import main
+
+main()

@@ -1,0 +1,146 @@
+"""Model files: one HDF5 file per model, provenance as attributes of its `cladec` group, atomic writes."""
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from cladec_cli import __version__
+from cladec_cli.errors import ArtifactError, UsageError
+
+GROUP = "cladec"
+KINDS = {
+    "classifier": "classifier",
+    "cladec_decoder": "ClaDec decoder",
+    "refae": "reference autoencoder (RefAE)",
+    "eval_classifier": "evaluation classifier",
+}
+
+
+def check_output(path, overwrite=False, suffixes=None):
+    """Refuse an output that exists (unless `overwrite`) or has the wrong suffix; create its folder."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UsageError(f"{path}: output must end in {' or '.join(suffixes)}")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} already exists; pass --overwrite to replace it")
+    if path.exists() and path.is_dir():
+        raise UsageError(f"{path} is a folder, not a file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path, overwrite=False):
+    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
+    path = check_output(path, overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        if path.exists() and not overwrite:
+            raise UsageError(f"{path} appeared while this command ran; pass --overwrite to replace it")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text, overwrite=False):
+    """Write a text file atomically."""
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path, data, overwrite=False):
+    """Write JSON atomically, indented for people."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", overwrite)
+
+
+def weights_digest(model):
+    """SHA-256 over a model's weights, in order: identifies a trained model independent of its file."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(np.asarray(weight))
+        digest.update(str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def base_provenance(kind):
+    """Fields every artifact records."""
+    return {
+        "kind": kind,
+        "tool": "cladec",
+        "tool_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def save_model(model, path, provenance, overwrite=False):
+    """Save `model` as HDF5 with `provenance` (plus its weights digest), atomically."""
+    path = Path(path)
+    if path.suffix.lower() != ".h5":
+        raise UsageError(f"{path}: models are saved as HDF5, the file name must end in .h5")
+    record = dict(provenance, digest=weights_digest(model))
+    with atomic_path(path, overwrite) as tmp:
+        model.save(tmp, include_optimizer=False)
+        with h5py.File(tmp, "a") as f:
+            group = f.require_group(GROUP)
+            for key, value in record.items():
+                group.attrs[key] = json.dumps(value)
+    return record
+
+
+def read_provenance(path):
+    """The provenance stored in a model file, {} for files made by other tools."""
+    path = Path(path)
+    if not h5py.is_hdf5(path):
+        return {}
+    with h5py.File(path, "r") as f:
+        if GROUP not in f:
+            return {}
+        return {key: json.loads(value) for key, value in f[GROUP].attrs.items()}
+
+
+def _check_readable(path):
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist")
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder, not a model file")
+    if path.suffix.lower() == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise ArtifactError(f"{path} is not a valid .keras file (truncated or corrupt?)")
+    elif not h5py.is_hdf5(path):
+        raise ArtifactError(f"{path} is not an HDF5 model file (truncated or corrupt?)")
+    return path
+
+
+def load_model(path, kind=None):
+    """Load a model file and its provenance; `kind` refuses artifacts of another kind."""
+    import keras
+
+    path = _check_readable(path)
+    try:
+        provenance = read_provenance(path)
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"cannot read {path}: {e}") from e
+    found = provenance.get("kind")
+    if kind and found and found != kind:
+        raise ArtifactError(f"{path} is a {KINDS.get(found, found)}, not a {KINDS[kind]}")
+    if kind and not found and kind != "classifier":
+        raise ArtifactError(f"{path} is not a {KINDS[kind]} made by cladec (it has no cladec provenance)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for unreadable or foreign files
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArtifactError(f"cannot load {path} as a Keras model: {message}") from e
+    return model, provenance

@@ -1,0 +1,118 @@
+"""ClaDec: a decoder trained on the frozen activations of one classifier layer (optionally with the
+classifier's loss on the reconstruction, weighted by alpha)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cladec_cli import artifacts, runtime
+from cladec_cli.architectures import DECODER_WIDTH
+from cladec_cli.classifier import classification_loss
+from cladec_cli.decoder import build_decoder
+from cladec_cli.errors import UsageError
+from cladec_cli.layers import build_encoder, resolve_layer
+from cladec_cli.losses import REC_LOSSES, reconstruction_loss
+from cladec_cli.reconstruction import reconstruct_split, rec_loss
+from cladec_cli.training import fit, finish_backup, make_optimizer, predict, prepare_backup
+
+CACHE_LIMIT_BYTES = 1 << 30
+
+
+def check_alpha(alpha):
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise UsageError(f"--alpha must lie in [0, 1], got {alpha}")
+    return float(alpha)
+
+
+def frozen_encoder(classifier, layer):
+    """The classifier up to `layer`, frozen (BatchNorm in inference mode)."""
+    encoder = build_encoder(classifier, layer)
+    encoder.trainable = False
+    return encoder
+
+
+def decoder_for(classifier, layer, provenance=None):
+    """The decoder that fits `layer` of `classifier` (wider for the TinyImageNet architecture)."""
+    width = DECODER_WIDTH.get((provenance or {}).get("arch"), 1)
+    return build_decoder(layer.shape, tuple(classifier.inputs[0].shape[1:]), width=width)
+
+
+def stacked(encoder, decoder, name):
+    """image -> encoder -> decoder as one model, with the encoder in inference mode."""
+    inputs = keras.Input(shape=encoder.inputs[0].shape[1:], name="image")
+    return keras.Model(inputs, decoder(encoder(inputs, training=False)), name=name)
+
+
+def should_cache(split, layer, mode):
+    """Whether to compute the frozen encoder's codes once instead of in every training step."""
+    if mode in ("yes", "no"):
+        return mode == "yes"
+    code_bytes = len(split) * int(np.prod(layer.shape)) * 4
+    return split.in_memory and code_bytes <= CACHE_LIMIT_BYTES
+
+
+def _training_setup(classifier, encoder, decoder, split, settings, alpha, rec, cache):
+    """(model, dataset, losses, weights) for one of the three training set-ups."""
+    images = split.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
+    if alpha == 0.0 and cache:
+        codes = predict(encoder, split.images)
+        data = tf.data.Dataset.from_tensor_slices((codes, split.images))
+        data = data.shuffle(len(codes), seed=settings.seed).batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+        return decoder, data, rec, None
+    model = stacked(encoder, decoder, "cladec")
+    if alpha == 0.0:
+        return model, images.map(lambda x, y: (x, x)), rec, None
+    classifier.trainable = False
+    logits = classifier(model.outputs[0], training=False)
+    model = keras.Model(model.inputs, [model.outputs[0], logits], name="cladec_extended")
+    data = images.map(lambda x, y: (x, (x, y)))
+    return model, data, [rec, classification_loss(classifier)], [1.0 - alpha, alpha]
+
+
+def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha, settings, out,
+                  rec_loss_name="sse", cache_codes="auto"):
+    """Train a ClaDec decoder for one layer of a frozen classifier and save it with provenance.
+
+    The loss is (1 - alpha) * reconstruction loss + alpha * the classifier's cross-entropy on the
+    reconstruction. The saved model is the decoder alone: its input is the layer's activation.
+    """
+    alpha = check_alpha(alpha)
+    if rec_loss_name not in REC_LOSSES:
+        raise UsageError(f"unknown --rec-loss {rec_loss_name!r}; choose one of {', '.join(REC_LOSSES)}")
+    artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
+    backup = prepare_backup(out, settings)
+    layer = resolve_layer(classifier, layer_spec)
+    runtime.seed_everything(settings.seed)
+    encoder = frozen_encoder(classifier, layer)
+    decoder = decoder_for(classifier, layer, classifier_provenance)
+    cache = should_cache(dataset.train, layer, cache_codes)
+    model, data, losses, weights = _training_setup(
+        classifier, encoder, decoder, dataset.train, settings, alpha, reconstruction_loss(rec_loss_name), cache)
+    model.compile(optimizer=make_optimizer(settings, len(data)), loss=losses, loss_weights=weights)
+    history = fit(model, data, settings, backup)
+    images, recs = reconstruct_split(stacked(encoder, decoder, "cladec"), dataset.test)
+    provenance = {
+        **artifacts.base_provenance("cladec_decoder"),
+        **dataset.provenance(),
+        **settings.provenance(),
+        **layer_provenance(classifier, layer, classifier_provenance),
+        "alpha": alpha,
+        "rec_loss": rec_loss_name,
+        "cached_codes": bool(alpha == 0.0 and cache),
+        "metrics": {"test_rec_loss": rec_loss(images, recs),
+                    "train_loss": history.get("loss", [None])[-1] if history else None},
+    }
+    record = artifacts.save_model(decoder, out, provenance, settings.overwrite)
+    finish_backup(backup)
+    return decoder, record
+
+
+def layer_provenance(classifier, layer, classifier_provenance):
+    """What a decoder or RefAE records about the classifier layer it belongs to."""
+    return {
+        "layer_name": layer.name,
+        "layer_index": layer.index,
+        "layer_shape": list(layer.shape),
+        "classifier_digest": artifacts.weights_digest(classifier),
+        "classifier_arch": (classifier_provenance or {}).get("arch", "custom"),
+    }

@@ -1,0 +1,82 @@
+"""Training, saving and loading the classifier to be explained."""
+
+import keras
+import numpy as np
+
+from cladec_cli import artifacts, runtime
+from cladec_cli.architectures import build_classifier
+from cladec_cli.errors import DataError
+from cladec_cli.layers import check_supported
+from cladec_cli.training import fit, finish_backup, make_optimizer, predict, prepare_backup
+
+
+def outputs_probabilities(model):
+    """True when the classifier ends in a softmax (probabilities), False for logits."""
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    return type(last).__name__ == "Softmax" or getattr(activation, "__name__", "") == "softmax"
+
+
+def classification_loss(model):
+    """Sparse categorical cross-entropy matching the classifier's output (logits or probabilities)."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
+
+
+def compile_classifier(model, settings, steps_per_epoch):
+    model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=classification_loss(model),
+                  metrics=["accuracy"])
+
+
+def accuracy(model, split, batch_size=512):
+    """Share of `split` that `model` classifies correctly."""
+    if len(split) == 0:
+        return float("nan")
+    scores = predict(model, split.dataset(batch_size, labels=False))
+    return float(np.mean(scores.argmax(axis=1) == split.labels))
+
+
+def fit_classifier(model, train_split, settings, backup=None):
+    """Train a classifier model on a split with the shared settings; returns the history."""
+    runtime.seed_everything(settings.seed)
+    data = train_split.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
+    compile_classifier(model, settings, len(data))
+    return fit(model, data, settings, backup)
+
+
+def train_classifier(dataset, settings, out, arch="paper"):
+    """Train the paper's classifier on `dataset`, evaluate it and save it with provenance at `out`."""
+    artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
+    backup = prepare_backup(out, settings)
+    runtime.seed_everything(settings.seed)
+    model = build_classifier(dataset.image_shape, dataset.n_classes, arch)
+    history = fit_classifier(model, dataset.train, settings, backup)
+    test_accuracy = accuracy(model, dataset.test)
+    provenance = {
+        **artifacts.base_provenance("classifier"),
+        **dataset.provenance(),
+        **settings.provenance(),
+        "arch": arch,
+        "metrics": {"test_accuracy": test_accuracy,
+                    "train_loss": history.get("loss", [None])[-1] if history else None},
+    }
+    record = artifacts.save_model(model, out, provenance, settings.overwrite)
+    finish_backup(backup)
+    return model, record
+
+
+def load_classifier(path):
+    """A classifier file (cladec's or any Keras classifier) and its provenance."""
+    model, provenance = artifacts.load_model(path, kind="classifier")
+    check_supported(model)
+    return model, provenance
+
+
+def check_fits(model, dataset):
+    """Refuse data whose images or classes do not fit the classifier."""
+    want = tuple(int(d) for d in model.inputs[0].shape[1:])
+    if tuple(dataset.image_shape) != want:
+        raise DataError(f"dataset images are {'x'.join(map(str, dataset.image_shape))} but the classifier "
+                        f"expects {'x'.join(map(str, want))}")
+    n_out = int(model.outputs[0].shape[-1])
+    if dataset.n_classes > n_out:
+        raise DataError(f"dataset has {dataset.n_classes} classes but the classifier predicts {n_out}")

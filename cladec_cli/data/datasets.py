@@ -1,0 +1,80 @@
+"""The Dataset type and `load_dataset`, which turns a dataset name into preprocessed splits."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cladec_cli.data import readers
+from cladec_cli.data.preprocess import RESIZE_MODES, fit_images, stratified_indices
+from cladec_cli.data.split import Split
+from cladec_cli.errors import UsageError
+
+DATASET_NAMES = ("fashion_mnist", "mnist", "tiny_imagenet", "folder:PATH", "npz:PATH")
+DEFAULT_SHAPES = {"fashion_mnist": (32, 32, 1), "mnist": (32, 32, 1), "tiny_imagenet": (64, 64, 3)}
+
+
+@dataclass
+class Dataset:
+    """Preprocessed train and test splits with class names and the preprocessing that made them."""
+
+    name: str
+    train: Split
+    test: Split
+    class_names: list
+    resize: str
+    limit: int = None
+    origin: str = ""
+
+    @property
+    def image_shape(self):
+        return tuple(self.train.image_shape)
+
+    @property
+    def n_classes(self):
+        return len(self.class_names)
+
+    def provenance(self):
+        """What a model trained on this data records about it."""
+        return {
+            "dataset": self.name,
+            "resize": self.resize,
+            "image_shape": list(self.image_shape),
+            "limit": self.limit or 0,
+            "class_names": list(self.class_names),
+        }
+
+
+def read_raw(name, data_dir=None, test_fraction=0.2, seed=0, download=True):
+    """Dispatch a dataset name to its reader."""
+    if name in ("fashion_mnist", "mnist"):
+        return readers.read_mnist_like(name, data_dir, download)
+    if name == "tiny_imagenet":
+        return readers.read_tiny_imagenet(data_dir)
+    kind, _, path = name.partition(":")
+    if kind == "folder" and path:
+        return readers.read_folder(path, test_fraction, seed)
+    if kind == "npz" and path:
+        return readers.read_npz(path)
+    raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+
+
+def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape=None,
+                 seed=0, test_fraction=0.2, download=True):
+    """Read a dataset and preprocess it to `image_shape` (H, W, C), float32 in [0, 1].
+
+    Array datasets are held in memory; image folders stay on disk and are decoded batch by batch.
+    `limit` keeps a class-stratified subset of at most that many images of each split.
+    """
+    if resize not in RESIZE_MODES:
+        raise UsageError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    raw = read_raw(name, data_dir, test_fraction, seed, download)
+    shape = tuple(int(v) for v in (image_shape or DEFAULT_SHAPES.get(name) or raw.native_shape))
+    splits = []
+    for part in (raw.train, raw.test):
+        keep = stratified_indices(part.labels, limit, seed)
+        if part.images is not None:
+            images = fit_images(np.asarray(part.images)[keep], shape, resize)
+            splits.append(Split(part.labels[keep], shape, images=images, resize=resize))
+        else:
+            splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))
+    return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin)

@@ -1,0 +1,58 @@
+"""The decoder of Table I, derived from a code's shape and the image shape it must reconstruct.
+
+For a vector code: Dense to a small feature map, then stride-2 5x5 Conv2DTranspose layers with ReLU
+(widths ..., 256, 128, 64, 32 from the code towards the image) and a last one with the image's channel
+count and a sigmoid. For a feature-map code of height h, exactly as many stride-2 layers remain as the
+code needs to reach the image's size. Sizes that are not a power-of-two multiple end with a resize.
+ClaDec and RefAE build their decoders with this one function, so both are identical.
+"""
+
+import math
+
+import keras
+from keras import layers
+
+PAPER_WIDTHS = (256, 128, 64, 32)
+VECTOR_UPSAMPLINGS = 5
+
+
+def upsampling_steps(code_hw, image_hw):
+    """Number of stride-2 layers that take a code of spatial size `code_hw` to at least `image_hw`."""
+    ratio = max(image_hw[0] / code_hw[0], image_hw[1] / code_hw[1])
+    return max(0, math.ceil(math.log2(ratio) - 1e-9))
+
+
+def layer_widths(steps, width=1):
+    """Filters of the `steps` - 1 hidden Conv2DTranspose layers, from the code towards the image."""
+    hidden = steps - 1
+    if hidden <= 0:
+        return []
+    widths = PAPER_WIDTHS[-hidden:] if hidden <= len(PAPER_WIDTHS) else \
+        (PAPER_WIDTHS[0],) * (hidden - len(PAPER_WIDTHS)) + PAPER_WIDTHS
+    return [w * width for w in widths]
+
+
+def build_decoder(code_shape, image_shape, width=1, name="decoder"):
+    """A decoder from a code of `code_shape` (a vector or H x W x C) to images of `image_shape`."""
+    code_shape, image_shape = tuple(code_shape), tuple(image_shape)
+    height, width_px, channels = image_shape
+    inputs = keras.Input(shape=code_shape, name="code")
+    if len(code_shape) == 1:
+        steps = VECTOR_UPSAMPLINGS
+        start = (math.ceil(height / 2 ** steps), math.ceil(width_px / 2 ** steps))
+        h = layers.Dense(start[0] * start[1] * PAPER_WIDTHS[0] * width, name="dec_dense")(inputs)
+        h = layers.Reshape(start + (PAPER_WIDTHS[0] * width,), name="dec_reshape")(h)
+    else:
+        h = inputs
+        steps = upsampling_steps(code_shape[:2], image_shape[:2])
+    for i, filters in enumerate(layer_widths(steps, width), start=1):
+        h = layers.Conv2DTranspose(filters, 5, strides=2, padding="same", activation="relu",
+                                   name=f"dec_deconv{i}")(h)
+    if steps > 0:
+        h = layers.Conv2DTranspose(channels, 5, strides=2, padding="same", name="dec_out")(h)
+    else:
+        h = layers.Conv2D(channels, 5, padding="same", name="dec_out")(h)
+    if tuple(h.shape[1:3]) != (height, width_px):
+        h = layers.Resizing(height, width_px, interpolation="bilinear", name="dec_resize")(h)
+    outputs = layers.Activation("sigmoid", name="reconstruction")(h)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,150 @@
+"""Explainable layers of any functional or Sequential Keras classifier, and encoders cut at them.
+
+A layer is explainable when its output is a vector or a feature map that the network actually
+passes on: pre-activation outputs (a conv feeding only a BatchNorm or an activation), BatchNorm
+outputs feeding only an activation, and plumbing layers (Flatten, Reshape, Dropout, ...) are left
+out. Nested functional sub-models are expanded, their layers named `outer/inner`. The paper's
+indices count explainable layers from the end: -1 is the last (the logits), -2 the one before.
+"""
+
+from dataclasses import dataclass
+
+import keras
+
+from cladec_cli.errors import UsageError
+
+PLUMBING = (
+    "InputLayer", "Flatten", "Reshape", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+    "GaussianNoise", "GaussianDropout", "AlphaDropout", "ZeroPadding2D", "Cropping2D", "Permute",
+    "ActivityRegularization", "RepeatVector",
+)
+NORMALIZATIONS = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
+ACTIVATIONS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax")
+
+
+@dataclass(frozen=True)
+class ExplainableLayer:
+    """A layer that can be explained: its path (`outer/inner` for nested models), index and output shape."""
+
+    name: str
+    index: int
+    shape: tuple
+
+    @property
+    def is_vector(self):
+        return len(self.shape) == 1
+
+
+def check_supported(model):
+    """Refuse models that cannot be cut at a layer: subclassed without a graph, or several inputs."""
+    if not isinstance(model, keras.Model) or not hasattr(model, "_operations") or not model.built \
+            or not getattr(model, "inputs", None):
+        raise UsageError(
+            f"model {getattr(model, 'name', model)!r} has no functional graph (a subclassed model?); "
+            "save it as a functional or Sequential Keras model"
+        )
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UsageError(
+            f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            "cladec explains classifiers with one image input and one output"
+        )
+
+
+def _consumers(model):
+    """Map each layer of `model` to the layers of `model` that take its output."""
+    members = {id(layer) for layer in model.layers}
+    consumers = {id(layer): [] for layer in model.layers}
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            for tensor in node.input_tensors:
+                producer = tensor._keras_history.operation
+                if id(producer) in members and layer not in consumers[id(producer)]:
+                    consumers[id(producer)].append(layer)
+    return consumers
+
+
+def _is_submodel(layer):
+    return isinstance(layer, keras.Model) and hasattr(layer, "_operations")
+
+
+def _explainable_paths(model, prefix=""):
+    """(path, layer) pairs in topological order, nested models expanded in place."""
+    consumers = _consumers(model)
+    found = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if _is_submodel(layer):
+            found += _explainable_paths(layer, f"{prefix}{layer.name}/")
+            continue
+        if kind in PLUMBING:
+            continue
+        nexts = consumers[id(layer)]
+        if len(nexts) == 1:
+            next_kind = type(nexts[0]).__name__
+            if next_kind in ACTIVATIONS and kind not in ACTIVATIONS:
+                continue
+            if next_kind in NORMALIZATIONS and kind not in NORMALIZATIONS + ACTIVATIONS:
+                continue
+        try:
+            shape = tuple(layer.output.shape[1:])
+        except (AttributeError, ValueError):  # shared layers have no single output
+            continue
+        if len(shape) in (1, 3) and all(d is not None for d in shape):
+            found.append((f"{prefix}{layer.name}", layer))
+    return found
+
+
+def explainable_layers(model):
+    """All explainable layers of `model`, first to last, with their paper-style negative indices."""
+    check_supported(model)
+    paths = _explainable_paths(model)
+    n = len(paths)
+    return [ExplainableLayer(path, i - n, tuple(int(d) for d in layer.output.shape[1:]))
+            for i, (path, layer) in enumerate(paths)]
+
+
+def resolve_layer(model, spec):
+    """The explainable layer named by `spec`: a name (`block5`, `sub/conv`) or a negative index."""
+    candidates = explainable_layers(model)
+    text = str(spec).strip()
+    try:
+        index = int(text)
+    except ValueError:
+        index = None
+    if index is not None:
+        if index >= 0:
+            raise UsageError(f"layer index {index}: indices count from the end, -1 is the last explainable layer")
+        if -index > len(candidates):
+            raise UsageError(f"layer index {index} is out of range: the model has {len(candidates)} "
+                             "explainable layers (see `cladec layers`)")
+        return candidates[index]
+    for layer in candidates:
+        if layer.name == text:
+            return layer
+    names = ", ".join(layer.name for layer in candidates)
+    raise UsageError(f"unknown layer {text!r}; explainable layers are: {names}")
+
+
+def _find(model, path):
+    """The layer object at `path` (`outer/inner`), and the chain of sub-models leading to it."""
+    parts = path.split("/")
+    chain, current = [], model
+    for part in parts[:-1]:
+        current = current.get_layer(part)
+        chain.append(current)
+    return chain, current.get_layer(parts[-1])
+
+
+def build_encoder(model, layer, name="encoder"):
+    """A model from the classifier's input to `layer`'s output, sharing the classifier's weights."""
+    check_supported(model)
+    chain, target = _find(model, layer.name if isinstance(layer, ExplainableLayer) else layer)
+    inputs = keras.Input(shape=model.inputs[0].shape[1:], name="image")
+    outer, h = model, inputs
+    for sub in chain:
+        # The sub-model's input inside the outer graph is what the outer graph fed into it.
+        fed = sub._inbound_nodes[0].input_tensors[0]
+        h = keras.Model(outer.inputs, fed)(h)
+        outer = sub
+    h = keras.Model(outer.inputs, target.output)(h)
+    return keras.Model(inputs, h, name=name)

@@ -1,0 +1,22 @@
+"""Reconstructions and their losses, shared by training, explanation and evaluation."""
+
+import numpy as np
+
+from cladec_cli.training import predict
+
+
+def per_image_sse(images, reconstructions):
+    """Sum of squared errors of each image over all pixels and channels."""
+    diff = np.asarray(images, np.float64) - np.asarray(reconstructions, np.float64)
+    return np.square(diff).reshape(len(diff), -1).sum(axis=1)
+
+
+def rec_loss(images, reconstructions):
+    """Mean per-image SSE: the paper's "Rec. Loss"."""
+    return float(per_image_sse(images, reconstructions).mean()) if len(images) else float("nan")
+
+
+def reconstruct_split(model, split, batch_size=256):
+    """Run an image -> image model over a split; returns (images, reconstructions) as arrays."""
+    images, _ = split.arrays()
+    return images, predict(model, images, batch_size)

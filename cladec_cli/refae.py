@@ -1,0 +1,47 @@
+"""RefAE: the reference autoencoder, a freshly initialised copy of the classifier up to the layer
+followed by the same decoder as ClaDec, trained end to end for reconstruction only."""
+
+import keras
+
+from cladec_cli import artifacts, runtime
+from cladec_cli.cladec import decoder_for, layer_provenance
+from cladec_cli.errors import UsageError
+from cladec_cli.layers import build_encoder, resolve_layer
+from cladec_cli.losses import REC_LOSSES, reconstruction_loss
+from cladec_cli.reconstruction import reconstruct_split, rec_loss
+from cladec_cli.training import fit, finish_backup, make_optimizer, prepare_backup
+
+
+def build_refae(classifier, layer, classifier_provenance=None):
+    """A fresh, trainable encoder of the classifier's graph up to `layer`, plus the ClaDec decoder."""
+    encoder = keras.models.clone_model(build_encoder(classifier, layer, name="refae_encoder"))
+    decoder = decoder_for(classifier, layer, classifier_provenance)
+    inputs = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
+    return keras.Model(inputs, decoder(encoder(inputs)), name="refae")
+
+
+def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings, out, rec_loss_name="sse"):
+    """Train a RefAE for one layer of a classifier's architecture and save it with provenance."""
+    if rec_loss_name not in REC_LOSSES:
+        raise UsageError(f"unknown --rec-loss {rec_loss_name!r}; choose one of {', '.join(REC_LOSSES)}")
+    artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
+    backup = prepare_backup(out, settings)
+    layer = resolve_layer(classifier, layer_spec)
+    runtime.seed_everything(settings.seed)
+    model = build_refae(classifier, layer, classifier_provenance)
+    data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed).map(lambda x, y: (x, x))
+    model.compile(optimizer=make_optimizer(settings, len(data)), loss=reconstruction_loss(rec_loss_name))
+    history = fit(model, data, settings, backup)
+    images, recs = reconstruct_split(model, dataset.test)
+    provenance = {
+        **artifacts.base_provenance("refae"),
+        **dataset.provenance(),
+        **settings.provenance(),
+        **layer_provenance(classifier, layer, classifier_provenance),
+        "rec_loss": rec_loss_name,
+        "metrics": {"test_rec_loss": rec_loss(images, recs),
+                    "train_loss": history.get("loss", [None])[-1] if history else None},
+    }
+    record = artifacts.save_model(model, out, provenance, settings.overwrite)
+    finish_backup(backup)
+    return model, record

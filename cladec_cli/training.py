@@ -1,0 +1,127 @@
+"""Shared training machinery: settings, optimizer schedule, callbacks, resumable and guarded `fit`."""
+
+import contextlib
+import math
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cladec_cli.errors import TrainingError, UsageError
+
+
+@dataclass
+class TrainSettings:
+    """How a model is trained. `lr` is the start of a cosine decay to 0 over all epochs."""
+
+    epochs: int = 64
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+    verbose: object = "auto"
+    tensorboard: str = None
+    resume: bool = False
+    overwrite: bool = False
+    extra_callbacks: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.epochs < 0:
+            raise UsageError(f"--epochs must be 0 or more, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise UsageError(f"--lr must be positive, got {self.lr}")
+
+    def provenance(self):
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "lr_schedule": "cosine", "optimizer": "adam", "seed": self.seed}
+
+    def with_epochs(self, epochs):
+        """A copy of these settings with another epoch count."""
+        return TrainSettings(**{**self.__dict__, "epochs": epochs, "extra_callbacks": []})
+
+
+def make_optimizer(settings, steps_per_epoch):
+    """Adam with a cosine decay of the learning rate from `settings.lr` to 0 over the whole run."""
+    total = max(1, settings.epochs * steps_per_epoch)
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(settings.lr, decay_steps=total))
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite loss and remembers where."""
+
+    def __init__(self):
+        super().__init__()
+        self.bad = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.bad = (self.epoch, batch, float(loss))
+            self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+
+def backup_folder(out):
+    """Where an interrupted run for the artifact `out` keeps its last finished epoch."""
+    return Path(f"{out}.partial")
+
+
+def prepare_backup(out, settings):
+    """Check a left-over interrupted run against --resume / --overwrite; return the backup folder."""
+    folder = backup_folder(out)
+    if folder.exists() and not settings.resume:
+        if not settings.overwrite:
+            raise UsageError(
+                f"an interrupted run for {out} is kept in {folder}; pass --resume to continue it "
+                "or --overwrite to start again"
+            )
+        shutil.rmtree(folder)
+    return folder
+
+
+def fit(model, train_data, settings, backup=None, validation_data=None):
+    """`model.fit` with progress on stderr, resumable epochs, TensorBoard and a NaN guard.
+
+    Returns the history dict. Raises TrainingError when the loss stops being finite.
+    """
+    if settings.epochs == 0:
+        return {}
+    guard = StopOnNonFinite()
+    callbacks = [guard, *settings.extra_callbacks]
+    if backup is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True,
+                                                          delete_checkpoint=False))
+    if settings.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(settings.tensorboard))
+    # Progress bars go to stderr so that stdout stays clean for --json.
+    with contextlib.redirect_stdout(sys.stderr):
+        history = model.fit(train_data, epochs=settings.epochs, callbacks=callbacks,
+                            validation_data=validation_data, verbose=settings.verbose, shuffle=False)
+    if guard.bad is not None:
+        epoch, batch, loss = guard.bad
+        raise TrainingError(
+            f"training diverged: loss became {loss} in epoch {epoch + 1}, batch {batch + 1}; "
+            "no model was written (try a smaller --lr)"
+        )
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def finish_backup(folder):
+    """Remove the backup of a run whose artifact has been written."""
+    if folder is not None and Path(folder).exists():
+        shutil.rmtree(folder)
+
+
+def predict(model, data, batch_size=512):
+    """Model outputs for a NumPy array or a tf.data dataset of image batches, as one NumPy array."""
+    if isinstance(data, np.ndarray):
+        if len(data) == 0:
+            return np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
+        return model.predict(data, batch_size=batch_size, verbose=0)
+    return model.predict(data, verbose=0)
