@@ -1,3 +1,4 @@
-"""Datasets: reading, locating and preprocessing image data, and tf.data pipelines."""
+"""Datasets: reading, locating and preprocessing image data, and tf.data pipelines.
 
-from cladec_cli.data.datasets import Dataset, Split, load_dataset, DATASET_NAMES  # noqa: F401
+Entry point: `cladec_cli.data.datasets.load_dataset`.
+"""

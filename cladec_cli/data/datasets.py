@@ -5,11 +5,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from cladec_cli.data import readers
-from cladec_cli.data.preprocess import RESIZE_MODES, fit_images, stratified_indices
+from cladec_cli.data.names import DATASET_NAMES, RESIZE_MODES
+from cladec_cli.data.preprocess import fit_images, stratified_indices
 from cladec_cli.data.split import Split
 from cladec_cli.errors import UsageError
 
-DATASET_NAMES = ("fashion_mnist", "mnist", "tiny_imagenet", "folder:PATH", "npz:PATH")
+
 DEFAULT_SHAPES = {"fashion_mnist": (32, 32, 1), "mnist": (32, 32, 1), "tiny_imagenet": (64, 64, 3)}
 
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from cladec_cli.errors import DataError, UsageError
 
-RESIZE_MODES = ("bilinear", "nearest", "pad")
+from cladec_cli.data.names import RESIZE_MODES  # noqa: F401  (re-exported)
 
 
 def to_unit_float(images):

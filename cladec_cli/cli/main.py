@@ -1,0 +1,188 @@
+"""`cladec` and its subcommands. Each command parses options and calls the library."""
+
+import sys
+import time
+import traceback
+
+import click
+
+from cladec_cli import __version__, runtime
+from cladec_cli.cli import common
+from cladec_cli.cli.options import (classifier_option, data_options, layer_option, output_options,
+                                    rec_loss_option, report_options, train_options)
+from cladec_cli.errors import CladecError
+
+CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class CladecGroup(click.Group):
+    """A group that turns every failure into one line on stderr and an exit code (2 for usage errors)."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        argv = sys.argv[1:] if args is None else list(args)
+        debug = "--debug" in argv[:argv.index("--")] if "--" in argv else "--debug" in argv
+        try:
+            return super().main(args=argv, prog_name=prog_name or "cladec", standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+            self._fail(f"{e.format_message()}{hint}", 2, debug)
+        except click.Abort:
+            self._fail("aborted", 130, debug)
+        except KeyboardInterrupt:
+            self._fail("interrupted; finished epochs are kept: rerun the same command with --resume", 130, debug)
+        except CladecError as e:
+            self._fail(str(e), e.exit_code, debug)
+        except click.ClickException as e:
+            self._fail(e.format_message(), e.exit_code, debug)
+        except MemoryError:
+            self._fail("out of memory; try a smaller --batch-size or --limit", 1, debug)
+        except Exception as e:  # anything else is a bug: one line unless --debug
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            self._fail(f"unexpected {type(e).__name__}: {first} (rerun with --debug for details)", 1, debug)
+        return None
+
+    @staticmethod
+    def _fail(message, code, debug):
+        if debug:
+            traceback.print_exc()
+        click.echo(f"cladec: error: {message}", err=True)
+        sys.exit(code)
+
+
+class CladecCommand(click.Command):
+    """A command that loads TensorFlow quietly once its options have been parsed."""
+
+    def invoke(self, ctx):
+        if not ctx.find_root().params.get("debug"):
+            runtime.import_tensorflow_quietly()
+        return super().invoke(ctx)
+
+
+CladecGroup.command_class = CladecCommand
+
+
+@click.group(cls=CladecGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="cladec")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug):
+    """Explain what a layer of a Keras image classifier has learned by decoding its activations (ClaDec)."""
+
+
+@cli.command("train-classifier")
+@data_options(default_dataset="fashion_mnist")
+@click.option("--arch", type=click.Choice(["paper", "tiny_imagenet"]), default=None,
+              help="Classifier architecture [default: tiny_imagenet for that dataset, else paper (Table I)].")
+@train_options()
+@output_options("Checkpoint to write [default: models/<dataset>/classifier.h5].")
+@report_options
+def train_classifier_cmd(out, overwrite, quiet, as_json, arch, **opts):
+    """Train the paper's classifier (Table I) and save it with its provenance."""
+    from cladec_cli.classifier import train_classifier
+
+    settings = common.train_settings({**opts, "overwrite": overwrite}, quiet)
+    out = common.default_out(out, opts["dataset"], "classifier.h5")
+    dataset = common.dataset_for(opts, seed=settings.seed)
+    arch = arch or ("tiny_imagenet" if opts["dataset"] == "tiny_imagenet" else "paper")
+    started = time.time()
+    _, record = train_classifier(dataset, settings, out, arch)
+    record["path"], record["seconds"] = str(out), round(time.time() - started, 1)
+    common.report(record, [f"saved {out}: test accuracy {record['metrics']['test_accuracy']:.4f} "
+                           f"({record['seconds']} s)"], quiet, as_json)
+
+
+@cli.command("layers")
+@classifier_option
+@report_options
+def layers_cmd(classifier_path, quiet, as_json):
+    """List the explainable layers of a classifier with their paper-style index and output shape."""
+    from cladec_cli.classifier import load_classifier
+    from cladec_cli.layers import explainable_layers
+
+    model, _ = load_classifier(classifier_path)
+    found = explainable_layers(model)
+    rows = [f"{'index':>6}  {'name':<30} shape"]
+    rows += [f"{layer.index:>6}  {layer.name:<30} {'x'.join(map(str, layer.shape))}" for layer in found]
+    common.report([{"index": l.index, "name": l.name, "shape": list(l.shape)} for l in found],
+                  rows, quiet, as_json)
+
+
+@cli.command("info")
+@click.argument("path", type=click.Path(dir_okay=False))
+@report_options
+def info_cmd(path, quiet, as_json):
+    """Print the provenance stored in a model file."""
+    from cladec_cli.artifacts import load_model
+
+    _, provenance = load_model(path)
+    if not provenance:
+        provenance = {"kind": "model without cladec provenance"}
+    rows = [f"{key:<18} {value}" for key, value in sorted(provenance.items())]
+    common.report(provenance, rows, quiet, as_json)
+
+
+@cli.command("train-decoder")
+@classifier_option
+@layer_option
+@click.option("--alpha", type=float, default=0.0, show_default=True,
+              help="Weight of the classifier's loss: (1-alpha)*SSE + alpha*CE; 0 is plain ClaDec.")
+@rec_loss_option
+@click.option("--cache-codes", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+              help="Compute the frozen layer's activations once (alpha 0 only).")
+@data_options()
+@train_options()
+@output_options("Checkpoint to write [default: models/<dataset>/cladec_L<index>_a<alpha>.h5].")
+@report_options
+def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out, overwrite, quiet, as_json, **opts):
+    """Train a ClaDec decoder on a frozen classifier layer and save it."""
+    from cladec_cli.cladec import check_alpha, train_decoder
+    from cladec_cli.classifier import check_fits, load_classifier
+    from cladec_cli.layers import resolve_layer
+
+    check_alpha(alpha)
+    settings = common.train_settings({**opts, "overwrite": overwrite}, quiet)
+    classifier, provenance = load_classifier(classifier_path)
+    target = resolve_layer(classifier, layer)
+    out = common.default_out(out, opts["dataset"] or provenance,
+                             f"cladec_L{target.index}_a{common.alpha_tag(alpha)}.h5")
+    dataset = common.dataset_for(opts, provenance, classifier.inputs[0].shape[1:], settings.seed)
+    check_fits(classifier, dataset)
+    started = time.time()
+    _, record = train_decoder(classifier, provenance, dataset, target.name, alpha, settings, out, rec_loss, cache_codes)
+    record["path"], record["seconds"] = str(out), round(time.time() - started, 1)
+    common.report(record, [f"saved {out}: layer {target.name} ({target.index}), alpha {alpha:g}, "
+                           f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f} ({record['seconds']} s)"],
+                  quiet, as_json)
+
+
+@cli.command("train-refae")
+@classifier_option
+@layer_option
+@rec_loss_option
+@data_options()
+@train_options()
+@output_options("Checkpoint to write [default: models/<dataset>/refae_L<index>.h5].")
+@report_options
+def train_refae_cmd(classifier_path, layer, rec_loss, out, overwrite, quiet, as_json, **opts):
+    """Train the reference autoencoder (same architecture, trained for reconstruction only) and save it."""
+    from cladec_cli.classifier import check_fits, load_classifier
+    from cladec_cli.layers import resolve_layer
+    from cladec_cli.refae import train_refae
+
+    settings = common.train_settings({**opts, "overwrite": overwrite}, quiet)
+    classifier, provenance = load_classifier(classifier_path)
+    target = resolve_layer(classifier, layer)
+    out = common.default_out(out, opts["dataset"] or provenance, f"refae_L{target.index}.h5")
+    dataset = common.dataset_for(opts, provenance, classifier.inputs[0].shape[1:], settings.seed)
+    check_fits(classifier, dataset)
+    started = time.time()
+    _, record = train_refae(classifier, provenance, dataset, target.name, settings, out, rec_loss)
+    record["path"], record["seconds"] = str(out), round(time.time() - started, 1)
+    common.report(record, [f"saved {out}: layer {target.name} ({target.index}), "
+                           f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f} ({record['seconds']} s)"],
+                  quiet, as_json)
+
+
+def main():
+    cli.main()
