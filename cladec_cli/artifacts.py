@@ -4,6 +4,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -90,13 +91,25 @@ def save_model(model, path, provenance, overwrite=False):
     if path.suffix.lower() != ".h5":
         raise UsageError(f"{path}: models are saved as HDF5, the file name must end in .h5")
     record = dict(provenance, digest=weights_digest(model))
-    with atomic_path(path, overwrite) as tmp:
+    with atomic_path(path, overwrite) as tmp, _quiet_absl():
         model.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
             group = f.require_group(GROUP)
             for key, value in record.items():
                 group.attrs[key] = json.dumps(value)
     return record
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """Keras warns through absl that HDF5 is a legacy format; HDF5 is this tool's chosen format."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def read_provenance(path):

@@ -22,6 +22,13 @@ def classification_loss(model):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
 
 
+def fresh_copy(model):
+    """A newly initialised, trainable model of the same architecture (weights are not copied)."""
+    copy = keras.models.clone_model(model)
+    copy.trainable = True
+    return copy
+
+
 def compile_classifier(model, settings, steps_per_epoch):
     model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=classification_loss(model),
                   metrics=["accuracy"])

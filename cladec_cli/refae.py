@@ -4,6 +4,7 @@ followed by the same decoder as ClaDec, trained end to end for reconstruction on
 import keras
 
 from cladec_cli import artifacts, runtime
+from cladec_cli.classifier import fresh_copy
 from cladec_cli.cladec import decoder_for, layer_provenance
 from cladec_cli.errors import UsageError
 from cladec_cli.layers import build_encoder, resolve_layer
@@ -14,7 +15,7 @@ from cladec_cli.training import fit, finish_backup, make_optimizer, prepare_back
 
 def build_refae(classifier, layer, classifier_provenance=None):
     """A fresh, trainable encoder of the classifier's graph up to `layer`, plus the ClaDec decoder."""
-    encoder = keras.models.clone_model(build_encoder(classifier, layer, name="refae_encoder"))
+    encoder = fresh_copy(build_encoder(classifier, layer, name="refae_encoder"))
     decoder = decoder_for(classifier, layer, classifier_provenance)
     inputs = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
     return keras.Model(inputs, decoder(encoder(inputs)), name="refae")

@@ -85,6 +85,13 @@ def prepare_backup(out, settings):
     return folder
 
 
+def progress_verbosity(verbose):
+    """Keras verbosity: a live progress bar on a terminal, one line per epoch in logs."""
+    if verbose != "auto":
+        return verbose
+    return 1 if sys.stderr.isatty() else 2
+
+
 def fit(model, train_data, settings, backup=None, validation_data=None):
     """`model.fit` with progress on stderr, resumable epochs, TensorBoard and a NaN guard.
 
@@ -102,7 +109,8 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
     # Progress bars go to stderr so that stdout stays clean for --json.
     with contextlib.redirect_stdout(sys.stderr):
         history = model.fit(train_data, epochs=settings.epochs, callbacks=callbacks,
-                            validation_data=validation_data, verbose=settings.verbose, shuffle=False)
+                            validation_data=validation_data, verbose=progress_verbosity(settings.verbose),
+                            shuffle=False)
     if guard.bad is not None:
         epoch, batch, loss = guard.bad
         raise TrainingError(

@@ -3,6 +3,7 @@
 import sys
 import time
 import traceback
+from pathlib import Path
 
 import click
 
@@ -182,6 +183,94 @@ def train_refae_cmd(classifier_path, layer, rec_loss, out, overwrite, quiet, as_
     common.report(record, [f"saved {out}: layer {target.name} ({target.index}), "
                            f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f} ({record['seconds']} s)"],
                   quiet, as_json)
+
+
+@cli.command("explain")
+@classifier_option
+@click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False),
+              help="ClaDec decoder file (from train-decoder).")
+@click.option("--refae", "refae_path", type=click.Path(dir_okay=False), default=None,
+              help="RefAE file (from train-refae) for the reference column and the difference heat map.")
+@click.option("--indices", default=None, help="Test images to show, e.g. 0,5,9.")
+@click.option("--class", "class_name", default=None, help="Show images of this class (name or number).")
+@click.option("--count", type=int, default=8, show_default=True, help="How many images with --class or by default.")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False), default=None,
+              help="Explain your own image files from this folder instead of test images.")
+@click.option("--save-arrays", type=click.Path(dir_okay=False), default=None,
+              help="Also write the images, reconstructions and predictions as .npz.")
+@data_options()
+@output_options("PNG grid to write [default: reports/<dataset>/explain_L<index>_a<alpha>.png].")
+@report_options
+def explain_cmd(classifier_path, decoder_path, refae_path, indices, class_name, count, images_dir, save_arrays,
+                out, overwrite, quiet, as_json, **opts):
+    """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
+    from cladec_cli.classifier import check_fits
+    from cladec_cli.explain import (explanation_arrays, load_image_folder, parse_indices, select,
+                                    write_grid)
+    from cladec_cli.explainer import load_explainer
+
+    explainer = load_explainer(classifier_path, decoder_path, refae_path)
+    prov = explainer.decoder_provenance
+    out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
+                             f"explain_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
+                             root="reports")
+    class_names = explainer.classifier_provenance.get("class_names") or []
+    if images_dir:
+        images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or "bilinear")
+        labels = None
+    else:
+        dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
+        check_fits(explainer.classifier, dataset)
+        class_names = dataset.class_names
+        chosen = select(dataset.test, class_names, parse_indices(indices) if indices else None, class_name, count)
+        images, labels = dataset.test.subset(chosen).arrays()
+        names = [f"test #{i}" for i in chosen]
+    arrays = explanation_arrays(explainer, images)
+    size = write_grid(out, arrays, class_names, labels, names, overwrite, save_arrays)
+    summary = {"path": str(out), "size": list(size), "images": names, "arrays": save_arrays}
+    common.report(summary, [f"saved {out} ({len(images)} rows, {size[0]}x{size[1]} px)"], quiet, as_json)
+
+
+@cli.command("evaluate")
+@classifier_option
+@click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False), help="ClaDec decoder file.")
+@click.option("--refae", "refae_path", required=True, type=click.Path(dir_okay=False), help="RefAE file.")
+@click.option("--eval-epochs", type=int, default=64, show_default=True,
+              help="Epochs of the evaluation classifiers (0 skips Acc Eval).")
+@click.option("--keep-eval-models", type=click.Path(file_okay=False), default=None,
+              help="Save the evaluation classifiers in this folder.")
+@data_options()
+@click.option("--batch-size", type=int, default=128, show_default=True, envvar="CLADEC_BATCH_SIZE")
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@output_options("Metrics JSON to write (a .md table is written beside it) "
+                "[default: reports/<dataset>/metrics_L<index>_a<alpha>.json].")
+@report_options
+def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_eval_models, batch_size, lr, seed,
+                 out, overwrite, quiet, as_json, **opts):
+    """Rec. Loss, Acc Eval and agreement of ClaDec and RefAE for one layer."""
+    from cladec_cli import artifacts
+    from cladec_cli.classifier import check_fits
+    from cladec_cli.evaluate import evaluate, markdown_table
+    from cladec_cli.explainer import load_explainer
+
+    settings = common.train_settings({"epochs": eval_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                                      "resume": False, "tensorboard": None, "overwrite": overwrite}, quiet)
+    explainer = load_explainer(classifier_path, decoder_path, refae_path)
+    prov = explainer.decoder_provenance
+    out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
+                             f"metrics_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.json",
+                             root="reports")
+    table_out = Path(out).with_suffix(".md")
+    for path in (out, table_out):
+        artifacts.check_output(path, overwrite)
+    dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape, seed)
+    check_fits(explainer.classifier, dataset)
+    result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0)
+    table = markdown_table(result)
+    artifacts.write_json(out, result, overwrite)
+    artifacts.write_text(table_out, table, overwrite)
+    common.report(result, [table.rstrip(), f"saved {out} and {table_out}"], quiet, as_json)
 
 
 def main():

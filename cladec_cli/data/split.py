@@ -54,23 +54,15 @@ class Split:
 
     def dataset(self, batch_size, shuffle=False, seed=0, labels=True):
         """Batches of (images, labels), or of images alone, shuffled per epoch when asked, prefetched."""
-        n = len(self)
-        order = tf.data.Dataset.range(n)
+        source = self.images if self.in_memory else self.paths.astype(str)
+        ds = tf.data.Dataset.from_tensor_slices((source, self.labels))
         if shuffle:
-            order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        if self.in_memory:
-            x = tf.constant(self.images)
-            y = tf.constant(self.labels)
-            ds = order.batch(batch_size).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-        else:
-            paths = tf.constant(self.paths.astype(str))
-            y = tf.constant(self.labels)
+            ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+        if not self.in_memory:
             shape, resize = tuple(self.image_shape), self.resize
-            ds = order.map(
-                lambda i: (decode_image_file(tf.gather(paths, i), shape, resize), tf.gather(y, i)),
-                num_parallel_calls=AUTOTUNE,
-                deterministic=True,
-            ).batch(batch_size)
+            ds = ds.map(lambda path, y: (decode_image_file(path, shape, resize), y),
+                        num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.batch(batch_size)
         if not labels:
             ds = ds.map(lambda xb, yb: xb)
         return ds.prefetch(AUTOTUNE)

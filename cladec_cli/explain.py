@@ -1,0 +1,121 @@
+"""Explanation grids: pick images, reconstruct them with RefAE and ClaDec, draw and save the grid."""
+
+from pathlib import Path
+
+import numpy as np
+
+from cladec_cli import artifacts
+from cladec_cli.data.readers import image_files
+from cladec_cli.data.split import decode_image_file
+from cladec_cli.errors import DataError, UsageError
+from cladec_cli.grid import COLUMNS, heatmap, layout_for, render_grid
+
+
+def parse_indices(text):
+    """'0,5,9' -> [0, 5, 9]."""
+    try:
+        return [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--indices must be comma-separated whole numbers, got {text!r}") from None
+
+
+def class_label(class_names, name):
+    """The label of a class given by name (case-insensitive) or number."""
+    lowered = [c.lower() for c in class_names]
+    if str(name).lower() in lowered:
+        return lowered.index(str(name).lower())
+    if str(name).isdigit() and int(name) < len(class_names):
+        return int(name)
+    raise UsageError(f"unknown class {name!r}; classes are: {', '.join(class_names)}")
+
+
+def select(split, class_names, indices=None, class_name=None, count=8):
+    """Indices into `split`: the given ones, the first `count` of a class, or the first `count`."""
+    if count < 1:
+        raise UsageError(f"--count must be at least 1, got {count}")
+    if indices:
+        bad = [i for i in indices if not 0 <= i < len(split)]
+        if bad:
+            raise UsageError(f"--indices {bad} out of range: the test split has {len(split)} images")
+        return list(indices)
+    if class_name is not None:
+        label = class_label(class_names, class_name)
+        chosen = np.flatnonzero(split.labels == label)[:count]
+        if len(chosen) == 0:
+            raise DataError(f"the test split has no images of class {class_names[label]!r}")
+        return chosen.tolist()
+    return list(range(min(count, len(split))))
+
+
+def load_image_folder(folder, image_shape, resize="bilinear"):
+    """The user's image files in `folder`, decoded and resized to the model's input; and their names."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"--images {folder} is not a folder")
+    files = image_files(folder)
+    if not files:
+        raise DataError(f"--images {folder} holds no image files (.png, .jpg, .jpeg, .bmp, .gif)")
+    images = []
+    for path in files:
+        try:
+            images.append(np.asarray(decode_image_file(str(path), tuple(image_shape), resize)))
+        except Exception as e:  # TensorFlow reports undecodable files with its own error types
+            raise DataError(f"cannot read image {path}: {type(e).__name__}") from e
+    return np.stack(images), [p.name for p in files]
+
+
+def explanation_arrays(explainer, images):
+    """Originals, reconstructions, |ClaDec - RefAE| and the classifier's predictions."""
+    recs = explainer.reconstructions(images)
+    arrays = {"original": images, "cladec": recs["cladec"],
+              "pred_original": explainer.classify(images), "pred_cladec": explainer.classify(recs["cladec"])}
+    if "refae" in recs:
+        arrays["refae"] = recs["refae"]
+        arrays["difference"] = np.abs(recs["cladec"] - recs["refae"])
+        arrays["pred_refae"] = explainer.classify(recs["refae"])
+    return arrays
+
+
+def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0):
+    """(tiles, captions) per image for `render_grid`; heat maps are divided by `scale`."""
+    def label(i):
+        return class_names[i] if 0 <= i < len(class_names) else str(i)
+
+    rows = []
+    for i in range(len(arrays["original"])):
+        first = f"true: {label(true_labels[i])}" if true_labels is not None else (names[i] if names else "")
+        captions = [f"{first}\npred: {label(arrays['pred_original'][i])}"]
+        tiles = [arrays["original"][i]]
+        if "refae" in arrays:
+            tiles.append(arrays["refae"][i])
+            captions.append(f"pred: {label(arrays['pred_refae'][i])}")
+        tiles.append(arrays["cladec"][i])
+        captions.append(f"pred: {label(arrays['pred_cladec'][i])}")
+        if "refae" in arrays:
+            tiles.append(heatmap(arrays["difference"][i] / scale))
+            captions.append(f"mean {float(arrays['difference'][i].mean()):.3f}")
+        rows.append((tiles, captions))
+    return rows
+
+
+def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite=False, arrays_out=None):
+    """Render and save the PNG grid (and optionally the arrays as .npz), both atomically."""
+    out = artifacts.check_output(out, overwrite, suffixes=(".png",))
+    if arrays_out:
+        artifacts.check_output(arrays_out, overwrite, suffixes=(".npz",))
+    columns = ("original", "ClaDec")
+    scale = 1.0
+    if "refae" in arrays:
+        # The heat maps share one scale, the grid's largest difference, shown in the header.
+        scale = max(float(arrays["difference"].max()), 1e-6)
+        columns = COLUMNS[:-1] + (f"{COLUMNS[-1]} (max {scale:.2f})",)
+    layout = layout_for(arrays["original"].shape[1:])
+    image = render_grid(grid_rows(arrays, class_names, true_labels, names, scale), layout, columns)
+    with artifacts.atomic_path(out, overwrite) as tmp:
+        image.save(tmp, format="PNG")
+    if arrays_out:
+        extra = {"labels": np.asarray(true_labels)} if true_labels is not None else {}
+        with artifacts.atomic_path(arrays_out, overwrite) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays, **extra)
+    return image.size

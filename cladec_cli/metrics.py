@@ -1,0 +1,27 @@
+"""The paper's measures of an explanation: Rec. Loss, Acc Eval and (cheap) agreement."""
+
+import numpy as np
+
+from cladec_cli import runtime
+from cladec_cli.classifier import accuracy, fit_classifier, fresh_copy
+from cladec_cli.data.split import Split
+from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
+
+
+def agreement(predict_classes, images, reconstructions):
+    """Share of images whose reconstruction gets the same predicted class as the original."""
+    if len(images) == 0:
+        return float("nan")
+    return float(np.mean(predict_classes(images) == predict_classes(reconstructions)))
+
+
+def acc_eval(classifier, train_images, train_labels, test_images, test_labels, settings):
+    """Test accuracy of a fresh classifier of `classifier`'s architecture trained on the given images.
+
+    Returns (accuracy, trained model).
+    """
+    runtime.seed_everything(settings.seed)
+    model = fresh_copy(classifier)
+    shape = tuple(train_images.shape[1:])
+    fit_classifier(model, Split(np.asarray(train_labels), shape, images=train_images), settings)
+    return accuracy(model, Split(np.asarray(test_labels), shape, images=test_images)), model
