@@ -37,8 +37,7 @@ class ExplainableLayer:
 
 def check_supported(model):
     """Refuse models that cannot be cut at a layer: subclassed without a graph, or several inputs."""
-    if not isinstance(model, keras.Model) or not hasattr(model, "_operations") or not model.built \
-            or not getattr(model, "inputs", None):
+    if not _is_submodel(model) or not model.built or not getattr(model, "inputs", None):
         raise UsageError(
             f"model {getattr(model, 'name', model)!r} has no functional graph (a subclassed model?); "
             "save it as a functional or Sequential Keras model"
@@ -64,7 +63,8 @@ def _consumers(model):
 
 
 def _is_submodel(layer):
-    return isinstance(layer, keras.Model) and hasattr(layer, "_operations")
+    """A model with a graph of layers: functional, or Sequential (which has no `_operations` in Keras 3)."""
+    return isinstance(layer, keras.Model) and (hasattr(layer, "_operations") or isinstance(layer, keras.Sequential))
 
 
 def _explainable_paths(model, prefix=""):

@@ -273,5 +273,30 @@ def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_ev
     common.report(result, [table.rstrip(), f"saved {out} and {table_out}"], quiet, as_json)
 
 
+@cli.command("reproduce")
+@click.argument("table", type=click.Choice(["table2", "table3", "table4"]))
+@click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="Runs per cell (seeds 0..N-1).")
+@click.option("--eval-epochs", type=int, default=None, help="Epochs of the Acc Eval classifiers [default: --epochs].")
+@data_options(default_dataset="fashion_mnist")
+@train_options()
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for every artifact and the results [default: reports/<table>].")
+@report_options
+def reproduce_cmd(table, runs, eval_epochs, out, quiet, as_json, **opts):
+    """Run the paper's Table II (layers), III (alpha) or IV (classifier epochs); resumes when rerun."""
+    from cladec_cli.reproduce import reproduce
+
+    settings = common.train_settings(opts, quiet)
+    eval_settings = settings.with_epochs(settings.epochs if eval_epochs is None else eval_epochs)
+    dataset = common.dataset_for(opts, seed=0)
+    out = Path(out or Path("reports") / table)
+    summary = reproduce(table, dataset, settings, eval_settings, runs, out,
+                        log=lambda message: common.note(message, quiet))
+    lines = [(out / "results.md").read_text().rstrip(),
+             f"wrote {out}/results.json, results.csv, results.md ({summary['seconds']} s, "
+             f"{summary['trained']} models trained)"]
+    common.report(summary, lines, quiet, as_json)
+
+
 def main():
     cli.main()

@@ -1,0 +1,207 @@
+"""`reproduce`: the paper's experiment matrices (Tables II-IV), resumable, with mean +- std over runs.
+
+Every artifact of every cell lives in the output folder: a second invocation reuses what exists and
+trains only what is missing, so an interrupted run resumes where it stopped.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cladec_cli import artifacts
+from cladec_cli.classifier import load_classifier, train_classifier
+from cladec_cli.cladec import train_decoder
+from cladec_cli.errors import UsageError
+from cladec_cli.evaluate import evaluate
+from cladec_cli.explainer import load_explainer
+from cladec_cli.refae import train_refae
+from cladec_cli.stats import mean_std, welch_t_test
+
+PAPER_CLASSIFIER_EPOCHS = (0, 1, 4, 16, 64)
+# The paper's figures (Fashion-MNIST, 64 epochs, 10 runs), from DESIGN.md.
+PAPER = {
+    "table2": {-1: (28.07, 7.28, 0.904, 0.845), -2: (6.08, 3.34, 0.895, 0.889),
+               -3: (3.63, 2.64, 0.893, 0.892), -4: (3.61, 2.62, 0.893, 0.893)},
+    "table3": {0.0: (6.08, 0.895), 0.9: (6.81, 0.909), 0.99: (10.21, 0.913), 0.999: (18.79, 0.913),
+               1.0: (234.8, 0.911)},
+    "table4": {0: (5.45, 0.85), 1: (6.42, 0.88), 4: (6.61, 0.893), 16: (6.23, 0.896), 64: (6.08, 0.895)},
+}
+METRICS = (("rec_loss", "Rec. Loss"), ("acc_eval", "Acc Eval"), ("agreement", "Agreement"))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of a table in one run: which classifier, layer and alpha."""
+
+    row: object
+    classifier_epochs: int
+    layer: int
+    alpha: float
+
+
+def cells(table, epochs):
+    """The rows of a table: (row key, classifier epochs, layer, alpha)."""
+    if table == "table2":
+        return [Cell(layer, epochs, layer, 0.0) for layer in (-1, -2, -3, -4)]
+    if table == "table3":
+        return [Cell(alpha, epochs, -2, alpha) for alpha in PAPER["table3"]]
+    if table == "table4":
+        # The paper's classifier epochs, those beyond --epochs replaced by --epochs.
+        return [Cell(e, e, -2, 0.0) for e in sorted({min(e, epochs) for e in PAPER_CLASSIFIER_EPOCHS})]
+    raise UsageError(f"unknown table {table!r}; choose table2, table3 or table4")
+
+
+def check_settings(out, settings):
+    """Record the experiment's settings in `out`, or refuse a folder made with other settings."""
+    path = Path(out) / "settings.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != settings:
+            changed = ", ".join(f"{k} {before.get(k)} -> {settings.get(k)}" for k in settings
+                                if before.get(k) != settings.get(k))
+            raise UsageError(f"{out} holds results made with other settings ({changed}); use another --out")
+    else:
+        artifacts.write_json(path, settings)
+
+
+class Experiment:
+    """Runs (or resumes) one table's experiment matrix in an output folder."""
+
+    def __init__(self, table, dataset, train_settings, eval_settings, runs, out, log=print):
+        self.table, self.dataset, self.runs, self.out, self.log = table, dataset, runs, Path(out), log
+        self.train_settings, self.eval_settings = train_settings, eval_settings
+        self.trained = 0
+
+    def _settings(self, seed, epochs=None):
+        base = self.train_settings.with_epochs(self.train_settings.epochs if epochs is None else epochs)
+        base.seed, base.resume, base.overwrite = seed, True, False
+        return base
+
+    def _classifier(self, run, epochs):
+        path = self.out / f"run{run}" / f"classifier_e{epochs}.h5"
+        if not path.exists():
+            self.log(f"run {run}: training the classifier for {epochs} epochs")
+            train_classifier(self.dataset, self._settings(run, epochs), path)
+            self.trained += 1
+        return path
+
+    def _artifact(self, path, what, train):
+        if not path.exists():
+            self.log(f"  training {what}")
+            train()
+            self.trained += 1
+        return path
+
+    def run_cell(self, run, cell):
+        """Train what is missing for one cell and return its metrics (read back when already done)."""
+        folder = self.out / f"run{run}" / f"c{cell.classifier_epochs}_L{cell.layer}"
+        metrics_path = folder / f"metrics_a{cell.alpha:g}.json"
+        if metrics_path.exists():
+            return json.loads(metrics_path.read_text())
+        classifier_path = self._classifier(run, cell.classifier_epochs)
+        classifier, provenance = load_classifier(classifier_path)
+        settings = self._settings(run)
+        decoder = self._artifact(folder / f"cladec_a{cell.alpha:g}.h5", f"ClaDec decoder layer {cell.layer} "
+                                 f"alpha {cell.alpha:g}", lambda: train_decoder(
+                                     classifier, provenance, self.dataset, cell.layer, cell.alpha, settings,
+                                     folder / f"cladec_a{cell.alpha:g}.h5"))
+        refae = self._artifact(folder / "refae.h5", f"RefAE layer {cell.layer}", lambda: train_refae(
+            classifier, provenance, self.dataset, cell.layer, settings, folder / "refae.h5"))
+        self.log(f"  evaluating (Acc Eval classifiers, {self.eval_settings.epochs} epochs)")
+        eval_settings = self.eval_settings.with_epochs(self.eval_settings.epochs)
+        eval_settings.seed = run
+        started = time.time()
+        result = evaluate(load_explainer(classifier_path, decoder, refae), self.dataset, eval_settings)
+        result["seconds"] = round(time.time() - started, 1)
+        self.trained += 2
+        artifacts.write_json(metrics_path, result)
+        return result
+
+    def run(self):
+        """All runs of all cells; returns {row: [metrics per run]}."""
+        results = {}
+        for run in range(self.runs):
+            for cell in cells(self.table, self.train_settings.epochs):
+                self.log(f"run {run + 1}/{self.runs}, {self.table} row {cell.row}")
+                results.setdefault(cell.row, []).append(self.run_cell(run, cell))
+        return results
+
+
+def summarize(table, results):
+    """Per row: mean, std and runs of every measure for ClaDec and RefAE, and Welch's p-value."""
+    rows = []
+    for key, runs in results.items():
+        row = {"row": key, "runs": len(runs),
+               "classifier_test_accuracy": mean_std([r["classifier_test_accuracy"] for r in runs])}
+        for metric, _ in METRICS:
+            values = {m: [r.get(metric, {}).get(m) for r in runs] for m in ("cladec", "refae")}
+            row[metric] = {m: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "values": v}
+                           for m, v in values.items()}
+            row[metric]["difference"] = row[metric]["cladec"]["mean"] - row[metric]["refae"]["mean"]
+            row[metric]["p_value"] = welch_t_test(values["cladec"], values["refae"])
+        row["paper"] = PAPER[table].get(key)
+        rows.append(row)
+    return rows
+
+
+def _pm(stat, fmt):
+    return f"{stat['mean']:{fmt}} ± {stat['std']:{fmt}}"
+
+
+def markdown(table, rows, settings):
+    """A table laid out like the paper's, with the paper's figures beside ours."""
+    label = {"table2": "Layer", "table3": "alpha", "table4": "Classifier epochs"}[table]
+    head = [label, "Acc classifier", "Rec. Loss ClaDec", "Rec. Loss RefAE", "Δ (p)",
+            "Acc Eval ClaDec", "Acc Eval RefAE", "Δ (p)", "Agreement ClaDec", "Agreement RefAE", "paper"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        rec, acc, agr = row["rec_loss"], row["acc_eval"], row["agreement"]
+        paper = row["paper"]
+        if paper is None:
+            paper_text = "-"
+        elif table == "table2":
+            paper_text = f"Rec {paper[0]} / {paper[1]}, Acc Eval {paper[2]} / {paper[3]}"
+        else:
+            paper_text = f"Rec ClaDec {paper[0]}, Acc Eval ClaDec {paper[1]}"
+        lines.append("| " + " | ".join([
+            str(row["row"]), "{:.4f} ± {:.4f}".format(*row["classifier_test_accuracy"]),
+            _pm(rec["cladec"], ".2f"), _pm(rec["refae"], ".2f"), f"{rec['difference']:+.2f} ({rec['p_value']:.2g})",
+            _pm(acc["cladec"], ".4f"), _pm(acc["refae"], ".4f"), f"{acc['difference']:+.4f} ({acc['p_value']:.2g})",
+            _pm(agr["cladec"], ".3f"), _pm(agr["refae"], ".3f"), paper_text]) + " |")
+    described = ", ".join(f"{k} {v}" for k, v in settings.items())
+    return (f"Settings: {described}.\n\nMean ± sample std over runs; Δ is ClaDec - RefAE with Welch's t-test "
+            f"p-value; the paper's column gives ClaDec / RefAE (64 epochs, 10 runs).\n\n" + "\n".join(lines) + "\n")
+
+
+def csv_lines(rows):
+    """One CSV line per row and measure: row, measure, method, mean, std, values."""
+    lines = ["row,measure,method,mean,std,values"]
+    for row in rows:
+        for metric, _ in METRICS:
+            for method in ("cladec", "refae"):
+                stat = row[metric][method]
+                values = " ".join("" if v is None else f"{v:.6g}" for v in stat["values"])
+                lines.append(f"{row['row']},{metric},{method},{stat['mean']:.6g},{stat['std']:.6g},{values}")
+    return "\n".join(lines) + "\n"
+
+
+def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=print):
+    """Run or resume a table; write results.json, results.csv and results.md into `out`."""
+    if runs < 1:
+        raise UsageError(f"--runs must be at least 1, got {runs}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"table": table, "runs": runs, "epochs": train_settings.epochs,
+                "eval_epochs": eval_settings.epochs, "batch_size": train_settings.batch_size,
+                "lr": train_settings.lr, **{k: v for k, v in dataset.provenance().items() if k != "class_names"}}
+    check_settings(out, {k: v for k, v in settings.items() if k != "runs"})
+    started = time.time()
+    experiment = Experiment(table, dataset, train_settings, eval_settings, runs, out, log)
+    rows = summarize(table, experiment.run())
+    summary = {"settings": settings, "rows": rows, "seconds": round(time.time() - started, 1),
+               "trained": experiment.trained}
+    artifacts.write_json(out / "results.json", summary, overwrite=True)
+    artifacts.write_text(out / "results.csv", csv_lines(rows), overwrite=True)
+    artifacts.write_text(out / "results.md", markdown(table, rows, settings), overwrite=True)
+    return summary
