@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import zipfile
@@ -60,9 +61,20 @@ def write_text(path, text, overwrite=False):
         tmp.write_text(text)
 
 
+def json_safe(data):
+    """`data` with NaN and infinities replaced by None (null), so the JSON is standard."""
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
 def write_json(path, data, overwrite=False):
-    """Write JSON atomically, indented for people."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", overwrite)
+    """Write standard JSON atomically, indented for people."""
+    write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=True) + "\n", overwrite)
 
 
 def weights_digest(model):

@@ -53,7 +53,9 @@ def alpha_tag(alpha):
 def report(summary, lines, quiet, as_json):
     """Print the summary as JSON on stdout, or the human lines, unless quiet."""
     if as_json:
-        click.echo(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        from cladec_cli.artifacts import json_safe
+
+        click.echo(json.dumps(json_safe(summary), indent=2, sort_keys=True, default=str))
     elif not quiet:
         for line in lines:
             click.echo(line)

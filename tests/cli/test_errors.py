@@ -1,0 +1,135 @@
+"""Every bad input gets one line on stderr, a non-zero exit code and no file written."""
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from cladec_cli.cli.main import cli
+from conftest import write_idx_dataset
+
+
+def run_bad(args, tmp_path, code=2, words=()):
+    """Invoke the CLI expecting failure; check exit code, one-line message, no traceback, no new files."""
+    before = set(os.listdir(tmp_path))
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cladec: error: ")
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in lines[0]
+    assert set(os.listdir(tmp_path)) == before, "a failed command left files behind"
+    return lines[0]
+
+
+def test_missing_model_file(tmp_path):
+    run_bad(["layers", "--classifier", tmp_path / "nope.h5"], tmp_path, words=["does not exist"])
+
+
+def test_corrupt_model_file(tmp_path):
+    bad = tmp_path / "corrupt.h5"
+    bad.write_bytes(b"not an hdf5 file at all")
+    run_bad(["layers", "--classifier", bad], tmp_path, words=["not an HDF5 model file"])
+
+
+def test_truncated_model_file(tmp_path, trained):
+    data = trained["classifier"].read_bytes()
+    cut = tmp_path / "truncated.h5"
+    cut.write_bytes(data[: len(data) // 2])
+    run_bad(["layers", "--classifier", cut], tmp_path)
+
+
+def test_wrong_kind_of_artifact(tmp_path, trained):
+    run_bad(["layers", "--classifier", trained["decoder"]], tmp_path, words=["ClaDec decoder", "not a classifier"])
+    run_bad(["explain", "--classifier", trained["classifier"], "--decoder", trained["refae"],
+             "--out", tmp_path / "g.png"], tmp_path, words=["not a ClaDec decoder"])
+
+
+def test_decoder_for_another_layer(tmp_path, trained):
+    other = trained["root"] / "refae_L-1.h5"
+    if not other.exists():
+        CliRunner().invoke(cli, ["train-refae", "--classifier", str(trained["classifier"]), "--layer", "-1",
+                                 "--epochs", "0", "-q", "--out", str(other)])
+    run_bad(["explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+             "--refae", other, "--out", tmp_path / "g.png"], tmp_path, words=["layer"])
+
+
+def test_unknown_layer(tmp_path, trained):
+    run_bad(["train-decoder", "--classifier", trained["classifier"], "--layer", "block9",
+             "--out", tmp_path / "d.h5"], tmp_path, words=["unknown layer", "block5"])
+
+
+@pytest.mark.parametrize("option,value,words", [
+    ("--alpha", "1.5", ["--alpha"]),
+    ("--alpha", "-0.1", ["--alpha"]),
+    ("--epochs", "-1", ["--epochs"]),
+    ("--batch-size", "0", ["--batch-size"]),
+])
+def test_bad_training_numbers(tmp_path, trained, option, value, words):
+    run_bad(["train-decoder", "--classifier", trained["classifier"], option, value,
+             "--out", tmp_path / "d.h5"], tmp_path, words=words)
+
+
+def test_bad_epochs_for_classifier(tmp_path, npz_dataset):
+    run_bad(["train-classifier", "--dataset", npz_dataset, "--epochs", "-3", "--out", tmp_path / "c.h5"],
+            tmp_path, words=["--epochs"])
+
+
+def test_not_a_number(tmp_path, npz_dataset):
+    run_bad(["train-classifier", "--dataset", npz_dataset, "--epochs", "many", "--out", tmp_path / "c.h5"],
+            tmp_path, words=["--epochs"])
+
+
+def test_unknown_dataset(tmp_path):
+    run_bad(["train-classifier", "--dataset", "cifar1000", "--out", tmp_path / "c.h5"], tmp_path,
+            words=["unknown dataset", "fashion_mnist"])
+
+
+def test_no_data_found(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run_bad(["train-classifier", "--data-dir", empty, "--out", tmp_path / "c.h5"], tmp_path,
+            words=["has no fashion_mnist files"])
+
+
+def test_missing_data_dir(tmp_path):
+    run_bad(["train-classifier", "--data-dir", tmp_path / "absent", "--out", tmp_path / "c.h5"], tmp_path,
+            words=["does not exist"])
+
+
+def test_images_that_do_not_fit(tmp_path, trained):
+    data = write_idx_dataset(tmp_path / "idx")
+    # The trained classifier predicts 4 classes; Fashion-MNIST has 10.
+    run_bad(["train-decoder", "--classifier", trained["classifier"], "--dataset", "fashion_mnist",
+             "--data-dir", data, "--out", tmp_path / "d.h5"], tmp_path, words=["10 classes"])
+
+
+def test_empty_image_folder(tmp_path, trained):
+    empty = tmp_path / "images"
+    empty.mkdir()
+    run_bad(["explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+             "--images", empty, "--out", tmp_path / "g.png"], tmp_path, words=["no image files"])
+
+
+def test_unreadable_image(tmp_path, trained):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    run_bad(["explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+             "--images", folder, "--out", tmp_path / "g.png"], tmp_path, words=["broken.png"])
+
+
+def test_existing_output_is_not_overwritten(tmp_path, trained):
+    out = tmp_path / "classifier.h5"
+    out.write_bytes(b"precious")
+    run_bad(["train-classifier", "--dataset", trained["dataset"], "--epochs", "0", "--out", out], tmp_path,
+            words=["already exists", "--overwrite"])
+    assert out.read_bytes() == b"precious"
+
+
+def test_debug_shows_traceback(tmp_path):
+    result = CliRunner().invoke(cli, ["--debug", "layers", "--classifier", str(tmp_path / "nope.h5")])
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr

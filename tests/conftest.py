@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny synthetic datasets and small trained artifacts, made once per session."""
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cladec_cli.cli.main import cli
+
+N_CLASSES = 4
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def synthetic_images(n, size=32, channels=1, n_classes=N_CLASSES, seed=0):
+    """Images whose class is a bright square in one of the quadrants, plus noise; uint8."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % n_classes
+    images = rng.integers(0, 60, size=(n, size, size, channels)).astype(np.uint8)
+    half = size // 2
+    for i, label in enumerate(labels):
+        top, left = (label // 2) * half, (label % 2) * half
+        images[i, top + 2:top + half - 2, left + 2:left + half - 2] = 220
+    return images, labels.astype(np.int64)
+
+
+def write_npz(path, n_train=240, n_test=80, size=32, channels=1, seed=0):
+    """A synthetic `npz:` dataset file."""
+    x_train, y_train = synthetic_images(n_train, size, channels, seed=seed)
+    x_test, y_test = synthetic_images(n_test, size, channels, seed=seed + 1)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+             class_names=np.array(["top-left", "top-right", "bottom-left", "bottom-right"]))
+    return path
+
+
+def write_idx(path, array, compress=True):
+    """Write a uint8 array as an IDX file (gzip-compressed if `compress`)."""
+    array = np.asarray(array, np.uint8)
+    payload = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        f.write(payload)
+    return path
+
+
+def write_idx_dataset(folder, n_train=200, n_test=60, compress=True):
+    """A miniature Fashion-MNIST/MNIST in the original IDX files (28x28, 10 classes)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if compress else ""
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        images, labels = synthetic_images(n, size=28, n_classes=10, seed=seed)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images[..., 0], compress)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, compress)
+    return folder
+
+
+def invoke(*args, expect=0):
+    """Run the CLI in-process; assert the exit code and return the result."""
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == expect, f"exit {result.exit_code}, output:\n{result.output}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def npz_dataset(tmp_path_factory):
+    """`npz:PATH` spec of a tiny synthetic 32x32 gray dataset with 4 classes."""
+    return f"npz:{write_npz(tmp_path_factory.mktemp('data') / 'tiny.npz')}"
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, npz_dataset):
+    """A classifier, a ClaDec decoder (layer -2) and a RefAE trained briefly through the CLI."""
+    root = tmp_path_factory.mktemp("models")
+    paths = {"classifier": root / "classifier.h5", "decoder": root / "cladec.h5", "refae": root / "refae.h5",
+             "dataset": npz_dataset, "root": root}
+    invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 3, "--batch-size", 32, "-q",
+           "--out", paths["classifier"])
+    invoke("train-decoder", "--classifier", paths["classifier"], "--layer", -2, "--epochs", 1,
+           "--batch-size", 32, "-q", "--out", paths["decoder"])
+    invoke("train-refae", "--classifier", paths["classifier"], "--layer", -2, "--epochs", 1,
+           "--batch-size", 32, "-q", "--out", paths["refae"])
+    return paths
+
+
+requires_fashion_mnist = pytest.mark.skipif(
+    not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
+    reason="real Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)

@@ -1,0 +1,49 @@
+"""reproduce runs the experiment matrix once and resumes without training finished cells again."""
+
+import json
+
+import pytest
+
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.errors import UsageError
+from cladec_cli.reproduce import cells, reproduce
+from cladec_cli.training import TrainSettings
+
+
+def test_cells_follow_the_paper():
+    assert [c.layer for c in cells("table2", 8)] == [-1, -2, -3, -4]
+    assert [c.alpha for c in cells("table3", 8)] == [0.0, 0.9, 0.99, 0.999, 1.0]
+    assert [c.classifier_epochs for c in cells("table4", 64)] == [0, 1, 4, 16, 64]
+    assert [c.classifier_epochs for c in cells("table4", 8)] == [0, 1, 4, 8]
+
+
+def test_reproduce_resumes(tmp_path, npz_dataset):
+    dataset = load_dataset(npz_dataset)
+    settings = TrainSettings(epochs=1, batch_size=32, verbose=0)
+    out = tmp_path / "table4"
+    first = reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)
+    assert first["trained"] == 2 + 2 + 2 + 4  # classifiers, decoders, RefAEs, eval classifiers
+    rows = {row["row"]: row for row in first["rows"]}
+    assert set(rows) == {0, 1}
+    assert rows[0]["rec_loss"]["cladec"]["mean"] > 0
+    assert (out / "results.md").read_text().count("\n| ") == 3
+
+    again = reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)
+    assert again["trained"] == 0
+    assert json.dumps(again["rows"], sort_keys=True) == json.dumps(first["rows"], sort_keys=True)
+
+    # A cell interrupted before its decoder was written: only that cell is trained again.
+    cell = out / "run0" / "c1_L-2"
+    (cell / "metrics_a0.json").unlink()
+    (cell / "cladec_a0.h5").unlink()
+    partial = reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)
+    assert partial["trained"] == 1 + 2
+    assert json.loads((out / "results.json").read_text())["trained"] == 3
+
+
+def test_reproduce_refuses_a_folder_with_other_settings(tmp_path, npz_dataset):
+    dataset = load_dataset(npz_dataset, limit=40)
+    settings = TrainSettings(epochs=0, batch_size=32, verbose=0)
+    reproduce("table4", dataset, settings, settings, 1, tmp_path, log=lambda m: None)
+    with pytest.raises(UsageError, match="other settings"):
+        reproduce("table4", dataset, settings.with_epochs(1), settings, 1, tmp_path, log=lambda m: None)

@@ -1,0 +1,27 @@
+import math
+
+import pytest
+
+from cladec_cli.stats import mean_std, student_t_sf2, welch_t_test
+
+
+def test_mean_std_uses_sample_std_and_skips_missing():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert mean_std([5.0, None, float("nan")]) == (5.0, 0.0)
+    assert all(math.isnan(v) for v in mean_std([]))
+
+
+def test_t_distribution_tails():
+    # df = 1 is the Cauchy distribution: P(|T| >= t) = 1 - 2 atan(t) / pi.
+    assert student_t_sf2(1.0, 1.0) == pytest.approx(0.5)
+    assert student_t_sf2(3.0, 1.0) == pytest.approx(1 - 2 * math.atan(3.0) / math.pi)
+    # Large df approaches the normal distribution.
+    assert student_t_sf2(1.959964, 1e7) == pytest.approx(0.05, abs=1e-5)
+
+
+def test_welch_t_test():
+    assert welch_t_test([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert welch_t_test([27.9, 28.2, 28.0], [7.3, 7.2, 7.4]) < 1e-6
+    assert math.isnan(welch_t_test([1.0], [2.0, 3.0]))
+    # Swapping the groups changes nothing.
+    assert welch_t_test([1, 2, 4, 8], [3, 3, 5, 9]) == pytest.approx(welch_t_test([3, 3, 5, 9], [1, 2, 4, 8]))

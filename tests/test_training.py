@@ -1,0 +1,102 @@
+"""Training safety: divergence stops cleanly, seeds repeat bit for bit, killed runs resume."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+
+from cladec_cli.classifier import train_classifier
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.errors import TrainingError, UsageError
+from cladec_cli.training import TrainSettings, backup_folder, prepare_backup
+from conftest import invoke
+
+
+def digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def provenance(path):
+    with h5py.File(path, "r") as f:
+        return {k: json.loads(v) for k, v in f["cladec"].attrs.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny(npz_dataset):
+    return load_dataset(npz_dataset)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny):
+    def weights(seed, name):
+        settings = TrainSettings(epochs=1, batch_size=32, seed=seed, verbose=0)
+        _, record = train_classifier(tiny, settings, tmp_path / name)
+        return record["digest"], record["metrics"]["test_accuracy"]
+
+    first, second, other = weights(3, "a.h5"), weights(3, "b.h5"), weights(4, "c.h5")
+    assert first == second
+    assert first[0] != other[0]
+    assert provenance(tmp_path / "a.h5")["seed"] == 3
+
+
+def test_diverging_loss_stops_and_writes_nothing(tmp_path, tiny):
+    settings = TrainSettings(epochs=3, batch_size=32, lr=1e30, verbose=0)
+    with pytest.raises(TrainingError, match="diverged"):
+        train_classifier(tiny, settings, tmp_path / "c.h5")
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_diverging_loss_through_cli(tmp_path, npz_dataset):
+    result = invoke("train-classifier", "--dataset", npz_dataset, "--lr", "1e30", "--epochs", 2,
+                    "--out", tmp_path / "c.h5", expect=1)
+    assert "diverged" in result.stderr
+    assert not (tmp_path / "c.h5").exists()
+
+
+def cladec_command(*args):
+    return [sys.executable, "-m", "cladec_cli", *map(str, args)]
+
+
+def test_kill_keeps_files_and_resume_finishes(tmp_path, npz_dataset):
+    out = tmp_path / "classifier.h5"
+    invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 1, "--batch-size", 32, "-q", "--out", out)
+    before = digest(out)
+    epochs = 40
+    args = ("train-classifier", "--dataset", npz_dataset, "--epochs", epochs, "--batch-size", 16,
+            "--out", out, "--overwrite")
+    process = subprocess.Popen(cladec_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = backup_folder(out) / "training_metadata.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", -1) >= 1:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert digest(out) == before, "the previous model was touched by the killed run"
+    done = json.loads(metadata.read_text())["epoch"] + 1
+
+    resumed = subprocess.run(cladec_command(*args, "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Epoch 1/{epochs}" not in resumed.stderr
+    assert f"Epoch {done + 1}/{epochs}" in resumed.stderr
+    assert provenance(out)["epochs"] == epochs
+    assert digest(out) != before
+    assert not backup_folder(out).exists()
+
+
+def test_left_over_run_needs_resume_or_overwrite(tmp_path):
+    out = tmp_path / "model.h5"
+    backup_folder(out).mkdir()
+    with pytest.raises(UsageError, match="--resume"):
+        prepare_backup(out, TrainSettings())
+    assert prepare_backup(out, TrainSettings(resume=True)).exists()
+    prepare_backup(out, TrainSettings(overwrite=True))
+    assert not backup_folder(out).exists()
