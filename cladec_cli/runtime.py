@@ -17,6 +17,8 @@ def import_tensorflow_quietly():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    # Retracing notices from predicting with many models in one process say nothing actionable.
+    sys.modules["tensorflow"].get_logger().setLevel("ERROR")
 
 
 def seed_everything(seed):
