@@ -12,7 +12,7 @@ from cladec_cli.decoder import build_decoder
 from cladec_cli.errors import UsageError
 from cladec_cli.layers import build_encoder, resolve_layer
 from cladec_cli.losses import REC_LOSSES, reconstruction_loss
-from cladec_cli.reconstruction import reconstruct_split, rec_loss
+from cladec_cli.reconstruction import split_rec_loss
 from cladec_cli.training import fit, finish_backup, make_optimizer, predict, prepare_backup
 
 CACHE_LIMIT_BYTES = 1 << 30
@@ -90,7 +90,7 @@ def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha,
         classifier, encoder, decoder, dataset.train, settings, alpha, reconstruction_loss(rec_loss_name), cache)
     model.compile(optimizer=make_optimizer(settings, len(data)), loss=losses, loss_weights=weights)
     history = fit(model, data, settings, backup)
-    images, recs = reconstruct_split(stacked(encoder, decoder, "cladec"), dataset.test)
+    test_rec_loss = split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)
     provenance = {
         **artifacts.base_provenance("cladec_decoder"),
         **dataset.provenance(),
@@ -99,7 +99,7 @@ def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha,
         "alpha": alpha,
         "rec_loss": rec_loss_name,
         "cached_codes": bool(alpha == 0.0 and cache),
-        "metrics": {"test_rec_loss": rec_loss(images, recs),
+        "metrics": {"test_rec_loss": test_rec_loss,
                     "train_loss": history.get("loss", [None])[-1] if history else None},
     }
     record = artifacts.save_model(decoder, out, provenance, settings.overwrite)

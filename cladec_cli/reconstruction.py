@@ -16,6 +16,14 @@ def rec_loss(images, reconstructions):
     return float(per_image_sse(images, reconstructions).mean()) if len(images) else float("nan")
 
 
+def split_rec_loss(model, split, batch_size=256):
+    """Rec. Loss of an image -> image model over a split, batch by batch: a split that streams from
+    disk is never held in memory as a whole."""
+    sse = [per_image_sse(images, model.predict_on_batch(images))
+           for images in split.dataset(batch_size, labels=False).as_numpy_iterator()]
+    return float(np.concatenate(sse).mean()) if sse else float("nan")
+
+
 def reconstruct_split(model, split, batch_size=256):
     """Run an image -> image model over a split; returns (images, reconstructions) as arrays."""
     images, _ = split.arrays()

@@ -9,7 +9,7 @@ from cladec_cli.cladec import decoder_for, layer_provenance
 from cladec_cli.errors import UsageError
 from cladec_cli.layers import build_encoder, resolve_layer
 from cladec_cli.losses import REC_LOSSES, reconstruction_loss
-from cladec_cli.reconstruction import reconstruct_split, rec_loss
+from cladec_cli.reconstruction import split_rec_loss
 from cladec_cli.training import fit, finish_backup, make_optimizer, prepare_backup
 
 
@@ -33,14 +33,14 @@ def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings
     data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed).map(lambda x, y: (x, x))
     model.compile(optimizer=make_optimizer(settings, len(data)), loss=reconstruction_loss(rec_loss_name))
     history = fit(model, data, settings, backup)
-    images, recs = reconstruct_split(model, dataset.test)
+    test_rec_loss = split_rec_loss(model, dataset.test)
     provenance = {
         **artifacts.base_provenance("refae"),
         **dataset.provenance(),
         **settings.provenance(),
         **layer_provenance(classifier, layer, classifier_provenance),
         "rec_loss": rec_loss_name,
-        "metrics": {"test_rec_loss": rec_loss(images, recs),
+        "metrics": {"test_rec_loss": test_rec_loss,
                     "train_loss": history.get("loss", [None])[-1] if history else None},
     }
     record = artifacts.save_model(model, out, provenance, settings.overwrite)
