@@ -1,0 +1,121 @@
+"""`cladec explain`: PNG grids for test images, a class, or the user's own files."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cladec_cli.grid import layout_for
+from conftest import invoke
+
+TILE_SHAPE = (32, 32, 1)
+
+
+def explain(trained, out, *args, refae=True, expect=0):
+    extra = ("--refae", trained["refae"]) if refae else ()
+    return invoke("explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"], *extra,
+                  "--out", out, "-q", *args, expect=expect)
+
+
+def png_size(path):
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def test_indices(trained, tmp_path):
+    out = tmp_path / "grid.png"
+    result = explain(trained, out, "--indices", "0,1,2", "--json")
+    assert png_size(out) == layout_for(TILE_SHAPE).size(3, 4)
+    summary = json.loads(result.stdout)
+    assert summary["images"] == ["test #0", "test #1", "test #2"]
+    assert tuple(summary["size"]) == png_size(out)
+
+
+def test_class_and_count(trained, tmp_path):
+    out = tmp_path / "grid.png"
+    arrays = tmp_path / "arrays.npz"
+    result = explain(trained, out, "--class", "top-left", "--count", 2, "--save-arrays", arrays, "--json")
+    assert png_size(out) == layout_for(TILE_SHAPE).size(2, 4)
+    assert json.loads(result.stdout)["images"] == ["test #0", "test #4"]  # labels cycle 0, 1, 2, 3
+    with np.load(arrays) as saved:
+        np.testing.assert_array_equal(saved["labels"], [0, 0])
+
+
+def test_save_arrays(trained, tmp_path):
+    out, arrays = tmp_path / "grid.png", tmp_path / "arrays.npz"
+    explain(trained, out, "--indices", "3,0,5", "--save-arrays", arrays)
+    with np.load(arrays) as saved:
+        for key in ("original", "cladec", "refae", "difference"):
+            assert saved[key].shape == (3, 32, 32, 1), key
+            assert saved[key].dtype == np.float32
+            assert saved[key].min() >= 0 and saved[key].max() <= 1
+        np.testing.assert_allclose(saved["difference"], np.abs(saved["cladec"] - saved["refae"]), atol=1e-6)
+        np.testing.assert_array_equal(saved["labels"], [3, 0, 1])
+        for key in ("pred_original", "pred_cladec", "pred_refae"):
+            assert saved[key].shape == (3,)
+        assert not np.allclose(saved["original"][0], saved["original"][1])
+
+
+def test_without_refae(trained, tmp_path):
+    out, arrays = tmp_path / "grid.png", tmp_path / "arrays.npz"
+    explain(trained, out, "--indices", "0,1", "--save-arrays", arrays, refae=False)
+    assert png_size(out) == layout_for(TILE_SHAPE).size(2, 2)
+    with np.load(arrays) as saved:
+        assert "refae" not in saved.files and "difference" not in saved.files
+        assert saved["cladec"].shape == (2, 32, 32, 1)
+
+
+def test_own_images(trained, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), "L").save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), "RGB").save(folder / "b.png")
+    Image.fromarray(np.full((32, 32), 200, np.uint8), "L").save(folder / "c.png")
+    (folder / "notes.txt").write_text("not an image")
+    out, arrays = tmp_path / "grid.png", tmp_path / "arrays.npz"
+    result = explain(trained, out, "--images", folder, "--save-arrays", arrays, "--json")
+    assert png_size(out) == layout_for(TILE_SHAPE).size(3, 4)
+    assert json.loads(result.stdout)["images"] == ["a.png", "b.png", "c.png"]
+    with np.load(arrays) as saved:
+        assert saved["original"].shape == (3, 32, 32, 1)
+        assert "labels" not in saved.files
+        np.testing.assert_allclose(saved["original"][2], 200 / 255, atol=1e-6)
+
+
+def test_empty_image_folder(trained, tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "grid.png"
+    result = explain(trained, out, "--images", tmp_path / "empty", expect=2)
+    assert "no image files" in result.stderr
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def other_classifier(trained, tmp_path_factory):
+    """A classifier of the same architecture and data but another seed (untrained: quick)."""
+    path = tmp_path_factory.mktemp("other") / "classifier.h5"
+    invoke("train-classifier", "--dataset", trained["dataset"], "--epochs", 0, "--seed", 1, "-q", "--out", path)
+    return path
+
+
+@pytest.mark.parametrize("refae", [False, True], ids=["decoder", "refae"])
+def test_decoder_of_another_classifier_is_refused(trained, other_classifier, tmp_path, refae):
+    out = tmp_path / "grid.png"
+    args = ["explain", "--classifier", other_classifier, "--decoder", trained["decoder"], "--indices", "0",
+            "--out", out, "-q"]
+    if refae:  # a matching decoder, a foreign RefAE
+        invoke("train-decoder", "--classifier", other_classifier, "--layer", -2, "--epochs", 0, "--batch-size", 32,
+               "-q", "--out", tmp_path / "own.h5")
+        args[4] = tmp_path / "own.h5"
+        args += ["--refae", trained["refae"]]
+    result = invoke(*args, expect=2)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cladec: error:")
+    assert "another classifier" in lines[0]
+    assert str(trained["refae"] if refae else trained["decoder"]) in lines[0]
+    assert not out.exists()
+    assert not list(tmp_path.glob("*.png"))

@@ -1,0 +1,181 @@
+"""load_dataset: IDX folders, npz files, preprocessing, stratified limits and tf.data batches."""
+
+import numpy as np
+import pytest
+
+from cladec_cli.data import sources
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.errors import DataError, UsageError
+from conftest import N_CLASSES, synthetic_images, write_idx_dataset, write_npz
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    """A miniature Fashion-MNIST: 200 train / 60 test 28x28 images, 10 balanced classes."""
+    return write_idx_dataset(tmp_path_factory.mktemp("fmnist"))
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Fail loudly if anything tries Keras' downloader."""
+    def refuse(name):
+        raise AssertionError(f"tried to download {name}")
+    monkeypatch.setattr(sources, "keras_download", refuse)
+
+
+def test_fashion_mnist_from_idx_dir(idx_dir, no_download):
+    data = load_dataset("fashion_mnist", data_dir=idx_dir)
+    assert data.image_shape == (32, 32, 1)
+    assert data.n_classes == 10
+    assert data.class_names[0] == "T-shirt/top" and data.class_names[9] == "Ankle boot"
+    assert data.origin == str(idx_dir)
+    assert data.resize == "bilinear"
+    for split, n, seed in ((data.train, 200, 0), (data.test, 60, 1)):
+        assert split.images.shape == (n, 32, 32, 1)
+        assert split.images.dtype == np.float32
+        assert 0.0 <= split.images.min() and split.images.max() <= 1.0
+        assert split.images.max() > 0.5  # the bright squares survived scaling
+        _, labels = synthetic_images(n, size=28, n_classes=10, seed=seed)
+        np.testing.assert_array_equal(split.labels, labels)
+    assert data.provenance()["image_shape"] == [32, 32, 1]
+
+
+def test_raw_idx_files(tmp_path, no_download):
+    folder = write_idx_dataset(tmp_path / "raw", n_train=20, n_test=10, compress=False)
+    data = load_dataset("fashion_mnist", data_dir=folder)
+    assert len(data.train) == 20 and len(data.test) == 10
+
+
+def test_dataset_named_sub_folder(tmp_path, no_download):
+    write_idx_dataset(tmp_path / "fashion-mnist", n_train=20, n_test=10)
+    data = load_dataset("fashion_mnist", data_dir=tmp_path)
+    assert len(data.train) == 20
+
+
+def test_missing_data_dir(tmp_path, no_download):
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset("fashion_mnist", data_dir=tmp_path / "nowhere")
+
+
+def test_data_dir_without_files_never_falls_back(tmp_path, no_download):
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")  # only one of the four files
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+    message = str(info.value)
+    assert str(tmp_path) in message
+    assert "t10k-labels-idx1-ubyte" in message
+
+
+def test_broken_idx_in_data_dir(tmp_path, no_download):
+    folder = write_idx_dataset(tmp_path, n_train=20, n_test=10)
+    path = folder / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(DataError):
+        load_dataset("fashion_mnist", data_dir=folder)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "npz:", "folder:", "imagenet:x"])
+def test_unknown_dataset_name(name):
+    with pytest.raises(UsageError, match="unknown dataset"):
+        load_dataset(name)
+
+
+def test_unknown_resize_mode(idx_dir):
+    with pytest.raises(UsageError, match="resize"):
+        load_dataset("fashion_mnist", data_dir=idx_dir, resize="bicubic")
+
+
+def test_limit_is_class_stratified(idx_dir):
+    full = load_dataset("fashion_mnist", data_dir=idx_dir, resize="pad")
+    data = load_dataset("fashion_mnist", data_dir=idx_dir, resize="pad", limit=50)
+    assert len(data.train) == 50 and len(data.test) == 50
+    for split in (data.train, data.test):
+        counts = np.bincount(split.labels, minlength=10)
+        assert counts.max() - counts.min() <= 1
+        assert counts.sum() == 50
+    # The subset holds original images with their own labels.
+    for image, label in zip(data.train.images, data.train.labels):
+        matches = np.flatnonzero(np.all(full.train.images == image, axis=(1, 2, 3)))
+        assert len(matches) >= 1 and label in full.train.labels[matches]
+    assert data.provenance()["limit"] == 50
+    assert full.provenance()["limit"] == 0
+
+
+def test_limit_on_unbalanced_classes(tmp_path):
+    x, _ = synthetic_images(100)
+    y = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    np.savez(tmp_path / "u.npz", x_train=x, y_train=y, x_test=x[:10], y_test=np.arange(10) % 3)
+    data = load_dataset(f"npz:{tmp_path / 'u.npz'}", limit=20)
+    np.testing.assert_array_equal(np.bincount(data.train.labels), [14, 4, 2])
+
+
+def test_limit_is_repeatable_and_seeded(idx_dir):
+    a = load_dataset("fashion_mnist", data_dir=idx_dir, limit=30, seed=1)
+    b = load_dataset("fashion_mnist", data_dir=idx_dir, limit=30, seed=1)
+    np.testing.assert_array_equal(a.train.images, b.train.images)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "pad"])
+def test_resize_modes_give_32x32(idx_dir, mode):
+    data = load_dataset("fashion_mnist", data_dir=idx_dir, resize=mode, limit=20)
+    assert data.train.images.shape[1:] == (32, 32, 1)
+    assert data.train.images.dtype == np.float32
+    assert data.resize == mode and data.provenance()["resize"] == mode
+
+
+def test_pad_centres_content_with_zero_border(idx_dir):
+    data = load_dataset("fashion_mnist", data_dir=idx_dir, resize="pad")
+    raw, _ = synthetic_images(200, size=28, n_classes=10, seed=0)
+    x = data.train.images
+    np.testing.assert_allclose(x[:, 2:30, 2:30, 0], raw[..., 0] / 255.0, atol=1e-6)
+    border = np.concatenate([x[:, :2].ravel(), x[:, 30:].ravel(), x[:, :, :2].ravel(), x[:, :, 30:].ravel()])
+    assert np.all(border == 0)
+
+
+def test_nearest_keeps_pixel_values_bilinear_blends(idx_dir):
+    raw, _ = synthetic_images(200, size=28, n_classes=10, seed=0)
+    allowed = np.unique(raw.astype(np.float32) / 255.0)
+    nearest = load_dataset("fashion_mnist", data_dir=idx_dir, resize="nearest", limit=10).train.images
+    bilinear = load_dataset("fashion_mnist", data_dir=idx_dir, resize="bilinear", limit=10).train.images
+    assert np.all(np.isin(nearest, allowed))
+    assert not np.all(np.isin(bilinear, allowed))
+    assert not np.allclose(nearest, bilinear)
+
+
+def test_split_batches(idx_dir):
+    data = load_dataset("fashion_mnist", data_dir=idx_dir)
+    batches = list(data.train.dataset(32))
+    assert len(batches) == 7
+    for xb, yb in batches[:-1]:
+        assert tuple(xb.shape) == (32, 32, 32, 1) and tuple(yb.shape) == (32,)
+    assert tuple(batches[-1][0].shape) == (8, 32, 32, 1)
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), data.train.labels)
+    images_only = list(data.test.dataset(32, labels=False))
+    assert [tuple(b.shape) for b in images_only] == [(32, 32, 32, 1), (28, 32, 32, 1)]
+    shuffled = np.concatenate([y.numpy() for _, y in data.train.dataset(32, shuffle=True, seed=0)])
+    assert sorted(shuffled) == sorted(data.train.labels)
+
+
+def test_npz_dataset(tmp_path):
+    path = write_npz(tmp_path / "tiny.npz", n_train=40, n_test=12)
+    data = load_dataset(f"npz:{path}")
+    x_train, y_train = synthetic_images(40)
+    assert data.image_shape == (32, 32, 1)
+    assert data.n_classes == N_CLASSES
+    assert data.class_names == ["top-left", "top-right", "bottom-left", "bottom-right"]
+    np.testing.assert_allclose(data.train.images, x_train.astype(np.float32) / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(data.train.labels, y_train)
+    assert len(data.test) == 12
+    assert data.provenance()["dataset"] == f"npz:{path}"
+
+
+def test_npz_dataset_with_image_shape(tmp_path):
+    path = write_npz(tmp_path / "rgb.npz", n_train=8, n_test=4, size=16, channels=3)
+    data = load_dataset(f"npz:{path}", image_shape=(32, 32, 1))
+    assert data.train.images.shape == (8, 32, 32, 1)
+    assert 0.0 <= data.train.images.min() and data.train.images.max() <= 1.0
+
+
+def test_missing_npz(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(f"npz:{tmp_path / 'absent.npz'}")

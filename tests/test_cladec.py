@@ -1,0 +1,117 @@
+"""ClaDec decoders: training variants, save/load round trips and provenance."""
+
+import json
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from cladec_cli import artifacts
+from cladec_cli.classifier import load_classifier
+from cladec_cli.cladec import frozen_encoder, stacked, train_decoder
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.errors import UsageError
+from cladec_cli.layers import resolve_layer
+from cladec_cli.reconstruction import rec_loss
+from cladec_cli.training import TrainSettings
+
+
+def settings(**changes):
+    return TrainSettings(**{"epochs": 1, "batch_size": 32, "seed": 0, "verbose": 0, **changes})
+
+
+def read_group(path):
+    with h5py.File(path, "r") as f:
+        return {key: json.loads(value) for key, value in f["cladec"].attrs.items()}
+
+
+@pytest.fixture(scope="module")
+def setup(trained):
+    classifier, provenance = load_classifier(trained["classifier"])
+    return classifier, provenance, load_dataset(trained["dataset"])
+
+
+@pytest.fixture(scope="module")
+def variants(setup, tmp_path_factory):
+    """Decoders for layer -2 trained in this process: cached and uncached codes at alpha 0, and alpha 0.99."""
+    classifier, provenance, data = setup
+    root = tmp_path_factory.mktemp("decoders")
+    made = {}
+    for key, alpha, cache in (("cached", 0.0, "yes"), ("uncached", 0.0, "no"), ("alpha", 0.99, "auto")):
+        out = root / f"{key}.h5"
+        decoder, record = train_decoder(classifier, provenance, data, -2, alpha, settings(), out,
+                                        cache_codes=cache)
+        made[key] = (decoder, record, out)
+    return made
+
+
+def test_fixture_decoder_loads_plainly(trained, setup):
+    classifier, _, data = setup
+    decoder = keras.models.load_model(trained["decoder"])
+    assert tuple(decoder.inputs[0].shape[1:]) == (1, 1, 256)
+    assert tuple(decoder.outputs[0].shape[1:]) == (32, 32, 1)
+    group = read_group(trained["decoder"])
+    assert group["kind"] == "cladec_decoder"
+    assert group["layer_name"] == "block5" and group["layer_index"] == -2
+    assert group["layer_shape"] == [1, 1, 256]
+    assert group["alpha"] == 0.0
+    assert group["classifier_digest"] == artifacts.weights_digest(classifier)
+    assert group["digest"] == artifacts.weights_digest(decoder)
+    assert group["metrics"]["test_rec_loss"] > 0
+    # The stored Rec. Loss is what the saved decoder gives on the test split.
+    cladec = stacked(frozen_encoder(classifier, resolve_layer(classifier, -2)), decoder, "cladec")
+    images = data.test.images
+    assert rec_loss(images, cladec.predict(images, verbose=0)) == pytest.approx(group["metrics"]["test_rec_loss"],
+                                                                               rel=1e-4)
+
+
+@pytest.mark.parametrize("key", ["cached", "uncached", "alpha"])
+def test_round_trip(variants, setup, key):
+    classifier, _, data = setup
+    decoder, record, out = variants[key]
+    loaded = keras.models.load_model(out)
+    codes = frozen_encoder(classifier, resolve_layer(classifier, -2)).predict(data.test.images, verbose=0)
+    np.testing.assert_array_equal(loaded.predict(codes, verbose=0), decoder.predict(codes, verbose=0))
+    group = read_group(out)
+    assert group == json.loads(json.dumps(record))
+    assert group["layer_name"] == "block5" and group["layer_index"] == -2
+    assert group["classifier_digest"] == artifacts.weights_digest(classifier)
+    assert group["metrics"]["test_rec_loss"] > 0
+    assert group["epochs"] == 1 and group["batch_size"] == 32 and group["seed"] == 0
+
+
+def test_alpha_recorded(variants):
+    assert variants["alpha"][1]["alpha"] == 0.99
+    assert variants["alpha"][1]["cached_codes"] is False
+    assert variants["cached"][1]["alpha"] == 0.0
+    assert variants["cached"][1]["cached_codes"] is True
+    assert variants["uncached"][1]["cached_codes"] is False
+
+
+def test_alpha_gives_another_decoder(variants, setup):
+    classifier, _, data = setup
+    plain, extended = variants["uncached"][0], variants["alpha"][0]
+    assert artifacts.weights_digest(plain) != artifacts.weights_digest(extended)
+    codes = frozen_encoder(classifier, resolve_layer(classifier, -2)).predict(data.test.images[:16], verbose=0)
+    assert not np.allclose(plain.predict(codes, verbose=0), extended.predict(codes, verbose=0), atol=1e-3)
+    assert variants["alpha"][1]["metrics"]["test_rec_loss"] != variants["uncached"][1]["metrics"]["test_rec_loss"]
+
+
+def test_cached_and_uncached_codes_agree(variants):
+    cached = variants["cached"][1]["metrics"]["test_rec_loss"]
+    uncached = variants["uncached"][1]["metrics"]["test_rec_loss"]
+    assert cached == pytest.approx(uncached, rel=1e-5)
+
+
+def test_training_leaves_the_classifier_alone(variants, setup, trained):
+    classifier, _, _ = setup
+    assert artifacts.weights_digest(classifier) == read_group(trained["classifier"])["digest"]
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5])
+def test_alpha_out_of_range(setup, tmp_path, alpha):
+    classifier, provenance, data = setup
+    with pytest.raises(UsageError, match="alpha"):
+        train_decoder(classifier, provenance, data, -2, alpha, settings(), tmp_path / "d.h5")
+    assert not (tmp_path / "d.h5").exists()

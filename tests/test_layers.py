@@ -1,0 +1,130 @@
+"""Explainable layers, resolving --layer and cutting encoders."""
+
+import keras
+import numpy as np
+import pytest
+
+from cladec_cli.architectures import build_classifier
+from cladec_cli.errors import UsageError
+from cladec_cli.layers import build_encoder, explainable_layers, resolve_layer
+
+EXPECTED = [("block1", -6, (16, 16, 16)), ("block2", -5, (8, 8, 32)), ("block3", -4, (4, 4, 64)),
+            ("block4", -3, (2, 2, 128)), ("block5", -2, (1, 1, 256)), ("logits", -1, (4,))]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return build_classifier((32, 32, 1), 4)
+
+
+def test_explainable_layers_of_paper_classifier(classifier):
+    found = explainable_layers(classifier)
+    assert [(l.name, l.index, l.shape) for l in found] == EXPECTED
+    assert found[-1].is_vector and not found[-2].is_vector
+
+
+@pytest.mark.parametrize("name, index, shape", EXPECTED)
+def test_resolve_by_name_and_index(classifier, name, index, shape):
+    by_name = resolve_layer(classifier, name)
+    by_index = resolve_layer(classifier, index)
+    assert by_name == by_index
+    assert (by_name.name, by_name.index, by_name.shape) == (name, index, shape)
+    assert resolve_layer(classifier, str(index)) == by_name
+    assert resolve_layer(classifier, f" {name} ") == by_name
+
+
+def test_unknown_name(classifier):
+    with pytest.raises(UsageError) as info:
+        resolve_layer(classifier, "block9")
+    assert "block9" in str(info.value)
+    assert "block1" in str(info.value) and "logits" in str(info.value)
+
+
+@pytest.mark.parametrize("spec", [0, 1, "3"])
+def test_positive_index(classifier, spec):
+    with pytest.raises(UsageError, match="count from the end"):
+        resolve_layer(classifier, spec)
+
+
+@pytest.mark.parametrize("spec", [-7, "-100"])
+def test_index_out_of_range(classifier, spec):
+    with pytest.raises(UsageError, match="out of range.*6 explainable"):
+        resolve_layer(classifier, spec)
+
+
+def test_pre_activation_layers_are_not_explainable(classifier):
+    names = {l.name for l in explainable_layers(classifier)}
+    assert not names & {"block1_conv", "block1_bn", "flatten", "image"}
+    with pytest.raises(UsageError):
+        resolve_layer(classifier, "block1_conv")
+
+
+@pytest.mark.parametrize("spec, shape", [("block2", (8, 8, 32)), (-2, (1, 1, 256)), (-1, (4,))])
+def test_build_encoder(classifier, spec, shape):
+    layer = resolve_layer(classifier, spec)
+    encoder = build_encoder(classifier, layer)
+    assert tuple(encoder.outputs[0].shape[1:]) == shape
+    assert tuple(encoder.inputs[0].shape[1:]) == (32, 32, 1)
+    x = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
+    out = np.asarray(encoder(x))
+    assert out.shape == (2,) + shape
+    if spec == -1:  # the encoder to the logits is the classifier itself, same weights
+        np.testing.assert_allclose(out, np.asarray(classifier(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_encoder_by_name_shares_weights(classifier):
+    encoder = build_encoder(classifier, "block3")
+    conv = classifier.get_layer("block1_conv")
+    assert any(w is conv.kernel for w in encoder.weights)
+
+
+def _conv_relu(name):
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.ReLU(name="act")(keras.layers.Conv2D(4, 3, name="conv")(inputs))
+    return keras.Model(inputs, h, name=name)
+
+
+def _seq_conv_relu(name):
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+                             keras.layers.ReLU(name="act")], name=name)
+
+
+@pytest.mark.parametrize("make_inner", [_conv_relu, _seq_conv_relu], ids=["functional", "sequential"])
+def test_nested_models_are_expanded(make_inner):
+    inner = make_inner("features")
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Flatten()(inner(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(h))
+    found = explainable_layers(model)
+    assert [(l.name, l.index, l.shape) for l in found] == [("features/act", -2, (6, 6, 4)), ("out", -1, (3,))]
+    encoder = build_encoder(model, resolve_layer(model, "features/act"))
+    x = np.random.default_rng(0).random((2, 8, 8, 1), np.float32)
+    np.testing.assert_allclose(np.asarray(encoder(x)), np.asarray(inner(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_sequential_classifier():
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.ReLU(name="act"), keras.layers.Flatten(), keras.layers.Dense(3, name="out")])
+    found = explainable_layers(model)
+    assert [(l.name, l.index, l.shape) for l in found] == [("act", -2, (6, 6, 4)), ("out", -1, (3,))]
+    encoder = build_encoder(model, resolve_layer(model, -2))
+    assert tuple(encoder.outputs[0].shape[1:]) == (6, 6, 4)
+
+
+def test_unsupported_models():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    sub = Subclassed()
+    sub(np.zeros((1, 3), np.float32))
+    with pytest.raises(UsageError, match="no functional graph"):
+        explainable_layers(sub)
+    a, b = keras.Input((4,)), keras.Input((4,))
+    two = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
+    with pytest.raises(UsageError, match="2 inputs"):
+        explainable_layers(two)

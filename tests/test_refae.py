@@ -1,0 +1,76 @@
+"""RefAE: save/load round trips and provenance."""
+
+import json
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from cladec_cli import artifacts
+from cladec_cli.classifier import load_classifier
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.refae import train_refae
+from cladec_cli.training import TrainSettings
+
+
+def read_group(path):
+    with h5py.File(path, "r") as f:
+        return {key: json.loads(value) for key, value in f["cladec"].attrs.items()}
+
+
+@pytest.fixture(scope="module")
+def setup(trained):
+    classifier, provenance = load_classifier(trained["classifier"])
+    return classifier, provenance, load_dataset(trained["dataset"])
+
+
+@pytest.fixture(scope="module")
+def refae(setup, tmp_path_factory):
+    classifier, provenance, data = setup
+    out = tmp_path_factory.mktemp("refae") / "refae.h5"
+    model, record = train_refae(classifier, provenance, data, "block4",
+                                TrainSettings(epochs=1, batch_size=32, seed=0, verbose=0), out)
+    return model, record, out
+
+
+def test_fixture_refae_loads_plainly(trained, setup):
+    classifier, _, data = setup
+    model = keras.models.load_model(trained["refae"])
+    assert tuple(model.inputs[0].shape[1:]) == (32, 32, 1)
+    assert tuple(model.outputs[0].shape[1:]) == (32, 32, 1)
+    out = model.predict(data.test.images[:8], verbose=0)
+    assert out.min() >= 0 and out.max() <= 1
+    group = read_group(trained["refae"])
+    assert group["kind"] == "refae"
+    assert group["layer_name"] == "block5" and group["layer_index"] == -2
+    assert group["classifier_digest"] == artifacts.weights_digest(classifier)
+    assert group["digest"] == artifacts.weights_digest(model)
+    assert group["metrics"]["test_rec_loss"] > 0
+    assert group["rec_loss"] == "sse"
+
+
+def test_round_trip(refae, setup):
+    classifier, _, data = setup
+    model, record, out = refae
+    loaded = keras.models.load_model(out)
+    x = data.test.images
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    group = read_group(out)
+    assert group == json.loads(json.dumps(record))
+    assert group["layer_name"] == "block4" and group["layer_index"] == -3
+    assert group["layer_shape"] == [2, 2, 128]
+    assert group["classifier_digest"] == artifacts.weights_digest(classifier)
+    assert group["metrics"]["test_rec_loss"] > 0
+    assert group["epochs"] == 1 and group["batch_size"] == 32
+
+
+def test_refae_does_not_share_or_change_classifier_weights(refae, setup, trained):
+    classifier, _, _ = setup
+    model, _, _ = refae
+    assert artifacts.weights_digest(classifier) == read_group(trained["classifier"])["digest"]
+    ids = {id(w) for w in classifier.weights}
+    assert not any(id(w) in ids for w in model.weights)
+    first = model.get_layer("refae_encoder").weights[0]
+    assert first.shape == classifier.get_layer("block1_conv").kernel.shape
+    assert not np.allclose(np.asarray(first), np.asarray(classifier.get_layer("block1_conv").kernel))
