@@ -2,8 +2,9 @@
 
 Plain equivalent: the same layers trained with `model.fit` on NumPy arrays, batch 128, the frozen
 encoder inside the model. Both are timed in the same process, alternating, on all of Fashion-MNIST;
-an epoch's time is the wall time between `on_epoch_begin` and `on_epoch_end`, the first epoch
-(tracing) left out, the fastest of the rest reported.
+an epoch's time runs from its `on_epoch_begin` to the next one (the last to `on_train_end`), so
+checkpoints and other callbacks count; the first epoch (tracing) is left out and the fastest of the
+rest reported.
 
     python benchmarks/speed.py [--epochs 3] [--limit N] [--out reports/speed.json]
 """
@@ -32,15 +33,21 @@ from cladec_cli.training import TrainSettings  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
+    """Epoch durations from one epoch's start to the next (so every callback's cost counts)."""
+
     def __init__(self):
         super().__init__()
-        self.times = []
+        self.starts = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
+        self.starts.append(time.perf_counter())
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.started)
+    def on_train_end(self, logs=None):
+        self.starts.append(time.perf_counter())
+
+    @property
+    def times(self):
+        return [b - a for a, b in zip(self.starts, self.starts[1:])]
 
 
 def steady(times):
