@@ -55,6 +55,9 @@ def _training_setup(classifier, encoder, decoder, split, settings, alpha, rec, c
     """(model, dataset, losses, weights) for one of the three training set-ups."""
     images = split.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
     if alpha == 0.0 and cache:
+        if not split.in_memory:
+            raise UsageError("--cache-codes yes needs a dataset held in memory; this one streams image files "
+                             "from disk (use --cache-codes auto or no)")
         codes = predict(encoder, split.images)
         data = tf.data.Dataset.from_tensor_slices((codes, split.images))
         data = data.shuffle(len(codes), seed=settings.seed).batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)

@@ -16,9 +16,10 @@ def rec_loss(images, reconstructions):
     return float(per_image_sse(images, reconstructions).mean()) if len(images) else float("nan")
 
 
-def split_rec_loss(model, split, batch_size=256):
+def split_rec_loss(model, split, batch_size=64):
     """Rec. Loss of an image -> image model over a split, batch by batch: a split that streams from
-    disk is never held in memory as a whole."""
+    disk is never held in memory as a whole. Batches are small because `per_image_sse` works on
+    float64 copies (four per batch)."""
     sse = [per_image_sse(images, model.predict_on_batch(images))
            for images in split.dataset(batch_size, labels=False).as_numpy_iterator()]
     return float(np.concatenate(sse).mean()) if sse else float("nan")

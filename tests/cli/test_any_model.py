@@ -1,0 +1,258 @@
+"""Explaining Keras classifiers that cladec did not build: residual, branching, nested, Sequential,
+non-square and gray, .h5 and .keras; refusing subclassed and multi-input models."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+from PIL import Image
+
+from cladec_cli.layers import resolve_layer
+from cladec_cli.refae import build_refae
+from conftest import invoke, synthetic_images, write_npz
+from image_files import save_image
+
+TRAIN = ("--epochs", 1, "--batch-size", 16, "-q")
+
+
+def residual_classifier():
+    """48x48 RGB, functional, with a residual Add, a two-branch Concatenate and named layers; logits out."""
+    inputs = keras.Input((48, 48, 3), name="pixels")
+    h = layers.Conv2D(8, 3, strides=2, padding="same", name="stem")(inputs)
+    h = layers.BatchNormalization(name="stem_bn")(h)
+    stem = layers.ReLU(name="stem_relu")(h)
+    h = layers.Conv2D(8, 3, padding="same", activation="relu", name="res_conv1")(stem)
+    h = layers.Conv2D(8, 3, padding="same", name="res_conv2")(h)
+    h = layers.Add(name="res_add")([h, stem])
+    res = layers.ReLU(name="res_out")(h)
+    left = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="branch_a")(res)
+    right = layers.MaxPooling2D(name="branch_b")(res)
+    h = layers.Concatenate(name="merge")([left, right])
+    h = layers.GlobalAveragePooling2D(name="pool")(h)
+    logits = layers.Dense(4, name="scores")(h)
+    return keras.Model(inputs, logits, name="resnetish")
+
+
+RESIDUAL_LAYERS = [("stem_relu", (24, 24, 8)), ("res_conv1", (24, 24, 8)), ("res_conv2", (24, 24, 8)),
+                   ("res_out", (24, 24, 8)), ("branch_a", (12, 12, 8)), ("branch_b", (12, 12, 8)),
+                   ("merge", (12, 12, 16)), ("pool", (16,)), ("scores", (4,))]
+
+
+def nested_classifier():
+    """A functional backbone used as a layer of the outer model; softmax output."""
+    inner_in = keras.Input((48, 48, 3))
+    h = layers.Conv2D(8, 3, strides=2, padding="same", name="conv")(inner_in)
+    h = layers.ReLU(name="act")(h)
+    h = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv2")(h)
+    backbone = keras.Model(inner_in, h, name="backbone")
+    inputs = keras.Input((48, 48, 3))
+    h = layers.Flatten(name="flat")(backbone(inputs))
+    return keras.Model(inputs, layers.Dense(4, activation="softmax", name="probs")(h), name="outer")
+
+
+def sequential_classifier():
+    """Gray, not square (40 x 24), Sequential."""
+    return keras.Sequential([
+        keras.Input((40, 24, 1)),
+        layers.Conv2D(8, 3, strides=2, padding="same", name="c1"),
+        layers.ReLU(name="r1"),
+        layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="c2"),
+        layers.Flatten(name="flat"),
+        layers.Dense(4, name="logits"),
+    ], name="seq")
+
+
+def layers_json(path):
+    return [(row["name"], row["index"], tuple(row["shape"]))
+            for row in json.loads(invoke("layers", "--classifier", path, "--json").output)]
+
+
+def one_line_error(result):
+    lines = [line for line in result.output.strip().splitlines() if line.startswith("cladec: error:")]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def rgb48(tmp_path_factory):
+    """`npz:` spec of 48x48 RGB images, 4 classes."""
+    return f"npz:{write_npz(tmp_path_factory.mktemp('rgb48') / 'rgb48.npz', 48, 16, size=48, channels=3)}"
+
+
+@pytest.fixture(scope="module")
+def residual(tmp_path_factory, rgb48):
+    """The residual classifier, trained briefly with model.fit and saved as .h5, plus its ClaDec and RefAE."""
+    root = tmp_path_factory.mktemp("residual")
+    model = residual_classifier()
+    x, y = synthetic_images(32, size=48, channels=3)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x / 255.0, y, epochs=1, batch_size=16, verbose=0)
+    paths = {"classifier": root / "resnetish.h5", "decoder": root / "dec.h5", "refae": root / "refae.h5",
+             "root": root, "dataset": rgb48}
+    model.save(paths["classifier"])
+    decoder = json.loads(invoke("train-decoder", "--classifier", paths["classifier"], "--layer", "res_out",
+                                "--dataset", rgb48, "--out", paths["decoder"], *TRAIN, "--json").output)
+    refae = json.loads(invoke("train-refae", "--classifier", paths["classifier"], "--layer", -6,
+                              "--dataset", rgb48, "--out", paths["refae"], *TRAIN, "--json").output)
+    return {**paths, "decoder_record": decoder, "refae_record": refae}
+
+
+def test_layers_of_residual_model(residual):
+    found = layers_json(residual["classifier"])
+    n = len(RESIDUAL_LAYERS)
+    assert found == [(name, i - n, shape) for i, (name, shape) in enumerate(RESIDUAL_LAYERS)]
+
+
+def test_train_decoder_and_refae_on_residual_layer(residual):
+    for kind in ("decoder", "refae"):
+        record = residual[f"{kind}_record"]
+        assert record["layer_name"] == "res_out" and record["layer_index"] == -6  # name and index agree
+        assert record["layer_shape"] == [24, 24, 8]
+        assert record["image_shape"] == [48, 48, 3]
+        assert record["classifier_arch"] == "custom"
+        assert np.isfinite(record["metrics"]["test_rec_loss"])
+    decoder = keras.models.load_model(residual["decoder"], compile=False)
+    assert tuple(decoder.inputs[0].shape[1:]) == (24, 24, 8)  # from the layer's output shape
+    assert tuple(decoder.outputs[0].shape[1:]) == (48, 48, 3)  # to the model's input shape
+    refae = keras.models.load_model(residual["refae"], compile=False)
+    assert tuple(refae.inputs[0].shape[1:]) == (48, 48, 3) and tuple(refae.outputs[0].shape[1:]) == (48, 48, 3)
+    # The RefAE's decoder is the same architecture as ClaDec's.
+    assert [w.shape for w in refae.get_layer("decoder").weights] == [w.shape for w in decoder.weights]
+
+
+def test_refae_is_a_fresh_copy_of_the_graph_up_to_the_layer(residual):
+    classifier = keras.models.load_model(residual["classifier"], compile=False)
+    refae = build_refae(classifier, resolve_layer(classifier, "res_out"))
+    encoder = refae.get_layer("refae_encoder")
+    x = np.random.default_rng(0).random((2, 48, 48, 3), np.float32)
+    assert encoder(x).shape == (2, 24, 24, 8)
+    kinds = {type(layer).__name__ for layer in encoder._flatten_layers(include_self=False)}
+    assert {"Add", "Conv2D", "BatchNormalization", "ReLU"} <= kinds
+    assert not kinds & {"Concatenate", "Dense", "GlobalAveragePooling2D"}  # nothing after the layer
+    mine = {w.path.split("/")[-2] + "/" + w.path.split("/")[-1]: np.asarray(w) for w in encoder.trainable_weights}
+    theirs = classifier.get_layer("res_conv1").kernel
+    copied = [k for k in mine if k.startswith("res_conv1/kernel")]
+    assert copied and mine[copied[0]].shape == tuple(theirs.shape)
+    assert not np.allclose(mine[copied[0]], np.asarray(theirs))  # re-initialised, not copied
+    assert all(w.trainable for w in encoder.weights if "moving" not in w.path)
+
+
+def test_explain_residual_model(residual, tmp_path):
+    out, arrays = tmp_path / "grid.png", tmp_path / "arrays.npz"
+    result = invoke("explain", "--classifier", residual["classifier"], "--decoder", residual["decoder"],
+                    "--refae", residual["refae"], "--dataset", residual["dataset"], "--indices", "0,5,6",
+                    "--out", out, "--save-arrays", arrays, "--json")
+    assert json.loads(result.output)["images"] == ["test #0", "test #5", "test #6"]
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.width > 3 * 48
+    saved = np.load(arrays)
+    for key in ("original", "refae", "cladec", "difference"):
+        assert saved[key].shape == (3, 48, 48, 3), key
+        assert 0.0 <= saved[key].min() and saved[key].max() <= 1.0
+    np.testing.assert_allclose(saved["difference"], np.abs(saved["cladec"] - saved["refae"]), atol=1e-6)
+    np.testing.assert_array_equal(saved["labels"], [0, 1, 2])
+    assert saved["pred_original"].shape == (3,)
+
+
+def test_explain_own_images_are_resized(residual, tmp_path):
+    folder = tmp_path / "mine"
+    save_image(folder / "a_gray.png", np.full((30, 20, 1), 128, np.uint8))
+    save_image(folder / "b_wide.jpg", np.full((60, 100, 3), 250, np.uint8))
+    (folder / "notes.txt").write_text("ignored")
+    arrays = tmp_path / "own.npz"
+    result = invoke("explain", "--classifier", residual["classifier"], "--decoder", residual["decoder"],
+                    "--images", folder, "--out", tmp_path / "own.png", "--save-arrays", arrays, "--json")
+    assert json.loads(result.output)["images"] == ["a_gray.png", "b_wide.jpg"]
+    original = np.load(arrays)["original"]
+    assert original.shape == (2, 48, 48, 3)
+    np.testing.assert_allclose(original[0], 128 / 255, atol=1e-5)  # gray -> RGB, same value everywhere
+    assert original[1].min() > 0.95
+    assert np.load(arrays)["cladec"].shape == (2, 48, 48, 3)
+
+
+def test_decoder_for_vector_layer_of_48px_model(residual, tmp_path):
+    out = tmp_path / "logits.h5"
+    record = json.loads(invoke("train-decoder", "--classifier", residual["classifier"], "--layer", "-1",
+                               "--dataset", residual["dataset"], "--out", out, *TRAIN, "--json").output)
+    assert record["layer_name"] == "scores" and record["layer_shape"] == [4]
+    decoder = keras.models.load_model(out, compile=False)
+    assert tuple(decoder.inputs[0].shape[1:]) == (4,) and tuple(decoder.outputs[0].shape[1:]) == (48, 48, 3)
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_layers_accepts_h5_and_keras(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    residual_classifier().save(path)
+    assert [name for name, _, _ in layers_json(path)] == [name for name, _ in RESIDUAL_LAYERS]
+    assert "res_out" in invoke("layers", "--classifier", path).output
+
+
+def test_nested_sub_model(tmp_path, rgb48):
+    path = tmp_path / "nested.h5"
+    nested_classifier().save(path)
+    assert layers_json(path) == [("backbone/act", -3, (24, 24, 8)), ("backbone/conv2", -2, (12, 12, 8)),
+                                 ("probs", -1, (4,))]
+    record = json.loads(invoke("train-decoder", "--classifier", path, "--layer", "backbone/act", "--alpha", 0.5,
+                               "--dataset", rgb48, "--out", tmp_path / "dec.h5", *TRAIN, "--json").output)
+    assert record["layer_name"] == "backbone/act" and record["alpha"] == 0.5
+    assert np.isfinite(record["metrics"]["test_rec_loss"])
+    record = json.loads(invoke("train-refae", "--classifier", path, "--layer", "backbone/act", "--dataset", rgb48,
+                               "--out", tmp_path / "refae.h5", *TRAIN, "--json").output)
+    assert record["layer_index"] == -3
+    arrays = tmp_path / "a.npz"
+    invoke("explain", "--classifier", path, "--decoder", tmp_path / "dec.h5", "--refae", tmp_path / "refae.h5",
+           "--dataset", rgb48, "--count", 2, "--out", tmp_path / "g.png", "--save-arrays", arrays, "-q")
+    assert np.load(arrays)["cladec"].shape == (2, 48, 48, 3)
+
+
+def test_sequential_gray_non_square_keras_file(tmp_path):
+    path = tmp_path / "seq.keras"
+    sequential_classifier().save(path)
+    assert layers_json(path) == [("r1", -3, (20, 12, 8)), ("c2", -2, (10, 6, 8)), ("logits", -1, (4,))]
+    # 32x32 gray images, fitted to the classifier's 40x24 input.
+    dataset = f"npz:{write_npz(tmp_path / 'gray.npz', 32, 8)}"
+    dec, refae = tmp_path / "dec.h5", tmp_path / "refae.h5"
+    invoke("train-decoder", "--classifier", path, "--layer", "c2", "--dataset", dataset, "--out", dec, *TRAIN)
+    invoke("train-refae", "--classifier", path, "--layer", -2, "--dataset", dataset, "--out", refae, *TRAIN)
+    assert tuple(keras.models.load_model(dec, compile=False).outputs[0].shape[1:]) == (40, 24, 1)
+    arrays = tmp_path / "a.npz"
+    invoke("explain", "--classifier", path, "--decoder", dec, "--refae", refae, "--dataset", dataset,
+           "--count", 2, "--out", tmp_path / "g.png", "--save-arrays", arrays, "-q")
+    saved = np.load(arrays)
+    assert saved["original"].shape == saved["cladec"].shape == saved["refae"].shape == (2, 40, 24, 1)
+
+
+@keras.saving.register_keras_serializable(package="cladec_tests")
+class Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.flat = layers.Flatten()
+        self.dense = layers.Dense(4)
+
+    def call(self, x):
+        return self.dense(self.flat(x))
+
+
+def test_subclassed_model_is_refused(tmp_path, npz_dataset):
+    model = Subclassed()
+    model(np.zeros((1, 32, 32, 1), np.float32))
+    path = tmp_path / "sub.keras"
+    model.save(path)
+    for args in (("layers",), ("train-decoder", "--dataset", npz_dataset, "--out", tmp_path / "d.h5")):
+        line = one_line_error(invoke(*args, "--classifier", path, expect=2))
+        assert "no functional graph" in line and "subclassed" in line
+    assert not (tmp_path / "d.h5").exists()
+
+
+def test_two_input_model_is_refused(tmp_path, npz_dataset):
+    a, b = keras.Input((32, 32, 1), name="a"), keras.Input((32, 32, 1), name="b")
+    h = layers.Flatten()(layers.Concatenate()([a, b]))
+    path = tmp_path / "two.h5"
+    keras.Model([a, b], layers.Dense(4)(h)).save(path)
+    for args in (("layers",), ("train-refae", "--dataset", npz_dataset, "--out", tmp_path / "r.h5")):
+        line = one_line_error(invoke(*args, "--classifier", path, expect=2))
+        assert "2 inputs" in line
+    assert not (tmp_path / "r.h5").exists()
