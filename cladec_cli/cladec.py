@@ -5,15 +5,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cladec_cli import artifacts, runtime
+from cladec_cli import artifacts
 from cladec_cli.architectures import DECODER_WIDTH
 from cladec_cli.classifier import classification_loss
 from cladec_cli.decoder import build_decoder
 from cladec_cli.errors import UsageError
 from cladec_cli.layers import build_encoder, resolve_layer
-from cladec_cli.losses import REC_LOSSES, reconstruction_loss
+from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_loss
-from cladec_cli.training import fit, finish_backup, make_optimizer, predict, prepare_backup
+from cladec_cli.training import fit, make_optimizer, predict, trained_provenance, training_run
 
 CACHE_LIMIT_BYTES = 1 << 30
 
@@ -80,33 +80,21 @@ def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha,
     reconstruction. The saved model is the decoder alone: its input is the layer's activation.
     """
     alpha = check_alpha(alpha)
-    if rec_loss_name not in REC_LOSSES:
-        raise UsageError(f"unknown --rec-loss {rec_loss_name!r}; choose one of {', '.join(REC_LOSSES)}")
-    artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
-    backup = prepare_backup(out, settings)
+    rec = reconstruction_loss(rec_loss_name)
     layer = resolve_layer(classifier, layer_spec)
-    runtime.seed_everything(settings.seed)
-    encoder = frozen_encoder(classifier, layer)
-    decoder = decoder_for(classifier, layer, classifier_provenance)
-    cache = should_cache(dataset.train, layer, cache_codes)
-    model, data, losses, weights = _training_setup(
-        classifier, encoder, decoder, dataset.train, settings, alpha, reconstruction_loss(rec_loss_name), cache)
-    model.compile(optimizer=make_optimizer(settings, len(data)), loss=losses, loss_weights=weights)
-    history = fit(model, data, settings, backup)
-    test_rec_loss = split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)
-    provenance = {
-        **artifacts.base_provenance("cladec_decoder"),
-        **dataset.provenance(),
-        **settings.provenance(),
-        **layer_provenance(classifier, layer, classifier_provenance),
-        "alpha": alpha,
-        "rec_loss": rec_loss_name,
-        "cached_codes": bool(alpha == 0.0 and cache),
-        "metrics": {"test_rec_loss": test_rec_loss,
-                    "train_loss": history.get("loss", [None])[-1] if history else None},
-    }
-    record = artifacts.save_model(decoder, out, provenance, settings.overwrite)
-    finish_backup(backup)
+    with training_run(out, settings) as backup:
+        encoder = frozen_encoder(classifier, layer)
+        decoder = decoder_for(classifier, layer, classifier_provenance)
+        cache = alpha == 0.0 and should_cache(dataset.train, layer, cache_codes)
+        model, data, losses, weights = _training_setup(
+            classifier, encoder, decoder, dataset.train, settings, alpha, rec, cache)
+        model.compile(optimizer=make_optimizer(settings, len(data)), loss=losses, loss_weights=weights)
+        history = fit(model, data, settings, backup)
+        metrics = {"test_rec_loss": split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)}
+        provenance = trained_provenance("cladec_decoder", dataset, settings, history, metrics,
+                                        **layer_provenance(classifier, layer, classifier_provenance),
+                                        alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache)
+        record = artifacts.save_model(decoder, out, provenance, settings.overwrite)
     return decoder, record
 
 

@@ -7,7 +7,7 @@ from cladec_cli import artifacts, runtime
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import DataError
 from cladec_cli.layers import check_supported
-from cladec_cli.training import fit, finish_backup, make_optimizer, predict, prepare_backup
+from cladec_cli.training import fit, make_optimizer, predict, trained_provenance, training_run
 
 
 def outputs_probabilities(model):
@@ -52,22 +52,12 @@ def fit_classifier(model, train_split, settings, backup=None):
 
 def train_classifier(dataset, settings, out, arch="paper"):
     """Train the paper's classifier on `dataset`, evaluate it and save it with provenance at `out`."""
-    artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
-    backup = prepare_backup(out, settings)
-    runtime.seed_everything(settings.seed)
-    model = build_classifier(dataset.image_shape, dataset.n_classes, arch)
-    history = fit_classifier(model, dataset.train, settings, backup)
-    test_accuracy = accuracy(model, dataset.test)
-    provenance = {
-        **artifacts.base_provenance("classifier"),
-        **dataset.provenance(),
-        **settings.provenance(),
-        "arch": arch,
-        "metrics": {"test_accuracy": test_accuracy,
-                    "train_loss": history.get("loss", [None])[-1] if history else None},
-    }
-    record = artifacts.save_model(model, out, provenance, settings.overwrite)
-    finish_backup(backup)
+    with training_run(out, settings) as backup:
+        model = build_classifier(dataset.image_shape, dataset.n_classes, arch)
+        history = fit_classifier(model, dataset.train, settings, backup)
+        provenance = trained_provenance("classifier", dataset, settings, history,
+                                        {"test_accuracy": accuracy(model, dataset.test)}, arch=arch)
+        record = artifacts.save_model(model, out, provenance, settings.overwrite)
     return model, record
 
 

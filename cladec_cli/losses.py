@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from cladec_cli.errors import UsageError
+
 REC_LOSSES = ("sse", "bce")
 
 
@@ -21,4 +23,6 @@ def sum_binary_crossentropy(y_true, y_pred):
 
 def reconstruction_loss(name):
     """The training loss function for `--rec-loss`."""
+    if name not in REC_LOSSES:
+        raise UsageError(f"unknown --rec-loss {name!r}; choose one of {', '.join(REC_LOSSES)}")
     return {"sse": sum_squared_error, "bce": sum_binary_crossentropy}[name]

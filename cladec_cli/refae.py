@@ -3,14 +3,13 @@ followed by the same decoder as ClaDec, trained end to end for reconstruction on
 
 import keras
 
-from cladec_cli import artifacts, runtime
+from cladec_cli import artifacts
 from cladec_cli.classifier import fresh_copy
 from cladec_cli.cladec import decoder_for, layer_provenance
-from cladec_cli.errors import UsageError
 from cladec_cli.layers import build_encoder, resolve_layer
-from cladec_cli.losses import REC_LOSSES, reconstruction_loss
+from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_loss
-from cladec_cli.training import fit, finish_backup, make_optimizer, prepare_backup
+from cladec_cli.training import fit, make_optimizer, trained_provenance, training_run
 
 
 def build_refae(classifier, layer, classifier_provenance=None):
@@ -23,26 +22,17 @@ def build_refae(classifier, layer, classifier_provenance=None):
 
 def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings, out, rec_loss_name="sse"):
     """Train a RefAE for one layer of a classifier's architecture and save it with provenance."""
-    if rec_loss_name not in REC_LOSSES:
-        raise UsageError(f"unknown --rec-loss {rec_loss_name!r}; choose one of {', '.join(REC_LOSSES)}")
-    artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
-    backup = prepare_backup(out, settings)
+    rec = reconstruction_loss(rec_loss_name)
     layer = resolve_layer(classifier, layer_spec)
-    runtime.seed_everything(settings.seed)
-    model = build_refae(classifier, layer, classifier_provenance)
-    data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed).map(lambda x, y: (x, x))
-    model.compile(optimizer=make_optimizer(settings, len(data)), loss=reconstruction_loss(rec_loss_name))
-    history = fit(model, data, settings, backup)
-    test_rec_loss = split_rec_loss(model, dataset.test)
-    provenance = {
-        **artifacts.base_provenance("refae"),
-        **dataset.provenance(),
-        **settings.provenance(),
-        **layer_provenance(classifier, layer, classifier_provenance),
-        "rec_loss": rec_loss_name,
-        "metrics": {"test_rec_loss": test_rec_loss,
-                    "train_loss": history.get("loss", [None])[-1] if history else None},
-    }
-    record = artifacts.save_model(model, out, provenance, settings.overwrite)
-    finish_backup(backup)
+    with training_run(out, settings) as backup:
+        model = build_refae(classifier, layer, classifier_provenance)
+        data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
+        data = data.map(lambda x, y: (x, x))
+        model.compile(optimizer=make_optimizer(settings, len(data)), loss=rec)
+        history = fit(model, data, settings, backup)
+        provenance = trained_provenance("refae", dataset, settings, history,
+                                        {"test_rec_loss": split_rec_loss(model, dataset.test)},
+                                        **layer_provenance(classifier, layer, classifier_provenance),
+                                        rec_loss=rec_loss_name)
+        record = artifacts.save_model(model, out, provenance, settings.overwrite)
     return model, record

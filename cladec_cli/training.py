@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cladec_cli import artifacts, runtime
 from cladec_cli.errors import TrainingError, UsageError
 
 
@@ -124,6 +125,24 @@ def finish_backup(folder):
     """Remove the backup of a run whose artifact has been written."""
     if folder is not None and Path(folder).exists():
         shutil.rmtree(folder)
+
+
+@contextlib.contextmanager
+def training_run(out, settings):
+    """The frame of every training command: refuse an existing output, pick up (or refuse) an
+    interrupted run and seed everything; yields the backup folder, removed once the model is saved."""
+    artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
+    backup = prepare_backup(out, settings)
+    runtime.seed_everything(settings.seed)
+    yield backup
+    finish_backup(backup)
+
+
+def trained_provenance(kind, dataset, settings, history, metrics, **fields):
+    """What a trained model records: its kind, data, training settings, extra fields and metrics."""
+    final_loss = history["loss"][-1] if history.get("loss") else None
+    return {**artifacts.base_provenance(kind), **dataset.provenance(), **settings.provenance(), **fields,
+            "metrics": {**metrics, "train_loss": final_loss}}
 
 
 def predict(model, data, batch_size=512):

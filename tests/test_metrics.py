@@ -12,7 +12,7 @@ from conftest import synthetic_images
 
 @pytest.fixture(scope="module")
 def images():
-    x, y = synthetic_images(80, seed=5)
+    x, y = synthetic_images(320, seed=5)
     return x.astype(np.float32) / 255.0, y
 
 

@@ -1,6 +1,8 @@
 """Glue between parsed options and the API: settings, data from provenance, output, summaries."""
 
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -43,6 +45,38 @@ def default_out(out, provenance_or_name, filename, root="models"):
         return Path(out)
     name = provenance_or_name if isinstance(provenance_or_name, str) else provenance_or_name.get("dataset", "custom")
     return Path(root) / dataset_slug(name or "custom") / filename
+
+
+@dataclass
+class LayerJob:
+    """What train-decoder and train-refae share: settings, classifier, layer, output and data."""
+
+    settings: object
+    classifier: object
+    provenance: dict
+    layer: object
+    out: Path
+    dataset: object
+
+
+def layer_job(classifier_path, layer, opts, out, overwrite, quiet, filename):
+    """Load the classifier, resolve the layer, name the output (`filename(layer)`) and load fitting data."""
+    from cladec_cli.classifier import check_fits, load_classifier
+    from cladec_cli.layers import resolve_layer
+
+    settings = train_settings({**opts, "overwrite": overwrite}, quiet)
+    classifier, provenance = load_classifier(classifier_path)
+    target = resolve_layer(classifier, layer)
+    out = default_out(out, opts["dataset"] or provenance, filename(target))
+    dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:], settings.seed)
+    check_fits(classifier, dataset)
+    return LayerJob(settings, classifier, provenance, target, out, dataset)
+
+
+def report_saved(record, out, started, detail, quiet, as_json):
+    """Summarise a saved model: path, seconds and a one-line description."""
+    record["path"], record["seconds"] = str(out), round(time.time() - started, 1)
+    report(record, [f"saved {out}: {detail} ({record['seconds']} s)"], quiet, as_json)
 
 
 def alpha_tag(alpha):

@@ -88,9 +88,8 @@ def train_classifier_cmd(out, overwrite, quiet, as_json, arch, **opts):
     arch = arch or ("tiny_imagenet" if opts["dataset"] == "tiny_imagenet" else "paper")
     started = time.time()
     _, record = train_classifier(dataset, settings, out, arch)
-    record["path"], record["seconds"] = str(out), round(time.time() - started, 1)
-    common.report(record, [f"saved {out}: test accuracy {record['metrics']['test_accuracy']:.4f} "
-                           f"({record['seconds']} s)"], quiet, as_json)
+    common.report_saved(record, out, started, f"test accuracy {record['metrics']['test_accuracy']:.4f}",
+                        quiet, as_json)
 
 
 @cli.command("layers")
@@ -138,23 +137,15 @@ def info_cmd(path, quiet, as_json):
 def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out, overwrite, quiet, as_json, **opts):
     """Train a ClaDec decoder on a frozen classifier layer and save it."""
     from cladec_cli.cladec import check_alpha, train_decoder
-    from cladec_cli.classifier import check_fits, load_classifier
-    from cladec_cli.layers import resolve_layer
 
     check_alpha(alpha)
-    settings = common.train_settings({**opts, "overwrite": overwrite}, quiet)
-    classifier, provenance = load_classifier(classifier_path)
-    target = resolve_layer(classifier, layer)
-    out = common.default_out(out, opts["dataset"] or provenance,
-                             f"cladec_L{target.index}_a{common.alpha_tag(alpha)}.h5")
-    dataset = common.dataset_for(opts, provenance, classifier.inputs[0].shape[1:], settings.seed)
-    check_fits(classifier, dataset)
+    job = common.layer_job(classifier_path, layer, opts, out, overwrite, quiet,
+                           lambda target: f"cladec_L{target.index}_a{common.alpha_tag(alpha)}.h5")
     started = time.time()
-    _, record = train_decoder(classifier, provenance, dataset, target.name, alpha, settings, out, rec_loss, cache_codes)
-    record["path"], record["seconds"] = str(out), round(time.time() - started, 1)
-    common.report(record, [f"saved {out}: layer {target.name} ({target.index}), alpha {alpha:g}, "
-                           f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f} ({record['seconds']} s)"],
-                  quiet, as_json)
+    _, record = train_decoder(job.classifier, job.provenance, job.dataset, job.layer.name, alpha, job.settings,
+                              job.out, rec_loss, cache_codes)
+    common.report_saved(record, job.out, started, f"layer {job.layer.name} ({job.layer.index}), alpha {alpha:g}, "
+                        f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}", quiet, as_json)
 
 
 @cli.command("train-refae")
@@ -167,22 +158,15 @@ def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out,
 @report_options
 def train_refae_cmd(classifier_path, layer, rec_loss, out, overwrite, quiet, as_json, **opts):
     """Train the reference autoencoder (same architecture, trained for reconstruction only) and save it."""
-    from cladec_cli.classifier import check_fits, load_classifier
-    from cladec_cli.layers import resolve_layer
     from cladec_cli.refae import train_refae
 
-    settings = common.train_settings({**opts, "overwrite": overwrite}, quiet)
-    classifier, provenance = load_classifier(classifier_path)
-    target = resolve_layer(classifier, layer)
-    out = common.default_out(out, opts["dataset"] or provenance, f"refae_L{target.index}.h5")
-    dataset = common.dataset_for(opts, provenance, classifier.inputs[0].shape[1:], settings.seed)
-    check_fits(classifier, dataset)
+    job = common.layer_job(classifier_path, layer, opts, out, overwrite, quiet,
+                           lambda target: f"refae_L{target.index}.h5")
     started = time.time()
-    _, record = train_refae(classifier, provenance, dataset, target.name, settings, out, rec_loss)
-    record["path"], record["seconds"] = str(out), round(time.time() - started, 1)
-    common.report(record, [f"saved {out}: layer {target.name} ({target.index}), "
-                           f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f} ({record['seconds']} s)"],
-                  quiet, as_json)
+    _, record = train_refae(job.classifier, job.provenance, job.dataset, job.layer.name, job.settings, job.out,
+                            rec_loss)
+    common.report_saved(record, job.out, started, f"layer {job.layer.name} ({job.layer.index}), "
+                        f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}", quiet, as_json)
 
 
 @cli.command("explain")
