@@ -1,9 +1,11 @@
 """Shared fixtures: tiny synthetic datasets and small trained artifacts, made once per session."""
 
 import gzip
+import json
 import struct
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -83,6 +85,22 @@ def trained(tmp_path_factory, npz_dataset):
     invoke("train-refae", "--classifier", paths["classifier"], "--layer", -2, "--epochs", 1,
            "--batch-size", 32, "-q", "--out", paths["refae"])
     return paths
+
+
+def read_group(path):
+    """The `cladec` provenance group of a model file, read with plain h5py."""
+    with h5py.File(path, "r") as f:
+        return {key: json.loads(value) for key, value in f["cladec"].attrs.items()}
+
+
+@pytest.fixture(scope="session")
+def setup(trained):
+    """The trained fixture's classifier, its provenance and its dataset, loaded in this process."""
+    from cladec_cli.classifier import load_classifier
+    from cladec_cli.data.datasets import load_dataset
+
+    classifier, provenance = load_classifier(trained["classifier"])
+    return classifier, provenance, load_dataset(trained["dataset"])
 
 
 requires_fashion_mnist = pytest.mark.skipif(

@@ -2,34 +2,21 @@
 
 import json
 
-import h5py
 import keras
 import numpy as np
 import pytest
 
 from cladec_cli import artifacts
-from cladec_cli.classifier import load_classifier
 from cladec_cli.cladec import frozen_encoder, stacked, train_decoder
-from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import UsageError
 from cladec_cli.layers import resolve_layer
 from cladec_cli.reconstruction import rec_loss
 from cladec_cli.training import TrainSettings
+from conftest import read_group
 
 
 def settings(**changes):
     return TrainSettings(**{"epochs": 1, "batch_size": 32, "seed": 0, "verbose": 0, **changes})
-
-
-def read_group(path):
-    with h5py.File(path, "r") as f:
-        return {key: json.loads(value) for key, value in f["cladec"].attrs.items()}
-
-
-@pytest.fixture(scope="module")
-def setup(trained):
-    classifier, provenance = load_classifier(trained["classifier"])
-    return classifier, provenance, load_dataset(trained["dataset"])
 
 
 @pytest.fixture(scope="module")

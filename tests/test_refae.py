@@ -2,27 +2,14 @@
 
 import json
 
-import h5py
 import keras
 import numpy as np
 import pytest
 
 from cladec_cli import artifacts
-from cladec_cli.classifier import load_classifier
-from cladec_cli.data.datasets import load_dataset
 from cladec_cli.refae import train_refae
 from cladec_cli.training import TrainSettings
-
-
-def read_group(path):
-    with h5py.File(path, "r") as f:
-        return {key: json.loads(value) for key, value in f["cladec"].attrs.items()}
-
-
-@pytest.fixture(scope="module")
-def setup(trained):
-    classifier, provenance = load_classifier(trained["classifier"])
-    return classifier, provenance, load_dataset(trained["dataset"])
+from conftest import read_group
 
 
 @pytest.fixture(scope="module")

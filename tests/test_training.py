@@ -9,23 +9,17 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import pytest
 
 from cladec_cli.classifier import train_classifier
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import TrainingError, UsageError
 from cladec_cli.training import TrainSettings, backup_folder, prepare_backup
-from conftest import invoke
+from conftest import invoke, read_group
 
 
 def digest(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def provenance(path):
-    with h5py.File(path, "r") as f:
-        return {k: json.loads(v) for k, v in f["cladec"].attrs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +36,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny):
     first, second, other = weights(3, "a.h5"), weights(3, "b.h5"), weights(4, "c.h5")
     assert first == second
     assert first[0] != other[0]
-    assert provenance(tmp_path / "a.h5")["seed"] == 3
+    assert read_group(tmp_path / "a.h5")["seed"] == 3
 
 
 def test_diverging_loss_stops_and_writes_nothing(tmp_path, tiny):
@@ -87,7 +81,7 @@ def test_kill_keeps_files_and_resume_finishes(tmp_path, npz_dataset):
     assert resumed.returncode == 0, resumed.stderr
     assert f"Epoch 1/{epochs}" not in resumed.stderr
     assert f"Epoch {done + 1}/{epochs}" in resumed.stderr
-    assert provenance(out)["epochs"] == epochs
+    assert read_group(out)["epochs"] == epochs
     assert digest(out) != before
     assert not backup_folder(out).exists()
 
