@@ -25,8 +25,18 @@ def classification_loss(model):
 def fresh_copy(model):
     """A newly initialised, trainable model of the same architecture (weights are not copied)."""
     copy = keras.models.clone_model(model)
-    copy.trainable = True
+    _unfreeze(copy)
     return copy
+
+
+def _unfreeze(model):
+    # clone_model copies each layer's `trainable` flag, and a frozen encoder built on the original
+    # freezes its layers; setting the flag on the outer model alone does not reach them.
+    model.trainable = True
+    for layer in model.layers:
+        layer.trainable = True
+        if isinstance(layer, keras.Model):
+            _unfreeze(layer)
 
 
 def compile_classifier(model, settings, steps_per_epoch):

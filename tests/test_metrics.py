@@ -51,3 +51,14 @@ def test_informative_reconstructions_beat_chance(images):
     classifier = build_classifier(x.shape[1:], 4)
     score, _ = acc_eval(classifier, x, y, x[:40], y[:40], TrainSettings(epochs=4, batch_size=16, verbose=0))
     assert score > 0.5
+
+
+def test_acc_eval_trains_a_fresh_copy_of_a_frozen_classifier(images):
+    x, y = images
+    classifier = build_classifier(x.shape[1:], 4)
+    classifier.trainable = False
+    for layer in classifier.layers:
+        layer.trainable = False
+    score, model = acc_eval(classifier, x, y, x[:40], y[:40], TrainSettings(epochs=4, batch_size=16, verbose=0))
+    assert len(model.trainable_weights) > 0
+    assert score > 0.5

@@ -61,3 +61,20 @@ def test_refae_does_not_share_or_change_classifier_weights(refae, setup, trained
     first = model.get_layer("refae_encoder").weights[0]
     assert first.shape == classifier.get_layer("block1_conv").kernel.shape
     assert not np.allclose(np.asarray(first), np.asarray(classifier.get_layer("block1_conv").kernel))
+
+
+def test_refae_encoder_trains_even_after_the_classifier_was_frozen(trained):
+    """In one process a ClaDec decoder freezes the classifier's layers; the RefAE copy must not inherit that."""
+    from cladec_cli.classifier import load_classifier
+    from cladec_cli.cladec import frozen_encoder
+    from cladec_cli.layers import resolve_layer
+    from cladec_cli.refae import build_refae
+
+    classifier, _ = load_classifier(trained["classifier"])
+    trainable_before = len(classifier.trainable_weights)
+    layer = resolve_layer(classifier, -2)
+    frozen_encoder(classifier, layer)
+    assert len(classifier.trainable_weights) < trainable_before
+    encoder = build_refae(classifier, layer).get_layer("refae_encoder")
+    assert len(encoder.trainable_weights) > 0
+    assert len(encoder.trainable_weights) == len([w for w in encoder.weights if "moving" not in w.path])
