@@ -135,7 +135,7 @@ def read_provenance(path):
         return {key: json.loads(value) for key, value in f[GROUP].attrs.items()}
 
 
-def _check_readable(path):
+def check_readable(path):
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path} does not exist")
@@ -149,15 +149,21 @@ def _check_readable(path):
     return path
 
 
+def inspect(path):
+    """The provenance of a model file, without loading the model."""
+    path = check_readable(path)
+    try:
+        return read_provenance(path)
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"cannot read {path}: {e}") from e
+
+
 def load_model(path, kind=None):
     """Load a model file and its provenance; `kind` refuses artifacts of another kind."""
     import keras
 
-    path = _check_readable(path)
-    try:
-        provenance = read_provenance(path)
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"cannot read {path}: {e}") from e
+    provenance = inspect(path)
+    path = Path(path)
     found = provenance.get("kind")
     if kind and found and found != kind:
         raise ArtifactError(f"{path} is a {KINDS.get(found, found)}, not a {KINDS[kind]}")

@@ -113,9 +113,9 @@ def layers_cmd(classifier_path, quiet, as_json):
 @report_options
 def info_cmd(path, quiet, as_json):
     """Print the provenance stored in a model file."""
-    from cladec_cli.artifacts import load_model
+    from cladec_cli.artifacts import inspect
 
-    _, provenance = load_model(path)
+    provenance = inspect(path)
     if not provenance:
         provenance = {"kind": "model without cladec provenance"}
     rows = [f"{key:<18} {value}" for key, value in sorted(provenance.items())]
