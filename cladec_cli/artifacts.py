@@ -49,10 +49,17 @@ def atomic_path(path, overwrite=False):
         yield Path(tmp)
         if path.exists() and not overwrite:
             raise UsageError(f"{path} appeared while this command ran; pass --overwrite to replace it")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; outputs get the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path, text, overwrite=False):

@@ -1,0 +1,39 @@
+"""Atomic writes: nothing half-written, nothing overwritten by accident, the usual file mode."""
+
+import os
+import stat
+
+import pytest
+
+from cladec_cli import artifacts
+from cladec_cli.errors import UsageError
+
+
+def test_atomic_write_leaves_no_temporary_files_and_usual_mode(tmp_path):
+    target = tmp_path / "out" / "table.md"
+    artifacts.write_text(target, "hello\n")
+    assert target.read_text() == "hello\n"
+    assert os.listdir(target.parent) == ["table.md"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+
+
+def test_failure_inside_the_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with artifacts.atomic_path(target, overwrite=True) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_existing_file_needs_overwrite(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    with pytest.raises(UsageError, match="--overwrite"):
+        artifacts.write_json(target, {"a": 1})
+    artifacts.write_json(target, {"a": float("nan")}, overwrite=True)
+    assert target.read_text().split() == ["{", '"a":', "null", "}"]
