@@ -108,7 +108,7 @@ def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite
     if "refae" in arrays:
         # The heat maps share one scale, the grid's largest difference, shown in the header.
         scale = max(float(arrays["difference"].max()), 1e-6)
-        columns = COLUMNS[:-1] + (f"{COLUMNS[-1]} (max {scale:.2f})",)
+        columns = COLUMNS[:-1] + (f"{COLUMNS[-1]}\n(black 0, yellow {scale:.2f})",)
     layout = layout_for(arrays["original"].shape[1:])
     image = render_grid(grid_rows(arrays, class_names, true_labels, names, scale), layout, columns)
     with artifacts.atomic_path(out, overwrite) as tmp:

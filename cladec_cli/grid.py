@@ -13,7 +13,7 @@ class GridLayout:
     """Pixel geometry of a grid: tiles of `tile` px, a header row, a caption band under each tile."""
 
     tile: int
-    header: int = 22
+    header: int = 36
     caption: int = 30
     gap: int = 6
 
@@ -68,7 +68,7 @@ def render_grid(rows, layout, columns=COLUMNS):
     font = _font()
     for c, title in enumerate(columns):
         x, _ = layout.origin(0, c)
-        draw.text((x, 4), title, fill="black", font=font)
+        draw.multiline_text((x, 4), title, fill="black", font=font, spacing=2)
     for r, (tiles, captions) in enumerate(rows):
         for c, (tile, caption) in enumerate(zip(tiles, captions)):
             x, y = layout.origin(r, c)
