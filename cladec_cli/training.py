@@ -52,20 +52,21 @@ def make_optimizer(settings, steps_per_epoch):
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training at the first NaN or infinite loss and remembers where."""
+    """Stops training after the first epoch whose mean loss is NaN or infinite, and remembers it.
+
+    It looks at whole epochs, not at every batch as Keras' TerminateOnNaN does: a batch-level hook
+    makes Keras hand every step's logs to the callbacks synchronously, which costs speed.
+    """
 
     def __init__(self):
         super().__init__()
         self.bad = None
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.bad = (self.epoch, batch, float(loss))
+            self.bad = (epoch, float(loss))
             self.model.stop_training = True
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
 
 
 def backup_folder(out):
@@ -103,8 +104,11 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
     guard = StopOnNonFinite()
     callbacks = [guard, *settings.extra_callbacks]
     if backup is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True,
-                                                          delete_checkpoint=False))
+        restore = keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False)
+        # Saving once per epoch, its batch hook does nothing; saying so keeps Keras' asynchronous
+        # dispatch of per-step logs, which any batch-level callback would switch off.
+        restore.async_safe = True
+        callbacks.append(restore)
     if settings.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(settings.tensorboard))
     # Progress bars go to stderr so that stdout stays clean for --json.
@@ -113,11 +117,9 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
                             validation_data=validation_data, verbose=progress_verbosity(settings.verbose),
                             shuffle=False)
     if guard.bad is not None:
-        epoch, batch, loss = guard.bad
-        raise TrainingError(
-            f"training diverged: loss became {loss} in epoch {epoch + 1}, batch {batch + 1}; "
-            "no model was written (try a smaller --lr)"
-        )
+        epoch, loss = guard.bad
+        raise TrainingError(f"training diverged: the loss became {loss} in epoch {epoch + 1}; "
+                            "no model was written (try a smaller --lr)")
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
