@@ -19,7 +19,7 @@ install: $(VENV)/.installed  ## Create .venv and install cladec with its depende
 
 $(VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check "$(TF)>=2.16" -e ".[test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TF)>=2.16" -e ".[test,tensorboard]"
 	touch $@
 
 data:  ## Make sure the real Fashion-MNIST files are installed (Debian package)

@@ -35,8 +35,11 @@ class TrainSettings:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.tensorboard:
+            check_tensorboard()
 
     def provenance(self):
+        """What a trained model records about how it was trained."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "lr_schedule": "cosine", "optimizer": "adam", "seed": self.seed}
 
@@ -92,6 +95,15 @@ def progress_verbosity(verbose):
     if verbose != "auto":
         return verbose
     return 1 if sys.stderr.isatty() else 2
+
+
+def check_tensorboard():
+    """Refuse --tensorboard up front when the tensorboard package is missing."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                         "(or install cladec with the [tensorboard] extra)") from None
 
 
 def fit(model, train_data, settings, backup=None, validation_data=None):

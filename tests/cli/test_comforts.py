@@ -1,0 +1,40 @@
+"""Everyday CLI comforts: --version, info, --json, --quiet, environment defaults, TensorBoard logs."""
+
+import json
+
+from click.testing import CliRunner
+
+from cladec_cli import __version__
+from cladec_cli.cli.main import cli
+from conftest import invoke, read_group
+
+
+def test_version():
+    result = invoke("--version")
+    assert __version__ in result.output
+
+
+def test_info_prints_provenance(trained):
+    human = invoke("info", trained["refae"]).stdout
+    assert "kind" in human and "refae" in human and "classifier_digest" in human
+    record = json.loads(invoke("info", trained["refae"], "--json").stdout)
+    assert record == read_group(trained["refae"])
+
+
+def test_environment_defaults_json_and_quiet(tmp_path, npz_dataset):
+    out = tmp_path / "classifier.h5"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train-classifier", "--dataset", npz_dataset, "--out", str(out), "--json"],
+                           env={"CLADEC_TRAIN_CLASSIFIER_EPOCHS": "0", "CLADEC_BATCH_SIZE": "16"})
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["epochs"] == 0 and summary["batch_size"] == 16 and summary["path"] == str(out)
+    quiet = invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 1, "--out", tmp_path / "q.h5", "-q")
+    assert quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_tensorboard_logs(tmp_path, npz_dataset):
+    logs = tmp_path / "tb"
+    invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 1, "--tensorboard", logs, "-q",
+           "--out", tmp_path / "c.h5")
+    assert any(path.name.startswith("events.out.tfevents") for path in logs.rglob("*"))
