@@ -4,7 +4,6 @@ from pathlib import Path
 
 from cladec_cli import artifacts
 from cladec_cli.metrics import acc_eval, agreement, rec_loss
-from cladec_cli.training import predict
 
 METHODS = ("cladec", "refae")
 

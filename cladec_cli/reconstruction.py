@@ -2,8 +2,6 @@
 
 import numpy as np
 
-from cladec_cli.training import predict
-
 
 def per_image_sse(images, reconstructions):
     """Sum of squared errors of each image over all pixels and channels."""
@@ -23,9 +21,3 @@ def split_rec_loss(model, split, batch_size=64):
     sse = [per_image_sse(images, model.predict_on_batch(images))
            for images in split.dataset(batch_size, labels=False).as_numpy_iterator()]
     return float(np.concatenate(sse).mean()) if sse else float("nan")
-
-
-def reconstruct_split(model, split, batch_size=256):
-    """Run an image -> image model over a split; returns (images, reconstructions) as arrays."""
-    images, _ = split.arrays()
-    return images, predict(model, images, batch_size)

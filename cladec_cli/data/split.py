@@ -36,11 +36,6 @@ class Split:
     def in_memory(self):
         return self.images is not None
 
-    @property
-    def nbytes(self):
-        """Size of the decoded float32 images."""
-        return len(self) * int(np.prod(self.image_shape)) * 4
-
     def subset(self, indices):
         """A Split with only the items at `indices`."""
         indices = np.asarray(indices, dtype=np.int64)
