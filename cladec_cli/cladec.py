@@ -53,7 +53,6 @@ def should_cache(split, layer, mode):
 
 def _training_setup(classifier, encoder, decoder, split, settings, alpha, rec, cache):
     """(model, dataset, losses, weights) for one of the three training set-ups."""
-    images = split.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
     if alpha == 0.0 and cache:
         if not split.in_memory:
             raise UsageError("--cache-codes yes needs a dataset held in memory; this one streams image files "
@@ -62,6 +61,7 @@ def _training_setup(classifier, encoder, decoder, split, settings, alpha, rec, c
         data = tf.data.Dataset.from_tensor_slices((codes, split.images))
         data = data.shuffle(len(codes), seed=settings.seed).batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
         return decoder, data, rec, None
+    images = split.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
     model = stacked(encoder, decoder, "cladec")
     if alpha == 0.0:
         return model, images.map(lambda x, y: (x, x)), rec, None

@@ -16,15 +16,17 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     """
     test_x, test_y = dataset.test.arrays()
     test_recs = explainer.reconstructions(test_x)
+    test_pred = explainer.classify(test_x)
     result = {
         "layer_name": explainer.decoder_provenance["layer_name"],
         "layer_index": explainer.decoder_provenance["layer_index"],
         "alpha": explainer.decoder_provenance.get("alpha", 0.0),
-        "classifier_test_accuracy": float((explainer.classify(test_x) == test_y).mean()),
+        "classifier_test_accuracy": float((test_pred == test_y).mean()),
         "test_images": len(test_y),
         **{k: v for k, v in dataset.provenance().items() if k != "class_names"},
         "rec_loss": {m: rec_loss(test_x, test_recs[m]) for m in METHODS if m in test_recs},
-        "agreement": {m: agreement(explainer.classify, test_x, test_recs[m]) for m in METHODS if m in test_recs},
+        "agreement": {m: agreement(explainer.classify, test_x, test_recs[m], test_pred)
+                      for m in METHODS if m in test_recs},
     }
     if with_acc_eval:
         train_x, train_y = dataset.train.arrays()

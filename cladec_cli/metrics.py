@@ -8,11 +8,16 @@ from cladec_cli.data.split import Split
 from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
 
 
-def agreement(predict_classes, images, reconstructions):
-    """Share of images whose reconstruction gets the same predicted class as the original."""
+def agreement(predict_classes, images, reconstructions, original_classes=None):
+    """Share of images whose reconstruction gets the same predicted class as the original.
+
+    `original_classes`, when the caller already has them, saves predicting the originals again.
+    """
     if len(images) == 0:
         return float("nan")
-    return float(np.mean(predict_classes(images) == predict_classes(reconstructions)))
+    if original_classes is None:
+        original_classes = predict_classes(images)
+    return float(np.mean(original_classes == predict_classes(reconstructions)))
 
 
 def acc_eval(classifier, train_images, train_labels, test_images, test_labels, settings):
