@@ -36,5 +36,6 @@ def build_classifier(input_shape, n_classes, arch="paper", name="classifier"):
             relu_name = f"block{block}" if conv == convs_per_block else f"block{block}_relu{suffix}"
             h = layers.ReLU(name=relu_name)(h)
     h = layers.Flatten(name="flatten")(h)
-    logits = layers.Dense(n_classes, name="logits")(h)
+    # Logits in float32 under mixed precision, so that the softmax and the loss see full precision.
+    logits = layers.Dense(n_classes, name="logits", dtype="float32")(h)
     return keras.Model(inputs, logits, name=name)

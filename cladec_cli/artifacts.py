@@ -109,9 +109,11 @@ def save_model(model, path, provenance, overwrite=False):
     path = Path(path)
     if path.suffix.lower() != ".h5":
         raise UsageError(f"{path}: models are saved as HDF5, the file name must end in .h5")
+    from cladec_cli.precision import float32_copy
+
     record = dict(provenance, digest=weights_digest(model))
     with atomic_path(path, overwrite) as tmp, _quiet_absl():
-        model.save(tmp, include_optimizer=False)
+        float32_copy(model).save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
             group = f.require_group(GROUP)
             for key, value in record.items():

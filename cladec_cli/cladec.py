@@ -3,17 +3,17 @@ classifier's loss on the reconstruction, weighted by alpha)."""
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from cladec_cli import artifacts
 from cladec_cli.architectures import DECODER_WIDTH
 from cladec_cli.classifier import classification_loss
 from cladec_cli.decoder import build_decoder
 from cladec_cli.errors import UsageError
+from cladec_cli.data.feed import ArrayFeed, images_as_targets
 from cladec_cli.layers import build_encoder, resolve_layer
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_loss
-from cladec_cli.training import fit, make_optimizer, predict, trained_provenance, training_run
+from cladec_cli.training import compile_model, fit, predict, trained_provenance, training_run
 
 CACHE_LIMIT_BYTES = 1 << 30
 
@@ -58,18 +58,22 @@ def _training_setup(classifier, encoder, decoder, split, settings, alpha, rec, c
             raise UsageError("--cache-codes yes needs a dataset held in memory; this one streams image files "
                              "from disk (use --cache-codes auto or no)")
         codes = predict(encoder, split.images)
-        data = tf.data.Dataset.from_tensor_slices((codes, split.images))
-        data = data.shuffle(len(codes), seed=settings.seed).batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+        data = ArrayFeed(codes, split.images, settings.batch_size, lambda c, x: (c, x), shuffle=True,
+                         seed=settings.seed)
         return decoder, data, rec, None
-    images = split.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
     model = stacked(encoder, decoder, "cladec")
     if alpha == 0.0:
-        return model, images.map(lambda x, y: (x, x)), rec, None
+        return model, split.dataset(settings.batch_size, True, settings.seed, arrange=images_as_targets), rec, None
     classifier.trainable = False
     logits = classifier(model.outputs[0], training=False)
     model = keras.Model(model.inputs, [model.outputs[0], logits], name="cladec_extended")
-    data = images.map(lambda x, y: (x, (x, y)))
+    data = split.dataset(settings.batch_size, True, settings.seed, arrange=images_and_reconstruction_targets)
     return model, data, [rec, classification_loss(classifier)], [1.0 - alpha, alpha]
+
+
+def images_and_reconstruction_targets(x, y):
+    """Batch layout for extended ClaDec: images in, (images, labels) as the two outputs' targets."""
+    return x, (x, y)
 
 
 def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha, settings, out,
@@ -88,7 +92,7 @@ def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha,
         cache = alpha == 0.0 and should_cache(dataset.train, layer, cache_codes)
         model, data, losses, weights = _training_setup(
             classifier, encoder, decoder, dataset.train, settings, alpha, rec, cache)
-        model.compile(optimizer=make_optimizer(settings, len(data)), loss=losses, loss_weights=weights)
+        compile_model(model, settings, len(data), losses, weights)
         history = fit(model, data, settings, backup)
         metrics = {"test_rec_loss": split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)}
         provenance = trained_provenance("cladec_decoder", dataset, settings, history, metrics,

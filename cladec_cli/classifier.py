@@ -3,11 +3,11 @@
 import keras
 import numpy as np
 
-from cladec_cli import artifacts, runtime
+from cladec_cli import artifacts
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import DataError
 from cladec_cli.layers import check_supported
-from cladec_cli.training import fit, make_optimizer, predict, trained_provenance, training_run
+from cladec_cli.training import compile_model, fit, predict, start, trained_provenance, training_run
 
 
 def outputs_probabilities(model):
@@ -42,7 +42,7 @@ def _unfreeze(model):
 def compile_classifier(model, settings, steps_per_epoch):
     # No training metrics: per-step accuracy costs a fifth of an epoch for a model this small, and
     # the test accuracy is measured once training ends.
-    model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=classification_loss(model))
+    compile_model(model, settings, steps_per_epoch, classification_loss(model))
 
 
 def accuracy(model, split, batch_size=512):
@@ -55,7 +55,7 @@ def accuracy(model, split, batch_size=512):
 
 def fit_classifier(model, train_split, settings, backup=None):
     """Train a classifier model on a split with the shared settings; returns the history."""
-    runtime.seed_everything(settings.seed)
+    start(settings)
     data = train_split.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
     compile_classifier(model, settings, len(data))
     return fit(model, data, settings, backup)

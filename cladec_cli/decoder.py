@@ -48,11 +48,12 @@ def build_decoder(code_shape, image_shape, width=1, name="decoder"):
     for i, filters in enumerate(layer_widths(steps, width), start=1):
         h = layers.Conv2DTranspose(filters, 5, strides=2, padding="same", activation="relu",
                                    name=f"dec_deconv{i}")(h)
+    # The output layers run in float32 under mixed precision: reconstructions and their SSE keep full precision.
     if steps > 0:
-        h = layers.Conv2DTranspose(channels, 5, strides=2, padding="same", name="dec_out")(h)
+        h = layers.Conv2DTranspose(channels, 5, strides=2, padding="same", name="dec_out", dtype="float32")(h)
     else:
-        h = layers.Conv2D(channels, 5, padding="same", name="dec_out")(h)
+        h = layers.Conv2D(channels, 5, padding="same", name="dec_out", dtype="float32")(h)
     if tuple(h.shape[1:3]) != (height, width_px):
-        h = layers.Resizing(height, width_px, interpolation="bilinear", name="dec_resize")(h)
-    outputs = layers.Activation("sigmoid", name="reconstruction")(h)
+        h = layers.Resizing(height, width_px, interpolation="bilinear", name="dec_resize", dtype="float32")(h)
+    outputs = layers.Activation("sigmoid", name="reconstruction", dtype="float32")(h)
     return keras.Model(inputs, outputs, name=name)

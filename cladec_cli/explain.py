@@ -6,7 +6,7 @@ import numpy as np
 
 from cladec_cli import artifacts
 from cladec_cli.data.readers import image_files
-from cladec_cli.data.split import decode_image_file
+from cladec_cli.data.split import read_image_file
 from cladec_cli.errors import DataError, UsageError
 from cladec_cli.grid import COLUMNS, heatmap, layout_for, render_grid
 
@@ -58,8 +58,8 @@ def load_image_folder(folder, image_shape, resize="bilinear"):
     images = []
     for path in files:
         try:
-            images.append(np.asarray(decode_image_file(str(path), tuple(image_shape), resize)))
-        except Exception as e:  # TensorFlow reports undecodable files with its own error types
+            images.append(read_image_file(str(path), tuple(image_shape), resize))
+        except Exception as e:  # Pillow reports undecodable files with several error types
             raise DataError(f"cannot read image {path}: {type(e).__name__}") from e
     return np.stack(images), [p.name for p in files]
 

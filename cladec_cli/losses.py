@@ -10,14 +10,14 @@ REC_LOSSES = ("sse", "bce")
 
 def sum_squared_error(y_true, y_pred):
     """Per-image sum of squared errors over all pixels and channels (the tables' "Rec. Loss")."""
-    diff = ops.square(ops.cast(y_true, y_pred.dtype) - y_pred)
+    diff = ops.square(ops.cast(y_true, "float32") - ops.cast(y_pred, "float32"))
     return ops.sum(ops.reshape(diff, (ops.shape(diff)[0], -1)), axis=1)
 
 
 def sum_binary_crossentropy(y_true, y_pred):
     """Per-image binary cross-entropy summed over pixels, used for MNIST as in the paper."""
-    y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), (ops.shape(y_pred)[0], -1))
-    y_pred = ops.reshape(y_pred, (ops.shape(y_pred)[0], -1))
+    y_true = ops.reshape(ops.cast(y_true, "float32"), (ops.shape(y_pred)[0], -1))
+    y_pred = ops.reshape(ops.cast(y_pred, "float32"), (ops.shape(y_pred)[0], -1))
     return ops.sum(keras.losses.binary_crossentropy(y_true[..., None], y_pred[..., None]), axis=1)
 
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from cladec_cli import runtime
 from cladec_cli.classifier import accuracy, fit_classifier, fresh_copy
 from cladec_cli.data.split import Split
 from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
+from cladec_cli.training import start
 
 
 def agreement(predict_classes, images, reconstructions, original_classes=None):
@@ -25,7 +25,7 @@ def acc_eval(classifier, train_images, train_labels, test_images, test_labels, s
 
     Returns (accuracy, trained model).
     """
-    runtime.seed_everything(settings.seed)
+    start(settings)
     model = fresh_copy(classifier)
     shape = tuple(train_images.shape[1:])
     fit_classifier(model, Split(np.asarray(train_labels), shape, images=train_images), settings)

@@ -18,6 +18,6 @@ def split_rec_loss(model, split, batch_size=64):
     """Rec. Loss of an image -> image model over a split, batch by batch: a split that streams from
     disk is never held in memory as a whole. Batches are small because `per_image_sse` works on
     float64 copies (four per batch)."""
-    sse = [per_image_sse(images, model.predict_on_batch(images))
-           for images in split.dataset(batch_size, labels=False).as_numpy_iterator()]
+    sse = [per_image_sse(images, np.asarray(model.predict_on_batch(images)))
+           for images in split.batches(batch_size)]
     return float(np.concatenate(sse).mean()) if sse else float("nan")

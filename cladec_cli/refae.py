@@ -9,7 +9,8 @@ from cladec_cli.cladec import decoder_for, layer_provenance
 from cladec_cli.layers import build_encoder, resolve_layer
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_loss
-from cladec_cli.training import fit, make_optimizer, trained_provenance, training_run
+from cladec_cli.data.feed import images_as_targets
+from cladec_cli.training import compile_model, fit, trained_provenance, training_run
 
 
 def build_refae(classifier, layer, classifier_provenance=None):
@@ -26,9 +27,9 @@ def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings
     layer = resolve_layer(classifier, layer_spec)
     with training_run(out, settings) as backup:
         model = build_refae(classifier, layer, classifier_provenance)
-        data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
-        data = data.map(lambda x, y: (x, x))
-        model.compile(optimizer=make_optimizer(settings, len(data)), loss=rec)
+        data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed,
+                                     arrange=images_as_targets)
+        compile_model(model, settings, len(data), rec)
         history = fit(model, data, settings, backup)
         provenance = trained_provenance("refae", dataset, settings, history,
                                         {"test_rec_loss": split_rec_loss(model, dataset.test)},

@@ -1,12 +1,38 @@
-"""Process-wide TensorFlow set-up: a quiet import, seeds, determinism, device description."""
+"""Process-wide set-up for whichever Keras backend runs: a quiet import, seeds, determinism, precision,
+XLA and steps per execution, and the one line that says where a job runs."""
 
 import os
+import shutil
+import subprocess
 import sys
+from dataclasses import asdict, dataclass
+
+from cladec_cli.errors import UsageError
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+MIXED_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# Steps per execution on a GPU: each step of these small models is a few launches, so running several
+# steps per call from the host keeps the GPU busy (see benchmarks/gpu_check.sh for the measurement).
+GPU_STEPS_PER_EXECUTION = 16
+
+
+def backend():
+    """The Keras backend in use ('tensorflow', 'jax' or 'torch'), read without importing Keras' backends."""
+    return os.environ.get("KERAS_BACKEND", "").strip() or _configured_backend()
+
+
+def _configured_backend():
+    import keras
+
+    return keras.backend.backend()
 
 
 def import_tensorflow_quietly():
-    """Import TensorFlow with the C++ start-up banner (which no variable silences) sent to /dev/null."""
-    if "tensorflow" in sys.modules:
+    """Import TensorFlow with the C++ start-up banner (which no variable silences) sent to /dev/null.
+
+    Does nothing under the JAX and PyTorch backends, which need no TensorFlow.
+    """
+    if "tensorflow" in sys.modules or backend() != "tensorflow":
         return
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -21,18 +47,195 @@ def import_tensorflow_quietly():
     sys.modules["tensorflow"].get_logger().setLevel("ERROR")
 
 
-def seed_everything(seed):
-    """Seed Python, NumPy and TensorFlow and make TF ops deterministic, so CPU runs repeat bit for bit."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(int(seed))
-    tf.config.experimental.enable_op_determinism()
+def has_tensorflow():
+    """Whether TensorFlow is the backend (tf.data and tf.image are then available)."""
+    return backend() == "tensorflow"
 
 
-def device_description():
-    """'GPU: <names>' when TensorFlow sees a GPU, else 'CPU'."""
+@dataclass(frozen=True)
+class Device:
+    """What the backend computes on: 'GPU' or 'CPU', a human description, and the GPU's compute capability."""
+
+    kind: str
+    description: str
+    compute_capability: float = None
+
+    @property
+    def is_gpu(self):
+        return self.kind == "GPU"
+
+
+def cpu_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _tensorflow_device():
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    return "GPU: " + ", ".join(g.name for g in gpus) if gpus else "CPU"
+    if not gpus:
+        return None
+    names, capability = [], None
+    for i, gpu in enumerate(gpus):
+        details = tf.config.experimental.get_device_details(gpu)
+        names.append(f"GPU:{i} {details.get('device_name', gpu.name)}")
+        if details.get("compute_capability"):
+            capability = float("{}.{}".format(*details["compute_capability"]))
+    return Device("GPU", ", ".join(names), capability)
+
+
+def _jax_device():
+    import jax
+
+    gpus = [d for d in jax.devices() if d.platform == "gpu"]
+    if not gpus:
+        return None
+    capability = getattr(gpus[0], "compute_capability", None)
+    return Device("GPU", ", ".join(f"GPU:{i} {d.device_kind}" for i, d in enumerate(gpus)),
+                  float(capability) if capability else None)
+
+
+def _torch_device():
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    count = torch.cuda.device_count()
+    major, minor = torch.cuda.get_device_capability(0)
+    return Device("GPU", ", ".join(f"GPU:{i} {torch.cuda.get_device_name(i)}" for i in range(count)),
+                  float(f"{major}.{minor}"))
+
+
+def current_device():
+    """The GPU(s) the backend sees, else the CPU with its core count."""
+    probe = {"tensorflow": _tensorflow_device, "jax": _jax_device, "torch": _torch_device}.get(backend())
+    found = probe() if probe else None
+    return found or Device("CPU", f"CPU, {cpu_cores()} cores")
+
+
+def nvidia_gpus():
+    """GPU names that nvidia-smi lists (empty when there is no driver or no nvidia-smi)."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line for line in listed.stdout.splitlines() if line.startswith("GPU")] if listed.returncode == 0 else []
+
+
+def missing_gpu_reason():
+    """Why the backend runs on the CPU although nvidia-smi lists a GPU; None when that is not the case."""
+    if current_device().is_gpu or not nvidia_gpus():
+        return None
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.test.is_built_with_cuda():
+            return ("this TensorFlow build has no CUDA support (tensorflow-cpu?); install cladec's [gpu] extra "
+                    "(tensorflow[and-cuda])")
+        return ("TensorFlow could not load the CUDA libraries; run with TF_CPP_MIN_LOG_LEVEL=0 to see which "
+                "library failed")
+    if name == "jax":
+        return "this jaxlib has no CUDA plugin (install jax[cuda12] or jax[cuda13])"
+    return "this PyTorch build sees no CUDA device (a CPU-only wheel?)"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a job computes: backend, devices, precision, XLA, determinism and steps per execution."""
+
+    backend: str
+    device: str
+    precision: str
+    xla: bool
+    deterministic: bool
+    steps_per_execution: int
+
+    def line(self):
+        """The one line each job prints before it starts."""
+        return (f"device: {self.device} ({self.backend}); precision {self.precision}; "
+                f"XLA {'on' if self.xla else 'off'}; deterministic {'on' if self.deterministic else 'off'}; "
+                f"steps per execution {self.steps_per_execution}")
+
+    def provenance(self):
+        return {"runtime": asdict(self)}
+
+
+def resolve_precision(choice, device):
+    """'auto' -> bfloat16 on GPUs of compute capability 8.0 or higher, float16 on older GPUs, float32 on CPUs."""
+    if choice not in PRECISIONS:
+        raise UsageError(f"unknown precision {choice!r}; choose one of {', '.join(PRECISIONS)}")
+    if choice != "auto":
+        return choice
+    if not device.is_gpu:
+        return "float32"
+    return "bfloat16" if (device.compute_capability or 0) >= 8.0 else "float16"
+
+
+def resolve_xla(choice, device):
+    """XLA (`jit_compile`): 'auto' is on for GPUs and off for CPUs under TensorFlow, where it was measured
+    slower for these models; JAX always compiles; PyTorch runs eagerly."""
+    if choice in (True, False):
+        return choice
+    if choice not in (None, "auto"):
+        raise UsageError(f"unknown XLA setting {choice!r}; choose auto, on or off")
+    name = backend()
+    if name == "jax":
+        return True
+    if name == "torch":
+        return False
+    return device.is_gpu
+
+
+def resolve_runtime(precision="auto", deterministic=None, steps_per_execution=None, xla="auto"):
+    """Fill in the 'auto' settings for the device at hand."""
+    device = current_device()
+    if steps_per_execution is not None and steps_per_execution < 1:
+        raise UsageError(f"steps per execution must be at least 1, got {steps_per_execution}")
+    return Runtime(
+        backend=backend(),
+        device=device.description,
+        precision=resolve_precision(precision, device),
+        xla=resolve_xla(xla, device),
+        deterministic=(not device.is_gpu) if deterministic is None else bool(deterministic),
+        steps_per_execution=steps_per_execution or (GPU_STEPS_PER_EXECUTION if device.is_gpu else 1),
+    )
+
+
+def apply(runtime):
+    """Make `runtime` the process's set-up: the dtype policy for models built from now on, and determinism."""
+    import keras
+
+    keras.mixed_precision.set_global_policy(MIXED_POLICIES[runtime.precision])
+    _set_determinism(runtime.deterministic)
+
+
+def _set_determinism(on):
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+        from tensorflow.python.framework import config as tf_config
+
+        if on:
+            tf.config.experimental.enable_op_determinism()
+        elif tf_config.is_op_determinism_enabled():
+            tf_config.disable_op_determinism()
+    elif name == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(bool(on), warn_only=True)
+    elif name == "jax" and on and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+        # XLA reads its flags when JAX starts; on the CPU its kernels are deterministic already.
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
+
+
+def seed_everything(seed):
+    """Seed Python, NumPy and the backend (Keras' seed generator), so runs with one seed start alike."""
+    import keras
+
+    keras.utils.set_random_seed(int(seed))

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from cladec_cli import artifacts, runtime
+from cladec_cli.data.feed import set_start_epoch
 from cladec_cli.errors import TrainingError, UsageError
 
 
@@ -27,6 +28,11 @@ class TrainSettings:
     resume: bool = False
     overwrite: bool = False
     extra_callbacks: list = field(default_factory=list)
+    precision: str = "auto"
+    deterministic: bool = None
+    steps_per_execution: int = None
+    xla: str = "auto"
+    announce: object = None
 
     def __post_init__(self):
         if self.epochs < 0:
@@ -37,21 +43,53 @@ class TrainSettings:
             raise UsageError(f"--lr must be positive, got {self.lr}")
         if self.tensorboard:
             check_tensorboard()
+        self._runtime = None
+
+    def runtime(self):
+        """The resolved device set-up (precision, XLA, determinism, steps per execution) for these settings."""
+        if self._runtime is None:
+            self._runtime = runtime.resolve_runtime(self.precision, self.deterministic, self.steps_per_execution,
+                                                    self.xla)
+        return self._runtime
 
     def provenance(self):
         """What a trained model records about how it was trained."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "lr_schedule": "cosine", "optimizer": "adam", "seed": self.seed}
+                "lr_schedule": "cosine", "optimizer": "adam", "seed": self.seed, **self.runtime().provenance()}
 
     def with_epochs(self, epochs):
         """A copy of these settings with another epoch count."""
-        return TrainSettings(**{**self.__dict__, "epochs": epochs, "extra_callbacks": []})
+        fields = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        return TrainSettings(**{**fields, "epochs": epochs, "extra_callbacks": []})
 
 
 def make_optimizer(settings, steps_per_epoch):
-    """Adam with a cosine decay of the learning rate from `settings.lr` to 0 over the whole run."""
+    """Adam with a cosine decay of the learning rate from `settings.lr` to 0 over the whole run
+    (with dynamic loss scaling in float16)."""
     total = max(1, settings.epochs * steps_per_epoch)
-    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(settings.lr, decay_steps=total))
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(settings.lr, decay_steps=total))
+    if settings.runtime().precision == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def compile_model(model, settings, steps_per_epoch, loss, loss_weights=None):
+    """Compile with the shared optimizer, XLA and steps per execution of `settings`; no metrics, since
+    per-step metrics cost a noticeable share of a step for models this small."""
+    setup = settings.runtime()
+    model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=loss, loss_weights=loss_weights,
+                  jit_compile=setup.xla, steps_per_execution=setup.steps_per_execution)
+
+
+class FeedEpoch(keras.callbacks.Callback):
+    """Tells the data feed which epoch begins, so a resumed run sees the batches an uninterrupted one would."""
+
+    def __init__(self, data):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        set_start_epoch(self.data, epoch)
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -114,7 +152,7 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
     if settings.epochs == 0:
         return {}
     guard = StopOnNonFinite()
-    callbacks = [guard, *settings.extra_callbacks]
+    callbacks = [FeedEpoch(train_data), guard, *settings.extra_callbacks]
     if backup is not None:
         restore = keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False)
         # Saving once per epoch, its batch hook does nothing; saying so keeps Keras' asynchronous
@@ -141,13 +179,21 @@ def finish_backup(folder):
         shutil.rmtree(folder)
 
 
+def start(settings):
+    """Apply the settings' device set-up and seed everything, before any model is built."""
+    runtime.apply(settings.runtime())
+    runtime.seed_everything(settings.seed)
+    if settings.announce is not None:
+        settings.announce(settings.runtime().line())
+
+
 @contextlib.contextmanager
 def training_run(out, settings):
     """The frame of every training command: refuse an existing output, pick up (or refuse) an
     interrupted run and seed everything; yields the backup folder, removed once the model is saved."""
     artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
     backup = prepare_backup(out, settings)
-    runtime.seed_everything(settings.seed)
+    start(settings)
     yield backup
     finish_backup(backup)
 
@@ -160,9 +206,9 @@ def trained_provenance(kind, dataset, settings, history, metrics, **fields):
 
 
 def predict(model, data, batch_size=512):
-    """Model outputs for a NumPy array or a tf.data dataset of image batches, as one NumPy array."""
+    """Model outputs for a NumPy array or a feed of image batches, as one float32 NumPy array."""
     if isinstance(data, np.ndarray):
         if len(data) == 0:
             return np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
-        return model.predict(data, batch_size=batch_size, verbose=0)
-    return model.predict(data, verbose=0)
+        return np.asarray(model.predict(data, batch_size=batch_size, verbose=0), np.float32)
+    return np.asarray(model.predict(data, verbose=0), np.float32)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import pytest
 
 from cladec_cli.classifier import train_classifier
@@ -94,3 +95,26 @@ def test_left_over_run_needs_resume_or_overwrite(tmp_path):
     assert prepare_backup(out, TrainSettings(resume=True)).exists()
     prepare_backup(out, TrainSettings(overwrite=True))
     assert not backup_folder(out).exists()
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Stops a run like Ctrl-C at the start of one epoch, after the previous epoch's backup."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(tmp_path, tiny):
+    settings = dict(epochs=4, batch_size=32, seed=5, verbose=0)
+    _, straight = train_classifier(tiny, TrainSettings(**settings), tmp_path / "straight.h5")
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny, TrainSettings(**settings, extra_callbacks=[InterruptAt(2)]), out)
+    assert backup_folder(out).exists() and not out.exists()
+    _, resumed = train_classifier(tiny, TrainSettings(**settings, resume=True), out)
+    assert resumed["digest"] == straight["digest"]

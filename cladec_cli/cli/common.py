@@ -14,9 +14,30 @@ def train_settings(opts, quiet):
     """TrainSettings from the shared training options."""
     from cladec_cli.training import TrainSettings
 
-    return TrainSettings(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
-                         resume=opts["resume"], tensorboard=opts["tensorboard"],
-                         overwrite=opts.get("overwrite", False), verbose=0 if quiet else "auto")
+    xla = {"on": True, "off": False}.get(opts.get("xla"), "auto")
+    settings = TrainSettings(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
+                             resume=opts["resume"], tensorboard=opts["tensorboard"],
+                             overwrite=opts.get("overwrite", False), verbose=0 if quiet else "auto",
+                             precision=opts.get("precision") or "auto", deterministic=opts.get("deterministic"),
+                             steps_per_execution=opts.get("steps_per_execution"), xla=xla,
+                             announce=lambda line: announce_once(line, quiet))
+    return settings
+
+
+_ANNOUNCED = set()
+
+
+def announce_once(line, quiet=False):
+    """Print the device line (and a warning when a GPU goes unused) once per process, on stderr."""
+    from cladec_cli import runtime
+
+    if line in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(line)
+    reason = runtime.missing_gpu_reason()
+    if reason:
+        note(f"warning: nvidia-smi lists a GPU but this job runs on the CPU: {reason}")
+    note(line, quiet)
 
 
 def dataset_for(opts, provenance=None, image_shape=None, seed=0):

@@ -9,8 +9,8 @@ import click
 
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
-from cladec_cli.cli.options import (classifier_option, data_options, layer_option, output_options,
-                                    rec_loss_option, report_options, train_options)
+from cladec_cli.cli.options import (classifier_option, data_options, device_options, layer_option,
+                                    output_options, rec_loss_option, report_options, train_options)
 from cladec_cli.errors import CladecError
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -227,11 +227,12 @@ def explain_cmd(classifier_path, decoder_path, refae_path, indices, class_name, 
 @click.option("--batch-size", type=int, default=128, show_default=True, envvar="CLADEC_BATCH_SIZE")
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@device_options()
 @output_options("Metrics JSON to write (a .md table is written beside it) "
                 "[default: reports/<dataset>/metrics_L<index>_a<alpha>.json].")
 @report_options
 def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_eval_models, batch_size, lr, seed,
-                 out, overwrite, quiet, as_json, **opts):
+                 out, overwrite, quiet, as_json, precision, deterministic, steps_per_execution, xla, **opts):
     """Rec. Loss, Acc Eval and agreement of ClaDec and RefAE for one layer."""
     from cladec_cli import artifacts
     from cladec_cli.classifier import check_fits
@@ -239,7 +240,9 @@ def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_ev
     from cladec_cli.explainer import load_explainer
 
     settings = common.train_settings({"epochs": eval_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                                      "resume": False, "tensorboard": None, "overwrite": overwrite}, quiet)
+                                      "resume": False, "tensorboard": None, "overwrite": overwrite,
+                                      "precision": precision, "deterministic": deterministic,
+                                      "steps_per_execution": steps_per_execution, "xla": xla}, quiet)
     explainer = load_explainer(classifier_path, decoder_path, refae_path)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,

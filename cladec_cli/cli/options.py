@@ -3,6 +3,7 @@
 import click
 
 from cladec_cli.data.names import RESIZE_MODES
+from cladec_cli.runtime import PRECISIONS
 
 
 def compose(*decorators):
@@ -31,8 +32,24 @@ def data_options(default_dataset=None):
     )
 
 
+def device_options():
+    """--precision, --deterministic/--no-deterministic, --steps-per-execution, --xla."""
+    return compose(
+        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                     help="Compute precision; auto is bfloat16 on GPUs of compute capability 8.0 or higher, "
+                          "float16 on older GPUs and float32 on CPUs. Variables and saved models stay float32."),
+        click.option("--deterministic/--no-deterministic", default=None,
+                     help="Use deterministic kernels, so one seed gives the same weights [default: on for CPUs, "
+                          "off for GPUs]."),
+        click.option("--steps-per-execution", type=click.IntRange(min=1), default=None,
+                     help="Training steps run per call from the host [default: 1 on CPUs, 16 on GPUs]."),
+        click.option("--xla", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+                     help="Compile training steps with XLA; auto is on for GPUs and off for CPUs."),
+    )
+
+
 def train_options(epochs=64):
-    """--epochs, --batch-size, --lr, --seed, --resume, --tensorboard."""
+    """--epochs, --batch-size, --lr, --seed, --resume, --tensorboard and the device options."""
     return compose(
         click.option("--epochs", type=int, default=epochs, show_default=True, help="Training epochs (0: untrained)."),
         click.option("--batch-size", type=int, default=128, show_default=True, envvar="CLADEC_BATCH_SIZE"),
@@ -42,6 +59,7 @@ def train_options(epochs=64):
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch."),
         click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
                      help="Write TensorBoard logs to this folder."),
+        device_options(),
     )
 
 

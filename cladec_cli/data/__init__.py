@@ -1,4 +1,4 @@
-"""Datasets: reading, locating and preprocessing image data, and tf.data pipelines.
+"""Datasets: reading, locating and preprocessing image data, and batch feeds for Keras.
 
 Entry point: `cladec_cli.data.datasets.load_dataset`.
 """

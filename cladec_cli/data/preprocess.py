@@ -1,7 +1,7 @@
 """Array preprocessing: scaling to [0, 1], channel conversion, resizing, stratified subsets."""
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from cladec_cli.errors import DataError, UsageError
 
@@ -26,9 +26,9 @@ def convert_channels(x, channels):
     if have == channels:
         return x
     if have == 1 and channels == 3:
-        return tf.repeat(x, 3, axis=-1)
+        return ops.repeat(x, 3, axis=-1)
     if have in (3, 4) and channels == 1:
-        return tf.reduce_mean(x[..., :3], axis=-1, keepdims=True)
+        return ops.mean(x[..., :3], axis=-1, keepdims=True)
     if have == 4 and channels == 3:
         return x[..., :3]
     raise DataError(f"cannot convert images with {have} channels to {channels}")
@@ -47,8 +47,9 @@ def resize_images(x, size, mode="bilinear"):
                 f"--resize pad cannot shrink {x.shape[1]}x{x.shape[2]} images to {height}x{width}; "
                 "use bilinear or nearest"
             )
-        return tf.image.resize_with_crop_or_pad(x, height, width)
-    return tf.image.resize(x, (height, width), method=mode)
+        return ops.image.pad_images(x, target_height=height, target_width=width,
+                                    top_padding=(height - x.shape[1]) // 2, left_padding=(width - x.shape[2]) // 2)
+    return ops.image.resize(x, (height, width), interpolation=mode)
 
 
 def fit_images(images, image_shape, mode="bilinear", chunk=8192):
@@ -57,7 +58,7 @@ def fit_images(images, image_shape, mode="bilinear", chunk=8192):
     out = np.empty((len(x),) + tuple(image_shape), dtype=np.float32)
     for start in range(0, len(x), chunk):
         part = convert_channels(x[start:start + chunk], image_shape[2])
-        out[start:start + chunk] = np.asarray(resize_images(part, image_shape[:2], mode))
+        out[start:start + chunk] = ops.convert_to_numpy(resize_images(part, image_shape[:2], mode))
     return out
 
 

@@ -1,22 +1,84 @@
-"""A dataset split held in memory or streamed from image files, served through tf.data."""
+"""A dataset split held in memory or streamed from image files, served in batches to any Keras backend."""
 
+import math
 from dataclasses import dataclass
 
+import keras
 import numpy as np
-import tensorflow as tf
 
+from cladec_cli import runtime
+from cladec_cli.data.feed import ArrayFeed, EpochOrder, images_and_labels, images_only
 from cladec_cli.data.preprocess import resize_images
-
-AUTOTUNE = tf.data.AUTOTUNE
 
 
 def decode_image_file(path, image_shape, resize="bilinear"):
-    """Read one image file into a float32 H x W x C tensor in [0, 1] of `image_shape`."""
+    """Read one image file into a float32 H x W x C tensor in [0, 1] of `image_shape` (TensorFlow)."""
+    import tensorflow as tf
+
     raw = tf.io.read_file(path)
     image = tf.io.decode_image(raw, channels=image_shape[2], expand_animations=False)
     image = tf.cast(image, tf.float32) / 255.0
-    image = resize_images(image[None], image_shape[:2], resize)[0]
+    height, width = image_shape[:2]
+    if resize == "pad":
+        image = tf.image.resize_with_crop_or_pad(image, height, width)
+    else:
+        image = tf.image.resize(image, (height, width), method=resize)
     return tf.ensure_shape(image, image_shape)
+
+
+def read_image_file(path, image_shape, resize="bilinear"):
+    """Read one image file into a float32 H x W x C array in [0, 1] of `image_shape` (Pillow)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        array = np.asarray(im.convert("L" if image_shape[2] == 1 else "RGB"), np.float32) / 255.0
+    if array.ndim == 2:
+        array = array[..., None]
+    return np.asarray(resize_images(array[None], image_shape[:2], resize)[0], np.float32)
+
+
+class FileFeed(keras.utils.PyDataset):
+    """Batches decoded from image files with Pillow, in the same epoch order as `ArrayFeed`."""
+
+    def __init__(self, split, batch_size, arrange, shuffle=False, seed=0, workers=4):
+        super().__init__(workers=workers)
+        self.split, self.batch_size, self.arrange = split, int(batch_size), arrange
+        self.order = EpochOrder(len(split), shuffle, seed)
+        self.refresh()
+
+    def refresh(self):
+        self._order = self.order.current()
+
+    def __len__(self):
+        return math.ceil(len(self.split) / self.batch_size)
+
+    def __getitem__(self, index):
+        chosen = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        shape, resize = tuple(self.split.image_shape), self.split.resize
+        images = np.stack([read_image_file(p, shape, resize) for p in self.split.paths[chosen]])
+        return self.arrange(images, self.split.labels[chosen])
+
+    def on_epoch_end(self):
+        self.order.epoch += 1
+        self.refresh()
+
+
+def _tf_file_dataset(split, batch_size, arrange, shuffle, seed):
+    """A tf.data pipeline decoding image files in parallel, in the same epoch order as `ArrayFeed`."""
+    import tensorflow as tf
+
+    order = EpochOrder(len(split), shuffle, seed)
+    indices = tf.data.Dataset.from_generator(lambda: iter([order.next()]),
+                                             output_signature=tf.TensorSpec((None,), tf.int64))
+    paths, labels = tf.constant(split.paths.astype(str)), tf.constant(split.labels)
+    shape, resize = tuple(split.image_shape), split.resize
+    ds = indices.unbatch().map(lambda i: (decode_image_file(tf.gather(paths, i), shape, resize), tf.gather(labels, i)),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size).map(arrange).apply(tf.data.experimental.assert_cardinality(
+        math.ceil(len(split) / batch_size)))
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.order = order
+    return ds
 
 
 @dataclass
@@ -47,25 +109,37 @@ class Split:
             resize=self.resize,
         )
 
-    def dataset(self, batch_size, shuffle=False, seed=0, labels=True):
-        """Batches of (images, labels), or of images alone, shuffled per epoch when asked, prefetched."""
-        source = self.images if self.in_memory else self.paths.astype(str)
-        ds = tf.data.Dataset.from_tensor_slices((source, self.labels))
-        if shuffle:
-            ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
-        if not self.in_memory:
-            shape, resize = tuple(self.image_shape), self.resize
-            ds = ds.map(lambda path, y: (decode_image_file(path, shape, resize), y),
-                        num_parallel_calls=AUTOTUNE, deterministic=True)
-        ds = ds.batch(batch_size)
-        if not labels:
-            ds = ds.map(lambda xb, yb: xb)
-        return ds.prefetch(AUTOTUNE)
+    def dataset(self, batch_size, shuffle=False, seed=0, labels=True, arrange=None):
+        """Batches for `fit`/`predict`: (images, labels), images alone, or `arrange(images, labels)`.
+
+        Shuffled per epoch by (seed, epoch) when asked. Files stream through tf.data under TensorFlow
+        and through Pillow under the other backends.
+        """
+        arrange = arrange or (images_and_labels if labels else images_only)
+        if self.in_memory:
+            return ArrayFeed(self.images, self.labels, batch_size, arrange, shuffle, seed)
+        if runtime.has_tensorflow():
+            return _tf_file_dataset(self, batch_size, arrange, shuffle, seed)
+        return FileFeed(self, batch_size, arrange, shuffle, seed)
+
+    def batches(self, batch_size):
+        """Image batches as NumPy arrays, in order; files are decoded batch by batch."""
+        if self.in_memory:
+            for start in range(0, len(self), batch_size):
+                yield self.images[start:start + batch_size]
+            return
+        feed = self.dataset(batch_size, labels=False)
+        if isinstance(feed, keras.utils.PyDataset):
+            for index in range(len(feed)):
+                yield feed[index][0]
+        else:
+            for (images,) in feed.as_numpy_iterator():
+                yield images
 
     def arrays(self):
         """(images, labels) as NumPy arrays; decodes files when the split streams from disk."""
         if self.in_memory:
             return self.images, self.labels
-        images = np.concatenate([b.numpy() for b in self.dataset(256, labels=False)]) if len(self) else \
-            np.zeros((0,) + tuple(self.image_shape), np.float32)
+        parts = list(self.batches(256))
+        images = np.concatenate(parts) if parts else np.zeros((0,) + tuple(self.image_shape), np.float32)
         return images, self.labels

@@ -1,4 +1,4 @@
-"""load_dataset: IDX folders, npz files, preprocessing, stratified limits and tf.data batches."""
+"""load_dataset: IDX folders, npz files, preprocessing, stratified limits and batch feeds."""
 
 import numpy as np
 import pytest
@@ -149,10 +149,10 @@ def test_split_batches(idx_dir):
     for xb, yb in batches[:-1]:
         assert tuple(xb.shape) == (32, 32, 32, 1) and tuple(yb.shape) == (32,)
     assert tuple(batches[-1][0].shape) == (8, 32, 32, 1)
-    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), data.train.labels)
+    np.testing.assert_array_equal(np.concatenate([np.asarray(y) for _, y in batches]), data.train.labels)
     images_only = list(data.test.dataset(32, labels=False))
     assert [tuple(b.shape) for b in images_only] == [(32, 32, 32, 1), (28, 32, 32, 1)]
-    shuffled = np.concatenate([y.numpy() for _, y in data.train.dataset(32, shuffle=True, seed=0)])
+    shuffled = np.concatenate([np.asarray(y) for _, y in data.train.dataset(32, shuffle=True, seed=0)])
     assert sorted(shuffled) == sorted(data.train.labels)
 
 

@@ -1,0 +1,92 @@
+"""Batches for Keras' `fit` and `predict` that work under every backend.
+
+In-memory arrays are served by `ArrayFeed`, a `keras.utils.PyDataset` whose order in epoch e is a
+permutation drawn from (seed, e) alone. So every backend sees the same order for the same seed, and a
+run resumed at epoch e continues with exactly the batches an uninterrupted run would have seen.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+
+def epoch_order(n, seed, epoch):
+    """The shuffled order of `n` items in `epoch` for `seed`: depends on nothing else."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+def images_and_labels(x, y):
+    """Batch layout for classifiers: (images, labels)."""
+    return x, y
+
+
+def images_only(x, y):
+    """Batch layout for prediction: images alone."""
+    return (x,)
+
+
+def images_as_targets(x, y):
+    """Batch layout for autoencoders: (images, images)."""
+    return x, x
+
+
+class EpochOrder:
+    """The item order of successive epochs: `next()` gives epoch e's order and moves on to e + 1."""
+
+    def __init__(self, n, shuffle, seed=0, start_epoch=0):
+        self.n, self.shuffle, self.seed, self.epoch = int(n), shuffle, seed, int(start_epoch)
+
+    def current(self):
+        return epoch_order(self.n, self.seed, self.epoch) if self.shuffle else np.arange(self.n)
+
+    def next(self):
+        order = self.current()
+        self.epoch += 1
+        return order
+
+
+def set_start_epoch(data, epoch):
+    """Make a feed (or a tf.data pipeline made by `Split.dataset`) serve epoch `epoch`'s order next."""
+    order = getattr(data, "order", None)
+    if order is not None:
+        order.epoch = int(epoch)
+        if hasattr(data, "refresh"):
+            data.refresh()
+
+
+class ArrayFeed(keras.utils.PyDataset):
+    """Batches of two aligned in-memory arrays (inputs and a second array such as labels or images),
+    arranged by `arrange(x_batch, second_batch)` into what the model's fit or predict expects.
+
+    With `shuffle`, epoch e is served in `epoch_order(n, seed, e)`; the epoch advances by one at the end
+    of each pass, starting from `start_epoch` (set it when a run resumes).
+    """
+
+    def __init__(self, inputs, second, batch_size, arrange=images_and_labels, shuffle=False, seed=0,
+                 start_epoch=0):
+        super().__init__()
+        if len(inputs) != len(second):
+            raise ValueError(f"inputs and second array differ in length: {len(inputs)} vs {len(second)}")
+        self.inputs, self.second, self.batch_size = inputs, second, int(batch_size)
+        self.arrange = arrange
+        self.order = EpochOrder(len(inputs), shuffle, seed, start_epoch)
+        self.refresh()
+
+    def refresh(self):
+        """Take the order of the epoch that `self.order` stands at."""
+        self._order = self.order.current() if self.order.shuffle else None
+
+    def __len__(self):
+        return math.ceil(len(self.inputs) / self.batch_size)
+
+    def __getitem__(self, index):
+        window = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        if self._order is None:
+            return self.arrange(self.inputs[window], self.second[window])
+        chosen = self._order[window]
+        return self.arrange(self.inputs[chosen], self.second[chosen])
+
+    def on_epoch_end(self):
+        self.order.epoch += 1
+        self.refresh()
