@@ -27,6 +27,11 @@ def float32_copy(model):
     if not uses_mixed_precision(model):
         return model
     config = _float32_config(keras.saving.serialize_keras_object(model))
-    copy = keras.saving.deserialize_keras_object(config)
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # the model and its inputs take the global policy
+    try:
+        copy = keras.saving.deserialize_keras_object(config)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
     copy.set_weights(model.get_weights())
     return copy

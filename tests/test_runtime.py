@@ -1,0 +1,98 @@
+"""Device set-up: 'auto' rules, the device line, precision policies and float32 saved models."""
+
+import keras
+import numpy as np
+import pytest
+
+from cladec_cli import runtime
+from cladec_cli.classifier import train_classifier
+from cladec_cli.cladec import train_decoder
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.errors import UsageError
+from cladec_cli.training import TrainSettings
+from conftest import invoke
+
+CPU = runtime.Device("CPU", "CPU, 2 cores")
+AMPERE = runtime.Device("GPU", "GPU:0 NVIDIA A100", 8.0)
+VOLTA = runtime.Device("GPU", "GPU:0 Tesla V100", 7.0)
+
+
+def test_auto_precision_follows_the_device():
+    assert runtime.resolve_precision("auto", CPU) == "float32"
+    assert runtime.resolve_precision("auto", AMPERE) == "bfloat16"
+    assert runtime.resolve_precision("auto", VOLTA) == "float16"
+    assert runtime.resolve_precision("float16", CPU) == "float16"
+    with pytest.raises(UsageError, match="precision"):
+        runtime.resolve_precision("int8", CPU)
+
+
+def test_auto_xla_is_off_on_cpu_and_on_on_gpu_under_tensorflow(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert runtime.resolve_xla("auto", CPU) is False
+    assert runtime.resolve_xla("auto", AMPERE) is True
+    assert runtime.resolve_xla(False, AMPERE) is False
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert runtime.resolve_xla("auto", CPU) is True
+
+
+def test_this_machine_resolves_to_deterministic_float32_without_xla():
+    setup = runtime.resolve_runtime()
+    assert setup.device.startswith("CPU, ") and setup.precision == "float32"
+    assert setup.deterministic and setup.steps_per_execution == 1
+    line = setup.line()
+    assert line.startswith("device: CPU, ") and "precision float32" in line and "deterministic on" in line
+    with pytest.raises(UsageError):
+        runtime.resolve_runtime(steps_per_execution=0)
+
+
+def test_device_line_and_runtime_provenance_through_the_cli(tmp_path, npz_dataset):
+    out = tmp_path / "c.h5"
+    result = invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 1, "--batch-size", 32,
+                    "--precision", "bfloat16", "--steps-per-execution", 2, "--no-deterministic", "--out", out)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("device: ")]
+    assert len(lines) == 1
+    assert "precision bfloat16" in lines[0] and "deterministic off" in lines[0]
+    assert "steps per execution 2" in lines[0]
+    recorded = invoke("info", out, "--json").stdout
+    assert '"precision": "bfloat16"' in recorded and '"steps_per_execution": 2' in recorded
+
+
+@pytest.fixture(scope="module")
+def tiny(npz_dataset):
+    return load_dataset(npz_dataset)
+
+
+@pytest.fixture(autouse=True)
+def float32_afterwards():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
+def test_every_precision_trains_with_finite_falling_losses_and_saves_float32(tmp_path, tiny, precision):
+    settings = TrainSettings(epochs=3, batch_size=32, verbose=0, precision=precision, lr=3e-3)
+    classifier, record = train_classifier(tiny, settings, tmp_path / "c.h5")
+    _, decoder_record = train_decoder(classifier, record, tiny, -2, 0.5, settings, tmp_path / "d.h5")
+    keras.mixed_precision.set_global_policy("float32")  # as in a new process
+    for path in ("c.h5", "d.h5"):
+        loaded = keras.models.load_model(tmp_path / path, compile=False)
+        assert {layer.dtype_policy.name for layer in loaded._flatten_layers()} == {"float32"}
+        assert all(w.dtype == "float32" for w in loaded.weights)
+    for rec in (record, decoder_record):
+        assert rec["runtime"]["precision"] == precision
+    assert record["metrics"]["test_accuracy"] > 0.4  # chance is 0.25
+    assert np.isfinite(decoder_record["metrics"]["test_rec_loss"])
+
+
+def test_losses_fall_in_every_precision(tiny):
+    from cladec_cli.classifier import fit_classifier
+    from cladec_cli.architectures import build_classifier
+    from cladec_cli.training import start
+
+    for precision in ("float32", "bfloat16", "float16"):
+        settings = TrainSettings(epochs=3, batch_size=32, verbose=0, precision=precision, lr=3e-3)
+        start(settings)
+        model = build_classifier(tiny.image_shape, tiny.n_classes)
+        assert model.get_layer("logits").dtype_policy.name == "float32"
+        losses = fit_classifier(model, tiny.train, settings)["loss"]
+        assert all(np.isfinite(losses)) and losses[-1] < losses[0], (precision, losses)
