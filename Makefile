@@ -3,14 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CLADEC := $(VENV)/bin/cladec
-# TensorFlow distribution: tensorflow-cpu here; on a GPU server use TF='tensorflow[and-cuda]'.
-TF ?= tensorflow-cpu
+# TensorFlow distribution: tensorflow[and-cuda] where nvidia-smi finds a GPU, else tensorflow-cpu.
+TF ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 'tensorflow[and-cuda]' || echo tensorflow-cpu)
+JAX_VENV ?= .venv-jax
+GPU_BUNDLE ?= gpu-bundle
 DATA_DIR := /usr/share/datasets/fashion-mnist
 DEMO_DIR ?= demo
 DEMO_EPOCHS ?= 3
 DEMO_FLAGS ?=
 
-.PHONY: help install data test test-fast demo benchmark clean
+.PHONY: help install data test test-fast test-jax demo benchmark gpu-wheels clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,6 +38,24 @@ test: install data  ## Run the test suite
 
 test-fast: install  ## Run the tests that need no real data
 	$(PY) -m pytest -q -m "not realdata"
+
+$(JAX_VENV)/.installed: setup.py setup.cfg
+	$(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "jax[cpu]" -e ".[test]"
+	touch $@
+
+test-jax: $(JAX_VENV)/.installed data  ## Run the tests under Keras' JAX backend on the CPU (second venv)
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -q -m "not tensorflow_only"
+
+gpu-wheels: install  ## Bundle the wheels and data a bare CUDA machine (Python 3.12, JAX) needs, in gpu-bundle/
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/wheels $(GPU_BUNDLE)/fashion-mnist
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+	  --python-version 3.12 --implementation cp -d $(GPU_BUNDLE)/wheels \
+	  "keras==$$($(PY) -c 'import keras; print(keras.__version__)')" namex optree
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w $(GPU_BUNDLE)/wheels .
+	cp $(DATA_DIR)/*-ubyte.gz $(GPU_BUNDLE)/fashion-mnist/
+	@du -sh $(GPU_BUNDLE)
 
 demo: install data  ## Train a classifier, a ClaDec decoder and a RefAE on Fashion-MNIST; explain; evaluate
 	$(CLADEC) train-classifier --epochs $(DEMO_EPOCHS) --out $(DEMO_DIR)/classifier.h5 --overwrite $(DEMO_FLAGS)

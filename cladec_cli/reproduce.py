@@ -80,16 +80,15 @@ class Experiment:
 
     def _classifier(self, run, epochs):
         path = self.out / f"run{run}" / f"classifier_e{epochs}.h5"
-        if not path.exists():
-            self.log(f"run {run}: training the classifier for {epochs} epochs")
-            train_classifier(self.dataset, self._settings(run, epochs), path)
-            self.trained += 1
-        return path
+        return self._artifact(path, f"the classifier for {epochs} epochs",
+                              lambda: train_classifier(self.dataset, self._settings(run, epochs), path))
 
     def _artifact(self, path, what, train):
         if not path.exists():
             self.log(f"  training {what}")
+            started = time.time()
             train()
+            self.log(f"  trained {what} in {time.time() - started:.1f} s")
             self.trained += 1
         return path
 
@@ -114,6 +113,7 @@ class Experiment:
         started = time.time()
         result = evaluate(load_explainer(classifier_path, decoder, refae), self.dataset, eval_settings)
         result["seconds"] = round(time.time() - started, 1)
+        self.log(f"  evaluated in {result['seconds']} s")
         self.trained += 2
         artifacts.write_json(metrics_path, result)
         return result

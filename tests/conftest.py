@@ -103,6 +103,18 @@ def setup(trained):
     return classifier, provenance, load_dataset(trained["dataset"])
 
 
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked gpu without a GPU, and tests marked tensorflow_only under another backend."""
+    from cladec_cli import runtime
+
+    has_gpu = runtime.current_device().is_gpu
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(pytest.mark.skip(reason="needs a GPU"))
+        if "tensorflow_only" in item.keywords and not runtime.has_tensorflow():
+            item.add_marker(pytest.mark.skip(reason="needs the TensorFlow backend"))
+
+
 requires_fashion_mnist = pytest.mark.skipif(
     not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
     reason="real Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",

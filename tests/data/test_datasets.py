@@ -151,9 +151,25 @@ def test_split_batches(idx_dir):
     assert tuple(batches[-1][0].shape) == (8, 32, 32, 1)
     np.testing.assert_array_equal(np.concatenate([np.asarray(y) for _, y in batches]), data.train.labels)
     images_only = list(data.test.dataset(32, labels=False))
-    assert [tuple(b.shape) for b in images_only] == [(32, 32, 32, 1), (28, 32, 32, 1)]
+    assert [tuple(b.shape) for (b,) in images_only] == [(32, 32, 32, 1), (28, 32, 32, 1)]
     shuffled = np.concatenate([np.asarray(y) for _, y in data.train.dataset(32, shuffle=True, seed=0)])
-    assert sorted(shuffled) == sorted(data.train.labels)
+    assert sorted(shuffled) == sorted(data.train.labels) and list(shuffled) != list(data.train.labels)
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only():
+    from cladec_cli.data.feed import ArrayFeed, epoch_order
+
+    assert list(epoch_order(50, 3, 7)) == list(epoch_order(50, 3, 7))
+    assert list(epoch_order(50, 3, 7)) != list(epoch_order(50, 3, 8))
+    assert list(epoch_order(50, 3, 7)) != list(epoch_order(50, 4, 7))
+    x = np.arange(50)
+    feed = ArrayFeed(x, x, 10, shuffle=True, seed=3)
+    first = np.concatenate([feed[i][0] for i in range(len(feed))])
+    feed.on_epoch_end()
+    second = np.concatenate([feed[i][0] for i in range(len(feed))])
+    resumed = ArrayFeed(x, x, 10, shuffle=True, seed=3, start_epoch=1)
+    assert list(first) == list(epoch_order(50, 3, 0)) and list(second) == list(epoch_order(50, 3, 1))
+    assert list(np.concatenate([resumed[i][0] for i in range(len(resumed))])) == list(second)
 
 
 def test_npz_dataset(tmp_path):

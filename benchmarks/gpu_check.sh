@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The GPU check: GPU tests, the speed benchmark and a one-run Table II, everything written under OUTDIR.
+#
+#   benchmarks/gpu_check.sh OUTDIR
+#
+# On a GPU server it uses the installed TensorFlow. On a bare CUDA machine with JAX but no TensorFlow and
+# no network, it installs keras, namex, optree and cladec from the bundle `make gpu-wheels` writes
+# (gpu-bundle/, with the Fashion-MNIST files) and runs under Keras' JAX backend.
+# Knobs: PYTHON (python3), GPU_BUNDLE (gpu-bundle), TABLE2_EPOCHS (64), BUDGET_S (450: the whole check's
+# seconds; the Table II run gets what the earlier stages leave).
+set -uo pipefail
+OUT=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+PY=${PYTHON:-python3}
+BUNDLE=${GPU_BUNDLE:-gpu-bundle}
+BUDGET_S=${BUDGET_S:-450}
+START=$(date +%s)
+export PYTHONUNBUFFERED=1
+
+log() { echo "[gpu_check +$(( $(date +%s) - START ))s] $*" | tee -a "$OUT/check.log"; }
+left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
+
+if ! "$PY" -c "import tensorflow" >/dev/null 2>&1; then
+  export KERAS_BACKEND=${KERAS_BACKEND:-jax}
+fi
+if ! "$PY" -c "import keras, cladec_cli" >/dev/null 2>&1; then
+  log "installing from $BUNDLE/wheels (no index)"
+  "$PY" -m pip install --quiet --no-index --find-links "$BUNDLE/wheels" keras namex optree cladec \
+    >"$OUT/install.log" 2>&1 || { log "install failed: see install.log"; tail -5 "$OUT/install.log"; }
+fi
+if [ -d "$BUNDLE/fashion-mnist" ]; then
+  export CLADEC_DATA_DIR=${CLADEC_DATA_DIR:-$PWD/$BUNDLE/fashion-mnist}
+fi
+BACKEND=$("$PY" -c "import keras; print(keras.backend.backend())" 2>/dev/null || echo unknown)
+log "backend $BACKEND"
+{
+  nvidia-smi -L
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
+  "$PY" -c "import sys, keras, numpy; print('python', sys.version.split()[0], 'keras', keras.__version__, 'numpy', numpy.__version__)"
+  [ "$BACKEND" = jax ] && "$PY" -c "import jax; print('jax', jax.__version__, jax.devices())"
+} >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+log "GPU tests"
+timeout 150 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests >"$OUT/gpu-tests.log" 2>&1
+log "GPU tests: $(tail -n 1 "$OUT/gpu-tests.log")"
+
+log "benchmark --quick"
+timeout $(( $(left) / 2 )) "$PY" -m cladec_cli benchmark --quick --out "$OUT/speed-gpu-$BACKEND.json" \
+  >"$OUT/benchmark.log" 2>&1
+log "benchmark: exit $?"
+tail -n 25 "$OUT/benchmark.log"
+
+EPOCHS=${TABLE2_EPOCHS:-64}
+log "Table II, one run, $EPOCHS epochs, fused decoders ($(left) s left)"
+timeout $(( $(left) - 10 )) "$PY" -m cladec_cli reproduce table2 --runs 1 --epochs "$EPOCHS" \
+  --out "$OUT/table2" >"$OUT/table2.log" 2>&1
+log "Table II: exit $? (124: stopped at the time budget; what finished is in table2/)"
+grep -E "^(device|run|  )|saved|wrote" "$OUT/table2.log" | tail -n 30
+log "done"

@@ -1,0 +1,46 @@
+"""On a GPU: the fast defaults (mixed precision, XLA, no determinism, several steps per execution) train."""
+
+import keras
+import numpy as np
+import pytest
+
+from cladec_cli import runtime
+from cladec_cli.classifier import train_classifier
+from cladec_cli.cladec import train_decoder
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.refae import train_refae
+from cladec_cli.training import TrainSettings
+from conftest import invoke
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(autouse=True)
+def float32_afterwards():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_gpu_defaults():
+    setup = runtime.resolve_runtime()
+    assert setup.device.startswith("GPU:0 ")
+    assert setup.precision in ("bfloat16", "float16") and setup.xla and not setup.deterministic
+    assert setup.steps_per_execution == runtime.GPU_STEPS_PER_EXECUTION
+
+
+@pytest.mark.parametrize("precision", ["auto", "float32", "float16"])
+def test_gpu_trains_every_model_with_finite_losses(tmp_path, npz_dataset, precision):
+    data = load_dataset(npz_dataset)
+    settings = TrainSettings(epochs=3, batch_size=32, verbose=0, precision=precision, lr=3e-3)
+    classifier, record = train_classifier(data, settings, tmp_path / "c.h5")
+    assert record["runtime"]["xla"] and record["metrics"]["test_accuracy"] > 0.4
+    _, dec = train_decoder(classifier, record, data, -1, 0.5, settings, tmp_path / "d.h5")
+    _, ref = train_refae(classifier, record, data, -2, settings, tmp_path / "r.h5")
+    assert np.isfinite(dec["metrics"]["test_rec_loss"]) and np.isfinite(ref["metrics"]["test_rec_loss"])
+
+
+def test_gpu_device_line(tmp_path, npz_dataset):
+    result = invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 1, "--batch-size", 32,
+                    "--out", tmp_path / "c.h5")
+    line = next(line for line in result.stderr.splitlines() if line.startswith("device: "))
+    assert line.startswith("device: GPU:0 ") and "XLA on" in line and "deterministic off" in line
