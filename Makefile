@@ -41,7 +41,7 @@ test-fast: install  ## Run the tests that need no real data
 
 $(JAX_VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(JAX_VENV)
-	$(JAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "jax[cpu]" -e ".[test]"
+	$(JAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "jax[cpu]" -e ".[test,tensorboard]"
 	touch $@
 
 test-jax: $(JAX_VENV)/.installed data  ## Run the tests under Keras' JAX backend on the CPU (second venv)

@@ -27,13 +27,19 @@ def _configured_backend():
     return keras.backend.backend()
 
 
-def import_tensorflow_quietly():
+def import_tensorflow_quietly(any_backend=False):
     """Import TensorFlow with the C++ start-up banner (which no variable silences) sent to /dev/null.
 
-    Does nothing under the JAX and PyTorch backends, which need no TensorFlow.
+    Under the JAX and PyTorch backends, which need no TensorFlow, only with `any_backend`, and then a
+    missing TensorFlow is no error.
     """
-    if "tensorflow" in sys.modules or backend() != "tensorflow":
+    if "tensorflow" in sys.modules or not (any_backend or backend() == "tensorflow"):
         return
+    if any_backend and backend() != "tensorflow":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is None:
+            return
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

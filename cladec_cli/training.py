@@ -136,12 +136,17 @@ def progress_verbosity(verbose):
 
 
 def check_tensorboard():
-    """Refuse --tensorboard up front when the tensorboard package is missing."""
+    """Refuse --tensorboard up front when the tensorboard package, or TensorFlow (whose summary writer
+    Keras' TensorBoard callback uses under every backend), is missing."""
     try:
         import tensorboard  # noqa: F401
     except ImportError:
         raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard "
                          "(or install cladec with the [tensorboard] extra)") from None
+    runtime.import_tensorflow_quietly(any_backend=True)
+    if "tensorflow" not in sys.modules:
+        raise UsageError("--tensorboard needs TensorFlow for its summary writer, also under the "
+                         f"{runtime.backend()} backend: pip install tensorflow-cpu")
 
 
 def fit(model, train_data, settings, backup=None, validation_data=None):

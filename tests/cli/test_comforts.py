@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from cladec_cli import __version__
@@ -33,6 +34,7 @@ def test_environment_defaults_json_and_quiet(tmp_path, npz_dataset):
     assert quiet.stdout == "" and quiet.stderr == ""
 
 
+@pytest.mark.tensorflow_only
 def test_tensorboard_logs(tmp_path, npz_dataset):
     logs = tmp_path / "tb"
     invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 1, "--tensorboard", logs, "-q",
