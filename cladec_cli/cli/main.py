@@ -56,6 +56,7 @@ class CladecCommand(click.Command):
     """A command that loads TensorFlow quietly once its options have been parsed."""
 
     def invoke(self, ctx):
+        runtime.require_backend()
         if not ctx.find_root().params.get("debug"):
             runtime.import_tensorflow_quietly()
         return super().invoke(ctx)
