@@ -46,9 +46,18 @@ def classification_loss(model):
 
 def fresh_copy(model):
     """A newly initialised, trainable model of the same architecture (weights are not copied)."""
-    copy = keras.models.clone_model(model)
+    copy = keras.models.clone_model(model, clone_function=_clone_layer, recursive=True)
     _unfreeze(copy)
     return copy
+
+
+def _clone_layer(layer):
+    config = layer.get_config()
+    if isinstance(layer, keras.layers.Lambda):
+        # The function is already loaded (the file was trusted, or the model built here): copying it
+        # runs no code from a file, so Keras' safe mode, which refuses Lambda configs, does not apply.
+        return keras.layers.Lambda.from_config(config, safe_mode=False)
+    return layer.__class__.from_config(config)
 
 
 def _unfreeze(model):
@@ -94,9 +103,9 @@ def train_classifier(dataset, settings, out, arch="paper"):
     return model, record
 
 
-def load_classifier(path):
-    """A classifier file (cladec's or any Keras classifier) and its provenance."""
-    model, provenance = artifacts.load_model(path, kind="classifier")
+def load_classifier(path, trust=False):
+    """A classifier file (cladec's or any Keras classifier) and its provenance; `trust` allows Lambda layers."""
+    model, provenance = artifacts.load_model(path, kind="classifier", trust=trust)
     check_supported(model)
     return model, provenance
 

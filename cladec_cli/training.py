@@ -16,7 +16,8 @@ from cladec_cli.errors import TrainingError, UsageError
 
 @dataclass
 class TrainSettings:
-    """How a model is trained. `lr` is the start of a cosine decay to 0 over all epochs."""
+    """How a model is trained. `lr` is the start of a cosine decay to 0 over all epochs; `trust_model` says
+    that the model trained from was allowed to run code stored in its file (Lambda layers)."""
 
     epochs: int = 64
     batch_size: int = 128
@@ -26,6 +27,7 @@ class TrainSettings:
     tensorboard: str = None
     resume: bool = False
     overwrite: bool = False
+    trust_model: bool = False
     extra_callbacks: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -41,7 +43,7 @@ class TrainSettings:
     def provenance(self):
         """What a trained model records about how it was trained."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "lr_schedule": "cosine", "optimizer": "adam", "seed": self.seed}
+                "lr_schedule": "cosine", "optimizer": "adam", "seed": self.seed, "trust_model": self.trust_model}
 
     def with_epochs(self, epochs):
         """A copy of these settings with another epoch count."""

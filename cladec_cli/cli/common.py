@@ -16,7 +16,8 @@ def train_settings(opts, quiet):
 
     return TrainSettings(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
                          resume=opts["resume"], tensorboard=opts["tensorboard"],
-                         overwrite=opts.get("overwrite", False), verbose=0 if quiet else "auto")
+                         overwrite=opts.get("overwrite", False), trust_model=opts.get("trust_model", False),
+                         verbose=0 if quiet else "auto")
 
 
 # The options that choose which images a model trains and is tested on, with their defaults.
@@ -95,7 +96,7 @@ def layer_job(classifier_path, layer, opts, out, overwrite, quiet, filename):
     from cladec_cli.layers import resolve_layer
 
     settings = train_settings({**opts, "overwrite": overwrite}, quiet)
-    classifier, provenance = load_classifier(classifier_path)
+    classifier, provenance = load_classifier(classifier_path, settings.trust_model)
     target = resolve_layer(classifier, layer)
     out = default_out(out, opts["dataset"] or provenance, filename(target))
     dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:])

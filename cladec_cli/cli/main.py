@@ -10,7 +10,8 @@ import click
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
 from cladec_cli.cli.options import (batch_size_option, classifier_option, data_options, layer_option, lr_option,
-                                    output_options, rec_loss_option, report_options, train_options, with_default)
+                                    output_options, rec_loss_option, report_options, train_options,
+                                    trust_model_option, with_default)
 from cladec_cli.errors import CladecError
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -96,13 +97,14 @@ def train_classifier_cmd(out, overwrite, quiet, as_json, arch, **opts):
 
 @cli.command("layers", short_help="List a classifier's explainable layers.")
 @classifier_option
+@trust_model_option
 @report_options
-def layers_cmd(classifier_path, quiet, as_json):
+def layers_cmd(classifier_path, trust_model, quiet, as_json):
     """List the explainable layers of a classifier with their paper-style index and output shape."""
     from cladec_cli.classifier import load_classifier
     from cladec_cli.layers import explainable_layers
 
-    model, _ = load_classifier(classifier_path)
+    model, _ = load_classifier(classifier_path, trust_model)
     found = explainable_layers(model)
     rows = [f"{'index':>6}  {'name':<30} shape"]
     rows += [f"{layer.index:>6}  {layer.name:<30} {'x'.join(map(str, layer.shape))}" for layer in found]
@@ -126,6 +128,7 @@ def info_cmd(path, quiet, as_json):
 
 @cli.command("train-decoder", short_help="Train a ClaDec decoder for one classifier layer.")
 @classifier_option
+@trust_model_option
 @layer_option
 @click.option("--alpha", type=float, default=0.0, show_default=True,
               help="Weight of the classifier's loss: (1-alpha)*SSE + alpha*CE; 0 is plain ClaDec.")
@@ -152,6 +155,7 @@ def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out,
 
 @cli.command("train-refae", short_help="Train the reference autoencoder (RefAE) for a layer.")
 @classifier_option
+@trust_model_option
 @layer_option
 @rec_loss_option
 @data_options()
@@ -173,6 +177,7 @@ def train_refae_cmd(classifier_path, layer, rec_loss, out, overwrite, quiet, as_
 
 @cli.command("explain", short_help="Draw original, RefAE and ClaDec images as a PNG grid.")
 @classifier_option
+@trust_model_option
 @click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False),
               help="ClaDec decoder file (from train-decoder).")
 @click.option("--refae", "refae_path", type=click.Path(dir_okay=False), default=None,
@@ -187,15 +192,15 @@ def train_refae_cmd(classifier_path, layer, rec_loss, out, overwrite, quiet, as_
 @data_options()
 @output_options("PNG grid to write.", "reports/<dataset>/explain_L<index>_a<alpha>.png")
 @report_options
-def explain_cmd(classifier_path, decoder_path, refae_path, indices, class_name, count, images_dir, save_arrays,
-                out, overwrite, quiet, as_json, **opts):
+def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices, class_name, count, images_dir,
+                save_arrays, out, overwrite, quiet, as_json, **opts):
     """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
     from cladec_cli.classifier import check_fits
     from cladec_cli.explain import (explanation_arrays, load_image_folder, parse_indices, select,
                                     write_grid)
     from cladec_cli.explainer import load_explainer
 
-    explainer = load_explainer(classifier_path, decoder_path, refae_path)
+    explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
                              f"explain_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
@@ -219,6 +224,7 @@ def explain_cmd(classifier_path, decoder_path, refae_path, indices, class_name, 
 
 @cli.command("evaluate", short_help="Measure Rec. Loss, Acc Eval and agreement for a layer.")
 @classifier_option
+@trust_model_option
 @click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False), help="ClaDec decoder file.")
 @click.option("--refae", "refae_path", required=True, type=click.Path(dir_okay=False), help="RefAE file.")
 @click.option("--eval-epochs", type=int, default=64, show_default=True,
@@ -233,8 +239,8 @@ def explain_cmd(classifier_path, decoder_path, refae_path, indices, class_name, 
 @output_options("Metrics JSON to write; a .md table is written beside it.",
                 "reports/<dataset>/metrics_L<index>_a<alpha>.json")
 @report_options
-def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_eval_models, batch_size, lr, seed,
-                 out, overwrite, quiet, as_json, **opts):
+def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, eval_epochs, keep_eval_models, batch_size,
+                 lr, seed, out, overwrite, quiet, as_json, **opts):
     """Measure Rec. Loss, Acc Eval and agreement of ClaDec and RefAE for one layer."""
     from cladec_cli import artifacts
     from cladec_cli.classifier import check_fits
@@ -242,8 +248,9 @@ def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_ev
     from cladec_cli.explainer import load_explainer
 
     settings = common.train_settings({"epochs": eval_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                                      "resume": False, "tensorboard": None, "overwrite": overwrite}, quiet)
-    explainer = load_explainer(classifier_path, decoder_path, refae_path)
+                                      "resume": False, "tensorboard": None, "overwrite": overwrite,
+                                      "trust_model": trust_model}, quiet)
+    explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
                              f"metrics_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.json",

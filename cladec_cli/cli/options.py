@@ -91,3 +91,5 @@ layer_option = click.option("--layer", default="-1", show_default=True,
                             help="Layer to explain: a name or a negative index (-1 logits, -2 last conv block, ...).")
 rec_loss_option = click.option("--rec-loss", type=click.Choice(["sse", "bce"]), default="sse", show_default=True,
                                help="Training reconstruction loss (bce as the paper used for MNIST).")
+trust_model_option = click.option("--trust-model", is_flag=True,
+                                  help="Load model files with Lambda layers, which run code stored in the file.")
