@@ -167,8 +167,54 @@ def inspect(path):
         raise ArtifactError(f"cannot read {path}: {e}") from e
 
 
-def load_model(path, kind=None):
-    """Load a model file and its provenance; `kind` refuses artifacts of another kind."""
+def model_config(path):
+    """The architecture stored in a model file (the config of a .keras or .h5 file), {} if it has none."""
+    path = Path(path)
+    if path.suffix.lower() == ".keras":
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json")) if "config.json" in archive.namelist() else {}
+    with h5py.File(path, "r") as f:
+        config = f.attrs.get("model_config")
+    if config is None:
+        return {}
+    return json.loads(config.decode() if isinstance(config, bytes) else config)
+
+
+def code_layers(config):
+    """Names of the Lambda layers in a model config, nested models included: layers that run code."""
+    found = []
+    if isinstance(config, dict):
+        if config.get("class_name") == "Lambda":
+            found.append(config.get("config", {}).get("name", "lambda"))
+        for value in config.values():
+            found += code_layers(value)
+    elif isinstance(config, list):
+        for value in config:
+            found += code_layers(value)
+    return found
+
+
+def check_safe(path, trust=False):
+    """Refuse a model file with Lambda layers unless `trust`: loading them runs code stored in the file.
+
+    Keras' safe mode refuses such files too, but not in every Keras version for HDF5 files.
+    """
+    if trust:
+        return
+    try:
+        names = code_layers(model_config(path))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"cannot read {path}: {e}") from e
+    if names:
+        raise ArtifactError(f"{path} holds a Lambda layer ({', '.join(names)}), which runs code stored in the "
+                            "file; pass --trust-model if you trust where the file comes from")
+
+
+def load_model(path, kind=None, trust=False):
+    """Load a model file and its provenance; `kind` refuses artifacts of another kind.
+
+    Keras' safe mode stays on, and files with Lambda layers are refused, unless `trust`.
+    """
     import keras
 
     provenance = inspect(path)
@@ -178,9 +224,12 @@ def load_model(path, kind=None):
         raise ArtifactError(f"{path} is a {KINDS.get(found, found)}, not a {KINDS[kind]}")
     if kind and not found and kind != "classifier":
         raise ArtifactError(f"{path} is not a {KINDS[kind]} made by cladec (it has no cladec provenance)")
+    check_safe(path, trust)
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False, safe_mode=not trust)
     except Exception as e:  # Keras raises many types for unreadable or foreign files
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "safe_mode" in message:
+            message = "it holds code that runs on loading; pass --trust-model if you trust where it comes from"
         raise ArtifactError(f"cannot load {path} as a Keras model: {message}") from e
     return model, provenance

@@ -6,15 +6,37 @@ import numpy as np
 from cladec_cli import artifacts
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import DataError
-from cladec_cli.layers import check_supported
+from cladec_cli.layers import check_supported, is_submodel
 from cladec_cli.training import compile_model, fit, predict, start, trained_provenance, training_run
 
 
 def outputs_probabilities(model):
-    """True when the classifier ends in a softmax (probabilities), False for logits."""
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    return type(last).__name__ == "Softmax" or getattr(activation, "__name__", "") == "softmax"
+    """True when the classifier's output is a softmax (probabilities), False for logits.
+
+    Follows the graph back from the output, into nested sub-models (functional or Sequential) and
+    through weightless layers (reshapes, dropout, linear activations), until a softmax (a Softmax
+    layer or op, or a softmax activation) or the last layer with weights (the Dense head).
+    """
+    tensor = model.outputs[0]
+    while True:
+        history = tensor._keras_history
+        operation = history.operation
+        if is_submodel(operation):
+            tensor = operation.outputs[history.tensor_index]
+        elif _is_softmax(operation):
+            return True
+        elif operation.weights or isinstance(operation, keras.layers.InputLayer):
+            return False
+        else:
+            inputs = operation._inbound_nodes[history.node_index].input_tensors
+            if len(inputs) != 1:
+                return False
+            tensor = inputs[0]
+
+
+def _is_softmax(operation):
+    activation = getattr(operation, "activation", None)
+    return type(operation).__name__ == "Softmax" or getattr(activation, "__name__", "") == "softmax"
 
 
 def classification_loss(model):
@@ -24,9 +46,18 @@ def classification_loss(model):
 
 def fresh_copy(model):
     """A newly initialised, trainable model of the same architecture (weights are not copied)."""
-    copy = keras.models.clone_model(model)
+    copy = keras.models.clone_model(model, clone_function=_clone_layer, recursive=True)
     _unfreeze(copy)
     return copy
+
+
+def _clone_layer(layer):
+    config = layer.get_config()
+    if isinstance(layer, keras.layers.Lambda):
+        # The function is already loaded (the file was trusted, or the model built here): copying it
+        # runs no code from a file, so Keras' safe mode, which refuses Lambda configs, does not apply.
+        return keras.layers.Lambda.from_config(config, safe_mode=False)
+    return layer.__class__.from_config(config)
 
 
 def _unfreeze(model):
@@ -72,9 +103,9 @@ def train_classifier(dataset, settings, out, arch="paper"):
     return model, record
 
 
-def load_classifier(path):
-    """A classifier file (cladec's or any Keras classifier) and its provenance."""
-    model, provenance = artifacts.load_model(path, kind="classifier")
+def load_classifier(path, trust=False):
+    """A classifier file (cladec's or any Keras classifier) and its provenance; `trust` allows Lambda layers."""
+    model, provenance = artifacts.load_model(path, kind="classifier", trust=trust)
     check_supported(model)
     return model, provenance
 

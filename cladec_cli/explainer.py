@@ -51,16 +51,19 @@ class Explainer:
         return predict(self.classifier, images, batch_size).argmax(axis=1)
 
 
-def load_explainer(classifier_path, decoder_path, refae_path=None):
-    """Load and cross-check a classifier, its ClaDec decoder and (optionally) its RefAE."""
-    classifier, classifier_prov = load_classifier(classifier_path)
-    decoder, decoder_prov = artifacts.load_model(decoder_path, kind="cladec_decoder")
+def load_explainer(classifier_path, decoder_path, refae_path=None, trust=False):
+    """Load and cross-check a classifier, its ClaDec decoder and (optionally) its RefAE.
+
+    `trust` allows model files with Lambda layers, which run code stored in the file.
+    """
+    classifier, classifier_prov = load_classifier(classifier_path, trust)
+    decoder, decoder_prov = artifacts.load_model(decoder_path, kind="cladec_decoder", trust=trust)
     digest = artifacts.weights_digest(classifier)
     check_belongs(decoder_path, decoder_prov, digest, classifier_path)
     layer = resolve_layer(classifier, decoder_prov["layer_name"])
     cladec = stacked(frozen_encoder(classifier, layer), decoder, "cladec")
     refae, refae_prov = (None, None)
     if refae_path:
-        refae, refae_prov = artifacts.load_model(refae_path, kind="refae")
+        refae, refae_prov = artifacts.load_model(refae_path, kind="refae", trust=trust)
         check_belongs(refae_path, refae_prov, digest, classifier_path, layer.name)
     return Explainer(classifier, classifier_prov, cladec, decoder_prov, refae, refae_prov)

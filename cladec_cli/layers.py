@@ -37,7 +37,7 @@ class ExplainableLayer:
 
 def check_supported(model):
     """Refuse models that cannot be cut at a layer: subclassed without a graph, or several inputs."""
-    if not _is_submodel(model) or not model.built or not getattr(model, "inputs", None):
+    if not is_submodel(model) or not model.built or not getattr(model, "inputs", None):
         raise UsageError(
             f"model {getattr(model, 'name', model)!r} has no functional graph (a subclassed model?); "
             "save it as a functional or Sequential Keras model"
@@ -62,7 +62,7 @@ def _consumers(model):
     return consumers
 
 
-def _is_submodel(layer):
+def is_submodel(layer):
     """A model with a graph of layers: functional, or Sequential (which has no `_operations` in Keras 3)."""
     return isinstance(layer, keras.Model) and (hasattr(layer, "_operations") or isinstance(layer, keras.Sequential))
 
@@ -73,7 +73,7 @@ def _explainable_paths(model, prefix=""):
     found = []
     for layer in model.layers:
         kind = type(layer).__name__
-        if _is_submodel(layer):
+        if is_submodel(layer):
             found += _explainable_paths(layer, f"{prefix}{layer.name}/")
             continue
         if kind in PLUMBING:

@@ -28,6 +28,8 @@ PAPER = {
     "table4": {0: (5.45, 0.85), 1: (6.42, 0.88), 4: (6.61, 0.893), 16: (6.23, 0.896), 64: (6.08, 0.895)},
 }
 METRICS = (("rec_loss", "Rec. Loss"), ("acc_eval", "Acc Eval"), ("agreement", "Agreement"))
+# Settings recorded since a later version, with the value that folders made before then used.
+ADDED_SETTINGS = {"split_seed": 0, "test_fraction": 0.2}
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def check_settings(out, settings):
     """Record the experiment's settings in `out`, or refuse a folder made with other settings."""
     path = Path(out) / "settings.json"
     if path.exists():
-        before = json.loads(path.read_text())
+        before = {**{k: v for k, v in ADDED_SETTINGS.items() if k in settings}, **json.loads(path.read_text())}
         if before != settings:
             changed = ", ".join(f"{k} {before.get(k)} -> {settings.get(k)}" for k in settings
                                 if before.get(k) != settings.get(k))

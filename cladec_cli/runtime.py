@@ -27,6 +27,23 @@ def _configured_backend():
     return keras.backend.backend()
 
 
+def require_backend():
+    """Refuse to go on, in one line, when Keras' backend is TensorFlow (its default) and TensorFlow is missing."""
+    import importlib.util
+
+    from cladec_cli.errors import CladecError
+
+    if sys.modules.get("tensorflow") is not None or importlib.util.find_spec("tensorflow") is not None:
+        return
+    try:
+        import keras  # noqa: F401  (loads the configured backend: TensorFlow unless KERAS_BACKEND says otherwise)
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] == "tensorflow":
+            raise CladecError("TensorFlow is not installed: pip install 'cladec[cpu]' (or 'cladec[gpu]'), "
+                              "or pick another Keras backend with KERAS_BACKEND") from None
+        raise
+
+
 def import_tensorflow_quietly(any_backend=False):
     """Import TensorFlow with the C++ start-up banner (which no variable silences) sent to /dev/null.
 

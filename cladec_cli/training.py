@@ -17,7 +17,8 @@ from cladec_cli.errors import TrainingError, UsageError
 
 @dataclass
 class TrainSettings:
-    """How a model is trained. `lr` is the start of a cosine decay to 0 over all epochs."""
+    """How a model is trained. `lr` is the start of a cosine decay to 0 over all epochs; `trust_model` says
+    that the model trained from was allowed to run code stored in its file (Lambda layers)."""
 
     epochs: int = 64
     batch_size: int = 128
@@ -27,6 +28,7 @@ class TrainSettings:
     tensorboard: str = None
     resume: bool = False
     overwrite: bool = False
+    trust_model: bool = False
     extra_callbacks: list = field(default_factory=list)
     precision: str = "auto"
     deterministic: bool = None
@@ -55,7 +57,8 @@ class TrainSettings:
     def provenance(self):
         """What a trained model records about how it was trained."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "lr_schedule": "cosine", "optimizer": "adam", "seed": self.seed, **self.runtime().provenance()}
+                "lr_schedule": "cosine", "optimizer": "adam", "seed": self.seed, "trust_model": self.trust_model,
+                **self.runtime().provenance()}
 
     def with_epochs(self, epochs):
         """A copy of these settings with another epoch count."""

@@ -102,3 +102,31 @@ def test_alpha_out_of_range(setup, tmp_path, alpha):
     with pytest.raises(UsageError, match="alpha"):
         train_decoder(classifier, provenance, data, -2, alpha, settings(), tmp_path / "d.h5")
     assert not (tmp_path / "d.h5").exists()
+
+
+def confident_softmax_classifier():
+    """32x32 gray classifier whose nested softmax head always gives softmax([10, 0, 0, 0]), whatever the image.
+
+    A reshape follows the softmax: TensorFlow's cross-entropy looks through a softmax that is the very
+    last op, and would hide a wrong `from_logits`.
+    """
+    backbone_in = keras.Input((32, 32, 1))
+    conv = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="conv")(backbone_in)
+    backbone = keras.Model(backbone_in, keras.layers.Flatten()(conv), name="backbone")
+    head_in = keras.Input((16 * 16 * 4,))
+    scores = keras.layers.Dense(4, kernel_initializer="zeros",
+                                bias_initializer=keras.initializers.Constant([10.0, 0.0, 0.0, 0.0]))(head_in)
+    head = keras.Model(head_in, keras.layers.Reshape((4,))(keras.layers.Softmax()(scores)), name="head")
+    inputs = keras.Input((32, 32, 1))
+    return keras.Model(inputs, head(backbone(inputs)))
+
+
+def test_classification_loss_of_a_nested_softmax_head_takes_probabilities(setup, tmp_path):
+    _, _, data = setup
+    classifier = confident_softmax_classifier()
+    # alpha 1: the loss is the classifier's cross-entropy alone, the same for any reconstruction.
+    _, record = train_decoder(classifier, {}, data, "backbone/conv", 1.0, settings(batch_size=16), tmp_path / "d.h5")
+    probabilities = np.exp([10.0, 0, 0, 0]) / np.exp([10.0, 0, 0, 0]).sum()
+    expected = np.mean(-np.log(probabilities[data.train.labels]))  # 240 images, 15 full batches
+    assert expected > 7.0  # taking the probabilities for logits would give about 1.5
+    assert record["metrics"]["train_loss"] == pytest.approx(expected, rel=1e-3)

@@ -9,7 +9,8 @@ import pytest
 
 from cladec_cli import artifacts, runtime
 from cladec_cli.architectures import build_classifier
-from cladec_cli.classifier import accuracy, check_fits, load_classifier, train_classifier
+from cladec_cli.classifier import (accuracy, check_fits, classification_loss, load_classifier, outputs_probabilities,
+                                   train_classifier)
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import DataError, UsageError
 from cladec_cli.training import TrainSettings
@@ -115,3 +116,41 @@ def test_check_fits(npz_dataset):
         check_fits(build_classifier((28, 28, 1), N_CLASSES), data)
     with pytest.raises(DataError, match="4 classes"):
         check_fits(build_classifier((32, 32, 1), 3), data)
+
+
+def heads():
+    """Classifiers (8x8 gray input) with their true output kind: nested, Sequential and plain heads."""
+    inputs = keras.Input((8, 8, 1))
+    backbone_in = keras.Input((8, 8, 1))
+    backbone = keras.Model(backbone_in, keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(backbone_in)),
+                           name="backbone")
+    features = backbone(inputs)
+    head_in = keras.Input(features.shape[1:])
+    softmax_head = keras.Model(head_in, keras.layers.Softmax()(keras.layers.Dense(4)(head_in)), name="head")
+    logits_head = keras.Model(head_in, keras.layers.Dense(4)(head_in), name="logits_head")
+    sequential_head = keras.Sequential([keras.Input(features.shape[1:]), keras.layers.Dense(4, activation="softmax"),
+                                        keras.layers.Dropout(0.1)], name="seq_head")
+    dense = keras.layers.Dense(4)(features)
+    return {
+        "nested softmax head": (keras.Model(inputs, softmax_head(features)), True),
+        "nested Sequential head with a softmax Dense": (keras.Model(inputs, sequential_head(features)), True),
+        "nested logits head": (keras.Model(inputs, logits_head(features)), False),
+        "softmax activation, then a reshape": (keras.Model(inputs, keras.layers.Reshape((4,))(
+            keras.layers.Activation("softmax")(dense))), True),
+        "softmax op": (keras.Model(inputs, keras.ops.softmax(dense)), True),
+        "softmax Dense, then a logits Dense": (keras.Model(inputs, keras.layers.Dense(4)(
+            keras.layers.Dense(4, activation="softmax")(features))), False),
+        "logits": (keras.Model(inputs, dense), False),
+        "Sequential with a Softmax layer": (keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                                              keras.layers.Dense(4), keras.layers.Softmax()]), True),
+    }
+
+
+@pytest.mark.parametrize("name", list(heads()))
+def test_probabilities_are_read_from_the_graph(name, tmp_path):
+    model, probabilities = heads()[name]
+    assert outputs_probabilities(model) is probabilities
+    assert classification_loss(model).get_config()["from_logits"] is not probabilities
+    path = tmp_path / "model.h5"
+    model.save(path)
+    assert outputs_probabilities(load_classifier(path)[0]) is probabilities

@@ -1,5 +1,6 @@
 """Measures on cases with a known answer."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -62,3 +63,16 @@ def test_acc_eval_trains_a_fresh_copy_of_a_frozen_classifier(images):
     score, model = acc_eval(classifier, x, y, x[:40], y[:40], TrainSettings(epochs=4, batch_size=16, verbose=0))
     assert len(model.trainable_weights) > 0
     assert score > 0.5
+
+
+@pytest.mark.parametrize("softmax", [True, False])
+def test_acc_eval_loss_fits_the_classifiers_output(images, softmax):
+    x, y = images
+    inputs = keras.Input(x.shape[1:])
+    features = keras.layers.Flatten()(keras.layers.AveragePooling2D(16)(inputs))
+    head_in = keras.Input((4,))
+    scores = keras.layers.Dense(4)(head_in)
+    head = keras.Model(head_in, keras.layers.Softmax()(scores) if softmax else scores, name="head")
+    classifier = keras.Model(inputs, head(features))
+    _, model = acc_eval(classifier, x[:32], y[:32], x[:8], y[:8], TrainSettings(epochs=1, batch_size=16, verbose=0))
+    assert model.loss.get_config()["from_logits"] is not softmax

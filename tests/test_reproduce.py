@@ -47,3 +47,17 @@ def test_reproduce_refuses_a_folder_with_other_settings(tmp_path, npz_dataset):
     reproduce("table4", dataset, settings, settings, 1, tmp_path, log=lambda m: None)
     with pytest.raises(UsageError, match="other settings"):
         reproduce("table4", dataset, settings.with_epochs(1), settings, 1, tmp_path, log=lambda m: None)
+
+
+def test_reproduce_accepts_a_folder_from_before_the_split_seed(tmp_path, npz_dataset):
+    dataset = load_dataset(npz_dataset, limit=40)
+    settings = TrainSettings(epochs=0, batch_size=32, verbose=0)
+    reproduce("table4", dataset, settings, settings, 1, tmp_path, log=lambda m: None)
+    recorded = json.loads((tmp_path / "settings.json").read_text())
+    assert (recorded["split_seed"], recorded["test_fraction"]) == (0, 0.2)
+    del recorded["split_seed"], recorded["test_fraction"]
+    (tmp_path / "settings.json").write_text(json.dumps(recorded))
+    assert reproduce("table4", dataset, settings, settings, 1, tmp_path, log=lambda m: None)["trained"] == 0
+    with pytest.raises(UsageError, match="split_seed 0 -> 1"):
+        reproduce("table4", load_dataset(npz_dataset, limit=40, split_seed=1), settings, settings, 1, tmp_path,
+                  log=lambda m: None)

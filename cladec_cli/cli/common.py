@@ -17,7 +17,8 @@ def train_settings(opts, quiet):
     xla = {"on": True, "off": False}.get(opts.get("xla"), "auto")
     settings = TrainSettings(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
                              resume=opts["resume"], tensorboard=opts["tensorboard"],
-                             overwrite=opts.get("overwrite", False), verbose=0 if quiet else "auto",
+                             overwrite=opts.get("overwrite", False), trust_model=opts.get("trust_model", False),
+                             verbose=0 if quiet else "auto",
                              precision=opts.get("precision") or "auto", deterministic=opts.get("deterministic"),
                              steps_per_execution=opts.get("steps_per_execution"), xla=xla,
                              announce=lambda line: announce_once(line, quiet))
@@ -40,7 +41,38 @@ def announce_once(line, quiet=False):
     note(line, quiet)
 
 
-def dataset_for(opts, provenance=None, image_shape=None, seed=0):
+# The options that choose which images a model trains and is tested on, with their defaults.
+SPLIT_OPTIONS = {"limit": ("--limit", None), "split_seed": ("--split-seed", 0), "test_fraction": ("--test-fraction", 0.2)}
+
+
+def recorded_split(provenance):
+    """What a classifier's provenance says about its split: limit, split seed and test fraction.
+
+    Classifiers from before the split had its own seed chose it (and the --limit subset) with their
+    training seed, and held out the default test fraction.
+    """
+    return {"limit": provenance.get("limit") or None,
+            "split_seed": provenance.get("split_seed", provenance.get("seed", 0)),
+            "test_fraction": provenance.get("test_fraction", 0.2)}
+
+
+def split_choices(opts, provenance, same_dataset):
+    """The limit, split seed and test fraction to load: the options, else the classifier's, else the
+    defaults. An option that contradicts the classifier's record is refused: the data would not be the
+    classifier's (with another split, its training images could end up among the test images)."""
+    recorded = recorded_split(provenance) if same_dataset else {}
+    chosen = {}
+    for key, (option, default) in SPLIT_OPTIONS.items():
+        given = opts.get(key)
+        if given is not None and key in recorded and given != recorded[key]:
+            theirs = "none" if recorded[key] is None else recorded[key]
+            raise UsageError(f"{option} {given} differs from the classifier's {theirs}; leave {option} out "
+                             "to use the classifier's data")
+        chosen[key] = given if given is not None else recorded.get(key, default)
+    return chosen
+
+
+def dataset_for(opts, provenance=None, image_shape=None):
     """Load the dataset the options name, defaulting to what the classifier's provenance records."""
     from cladec_cli.data.datasets import load_dataset
 
@@ -49,10 +81,9 @@ def dataset_for(opts, provenance=None, image_shape=None, seed=0):
     if not name:
         raise UsageError("the classifier records no dataset; pass --dataset")
     same = name == provenance.get("dataset")
-    limit = opts.get("limit") or (provenance.get("limit") or None if same else None)
     resize = opts.get("resize") or (provenance.get("resize") if same else None) or "bilinear"
-    return load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, limit=limit,
-                        image_shape=image_shape, seed=seed, test_fraction=opts.get("test_fraction", 0.2))
+    return load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, image_shape=image_shape,
+                        **split_choices(opts, provenance, same))
 
 
 def dataset_slug(name):
@@ -86,10 +117,10 @@ def layer_job(classifier_path, layer, opts, out, overwrite, quiet, filename):
     from cladec_cli.layers import resolve_layer
 
     settings = train_settings({**opts, "overwrite": overwrite}, quiet)
-    classifier, provenance = load_classifier(classifier_path)
+    classifier, provenance = load_classifier(classifier_path, settings.trust_model)
     target = resolve_layer(classifier, layer)
     out = default_out(out, opts["dataset"] or provenance, filename(target))
-    dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:], settings.seed)
+    dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:])
     check_fits(classifier, dataset)
     return LayerJob(settings, classifier, provenance, target, out, dataset)
 

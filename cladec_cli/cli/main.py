@@ -9,8 +9,9 @@ import click
 
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
-from cladec_cli.cli.options import (classifier_option, data_options, device_options, layer_option,
-                                    output_options, rec_loss_option, report_options, train_options)
+from cladec_cli.cli.options import (batch_size_option, classifier_option, data_options, device_options,
+                                    layer_option, lr_option, output_options, rec_loss_option, report_options,
+                                    train_options, trust_model_option, with_default)
 from cladec_cli.errors import CladecError
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -56,6 +57,7 @@ class CladecCommand(click.Command):
     """A command that loads TensorFlow quietly once its options have been parsed."""
 
     def invoke(self, ctx):
+        runtime.require_backend()
         if not ctx.find_root().params.get("debug"):
             runtime.import_tensorflow_quietly()
         return super().invoke(ctx)
@@ -71,12 +73,13 @@ def cli(debug):
     """Explain what a layer of a Keras image classifier has learned by decoding its activations (ClaDec)."""
 
 
-@cli.command("train-classifier")
+@cli.command("train-classifier", short_help="Train the paper's classifier and save it.")
 @data_options(default_dataset="fashion_mnist")
 @click.option("--arch", type=click.Choice(["paper", "tiny_imagenet"]), default=None,
-              help="Classifier architecture [default: tiny_imagenet for that dataset, else paper (Table I)].")
+              help=with_default("Classifier architecture: paper (Table I) or its wider TinyImageNet variant.",
+                                "tiny_imagenet for that dataset, else paper"))
 @train_options()
-@output_options("Checkpoint to write [default: models/<dataset>/classifier.h5].")
+@output_options("Checkpoint to write.", "models/<dataset>/classifier.h5")
 @report_options
 def train_classifier_cmd(out, overwrite, quiet, as_json, arch, **opts):
     """Train the paper's classifier (Table I) and save it with its provenance."""
@@ -84,7 +87,7 @@ def train_classifier_cmd(out, overwrite, quiet, as_json, arch, **opts):
 
     settings = common.train_settings({**opts, "overwrite": overwrite}, quiet)
     out = common.default_out(out, opts["dataset"], "classifier.h5")
-    dataset = common.dataset_for(opts, seed=settings.seed)
+    dataset = common.dataset_for(opts)
     arch = arch or ("tiny_imagenet" if opts["dataset"] == "tiny_imagenet" else "paper")
     started = time.time()
     _, record = train_classifier(dataset, settings, out, arch)
@@ -92,15 +95,16 @@ def train_classifier_cmd(out, overwrite, quiet, as_json, arch, **opts):
                         quiet, as_json)
 
 
-@cli.command("layers")
+@cli.command("layers", short_help="List a classifier's explainable layers.")
 @classifier_option
+@trust_model_option
 @report_options
-def layers_cmd(classifier_path, quiet, as_json):
+def layers_cmd(classifier_path, trust_model, quiet, as_json):
     """List the explainable layers of a classifier with their paper-style index and output shape."""
     from cladec_cli.classifier import load_classifier
     from cladec_cli.layers import explainable_layers
 
-    model, _ = load_classifier(classifier_path)
+    model, _ = load_classifier(classifier_path, trust_model)
     found = explainable_layers(model)
     rows = [f"{'index':>6}  {'name':<30} shape"]
     rows += [f"{layer.index:>6}  {layer.name:<30} {'x'.join(map(str, layer.shape))}" for layer in found]
@@ -108,7 +112,7 @@ def layers_cmd(classifier_path, quiet, as_json):
                   rows, quiet, as_json)
 
 
-@cli.command("info")
+@cli.command("info", short_help="Print the provenance stored in a model file.")
 @click.argument("path", type=click.Path(dir_okay=False))
 @report_options
 def info_cmd(path, quiet, as_json):
@@ -122,8 +126,9 @@ def info_cmd(path, quiet, as_json):
     common.report(provenance, rows, quiet, as_json)
 
 
-@cli.command("train-decoder")
+@cli.command("train-decoder", short_help="Train a ClaDec decoder for one classifier layer.")
 @classifier_option
+@trust_model_option
 @layer_option
 @click.option("--alpha", type=float, default=0.0, show_default=True,
               help="Weight of the classifier's loss: (1-alpha)*SSE + alpha*CE; 0 is plain ClaDec.")
@@ -132,7 +137,7 @@ def info_cmd(path, quiet, as_json):
               help="Compute the frozen layer's activations once (alpha 0 only).")
 @data_options()
 @train_options()
-@output_options("Checkpoint to write [default: models/<dataset>/cladec_L<index>_a<alpha>.h5].")
+@output_options("Checkpoint to write.", "models/<dataset>/cladec_L<index>_a<alpha>.h5")
 @report_options
 def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out, overwrite, quiet, as_json, **opts):
     """Train a ClaDec decoder on a frozen classifier layer and save it."""
@@ -148,13 +153,14 @@ def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out,
                         f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}", quiet, as_json)
 
 
-@cli.command("train-refae")
+@cli.command("train-refae", short_help="Train the reference autoencoder (RefAE) for a layer.")
 @classifier_option
+@trust_model_option
 @layer_option
 @rec_loss_option
 @data_options()
 @train_options()
-@output_options("Checkpoint to write [default: models/<dataset>/refae_L<index>.h5].")
+@output_options("Checkpoint to write.", "models/<dataset>/refae_L<index>.h5")
 @report_options
 def train_refae_cmd(classifier_path, layer, rec_loss, out, overwrite, quiet, as_json, **opts):
     """Train the reference autoencoder (same architecture, trained for reconstruction only) and save it."""
@@ -169,8 +175,9 @@ def train_refae_cmd(classifier_path, layer, rec_loss, out, overwrite, quiet, as_
                         f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}", quiet, as_json)
 
 
-@cli.command("explain")
+@cli.command("explain", short_help="Draw original, RefAE and ClaDec images as a PNG grid.")
 @classifier_option
+@trust_model_option
 @click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False),
               help="ClaDec decoder file (from train-decoder).")
 @click.option("--refae", "refae_path", type=click.Path(dir_okay=False), default=None,
@@ -183,17 +190,17 @@ def train_refae_cmd(classifier_path, layer, rec_loss, out, overwrite, quiet, as_
 @click.option("--save-arrays", type=click.Path(dir_okay=False), default=None,
               help="Also write the images, reconstructions and predictions as .npz.")
 @data_options()
-@output_options("PNG grid to write [default: reports/<dataset>/explain_L<index>_a<alpha>.png].")
+@output_options("PNG grid to write.", "reports/<dataset>/explain_L<index>_a<alpha>.png")
 @report_options
-def explain_cmd(classifier_path, decoder_path, refae_path, indices, class_name, count, images_dir, save_arrays,
-                out, overwrite, quiet, as_json, **opts):
+def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices, class_name, count, images_dir,
+                save_arrays, out, overwrite, quiet, as_json, **opts):
     """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
     from cladec_cli.classifier import check_fits
     from cladec_cli.explain import (explanation_arrays, load_image_folder, parse_indices, select,
                                     write_grid)
     from cladec_cli.explainer import load_explainer
 
-    explainer = load_explainer(classifier_path, decoder_path, refae_path)
+    explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
                              f"explain_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
@@ -215,8 +222,9 @@ def explain_cmd(classifier_path, decoder_path, refae_path, indices, class_name, 
     common.report(summary, [f"saved {out} ({len(images)} rows, {size[0]}x{size[1]} px)"], quiet, as_json)
 
 
-@cli.command("evaluate")
+@cli.command("evaluate", short_help="Measure Rec. Loss, Acc Eval and agreement for a layer.")
 @classifier_option
+@trust_model_option
 @click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False), help="ClaDec decoder file.")
 @click.option("--refae", "refae_path", required=True, type=click.Path(dir_okay=False), help="RefAE file.")
 @click.option("--eval-epochs", type=int, default=64, show_default=True,
@@ -224,16 +232,18 @@ def explain_cmd(classifier_path, decoder_path, refae_path, indices, class_name, 
 @click.option("--keep-eval-models", type=click.Path(file_okay=False), default=None,
               help="Save the evaluation classifiers in this folder.")
 @data_options()
-@click.option("--batch-size", type=int, default=128, show_default=True, envvar="CLADEC_BATCH_SIZE")
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@batch_size_option
+@lr_option
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the evaluation classifiers' initial weights and shuffling.")
 @device_options()
-@output_options("Metrics JSON to write (a .md table is written beside it) "
-                "[default: reports/<dataset>/metrics_L<index>_a<alpha>.json].")
+@output_options("Metrics JSON to write; a .md table is written beside it.",
+                "reports/<dataset>/metrics_L<index>_a<alpha>.json")
 @report_options
-def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_eval_models, batch_size, lr, seed,
-                 out, overwrite, quiet, as_json, precision, deterministic, steps_per_execution, xla, **opts):
-    """Rec. Loss, Acc Eval and agreement of ClaDec and RefAE for one layer."""
+def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, eval_epochs, keep_eval_models, batch_size,
+                 lr, seed, out, overwrite, quiet, as_json, precision, deterministic, steps_per_execution, xla,
+                 **opts):
+    """Measure Rec. Loss, Acc Eval and agreement of ClaDec and RefAE for one layer."""
     from cladec_cli import artifacts
     from cladec_cli.classifier import check_fits
     from cladec_cli.evaluate import evaluate, markdown_table
@@ -241,9 +251,10 @@ def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_ev
 
     settings = common.train_settings({"epochs": eval_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                       "resume": False, "tensorboard": None, "overwrite": overwrite,
-                                      "precision": precision, "deterministic": deterministic,
-                                      "steps_per_execution": steps_per_execution, "xla": xla}, quiet)
-    explainer = load_explainer(classifier_path, decoder_path, refae_path)
+                                      "trust_model": trust_model, "precision": precision,
+                                      "deterministic": deterministic, "steps_per_execution": steps_per_execution,
+                                      "xla": xla}, quiet)
+    explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
                              f"metrics_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.json",
@@ -251,7 +262,7 @@ def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_ev
     table_out = Path(out).with_suffix(".md")
     for path in (out, table_out):
         artifacts.check_output(path, overwrite)
-    dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape, seed)
+    dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
     check_fits(explainer.classifier, dataset)
     result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0)
     table = markdown_table(result)
@@ -260,14 +271,15 @@ def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_ev
     common.report(result, [table.rstrip(), f"saved {out} and {table_out}"], quiet, as_json)
 
 
-@cli.command("reproduce")
+@cli.command("reproduce", short_help="Rerun the paper's Table II, III or IV.")
 @click.argument("table", type=click.Choice(["table2", "table3", "table4"]))
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="Runs per cell (seeds 0..N-1).")
-@click.option("--eval-epochs", type=int, default=None, help="Epochs of the Acc Eval classifiers [default: --epochs].")
+@click.option("--eval-epochs", type=int, default=None,
+              help=with_default("Epochs of the Acc Eval classifiers.", "--epochs"))
 @data_options(default_dataset="fashion_mnist")
 @train_options()
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for every artifact and the results [default: reports/<table>].")
+              help=with_default("Folder for every artifact and the results.", "reports/<table>"))
 @report_options
 def reproduce_cmd(table, runs, eval_epochs, out, quiet, as_json, **opts):
     """Run the paper's Table II (layers), III (alpha) or IV (classifier epochs); resumes when rerun."""
@@ -275,7 +287,7 @@ def reproduce_cmd(table, runs, eval_epochs, out, quiet, as_json, **opts):
 
     settings = common.train_settings(opts, quiet)
     eval_settings = settings.with_epochs(settings.epochs if eval_epochs is None else eval_epochs)
-    dataset = common.dataset_for(opts, seed=0)
+    dataset = common.dataset_for(opts)
     out = Path(out or Path("reports") / table)
     summary = reproduce(table, dataset, settings, eval_settings, runs, out,
                         log=lambda message: common.note(message, quiet))

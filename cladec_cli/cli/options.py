@@ -5,6 +5,8 @@ import click
 from cladec_cli.data.names import RESIZE_MODES
 from cladec_cli.runtime import PRECISIONS
 
+CLASSIFIERS = "the classifier's"
+
 
 def compose(*decorators):
     """Apply several Click decorators as one."""
@@ -15,21 +17,45 @@ def compose(*decorators):
     return apply
 
 
+def with_default(text, default):
+    """Help text with its default in Click's own form, for defaults that Click cannot show itself."""
+    return f"{text}  [default: {default}]"
+
+
 def data_options(default_dataset=None):
-    """--dataset, --data-dir, --limit, --resize, --test-fraction."""
-    hint = "" if default_dataset else " [default: the classifier's]"
+    """--dataset, --data-dir, --limit, --resize, --split-seed, --test-fraction.
+
+    Commands that make a classifier from data (`default_dataset` given) have fixed defaults; the
+    others default to what the classifier records.
+    """
+    def default(fixed, inherited=CLASSIFIERS):
+        return inherited if default_dataset is None else fixed
+
     return compose(
-        click.option("--dataset", default=default_dataset, show_default=bool(default_dataset),
-                     help="fashion_mnist, mnist, tiny_imagenet, folder:PATH or npz:PATH." + hint),
+        click.option("--dataset", default=default_dataset,
+                     help=with_default("Dataset: fashion_mnist, mnist, tiny_imagenet, folder:PATH or npz:PATH.",
+                                       default(default_dataset))),
         click.option("--data-dir", type=click.Path(file_okay=False), envvar="CLADEC_DATA_DIR",
-                     help="Folder with the dataset's files (else Keras' cache, then system folders)."),
+                     help="Folder with the dataset's files, searched before Keras' cache and system folders."),
         click.option("--limit", type=click.IntRange(min=1), default=None,
-                     help="Use a class-stratified subset of at most N images per split." + hint),
+                     help=with_default("Keep a class-stratified subset of at most N images of each split.",
+                                       default("all images"))),
         click.option("--resize", type=click.Choice(RESIZE_MODES), default=None,
-                     help="How images are fitted to the model's input [default: bilinear]." + hint),
-        click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-                     show_default=True, help="Share held out for testing by folder: datasets without a test/ split."),
+                     help=with_default("How images are fitted to the model's input.",
+                                       default("bilinear", f"{CLASSIFIERS}, else bilinear"))),
+        click.option("--split-seed", type=int, default=None,
+                     help=with_default("Seed that picks the --limit subset and the test images of folder: datasets "
+                                       "without train/ and test/.", default(0))),
+        click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                     help=with_default("Share of each class held out for testing in folder: datasets without "
+                                       "train/ and test/.", default(0.2))),
     )
+
+
+batch_size_option = click.option("--batch-size", type=int, default=128, show_default=True, envvar="CLADEC_BATCH_SIZE",
+                                 help="Images per training step.")
+lr_option = click.option("--lr", type=float, default=2e-3, show_default=True,
+                         help="Initial Adam learning rate, cosine-decayed to 0 over the run.")
 
 
 def device_options():
@@ -51,11 +77,12 @@ def device_options():
 def train_options(epochs=64):
     """--epochs, --batch-size, --lr, --seed, --resume, --tensorboard and the device options."""
     return compose(
-        click.option("--epochs", type=int, default=epochs, show_default=True, help="Training epochs (0: untrained)."),
-        click.option("--batch-size", type=int, default=128, show_default=True, envvar="CLADEC_BATCH_SIZE"),
-        click.option("--lr", type=float, default=2e-3, show_default=True,
-                     help="Initial Adam learning rate, cosine-decayed to 0 over the run."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights, shuffling and subsets."),
+        click.option("--epochs", type=int, default=epochs, show_default=True,
+                     help="Training epochs; 0 saves the untrained model."),
+        batch_size_option,
+        lr_option,
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed for the initial weights and the shuffling (the data split has --split-seed)."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch."),
         click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
                      help="Write TensorBoard logs to this folder."),
@@ -63,10 +90,10 @@ def train_options(epochs=64):
     )
 
 
-def output_options(help_text):
+def output_options(help_text, default):
     """--out, --overwrite."""
     return compose(
-        click.option("--out", type=click.Path(dir_okay=False), default=None, help=help_text),
+        click.option("--out", type=click.Path(dir_okay=False), default=None, help=with_default(help_text, default)),
         click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
     )
 
@@ -82,3 +109,5 @@ layer_option = click.option("--layer", default="-1", show_default=True,
                             help="Layer to explain: a name or a negative index (-1 logits, -2 last conv block, ...).")
 rec_loss_option = click.option("--rec-loss", type=click.Choice(["sse", "bce"]), default="sse", show_default=True,
                                help="Training reconstruction loss (bce as the paper used for MNIST).")
+trust_model_option = click.option("--trust-model", is_flag=True,
+                                  help="Load model files with Lambda layers, which run code stored in the file.")

@@ -25,6 +25,8 @@ class Dataset:
     resize: str
     limit: int = None
     origin: str = ""
+    split_seed: int = 0
+    test_fraction: float = 0.2
 
     @property
     def image_shape(self):
@@ -41,11 +43,13 @@ class Dataset:
             "resize": self.resize,
             "image_shape": list(self.image_shape),
             "limit": self.limit or 0,
+            "split_seed": self.split_seed,
+            "test_fraction": self.test_fraction,
             "class_names": list(self.class_names),
         }
 
 
-def read_raw(name, data_dir=None, test_fraction=0.2, seed=0, download=True):
+def read_raw(name, data_dir=None, test_fraction=0.2, split_seed=0, download=True):
     """Dispatch a dataset name to its reader."""
     if name in ("fashion_mnist", "mnist"):
         return readers.read_mnist_like(name, data_dir, download)
@@ -53,29 +57,33 @@ def read_raw(name, data_dir=None, test_fraction=0.2, seed=0, download=True):
         return readers.read_tiny_imagenet(data_dir)
     kind, _, path = name.partition(":")
     if kind == "folder" and path:
-        return readers.read_folder(path, test_fraction, seed)
+        return readers.read_folder(path, test_fraction, split_seed)
     if kind == "npz" and path:
         return readers.read_npz(path)
     raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
 
 
 def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape=None,
-                 seed=0, test_fraction=0.2, download=True):
+                 split_seed=0, test_fraction=0.2, download=True):
     """Read a dataset and preprocess it to `image_shape` (H, W, C), float32 in [0, 1].
 
     Array datasets are held in memory; image folders stay on disk and are decoded batch by batch.
-    `limit` keeps a class-stratified subset of at most that many images of each split.
+    `limit` keeps a class-stratified subset of at most that many images of each split. `split_seed`
+    chooses that subset and, for image folders without train/ and test/, which `test_fraction` of
+    each class is held out; it is not a training seed, so that every model trained on the same data
+    sees the same test images.
     """
     if resize not in RESIZE_MODES:
         raise UsageError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
-    raw = read_raw(name, data_dir, test_fraction, seed, download)
+    raw = read_raw(name, data_dir, test_fraction, split_seed, download)
     shape = tuple(int(v) for v in (image_shape or DEFAULT_SHAPES.get(name) or raw.native_shape))
     splits = []
     for part in (raw.train, raw.test):
-        keep = stratified_indices(part.labels, limit, seed)
+        keep = stratified_indices(part.labels, limit, split_seed)
         if part.images is not None:
             images = fit_images(np.asarray(part.images)[keep], shape, resize)
             splits.append(Split(part.labels[keep], shape, images=images, resize=resize))
         else:
             splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))
-    return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin)
+    return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin,
+                   int(split_seed), float(test_fraction))

@@ -109,10 +109,13 @@ def test_limit_on_unbalanced_classes(tmp_path):
     np.testing.assert_array_equal(np.bincount(data.train.labels), [14, 4, 2])
 
 
-def test_limit_is_repeatable_and_seeded(idx_dir):
-    a = load_dataset("fashion_mnist", data_dir=idx_dir, limit=30, seed=1)
-    b = load_dataset("fashion_mnist", data_dir=idx_dir, limit=30, seed=1)
+def test_limit_is_repeatable_and_chosen_by_the_split_seed(idx_dir):
+    a = load_dataset("fashion_mnist", data_dir=idx_dir, limit=30, split_seed=1)
+    b = load_dataset("fashion_mnist", data_dir=idx_dir, limit=30, split_seed=1)
+    other = load_dataset("fashion_mnist", data_dir=idx_dir, limit=30, split_seed=2)
     np.testing.assert_array_equal(a.train.images, b.train.images)
+    assert not np.array_equal(a.train.images, other.train.images)
+    assert (a.provenance()["split_seed"], other.provenance()["split_seed"]) == (1, 2)
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "nearest", "pad"])
