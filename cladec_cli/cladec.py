@@ -1,5 +1,5 @@
 """ClaDec: a decoder trained on the frozen activations of one classifier layer (optionally with the
-classifier's loss on the reconstruction, weighted by alpha)."""
+classifier's loss on the reconstruction, weighted by alpha); the decoders of several layers train in one pass."""
 
 import keras
 import numpy as np
@@ -8,9 +8,10 @@ from cladec_cli import artifacts
 from cladec_cli.architectures import DECODER_WIDTH
 from cladec_cli.classifier import classification_loss
 from cladec_cli.decoder import build_decoder
+from cladec_cli.data.feed import ArrayFeed
 from cladec_cli.errors import UsageError
-from cladec_cli.data.feed import ArrayFeed, images_as_targets
-from cladec_cli.layers import build_encoder, resolve_layer
+from cladec_cli.fused import model_history, named_output, one_output_each, renamed, seeded
+from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_loss
 from cladec_cli.training import compile_model, fit, predict, trained_provenance, training_run
@@ -25,16 +26,16 @@ def check_alpha(alpha):
 
 
 def frozen_encoder(classifier, layer):
-    """The classifier up to `layer`, frozen (BatchNorm in inference mode)."""
+    """The classifier up to `layer` (a list of layers: one output each), frozen (BatchNorm in inference mode)."""
     encoder = build_encoder(classifier, layer)
     encoder.trainable = False
     return encoder
 
 
-def decoder_for(classifier, layer, provenance=None):
+def decoder_for(classifier, layer, provenance=None, name="decoder"):
     """The decoder that fits `layer` of `classifier` (wider for the TinyImageNet architecture)."""
     width = DECODER_WIDTH.get((provenance or {}).get("arch"), 1)
-    return build_decoder(layer.shape, tuple(classifier.inputs[0].shape[1:]), width=width)
+    return build_decoder(layer.shape, tuple(classifier.inputs[0].shape[1:]), width=width, name=name)
 
 
 def stacked(encoder, decoder, name):
@@ -43,63 +44,91 @@ def stacked(encoder, decoder, name):
     return keras.Model(inputs, decoder(encoder(inputs, training=False)), name=name)
 
 
-def should_cache(split, layer, mode):
-    """Whether to compute the frozen encoder's codes once instead of in every training step."""
+def should_cache(split, layers, mode):
+    """Whether to compute the frozen encoder's codes of `layers` once instead of in every training step."""
     if mode in ("yes", "no"):
         return mode == "yes"
-    code_bytes = len(split) * int(np.prod(layer.shape)) * 4
+    code_bytes = len(split) * sum(int(np.prod(layer.shape)) for layer in layers) * 4
     return split.in_memory and code_bytes <= CACHE_LIMIT_BYTES
 
 
-def _training_setup(classifier, encoder, decoder, split, settings, alpha, rec, cache):
-    """(model, dataset, losses, weights) for one of the three training set-ups."""
+def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, cache):
+    """(model, dataset, losses, loss weights) for one of the three set-ups. The model has an output
+    `rec_<i>` per decoder and, with alpha > 0, `ce_<i>`: the frozen classifier's output on it."""
+    recs = [f"rec_{i}" for i in range(1, len(decoders) + 1)]
+    losses, weights = {r: rec for r in recs}, {r: 1.0 - alpha for r in recs}
     if alpha == 0.0 and cache:
         if not split.in_memory:
             raise UsageError("--cache-codes yes needs a dataset held in memory; this one streams image files "
                              "from disk (use --cache-codes auto or no)")
         codes = predict(encoder, split.images)
-        data = ArrayFeed(codes, split.images, settings.batch_size, lambda c, x: (c, x), shuffle=True,
-                         seed=settings.seed)
-        return decoder, data, rec, None
-    model = stacked(encoder, decoder, "cladec")
+        codes = list(codes) if len(decoders) > 1 else [codes]
+        inputs = [keras.Input(shape=d.inputs[0].shape[1:], name=f"code_{i}") for i, d in enumerate(decoders, start=1)]
+        outputs = {r: named_output(d(x), r) for r, d, x in zip(recs, decoders, inputs)}
+        model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name="cladec")
+        data = ArrayFeed(tuple(codes) if len(codes) > 1 else codes[0], split.images, settings.batch_size,
+                         lambda c, x: (c, {r: x for r in recs}), shuffle=True, seed=settings.seed)
+        return model, data, losses, weights
+    image = keras.Input(shape=encoder.inputs[0].shape[1:], name="image")
+    codes = encoder(image, training=False)
+    codes = codes if len(decoders) > 1 else [codes]
+    outputs = {r: named_output(d(c), r) for r, d, c in zip(recs, decoders, codes)}
     if alpha == 0.0:
-        return model, split.dataset(settings.batch_size, True, settings.seed, arrange=images_as_targets), rec, None
+        data = split.dataset(settings.batch_size, True, settings.seed, arrange=lambda x, y: (x, {r: x for r in recs}))
+        return keras.Model(image, outputs, name="cladec"), data, losses, weights
     classifier.trainable = False
-    logits = classifier(model.outputs[0], training=False)
-    model = keras.Model(model.inputs, [model.outputs[0], logits], name="cladec_extended")
-    data = split.dataset(settings.batch_size, True, settings.seed, arrange=images_and_reconstruction_targets)
-    return model, data, [rec, classification_loss(classifier)], [1.0 - alpha, alpha]
+    ces = [f"ce_{i}" for i in range(1, len(decoders) + 1)]
+    for r, ce in zip(recs, ces):
+        outputs[ce] = named_output(classifier(outputs[r], training=False), ce)
+    data = split.dataset(settings.batch_size, True, settings.seed,
+                         arrange=lambda x, y: (x, {**{r: x for r in recs}, **{ce: y for ce in ces}}))
+    losses.update({ce: classification_loss(classifier) for ce in ces})
+    weights.update({ce: alpha for ce in ces})
+    return keras.Model(image, outputs, name="cladec_extended"), data, losses, weights
 
 
-def images_and_reconstruction_targets(x, y):
-    """Batch layout for extended ClaDec: images in, (images, labels) as the two outputs' targets."""
-    return x, (x, y)
+def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alpha, settings, outs,
+                   rec_loss_name="sse", cache_codes="auto"):
+    """Train one ClaDec decoder per layer of a frozen classifier in one pass; save each at its `outs` entry.
+
+    One frozen encoder computes all the layers' codes; each decoder has its own loss,
+    (1 - alpha) * reconstruction loss + alpha * the classifier's cross-entropy on its reconstruction,
+    and its own parameters, so each is the decoder that training it alone gives. Each saved model is the
+    decoder alone (its input is the layer's activation), with the provenance of a one-layer run.
+    Returns [(decoder, provenance record)] in the order of `layer_specs`.
+    """
+    alpha = check_alpha(alpha)
+    rec = reconstruction_loss(rec_loss_name)
+    layers = resolve_layers(classifier, layer_specs)
+    outs = one_output_each(layers, outs)
+    with training_run(outs, settings) as backup:
+        encoder = frozen_encoder(classifier, layers if len(layers) > 1 else layers[0])
+        decoders = [seeded(settings.seed, lambda layer=layer, i=i: decoder_for(
+            classifier, layer, classifier_provenance, name=f"decoder_{i}")) for i, layer in enumerate(layers, start=1)]
+        cache = alpha == 0.0 and should_cache(dataset.train, layers, cache_codes)
+        model, data, losses, weights = _training_setup(
+            classifier, encoder, decoders, dataset.train, settings, alpha, rec, cache)
+        compile_model(model, settings, len(data), losses, weights)
+        history = fit(model, data, settings, backup)
+        results = []
+        for i, (layer, decoder, out) in enumerate(zip(layers, decoders, outs), start=1):
+            decoder = renamed(decoder, "decoder")
+            own = {name: weight for name, weight in weights.items() if name in (f"rec_{i}", f"ce_{i}")}
+            metrics = {"test_rec_loss": split_rec_loss(stacked(frozen_encoder(classifier, layer), decoder, "cladec"),
+                                                       dataset.test)}
+            provenance = trained_provenance("cladec_decoder", dataset, settings, model_history(history, own), metrics,
+                                            **layer_provenance(classifier, layer, classifier_provenance),
+                                            alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache)
+            results.append((decoder, artifacts.save_model(decoder, out, provenance, settings.overwrite)))
+    return results
 
 
 def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha, settings, out,
                   rec_loss_name="sse", cache_codes="auto"):
-    """Train a ClaDec decoder for one layer of a frozen classifier and save it with provenance.
-
-    The loss is (1 - alpha) * reconstruction loss + alpha * the classifier's cross-entropy on the
-    reconstruction. The saved model is the decoder alone: its input is the layer's activation.
-    """
-    alpha = check_alpha(alpha)
-    rec = reconstruction_loss(rec_loss_name)
-    layer = resolve_layer(classifier, layer_spec)
-    with training_run(out, settings) as backup:
-        encoder = frozen_encoder(classifier, layer)
-        decoder = decoder_for(classifier, layer, classifier_provenance)
-        cache = alpha == 0.0 and should_cache(dataset.train, layer, cache_codes)
-        model, data, losses, weights = _training_setup(
-            classifier, encoder, decoder, dataset.train, settings, alpha, rec, cache)
-        compile_model(model, settings, len(data), losses, weights)
-        history = fit(model, data, settings, backup)
-        metrics = {"test_rec_loss": split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)}
-        provenance = trained_provenance("cladec_decoder", dataset, settings, history, metrics,
-                                        **layer_provenance(classifier, layer, classifier_provenance),
-                                        alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache)
-        record = artifacts.save_model(decoder, out, provenance, settings.overwrite)
-    return decoder, record
+    """Train a ClaDec decoder for one layer of a frozen classifier and save it with provenance: the
+    one-layer case of `train_decoders`. Returns (decoder, provenance record)."""
+    return train_decoders(classifier, classifier_provenance, dataset, [layer_spec], alpha, settings, [out],
+                          rec_loss_name, cache_codes)[0]
 
 
 def layer_provenance(classifier, layer, classifier_provenance):

@@ -125,26 +125,46 @@ def resolve_layer(model, spec):
     raise UsageError(f"unknown layer {text!r}; explainable layers are: {names}")
 
 
-def _find(model, path):
-    """The layer object at `path` (`outer/inner`), and the chain of sub-models leading to it."""
-    parts = path.split("/")
-    chain, current = [], model
-    for part in parts[:-1]:
-        current = current.get_layer(part)
-        chain.append(current)
-    return chain, current.get_layer(parts[-1])
+def resolve_layers(model, specs):
+    """The explainable layers named by `specs`, in order; a layer named twice is refused."""
+    found = [resolve_layer(model, spec) for spec in specs]
+    if not found:
+        raise UsageError("no layer given")
+    seen = {}
+    for spec, layer in zip(specs, found):
+        if layer.name in seen:
+            raise UsageError(f"layer {layer.name} is given twice ({seen[layer.name]!s} and {spec!s})")
+        seen[layer.name] = spec
+    return found
 
 
 def build_encoder(model, layer, name="encoder"):
-    """A model from the classifier's input to `layer`'s output, sharing the classifier's weights."""
+    """A model from the classifier's input to `layer`'s output, sharing the classifier's weights.
+
+    With a list of layers it has one output per layer, in that order, all computed in one pass.
+    """
     check_supported(model)
-    chain, target = _find(model, layer.name if isinstance(layer, ExplainableLayer) else layer)
+    several = isinstance(layer, (list, tuple))
+    paths = [tuple((item.name if isinstance(item, ExplainableLayer) else item).split("/"))
+             for item in (layer if several else [layer])]
     inputs = keras.Input(shape=model.inputs[0].shape[1:], name="image")
-    outer, h = model, inputs
-    for sub in chain:
-        # The sub-model's input inside the outer graph is what the outer graph fed into it.
-        fed = sub._inbound_nodes[0].input_tensors[0]
-        h = keras.Model(outer.inputs, fed)(h)
-        outer = sub
-    h = keras.Model(outer.inputs, target.output)(h)
-    return keras.Model(inputs, h, name=name)
+    outputs = _outputs_at(model, paths, inputs)
+    return keras.Model(inputs, outputs if several else outputs[0], name=name)
+
+
+def _outputs_at(model, paths, h):
+    """The outputs, for the input tensor `h`, of the layers at `paths` (tuples of names: sub-models, then
+    the layer). One cut of `model`'s graph yields the layers directly in it and the inputs of the
+    sub-models that hold the others, which are cut the same way."""
+    direct = list(dict.fromkeys(p[0] for p in paths if len(p) == 1))
+    nested = list(dict.fromkeys(p[0] for p in paths if len(p) > 1))
+    # A sub-model's input inside the outer graph is what the outer graph fed into it.
+    taps = [model.get_layer(n).output for n in direct]
+    taps += [model.get_layer(n)._inbound_nodes[0].input_tensors[0] for n in nested]
+    cut = keras.Model(model.inputs, taps if len(taps) > 1 else taps[0])(h)
+    cut = cut if len(taps) > 1 else [cut]
+    found = {(n,): tensor for n, tensor in zip(direct, cut)}
+    for n, fed in zip(nested, cut[len(direct):]):
+        inner = [p[1:] for p in paths if len(p) > 1 and p[0] == n]
+        found.update({(n, *p): tensor for p, tensor in zip(inner, _outputs_at(model.get_layer(n), inner, fed))})
+    return [found[p] for p in paths]

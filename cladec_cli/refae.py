@@ -1,39 +1,59 @@
 """RefAE: the reference autoencoder, a freshly initialised copy of the classifier up to the layer
-followed by the same decoder as ClaDec, trained end to end for reconstruction only."""
+followed by the same decoder as ClaDec, trained end to end for reconstruction only. The RefAEs of
+several layers train in one pass, each with its own encoder copy."""
 
 import keras
 
 from cladec_cli import artifacts
 from cladec_cli.classifier import fresh_copy
 from cladec_cli.cladec import decoder_for, layer_provenance
-from cladec_cli.layers import build_encoder, resolve_layer
+from cladec_cli.fused import model_history, named_output, one_output_each, renamed, seeded
+from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_loss
-from cladec_cli.data.feed import images_as_targets
 from cladec_cli.training import compile_model, fit, trained_provenance, training_run
 
 
-def build_refae(classifier, layer, classifier_provenance=None):
+def build_refae(classifier, layer, classifier_provenance=None, name="refae"):
     """A fresh, trainable encoder of the classifier's graph up to `layer`, plus the ClaDec decoder."""
     encoder = fresh_copy(build_encoder(classifier, layer, name="refae_encoder"))
     decoder = decoder_for(classifier, layer, classifier_provenance)
     inputs = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
-    return keras.Model(inputs, decoder(encoder(inputs)), name="refae")
+    return keras.Model(inputs, decoder(encoder(inputs)), name=name)
+
+
+def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settings, outs, rec_loss_name="sse"):
+    """Train one RefAE per layer of a classifier's architecture in one pass; save each at its `outs` entry.
+
+    One model with one image input and one output per RefAE, each with its own loss and parameters,
+    so each is the RefAE that training it alone gives; each is saved with the provenance of a one-layer
+    run. Returns [(refae, provenance record)] in the order of `layer_specs`.
+    """
+    rec = reconstruction_loss(rec_loss_name)
+    layers = resolve_layers(classifier, layer_specs)
+    outs = one_output_each(layers, outs)
+    with training_run(outs, settings) as backup:
+        refaes = [seeded(settings.seed, lambda layer=layer, i=i: build_refae(
+            classifier, layer, classifier_provenance, name=f"refae_{i}")) for i, layer in enumerate(layers, start=1)]
+        recs = [f"rec_{i}" for i in range(1, len(layers) + 1)]
+        image = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
+        model = keras.Model(image, {r: named_output(refae(image), r) for r, refae in zip(recs, refaes)}, name="refae")
+        data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed,
+                                     arrange=lambda x, y: (x, {r: x for r in recs}))
+        compile_model(model, settings, len(data), {r: rec for r in recs})
+        history = fit(model, data, settings, backup)
+        results = []
+        for r, layer, refae, out in zip(recs, layers, refaes, outs):
+            refae = renamed(refae, "refae")
+            provenance = trained_provenance("refae", dataset, settings, model_history(history, {r: 1.0}),
+                                            {"test_rec_loss": split_rec_loss(refae, dataset.test)},
+                                            **layer_provenance(classifier, layer, classifier_provenance),
+                                            rec_loss=rec_loss_name)
+            results.append((refae, artifacts.save_model(refae, out, provenance, settings.overwrite)))
+    return results
 
 
 def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings, out, rec_loss_name="sse"):
-    """Train a RefAE for one layer of a classifier's architecture and save it with provenance."""
-    rec = reconstruction_loss(rec_loss_name)
-    layer = resolve_layer(classifier, layer_spec)
-    with training_run(out, settings) as backup:
-        model = build_refae(classifier, layer, classifier_provenance)
-        data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed,
-                                     arrange=images_as_targets)
-        compile_model(model, settings, len(data), rec)
-        history = fit(model, data, settings, backup)
-        provenance = trained_provenance("refae", dataset, settings, history,
-                                        {"test_rec_loss": split_rec_loss(model, dataset.test)},
-                                        **layer_provenance(classifier, layer, classifier_provenance),
-                                        rec_loss=rec_loss_name)
-        record = artifacts.save_model(model, out, provenance, settings.overwrite)
-    return model, record
+    """Train a RefAE for one layer of a classifier's architecture and save it with provenance: the
+    one-layer case of `train_refaes`. Returns (refae, provenance record)."""
+    return train_refaes(classifier, classifier_provenance, dataset, [layer_spec], settings, [out], rec_loss_name)[0]

@@ -1,7 +1,9 @@
 """Shared training machinery: settings, optimizer schedule, callbacks, resumable and guarded `fit`."""
 
 import contextlib
+import hashlib
 import math
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -114,8 +116,20 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 
 def backup_folder(out):
-    """Where an interrupted run for the artifact `out` keeps its last finished epoch."""
-    return Path(f"{out}.partial")
+    """Where an interrupted run for the artifact `out` keeps its last finished epoch: `<out>.partial`.
+
+    For a list of artifacts trained in one pass, one hidden folder in their common folder, named
+    after all of them: `.<name1>+<name2>+....partial` (long lists shortened to the first name plus a digest).
+    """
+    outs = [Path(o) for o in out] if isinstance(out, (list, tuple)) else [Path(out)]
+    if len(outs) == 1:
+        return Path(f"{outs[0]}.partial")
+    common = Path(os.path.commonpath([o.absolute().parent for o in outs]))
+    names = [str(o.absolute().with_suffix("").relative_to(common)).replace(os.sep, "_") for o in outs]
+    joined = "+".join(names)
+    if len(joined) > 120:
+        joined = f"{names[0]}+{len(names) - 1}more-{hashlib.sha256(joined.encode()).hexdigest()[:12]}"
+    return common / f".{joined}.partial"
 
 
 def prepare_backup(out, settings):
@@ -123,8 +137,9 @@ def prepare_backup(out, settings):
     folder = backup_folder(out)
     if folder.exists() and not settings.resume:
         if not settings.overwrite:
+            what = out if not isinstance(out, (list, tuple)) else ", ".join(map(str, out))
             raise UsageError(
-                f"an interrupted run for {out} is kept in {folder}; pass --resume to continue it "
+                f"an interrupted run for {what} is kept in {folder}; pass --resume to continue it "
                 "or --overwrite to start again"
             )
         shutil.rmtree(folder)
@@ -198,8 +213,12 @@ def start(settings):
 @contextlib.contextmanager
 def training_run(out, settings):
     """The frame of every training command: refuse an existing output, pick up (or refuse) an
-    interrupted run and seed everything; yields the backup folder, removed once the model is saved."""
-    artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
+    interrupted run and seed everything; yields the backup folder, removed once the model is saved.
+
+    `out` may be a list: the artifacts of one run that trains several models, all checked up front.
+    """
+    for path in out if isinstance(out, (list, tuple)) else [out]:
+        artifacts.check_output(path, settings.overwrite, suffixes=(".h5",))
     backup = prepare_backup(out, settings)
     start(settings)
     yield backup
