@@ -10,6 +10,7 @@ credit both sides with the peer model's counted training FLOPs (see `cladec_cli.
 compared with the device's peak measured here by a large matrix product through `keras.ops`.
 """
 
+import dataclasses
 import os
 import platform
 import statistics
@@ -33,10 +34,9 @@ from cladec_cli.flops import training_flops
 from cladec_cli.layers import resolve_layer
 from cladec_cli.losses import sum_squared_error
 from cladec_cli.refae import build_refae, train_refae
-from cladec_cli.training import TrainSettings, start
+from cladec_cli.training import start
 
 PLAIN = "plain Keras"
-COMPUTE_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -86,9 +86,9 @@ class Bench:
         self.x, self.y = dataset.train.arrays()
 
     def tool_settings(self, epochs, callbacks):
-        fields = {k: v for k, v in self.settings.__dict__.items() if not k.startswith("_")}
-        return TrainSettings(**{**fields, "epochs": epochs, "verbose": 0, "overwrite": True, "resume": False,
-                                "tensorboard": None, "announce": None, "extra_callbacks": list(callbacks)})
+        """The benchmark's settings for one cladec run: quiet, overwriting its scratch output, timed."""
+        return dataclasses.replace(self.settings, epochs=epochs, verbose=0, overwrite=True, resume=False,
+                                   tensorboard=None, announce=None, extra_callbacks=list(callbacks))
 
     def plain_fit(self, model, targets, loss, epochs, callbacks, loss_weights=None):
         """`fit` as a Keras user would write it, with the tool's device set-up."""
@@ -218,7 +218,7 @@ def matmul_gflops(dtype, n, min_seconds=0.5):
         checksum = 0.0
         for _ in range(count):
             # Reading one element waits for the whole product, on every backend and device.
-            checksum = checksum + ops.matmul(a, b)[0, 0]
+            checksum = checksum + ops.cast(ops.matmul(a, b)[0, 0], "float32")
         ops.convert_to_numpy(checksum)
         return time.perf_counter() - start
 
@@ -235,7 +235,7 @@ def measure_peaks(precision, is_gpu):
     n = 8192 if is_gpu else 2048
     peaks = {"float32": matmul_gflops("float32", n)}
     if precision != "float32":
-        peaks[precision] = matmul_gflops(COMPUTE_DTYPES[precision], n)
+        peaks[precision] = matmul_gflops(precision, n)
     return peaks
 
 

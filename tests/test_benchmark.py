@@ -60,8 +60,9 @@ def test_sides_take_turns_and_the_row_compares_them(monkeypatch):
     assert row["cladec"]["fraction_of_peak"]["float32"] == pytest.approx(0.5)
 
 
-def test_matmul_peak_is_a_rate():
-    assert matmul_gflops("float32", 64, min_seconds=0.01) > 0
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_matmul_peak_is_a_rate_in_every_precision(dtype):
+    assert matmul_gflops(dtype, 64, min_seconds=0.01) > 0
 
 
 def test_default_output_is_named_after_the_device():
