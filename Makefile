@@ -8,11 +8,17 @@ TF ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 'tensorflow[and-cuda]' || ec
 JAX_VENV ?= .venv-jax
 GPU_BUNDLE ?= gpu-bundle
 DATA_DIR := /usr/share/datasets/fashion-mnist
+# `make demo`: a stratified subset of each split and few epochs, so it finishes in about a minute on
+# a 2-core CPU; `make demo-full`: the same steps on all 60,000 training images.
 DEMO_DIR ?= demo
+DEMO_LIMIT ?= 6000
 DEMO_EPOCHS ?= 3
+DEMO_FULL_DIR ?= demo-full
+DEMO_FULL_EPOCHS ?= 3
 DEMO_FLAGS ?=
+BENCHMARK_FLAGS ?=
 
-.PHONY: help install data test test-fast test-jax demo benchmark gpu-wheels clean
+.PHONY: help install data test test-fast test-jax demo demo-full benchmark gpu-wheels clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -57,21 +63,30 @@ gpu-wheels: install  ## Bundle the wheels and data a bare CUDA machine (Python 3
 	cp $(DATA_DIR)/*-ubyte.gz $(GPU_BUNDLE)/fashion-mnist/
 	@du -sh $(GPU_BUNDLE)
 
-demo: install data  ## Train a classifier, a ClaDec decoder and a RefAE on Fashion-MNIST; explain; evaluate
-	$(CLADEC) train-classifier --epochs $(DEMO_EPOCHS) --out $(DEMO_DIR)/classifier.h5 --overwrite $(DEMO_FLAGS)
-	$(CLADEC) train-decoder --classifier $(DEMO_DIR)/classifier.h5 --layer -1 --alpha 0 --epochs $(DEMO_EPOCHS) \
-	  --out $(DEMO_DIR)/cladec_L-1_a0.h5 --overwrite $(DEMO_FLAGS)
-	$(CLADEC) train-refae --classifier $(DEMO_DIR)/classifier.h5 --layer -1 --epochs $(DEMO_EPOCHS) \
-	  --out $(DEMO_DIR)/refae_L-1.h5 --overwrite $(DEMO_FLAGS)
-	$(CLADEC) explain --classifier $(DEMO_DIR)/classifier.h5 --decoder $(DEMO_DIR)/cladec_L-1_a0.h5 \
-	  --refae $(DEMO_DIR)/refae_L-1.h5 --class Bag --count 6 --out $(DEMO_DIR)/explain_L-1.png --overwrite
-	$(CLADEC) evaluate --classifier $(DEMO_DIR)/classifier.h5 --decoder $(DEMO_DIR)/cladec_L-1_a0.h5 \
-	  --refae $(DEMO_DIR)/refae_L-1.h5 --eval-epochs $(DEMO_EPOCHS) --out $(DEMO_DIR)/metrics.json --overwrite
-	@echo "demo: grid in $(DEMO_DIR)/explain_L-1.png, numbers in $(DEMO_DIR)/metrics.json and $(DEMO_DIR)/metrics.md"
+# The demo's steps: $(1) output folder, $(2) epochs, $(3) data flags for train-classifier (the other
+# commands take the classifier's data from its provenance).
+define demo_steps
+	$(CLADEC) train-classifier --epochs $(2) $(3) --out $(1)/classifier.h5 --overwrite $(DEMO_FLAGS)
+	$(CLADEC) train-decoder --classifier $(1)/classifier.h5 --layer -1 --alpha 0 --epochs $(2) \
+	  --out $(1)/cladec_L-1_a0.h5 --overwrite $(DEMO_FLAGS)
+	$(CLADEC) train-refae --classifier $(1)/classifier.h5 --layer -1 --epochs $(2) \
+	  --out $(1)/refae_L-1.h5 --overwrite $(DEMO_FLAGS)
+	$(CLADEC) explain --classifier $(1)/classifier.h5 --decoder $(1)/cladec_L-1_a0.h5 \
+	  --refae $(1)/refae_L-1.h5 --class Bag --count 6 --out $(1)/explain_L-1.png --overwrite
+	$(CLADEC) evaluate --classifier $(1)/classifier.h5 --decoder $(1)/cladec_L-1_a0.h5 \
+	  --refae $(1)/refae_L-1.h5 --eval-epochs $(2) --out $(1)/metrics.json --overwrite
+	@echo "demo: explanation grid in $(1)/explain_L-1.png; numbers in $(1)/metrics.md and $(1)/metrics.json"
+endef
 
-benchmark: install data  ## Seconds per epoch of each training command against plain Keras
-	$(PY) benchmarks/speed.py
+demo: install data  ## Classifier, ClaDec decoder and RefAE on a Fashion-MNIST subset; explain; evaluate
+	$(call demo_steps,$(DEMO_DIR),$(DEMO_EPOCHS),--limit $(DEMO_LIMIT))
+
+demo-full: install data  ## The demo on all 60,000 training images (DEMO_FULL_EPOCHS epochs a model)
+	$(call demo_steps,$(DEMO_FULL_DIR),$(DEMO_FULL_EPOCHS),)
+
+benchmark: install data  ## Time every training command against plain Keras: docs/results/speed-<device>.json, .md
+	$(CLADEC) benchmark --overwrite $(BENCHMARK_FLAGS)
 
 clean:  ## Remove the virtual environment, caches and demo output (models/ and reports/ stay)
-	rm -rf $(VENV) *.egg-info .pytest_cache $(DEMO_DIR)
+	rm -rf $(VENV) *.egg-info .pytest_cache $(DEMO_DIR) $(DEMO_FULL_DIR)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

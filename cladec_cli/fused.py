@@ -17,7 +17,7 @@ def seeded(seed, build):
 
 def named_output(tensor, name):
     """`tensor` as a model output called `name`: the key of its loss, its target and its history entry."""
-    return keras.layers.Identity(name=name)(tensor)
+    return keras.layers.Identity(name=name, dtype="float32")(tensor)  # outputs stay float32 in mixed precision
 
 
 def renamed(model, name):

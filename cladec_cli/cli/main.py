@@ -297,5 +297,38 @@ def reproduce_cmd(table, runs, eval_epochs, out, quiet, as_json, **opts):
     common.report(summary, lines, quiet, as_json)
 
 
+# --quick: a smoke run, e.g. on a GPU: a small stratified subset and one timed epoch.
+QUICK_LIMIT, QUICK_EPOCHS, EPOCHS = 5000, 2, 3
+
+
+@cli.command("benchmark")
+@data_options(default_dataset="fashion_mnist")
+@click.option("--epochs", type=click.IntRange(min=2), default=None,
+              help=f"Epochs a run; the first is left out [default: {EPOCHS}, {QUICK_EPOCHS} with --quick].")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs of each side (cladec, plain Keras), taking turns.")
+@click.option("--quick", is_flag=True,
+              help=f"Smoke run: --limit {QUICK_LIMIT} and --epochs {QUICK_EPOCHS} unless given.")
+@device_options()
+@output_options("Results JSON to write; a .md table is written beside it.", "docs/results/speed-<device>.json")
+@report_options
+def benchmark_cmd(epochs, repeats, quick, out, overwrite, quiet, as_json, **opts):
+    """Time every training command against plain Keras on the same device, taking turns."""
+    from cladec_cli.benchmark import run_benchmark
+    from cladec_cli.benchmark_report import check_report_outputs, default_out, markdown_table, write_report
+
+    if quick:
+        opts["limit"] = opts["limit"] or QUICK_LIMIT
+    epochs = epochs or (QUICK_EPOCHS if quick else EPOCHS)
+    settings = common.train_settings({**opts, "epochs": epochs, "batch_size": 128, "lr": 2e-3, "seed": 0,
+                                      "resume": False, "tensorboard": None}, quiet)
+    out = Path(out) if out else default_out(settings.runtime().device)
+    check_report_outputs(out, overwrite)
+    dataset = common.dataset_for(opts)
+    result = run_benchmark(dataset, settings, epochs, repeats, log=lambda message: common.note(message, quiet))
+    json_path, table_path = write_report(result, out, overwrite)
+    common.report(result, [markdown_table(result).rstrip(), f"saved {json_path} and {table_path}"], quiet, as_json)
+
+
 def main():
     cli.main()

@@ -55,6 +55,13 @@ def set_start_epoch(data, epoch):
             data.refresh()
 
 
+def _take(arrays, chosen):
+    """Items `chosen` of an array, or of each array in a tuple (a model with several inputs)."""
+    if isinstance(arrays, (tuple, list)):
+        return tuple(a[chosen] for a in arrays)
+    return arrays[chosen]
+
+
 class ArrayFeed(keras.utils.PyDataset):
     """Batches of two aligned in-memory arrays (inputs and a second array such as labels or images),
     arranged by `arrange(x_batch, second_batch)` into what the model's fit or predict expects.
@@ -66,11 +73,12 @@ class ArrayFeed(keras.utils.PyDataset):
     def __init__(self, inputs, second, batch_size, arrange=images_and_labels, shuffle=False, seed=0,
                  start_epoch=0):
         super().__init__()
-        if len(inputs) != len(second):
-            raise ValueError(f"inputs and second array differ in length: {len(inputs)} vs {len(second)}")
+        n = len(inputs[0]) if isinstance(inputs, (tuple, list)) else len(inputs)
+        if n != len(second):
+            raise ValueError(f"inputs and second array differ in length: {n} vs {len(second)}")
         self.inputs, self.second, self.batch_size = inputs, second, int(batch_size)
         self.arrange = arrange
-        self.order = EpochOrder(len(inputs), shuffle, seed, start_epoch)
+        self.order = EpochOrder(n, shuffle, seed, start_epoch)
         self.refresh()
 
     def refresh(self):
@@ -78,14 +86,12 @@ class ArrayFeed(keras.utils.PyDataset):
         self._order = self.order.current() if self.order.shuffle else None
 
     def __len__(self):
-        return math.ceil(len(self.inputs) / self.batch_size)
+        return math.ceil(self.order.n / self.batch_size)
 
     def __getitem__(self, index):
         window = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        if self._order is None:
-            return self.arrange(self.inputs[window], self.second[window])
-        chosen = self._order[window]
-        return self.arrange(self.inputs[chosen], self.second[chosen])
+        chosen = window if self._order is None else self._order[window]
+        return self.arrange(_take(self.inputs, chosen), self.second[chosen])
 
     def on_epoch_end(self):
         self.order.epoch += 1

@@ -1,0 +1,295 @@
+"""Speed of cladec's training commands against their plain Keras equivalents, in one process.
+
+Each case pairs a cladec run with its peer: the same layers trained with `model.fit` on NumPy arrays
+at the same batch size, under the same device set-up (precision policy, XLA, steps per execution and
+determinism, resolved once by `runtime.resolve_runtime`). They take turns (cladec, peer, cladec,
+peer, ...) so that drift in the machine's speed hits both. An epoch runs from its start to the next
+epoch's start (the last to the end of training), so callbacks and checkpoints count; the first epoch
+(tracing, compilation) is left out and the fastest remaining epoch is reported. Achieved GFLOP/s
+credit both sides with the peer model's counted training FLOPs (see `cladec_cli.flops`), and are
+compared with the device's peak measured here by a large matrix product through `keras.ops`.
+"""
+
+import dataclasses
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+from keras import ops
+
+from cladec_cli import runtime
+from cladec_cli.architectures import build_classifier
+from cladec_cli.classifier import classification_loss, load_classifier, train_classifier
+from cladec_cli.cladec import decoder_for, frozen_encoder, stacked, train_decoder
+from cladec_cli.errors import UsageError
+from cladec_cli.flops import training_flops
+from cladec_cli.layers import resolve_layer
+from cladec_cli.losses import sum_squared_error
+from cladec_cli.refae import build_refae, train_refae
+from cladec_cli.training import start
+
+PLAIN = "plain Keras"
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Epoch durations of one or more `fit` calls, from one epoch's start to the next.
+
+    It has no batch hooks, so Keras keeps dispatching steps asynchronously.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.fits = []
+
+    def on_train_begin(self, logs=None):
+        self.fits.append([])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.fits[-1].append(time.perf_counter())
+
+    def on_train_end(self, logs=None):
+        self.fits[-1].append(time.perf_counter())
+
+    def epoch_seconds(self):
+        """Seconds of each epoch, summed over the fits (several fits stand for one run in the fused case)."""
+        per_fit = [np.diff(starts) for starts in self.fits if len(starts) > 1]
+        if not per_fit:
+            return []
+        return [float(sum(times)) for times in zip(*per_fit)]
+
+
+@dataclass
+class Case:
+    """One benchmark row: a cladec run and its peer, each `run(epochs, callbacks)`, and the work per image."""
+
+    name: str
+    tool: Callable
+    peer: Callable
+    flops_per_image: int
+    peer_name: str = PLAIN
+
+
+class Bench:
+    """What every case shares: the data, the training settings, the device set-up and a scratch folder."""
+
+    def __init__(self, dataset, settings, work_dir):
+        self.dataset, self.settings, self.work_dir = dataset, settings, Path(work_dir)
+        self.setup = settings.runtime()
+        self.x, self.y = dataset.train.arrays()
+
+    def tool_settings(self, epochs, callbacks):
+        """The benchmark's settings for one cladec run: quiet, overwriting its scratch output, timed."""
+        return dataclasses.replace(self.settings, epochs=epochs, verbose=0, overwrite=True, resume=False,
+                                   tensorboard=None, announce=None, extra_callbacks=list(callbacks))
+
+    def plain_fit(self, model, targets, loss, epochs, callbacks, loss_weights=None):
+        """`fit` as a Keras user would write it, with the tool's device set-up."""
+        model.compile(optimizer=keras.optimizers.Adam(self.settings.lr), loss=loss, loss_weights=loss_weights,
+                      jit_compile=self.setup.xla, steps_per_execution=self.setup.steps_per_execution)
+        model.fit(self.x, targets, batch_size=self.settings.batch_size, epochs=epochs, verbose=0,
+                  callbacks=list(callbacks))
+
+    def fresh(self):
+        """The device set-up and seeds, applied before each run builds its models."""
+        runtime.apply(self.setup)
+        runtime.seed_everything(self.settings.seed)
+
+    def path(self, name):
+        return self.work_dir / name
+
+
+def classifier_case(bench):
+    """train-classifier against `fit` of the same classifier on (images, labels)."""
+    shape, n_classes = bench.dataset.image_shape, bench.dataset.n_classes
+
+    def tool(epochs, callbacks):
+        train_classifier(bench.dataset, bench.tool_settings(epochs, callbacks), bench.path("classifier.h5"))
+
+    def peer(epochs, callbacks):
+        bench.fresh()
+        model = build_classifier(shape, n_classes)
+        bench.plain_fit(model, bench.y, classification_loss(model), epochs, callbacks)
+
+    return Case("train-classifier", tool, peer, training_flops(build_classifier(shape, n_classes)))
+
+
+def plain_decoder_model(classifier, provenance, layer, alpha):
+    """image -> frozen encoder -> decoder (and, for alpha > 0, the frozen classifier on the reconstruction)."""
+    model = stacked(frozen_encoder(classifier, layer), decoder_for(classifier, layer, provenance), "plain_cladec")
+    if alpha == 0.0:
+        return model
+    classifier.trainable = False
+    logits = classifier(model.outputs[0], training=False)
+    return keras.Model(model.inputs, [model.outputs[0], logits], name="plain_cladec_extended")
+
+
+def decoder_case(bench, classifier, provenance, layer_spec, alpha):
+    """train-decoder for one layer and alpha against `fit` of the stacked encoder and decoder."""
+    layer = resolve_layer(classifier, layer_spec)
+
+    def tool(epochs, callbacks):
+        train_decoder(classifier, provenance, bench.dataset, layer.name, alpha, bench.tool_settings(epochs, callbacks),
+                      bench.path("decoder.h5"))
+
+    def peer(epochs, callbacks):
+        bench.fresh()
+        model = plain_decoder_model(classifier, provenance, layer, alpha)
+        if alpha == 0.0:
+            bench.plain_fit(model, bench.x, sum_squared_error, epochs, callbacks)
+        else:
+            bench.plain_fit(model, [bench.x, bench.y], [sum_squared_error, classification_loss(classifier)],
+                            epochs, callbacks, loss_weights=[1.0 - alpha, alpha])
+
+    work = training_flops(plain_decoder_model(classifier, provenance, layer, alpha))
+    return Case(f"train-decoder --layer {layer_spec} --alpha {alpha:g}", tool, peer, work)
+
+
+def refae_case(bench, classifier, provenance, layer_spec):
+    """train-refae for one layer against `fit` of the same autoencoder on (images, images)."""
+    layer = resolve_layer(classifier, layer_spec)
+
+    def tool(epochs, callbacks):
+        train_refae(classifier, provenance, bench.dataset, layer.name, bench.tool_settings(epochs, callbacks),
+                    bench.path("refae.h5"))
+
+    def peer(epochs, callbacks):
+        bench.fresh()
+        bench.plain_fit(build_refae(classifier, layer, provenance), bench.x, sum_squared_error, epochs, callbacks)
+
+    return Case(f"train-refae --layer {layer_spec}", tool, peer,
+                training_flops(build_refae(classifier, layer, provenance)))
+
+
+def layer_cases(bench, classifier, provenance):
+    """The rows that need a trained classifier, in the order they run."""
+    return [
+        decoder_case(bench, classifier, provenance, -1, 0.0),
+        decoder_case(bench, classifier, provenance, -1, 0.99),
+        decoder_case(bench, classifier, provenance, -2, 0.0),
+        refae_case(bench, classifier, provenance, -1),
+    ]
+
+
+def steady_seconds(epoch_seconds_per_run):
+    """Fastest epoch after the first of each run, and the median of those epochs."""
+    steady = [t for run in epoch_seconds_per_run for t in run[1:]]
+    return min(steady), statistics.median(steady)
+
+
+def time_case(case, epochs, repeats, n_images, peaks):
+    """Run a case's cladec and peer sides in turn, `repeats` times each; a result row.
+
+    `speedup` is the peer's seconds per epoch over cladec's: above 1, cladec is faster.
+    """
+    runs = {"cladec": [], "peer": []}
+    for _ in range(repeats):
+        for side, run in (("cladec", case.tool), ("peer", case.peer)):
+            timer = EpochTimer()
+            run(epochs, [timer])
+            runs[side].append(timer.epoch_seconds())
+    row = {"command": case.name, "peer_name": case.peer_name, "train_flops_per_image": int(case.flops_per_image),
+           "epoch_seconds": runs}
+    for side, times in runs.items():
+        fastest, median = steady_seconds(times)
+        images_per_s = n_images / fastest
+        gflops = case.flops_per_image * images_per_s / 1e9
+        row[side] = {"s_per_epoch": fastest, "median_s_per_epoch": median, "images_per_s": images_per_s,
+                     "gflop_per_s": gflops,
+                     "fraction_of_peak": {dtype: gflops / peak for dtype, peak in peaks.items()}}
+    row["speedup"] = row["peer"]["s_per_epoch"] / row["cladec"]["s_per_epoch"]
+    return row
+
+
+def matmul_gflops(dtype, n, min_seconds=0.5):
+    """GFLOP/s of an n x n by n x n matrix product through keras.ops in `dtype` (best of three timings)."""
+    a = ops.cast(keras.random.uniform((n, n), seed=1), dtype)
+    b = ops.cast(keras.random.uniform((n, n), seed=2), dtype)
+
+    def timed(count):
+        start = time.perf_counter()
+        checksum = 0.0
+        for _ in range(count):
+            # Reading one element waits for the whole product, on every backend and device.
+            checksum = checksum + ops.cast(ops.matmul(a, b)[0, 0], "float32")
+        ops.convert_to_numpy(checksum)
+        return time.perf_counter() - start
+
+    timed(1)
+    count = 1
+    while (elapsed := timed(count)) < min_seconds / 3:
+        count *= 2
+    best = min([elapsed] + [timed(count) for _ in range(2)])
+    return 2.0 * n ** 3 * count / best / 1e9
+
+
+def measure_peaks(precision, is_gpu):
+    """The device's matrix-product GFLOP/s in float32 and in the compute precision used."""
+    n = 8192 if is_gpu else 2048
+    peaks = {"float32": matmul_gflops("float32", n)}
+    if precision != "float32":
+        peaks[precision] = matmul_gflops(precision, n)
+    return peaks
+
+
+def cpu_name():
+    """The processor's model name (from /proc/cpuinfo on Linux) and whether it has AVX-512 and AMX."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"name": platform.processor() or platform.machine()}
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"name": fields.get("model name", platform.machine()), "avx512": "avx512f" in flags,
+            "amx": "amx_tile" in flags}
+
+
+def run_benchmark(dataset, settings, epochs=3, repeats=1, log=None):
+    """Time every case on `dataset` under `settings`' device set-up; the result as a dict."""
+    if epochs < 2:
+        raise UsageError(f"the benchmark needs at least 2 epochs (the first is left out), got {epochs}")
+    if repeats < 1:
+        raise UsageError(f"repeats must be at least 1, got {repeats}")
+    setup = settings.runtime()
+    start(settings)
+    device = runtime.current_device()
+    load_start = os.getloadavg()
+    peaks = measure_peaks(setup.precision, device.is_gpu)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cladec-benchmark-") as work_dir:
+        bench = Bench(dataset, settings, work_dir)
+
+        def timed(case):
+            row = time_case(case, epochs, repeats, len(bench.y), peaks)
+            rows.append(row)
+            if log:
+                log(f"{row['command']}: cladec {row['cladec']['s_per_epoch']:.2f} s/epoch, {row['peer_name']} "
+                    f"{row['peer']['s_per_epoch']:.2f} s/epoch ({row['speedup']:.2f}x)")
+
+        timed(classifier_case(bench))
+        classifier, provenance = load_classifier(bench.path("classifier.h5"))
+        for case in layer_cases(bench, classifier, provenance):
+            timed(case)
+    return {
+        **setup.provenance(),
+        "cpu": cpu_name(),
+        "cpu_cores": runtime.cpu_cores(),
+        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
+        "keras": keras.__version__,
+        "dataset": dataset.name,
+        "train_images": len(bench.y),
+        "batch_size": settings.batch_size,
+        "epochs": epochs,
+        "repeats": repeats,
+        "peak_gflop_per_s": peaks,
+        "rows": rows,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }

@@ -1,0 +1,112 @@
+import json
+
+import pytest
+
+from cladec_cli import benchmark
+from cladec_cli.benchmark import Case, EpochTimer, matmul_gflops, steady_seconds, time_case
+from cladec_cli.benchmark_report import default_out, device_slug, markdown_table
+from conftest import invoke, write_npz
+
+COMMANDS = ["train-classifier", "train-decoder --layer -1 --alpha 0", "train-decoder --layer -1 --alpha 0.99",
+            "train-decoder --layer -2 --alpha 0", "train-refae --layer -1"]
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def fake_run(clock, epoch_seconds, calls, label):
+    """A run that 'trains' by moving the clock on, calling the timer's hooks as `fit` would."""
+    def run(epochs, callbacks):
+        calls.append(label)
+        timer = callbacks[0]
+        timer.on_train_begin()
+        for epoch in range(epochs):
+            timer.on_epoch_begin(epoch)
+            clock.now += epoch_seconds[epoch]
+        timer.on_train_end()
+    return run
+
+
+def test_epoch_timer_adds_up_several_fits(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(benchmark.time, "perf_counter", clock)
+    timer, calls = EpochTimer(), []
+    fake_run(clock, [3.0, 1.0], calls, "a")(2, [timer])
+    fake_run(clock, [2.0, 0.5], calls, "b")(2, [timer])
+    assert timer.epoch_seconds() == [5.0, 1.5]
+
+
+def test_steady_seconds_leave_out_each_runs_first_epoch():
+    assert steady_seconds([[9.0, 2.0, 3.0], [8.0, 4.0, 1.5]]) == (1.5, 2.5)
+
+
+def test_sides_take_turns_and_the_row_compares_them(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(benchmark.time, "perf_counter", clock)
+    calls = []
+    case = Case("cmd", fake_run(clock, [5.0, 2.0, 2.0], calls, "tool"),
+                fake_run(clock, [5.0, 3.0, 3.0], calls, "peer"), flops_per_image=10 ** 6)
+    row = time_case(case, epochs=3, repeats=2, n_images=1000, peaks={"float32": 1.0})
+    assert calls == ["tool", "peer", "tool", "peer"]
+    assert row["cladec"]["s_per_epoch"] == 2.0 and row["peer"]["s_per_epoch"] == 3.0
+    assert row["speedup"] == pytest.approx(1.5)
+    assert row["cladec"]["images_per_s"] == pytest.approx(500)
+    assert row["cladec"]["gflop_per_s"] == pytest.approx(0.5)
+    assert row["cladec"]["fraction_of_peak"]["float32"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_matmul_peak_is_a_rate_in_every_precision(dtype):
+    assert matmul_gflops(dtype, 64, min_seconds=0.01) > 0
+
+
+def test_default_output_is_named_after_the_device():
+    assert device_slug("CPU, 2 cores") == "cpu-2-cores"
+    assert str(default_out("GPU:0 NVIDIA H100 80GB HBM3")) == "docs/results/speed-gpu-0-nvidia-h100-80gb-hbm3.json"
+
+
+@pytest.fixture(scope="module")
+def benchmarked(tmp_path_factory):
+    """`cladec benchmark` end to end on a tiny synthetic dataset (one batch an epoch)."""
+    root = tmp_path_factory.mktemp("bench")
+    dataset = f"npz:{write_npz(root / 'tiny.npz', n_train=64, n_test=16)}"
+    out = root / "speed.json"
+    result = invoke("benchmark", "--dataset", dataset, "--epochs", 2, "--out", out, "--json")
+    return out, json.loads(result.stdout)
+
+
+def test_benchmark_times_every_command_against_plain_keras(benchmarked):
+    out, printed = benchmarked
+    saved = json.loads(out.read_text())
+    assert [row["command"] for row in saved["rows"]] == COMMANDS
+    assert saved["train_images"] == 64 and saved["epochs"] == 2
+    assert saved["peak_gflop_per_s"]["float32"] > 0
+    for row in saved["rows"]:
+        assert row["peer_name"] == "plain Keras"
+        for side in ("cladec", "peer"):
+            assert len(row["epoch_seconds"][side]) == 1 and len(row["epoch_seconds"][side][0]) == 2
+            assert row[side]["s_per_epoch"] == row["epoch_seconds"][side][0][1]
+        assert row["speedup"] == pytest.approx(row["peer"]["s_per_epoch"] / row["cladec"]["s_per_epoch"])
+        assert row["train_flops_per_image"] > 1e6
+    assert printed["rows"] == saved["rows"]
+
+
+def test_benchmark_writes_a_markdown_table_beside_the_json(benchmarked):
+    out, printed = benchmarked
+    table = out.with_suffix(".md").read_text()
+    assert table == markdown_table(printed)
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == COMMANDS
+
+
+def test_benchmark_refuses_to_overwrite_results(benchmarked):
+    out, _ = benchmarked
+    before = out.read_text()
+    result = invoke("benchmark", "--dataset", "npz:/nonexistent.npz", "--out", out, expect=2)
+    assert "already exists" in result.output
+    assert out.read_text() == before
