@@ -313,7 +313,10 @@ QUICK_LIMIT, QUICK_EPOCHS, EPOCHS = 5000, 2, 3
 @output_options("Results JSON to write; a .md table is written beside it.", "docs/results/speed-<device>.json")
 @report_options
 def benchmark_cmd(epochs, repeats, quick, out, overwrite, quiet, as_json, **opts):
-    """Time every training command against plain Keras on the same device, taking turns."""
+    """Time each training command against plain Keras.
+
+    Both sides run on the same device with the same settings, taking turns.
+    """
     from cladec_cli.benchmark import run_benchmark
     from cladec_cli.benchmark_report import check_report_outputs, default_out, markdown_table, write_report
 
