@@ -48,7 +48,7 @@ timeout 150 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests >"$OUT/gpu-tests
 log "GPU tests: $(tail -n 1 "$OUT/gpu-tests.log")"
 
 log "benchmark --quick"
-timeout $(( $(left) / 2 )) "$PY" -m cladec_cli benchmark --quick --out "$OUT/speed-gpu-$BACKEND.json" \
+timeout $(( $(left) / 2 )) "$PY" -m cladec_cli benchmark --quick --limit "${BENCH_LIMIT:-20000}" --epochs 3 --out "$OUT/speed-gpu-$BACKEND.json" \
   >"$OUT/benchmark.log" 2>&1
 log "benchmark: exit $?"
 tail -n 25 "$OUT/benchmark.log"

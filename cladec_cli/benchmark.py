@@ -28,7 +28,7 @@ from keras import ops
 from cladec_cli import runtime
 from cladec_cli.architectures import build_classifier
 from cladec_cli.classifier import classification_loss, load_classifier, train_classifier
-from cladec_cli.cladec import decoder_for, frozen_encoder, stacked, train_decoder
+from cladec_cli.cladec import decoder_for, frozen_encoder, stacked, train_decoder, train_decoders
 from cladec_cli.errors import UsageError
 from cladec_cli.flops import training_flops
 from cladec_cli.layers import resolve_layer
@@ -168,13 +168,35 @@ def refae_case(bench, classifier, provenance, layer_spec):
                 training_flops(build_refae(classifier, layer, provenance)))
 
 
+FUSED_LAYERS = (-1, -2, -3, -4)
+
+
+def fused_case(bench, classifier, provenance):
+    """train-decoder --layer -1,-2,-3,-4 (one pass) against the four one-layer cladec runs in a row."""
+    layers = [resolve_layer(classifier, spec) for spec in FUSED_LAYERS]
+
+    def tool(epochs, callbacks):
+        train_decoders(classifier, provenance, bench.dataset, [layer.name for layer in layers], 0.0,
+                       bench.tool_settings(epochs, callbacks), [bench.path(f"fused{i}.h5") for i in range(len(layers))])
+
+    def peer(epochs, callbacks):
+        # The same timer sees the four fits; an epoch's time is then the sum over the four.
+        for layer in layers:
+            train_decoder(classifier, provenance, bench.dataset, layer.name, 0.0, bench.tool_settings(epochs, callbacks),
+                          bench.path("separate.h5"))
+
+    work = sum(training_flops(plain_decoder_model(classifier, provenance, layer, 0.0)) for layer in layers)
+    return Case("train-decoder --layer -1,-2,-3,-4", tool, peer, work, peer_name="4 one-layer cladec runs")
+
+
 def layer_cases(bench, classifier, provenance):
-    """The rows that need a trained classifier, in the order they run."""
+    """The rows that need a trained classifier, in the order they run (the ones a GPU check needs first)."""
     return [
+        fused_case(bench, classifier, provenance),
         decoder_case(bench, classifier, provenance, -1, 0.0),
+        refae_case(bench, classifier, provenance, -1),
         decoder_case(bench, classifier, provenance, -1, 0.99),
         decoder_case(bench, classifier, provenance, -2, 0.0),
-        refae_case(bench, classifier, provenance, -1),
     ]
 
 

@@ -233,9 +233,9 @@ def trained_provenance(kind, dataset, settings, history, metrics, **fields):
 
 
 def predict(model, data, batch_size=512):
-    """Model outputs for a NumPy array or a feed of image batches, as one float32 NumPy array."""
+    """Model outputs for a NumPy array or a feed of image batches: NumPy arrays (a list for several outputs)."""
     if isinstance(data, np.ndarray):
         if len(data) == 0:
             return np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
-        return np.asarray(model.predict(data, batch_size=batch_size, verbose=0), np.float32)
-    return np.asarray(model.predict(data, verbose=0), np.float32)
+        return model.predict(data, batch_size=batch_size, verbose=0)
+    return model.predict(data, verbose=0)
