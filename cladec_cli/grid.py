@@ -57,7 +57,7 @@ def heatmap(difference):
     d = np.asarray(difference, np.float32)
     d = d.mean(axis=-1) if d.ndim == 3 else d
     d = np.clip(d, 0, 1)
-    rgb = np.stack([np.clip(3 * d, 0, 1), np.clip(3 * d - 1, 0, 1), np.clip(3 * d - 2, 0, 1)], axis=-1)
+    rgb = np.stack([np.clip(2 * d, 0, 1), np.clip(2 * d - 1, 0, 1), np.zeros_like(d)], axis=-1)
     return rgb
 
 

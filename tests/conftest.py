@@ -28,6 +28,25 @@ def synthetic_images(n, size=32, channels=1, n_classes=N_CLASSES, seed=0):
     return images, labels.astype(np.int64)
 
 
+def quadrant_classifier(size=32, first=None):
+    """A classifier that knows the answer for `synthetic_images`: the logits are 10x the quadrants' mean
+    brightness, so it predicts every synthetic image's class. Its architecture (a Dense on the four
+    quadrant means) learns quickly, so Acc Eval has known answers too. `first` is a weightless layer put
+    in front (to give the classifier an explainable layer that passes the image on unchanged)."""
+    import keras
+
+    inputs = keras.Input((size, size, 1))
+    h = first(inputs) if first is not None else inputs
+    means = keras.layers.Flatten(name="means")(keras.layers.AveragePooling2D(size // 2, name="quadrants")(h))
+    logits = keras.layers.Dense(4, kernel_initializer=keras.initializers.Identity(10.0), name="logits")(means)
+    return keras.Model(inputs, logits, name="quadrant_classifier")
+
+
+def flipped(images):
+    """Images turned by 180 degrees: the bright square moves to the opposite quadrant (class c -> 3 - c)."""
+    return np.asarray(images)[:, ::-1, ::-1]
+
+
 def write_npz(path, n_train=240, n_test=80, size=32, channels=1, seed=0):
     """A synthetic `npz:` dataset file."""
     x_train, y_train = synthetic_images(n_train, size, channels, seed=seed)

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -27,8 +28,18 @@ def test_real_data_end_to_end(tmp_path):
     assert summary["metrics"]["test_accuracy"] > 0.5
     invoke("train-decoder", "--classifier", clf, "--layer", -1, "--epochs", 1, "-q", "--out", dec)
     invoke("train-refae", "--classifier", clf, "--layer", -1, "--epochs", 1, "-q", "--out", ref)
-    grid = tmp_path / "bags.png"
+    grid, arrays = tmp_path / "bags.png", tmp_path / "bags.npz"
     invoke("explain", "--classifier", clf, "--decoder", dec, "--refae", ref, "--class", "Bag", "--count", 3,
-           "--out", grid)
+           "--out", grid, "--save-arrays", arrays)
+    saved = np.load(arrays)
+    np.testing.assert_array_equal(saved["labels"], [8, 8, 8])
     with Image.open(grid) as image:
-        assert image.size[1] > image.size[0] / 2
+        # Three rows of four 128 px tiles (32 px images upscaled 4x), 6 px apart, a 36 px header and
+        # 30 px captions; the first tile of row r starts at (6, 42 + 164 r).
+        assert image.size == (4 * 128 + 5 * 6, 36 + 3 * (128 + 30 + 6) + 6)
+        gray = np.asarray(image.convert("L"))
+    for row in range(3):
+        for column, key in enumerate(("original", "refae", "cladec")):
+            x, y = 6 + 134 * column, 42 + 164 * row
+            shown = gray[y:y + 128:4, x:x + 128:4]
+            np.testing.assert_array_equal(shown, np.round(saved[key][row, ..., 0] * 255), err_msg=f"{key} {row}")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cladec_cli import artifacts
+from cladec_cli.reconstruction import rec_loss
 from cladec_cli.refae import train_refae
 from cladec_cli.training import TrainSettings
 from conftest import read_group
@@ -33,7 +34,9 @@ def test_fixture_refae_loads_plainly(trained, setup):
     assert group["layer_name"] == "block5" and group["layer_index"] == -2
     assert group["classifier_digest"] == artifacts.weights_digest(classifier)
     assert group["digest"] == artifacts.weights_digest(model)
-    assert group["metrics"]["test_rec_loss"] > 0
+    images = data.test.images
+    assert group["metrics"]["test_rec_loss"] == pytest.approx(rec_loss(images, model.predict(images, verbose=0)),
+                                                               rel=1e-4)
     assert group["rec_loss"] == "sse"
 
 
@@ -48,7 +51,7 @@ def test_round_trip(refae, setup):
     assert group["layer_name"] == "block4" and group["layer_index"] == -3
     assert group["layer_shape"] == [2, 2, 128]
     assert group["classifier_digest"] == artifacts.weights_digest(classifier)
-    assert group["metrics"]["test_rec_loss"] > 0
+    assert group["metrics"]["test_rec_loss"] == pytest.approx(rec_loss(x, loaded.predict(x, verbose=0)), rel=1e-4)
     assert group["epochs"] == 1 and group["batch_size"] == 32
 
 

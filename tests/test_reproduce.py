@@ -25,7 +25,11 @@ def test_reproduce_resumes(tmp_path, npz_dataset):
     assert first["trained"] == 2 + 2 + 2 + 4  # classifiers, decoders, RefAEs, eval classifiers
     rows = {row["row"]: row for row in first["rows"]}
     assert set(rows) == {0, 1}
-    assert rows[0]["rec_loss"]["cladec"]["mean"] > 0
+    for row, folder in ((0, "c0_L-2"), (1, "c1_L-2")):  # one run: the row's means are its cell's metrics
+        cell = json.loads((out / "run0" / folder / "metrics_a0.json").read_text())
+        for metric in ("rec_loss", "acc_eval", "agreement"):
+            assert rows[row][metric]["cladec"]["mean"] == cell[metric]["cladec"]
+            assert rows[row][metric]["refae"]["values"] == [cell[metric]["refae"]]
     assert (out / "results.md").read_text().count("\n| ") == 3
 
     again = reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)

@@ -3,8 +3,14 @@
 import json
 
 import keras
+import numpy as np
+import pytest
 
-from conftest import invoke, read_group
+from cladec_cli import artifacts
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.explainer import load_explainer
+from cladec_cli.reconstruction import rec_loss
+from conftest import invoke, quadrant_classifier, read_group
 
 
 def test_evaluate_writes_json_table_and_eval_models(tmp_path, trained):
@@ -19,7 +25,16 @@ def test_evaluate_writes_json_table_and_eval_models(tmp_path, trained):
     for group in ("rec_loss", "acc_eval", "agreement"):
         assert set(saved[group]) == {"cladec", "refae", "difference"}
         assert saved[group]["difference"] == saved[group]["cladec"] - saved[group]["refae"]
-    assert saved["rec_loss"]["cladec"] > 0 and 0 <= saved["acc_eval"]["refae"] <= 1
+    # The numbers are those of the saved models on the test images.
+    explainer = load_explainer(trained["classifier"], trained["decoder"], trained["refae"])
+    test_x, test_y = load_dataset(trained["dataset"]).test.arrays()
+    recs = explainer.reconstructions(test_x)
+    assert saved["rec_loss"]["cladec"] == pytest.approx(rec_loss(test_x, recs["cladec"]), rel=1e-5)
+    assert saved["agreement"]["refae"] == np.mean(explainer.classify(recs["refae"]) == explainer.classify(test_x))
+    for method in ("cladec", "refae"):
+        eval_model = keras.models.load_model(keep / f"eval_{method}.h5")
+        predicted = eval_model.predict(recs[method], verbose=0).argmax(axis=1)
+        assert saved["acc_eval"][method] == pytest.approx(np.mean(predicted == test_y))
     assert saved["layer_index"] == -2 and saved["test_images"] == 80
     table = out.with_suffix(".md").read_text()
     assert "| Rec. Loss (SSE per image) |" in table and "| Acc Eval |" in table
@@ -41,3 +56,26 @@ def test_evaluate_without_acc_eval_refuses_to_overwrite(tmp_path, trained):
     first = out.read_text()
     result = invoke(*args, expect=2)
     assert "--overwrite" in result.stderr and out.read_text() == first
+
+
+def test_identity_decoder_has_known_measures(tmp_path, npz_dataset):
+    """ClaDec for a layer that passes the image on, with an identity decoder: Rec. Loss 0, agreement 1 and
+    Acc Eval 1; a RefAE that outputs black images: Rec. Loss the images' energy, every one classed as 0."""
+    classifier = quadrant_classifier(first=keras.layers.Identity(name="pixels"))
+    paths = {name: tmp_path / f"{name}.h5" for name in ("classifier", "decoder", "refae")}
+    classifier.save(paths["classifier"])
+    belongs = {"layer_name": "pixels", "layer_index": -3, "classifier_digest": artifacts.weights_digest(classifier)}
+    code = keras.Input((32, 32, 1))
+    artifacts.save_model(keras.Model(code, keras.layers.Identity()(code)), paths["decoder"],
+                         {"kind": "cladec_decoder", "alpha": 0.0, **belongs})
+    artifacts.save_model(keras.Model(code, keras.layers.Rescaling(0.0)(code)), paths["refae"],
+                         {"kind": "refae", **belongs})
+    result = json.loads(invoke("evaluate", "--classifier", paths["classifier"], "--decoder", paths["decoder"],
+                               "--refae", paths["refae"], "--dataset", npz_dataset, "--eval-epochs", 3,
+                               "--batch-size", 16, "--lr", 0.1, "--out", tmp_path / "m.json", "--json").stdout)
+    test_x = load_dataset(npz_dataset).test.images
+    assert result["classifier_test_accuracy"] == 1.0
+    assert result["rec_loss"]["cladec"] == 0.0 and result["agreement"]["cladec"] == 1.0
+    assert result["acc_eval"]["cladec"] == 1.0
+    assert result["rec_loss"]["refae"] == pytest.approx(np.mean(np.sum(np.square(test_x), axis=(1, 2, 3))))
+    assert result["agreement"]["refae"] == 0.25 and result["acc_eval"]["refae"] == 0.25

@@ -125,14 +125,14 @@ def test_folder_with_train_and_test(tmp_path):
 @pytest.mark.parametrize("fraction, n_test_per_class", [(0.2, 2), (0.5, 5)])
 def test_folder_without_split_is_stratified(tmp_path, fraction, n_test_per_class):
     write_image_folder(tmp_path, n_per_class=10, channels=1, suffix=".jpg")
-    data = load_dataset(f"folder:{tmp_path}", test_fraction=fraction, seed=3)
+    data = load_dataset(f"folder:{tmp_path}", test_fraction=fraction, split_seed=3)
     np.testing.assert_array_equal(np.bincount(data.test.labels), [n_test_per_class] * 3)
     np.testing.assert_array_equal(np.bincount(data.train.labels), [10 - n_test_per_class] * 3)
     every = sorted(str(p) for p in Path(tmp_path).rglob("*.jpg"))
     assert sorted(data.train.paths.tolist() + data.test.paths.tolist()) == every  # a partition
     assert data.image_shape == (16, 16, 1)
     assert_labels_match_pixels(data.test)
-    again = load_dataset(f"folder:{tmp_path}", test_fraction=fraction, seed=3)
+    again = load_dataset(f"folder:{tmp_path}", test_fraction=fraction, split_seed=3)
     np.testing.assert_array_equal(again.test.paths, data.test.paths)  # repeatable for a seed
 
 
