@@ -64,7 +64,7 @@ def test_kill_keeps_files_and_resume_finishes(tmp_path, npz_dataset):
     before = digest(out)
     epochs = 40
     args = ("train-classifier", "--dataset", npz_dataset, "--epochs", epochs, "--batch-size", 16,
-            "--out", out, "--overwrite")
+            "--out", out, "--overwrite", "--backup-interval", 0)
     process = subprocess.Popen(cladec_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metadata = backup_folder(out) / "training_metadata.json"
     deadline = time.time() + 120
@@ -110,7 +110,7 @@ class InterruptAt(keras.callbacks.Callback):
 
 
 def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(tmp_path, tiny):
-    settings = dict(epochs=4, batch_size=32, seed=5, verbose=0)
+    settings = dict(epochs=4, batch_size=32, seed=5, verbose=0, backup_interval=0)
     _, straight = train_classifier(tiny, TrainSettings(**settings), tmp_path / "straight.h5")
     out = tmp_path / "resumed.h5"
     with pytest.raises(KeyboardInterrupt):
@@ -118,3 +118,13 @@ def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(tmp_path, tiny):
     assert backup_folder(out).exists() and not out.exists()
     _, resumed = train_classifier(tiny, TrainSettings(**settings, resume=True), out)
     assert resumed["digest"] == straight["digest"]
+
+
+def test_backups_are_saved_at_most_once_per_interval(tmp_path, tiny):
+    for interval, kept in ((0, True), (3600, False)):
+        out = tmp_path / f"every{interval}.h5"
+        settings = TrainSettings(epochs=3, batch_size=32, verbose=0, backup_interval=interval,
+                                 extra_callbacks=[InterruptAt(2)])
+        with pytest.raises(KeyboardInterrupt):
+            train_classifier(tiny, settings, out)
+        assert (backup_folder(out) / "training_metadata.json").exists() == kept

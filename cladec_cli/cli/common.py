@@ -21,7 +21,8 @@ def train_settings(opts, quiet):
                              verbose=0 if quiet else "auto",
                              precision=opts.get("precision") or "auto", deterministic=opts.get("deterministic"),
                              steps_per_execution=opts.get("steps_per_execution"), xla=xla,
-                             announce=lambda line: announce_once(line, quiet))
+                             announce=lambda line: announce_once(line, quiet),
+                             backup_interval=opts.get("backup_interval", 60.0))
     return settings
 
 

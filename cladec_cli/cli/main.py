@@ -33,7 +33,7 @@ class CladecGroup(click.Group):
         except click.Abort:
             self._fail("aborted", 130, debug)
         except KeyboardInterrupt:
-            self._fail("interrupted; finished epochs are kept: rerun the same command with --resume", 130, debug)
+            self._fail("interrupted; the last backed-up epoch is kept: rerun the same command with --resume", 130, debug)
         except CladecError as e:
             self._fail(str(e), e.exit_code, debug)
         except click.ClickException as e:

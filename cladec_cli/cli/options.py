@@ -83,7 +83,10 @@ def train_options(epochs=64):
         lr_option,
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed for the initial weights and the shuffling (the data split has --split-seed)."),
-        click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch."),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch."),
+        click.option("--backup-interval", type=click.FloatRange(min=0), default=60.0, show_default=True,
+                     help="Seconds between saves of the resumable backup, made at the end of an epoch; 0 saves "
+                          "every epoch."),
         click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
                      help="Write TensorBoard logs to this folder."),
         device_options(),
