@@ -161,7 +161,8 @@ def _outputs_at(model, paths, h):
     # A sub-model's input inside the outer graph is what the outer graph fed into it.
     taps = [model.get_layer(n).output for n in direct]
     taps += [model.get_layer(n)._inbound_nodes[0].input_tensors[0] for n in nested]
-    cut = keras.Model(model.inputs, taps if len(taps) > 1 else taps[0])(h)
+    # A stable name (not Keras' numbered default) keeps saved RefAEs identical from run to run.
+    cut = keras.Model(model.inputs, taps if len(taps) > 1 else taps[0], name=f"{model.name}_cut")(h)
     cut = cut if len(taps) > 1 else [cut]
     found = {(n,): tensor for n, tensor in zip(direct, cut)}
     for n, fed in zip(nested, cut[len(direct):]):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from cladec_cli import artifacts
 from cladec_cli.classifier import load_classifier, train_classifier
-from cladec_cli.cladec import train_decoder
+from cladec_cli.cladec import train_decoders
 from cladec_cli.errors import UsageError
 from cladec_cli.evaluate import evaluate
 from cladec_cli.explainer import load_explainer
-from cladec_cli.refae import train_refae
+from cladec_cli.refae import train_refaes
 from cladec_cli.stats import mean_std, welch_t_test
 
 PAPER_CLASSIFIER_EPOCHS = (0, 1, 4, 16, 64)
@@ -85,35 +85,65 @@ class Experiment:
         return self._artifact(path, f"the classifier for {epochs} epochs",
                               lambda: train_classifier(self.dataset, self._settings(run, epochs), path))
 
+    def _timed(self, what, train):
+        """Train, saying what and how long it took."""
+        self.log(f"  training {what}")
+        started = time.time()
+        train()
+        self.log(f"  trained {what} in {time.time() - started:.1f} s")
+
     def _artifact(self, path, what, train):
         if not path.exists():
-            self.log(f"  training {what}")
-            started = time.time()
-            train()
-            self.log(f"  trained {what} in {time.time() - started:.1f} s")
+            self._timed(what, train)
             self.trained += 1
         return path
 
+    def _cell_folder(self, run, cell):
+        return self.out / f"run{run}" / f"c{cell.classifier_epochs}_L{cell.layer}"
+
+    def _cladec_path(self, run, cell):
+        return self._cell_folder(run, cell) / f"cladec_a{cell.alpha:g}.h5"
+
+    def _refae_path(self, run, cell):
+        return self._cell_folder(run, cell) / "refae.h5"
+
+    def _metrics_path(self, run, cell):
+        return self._cell_folder(run, cell) / f"metrics_a{cell.alpha:g}.json"
+
+    def _train_missing(self, run, todo):
+        """Train the ClaDec decoders and RefAEs that the cells `todo` still lack: the decoders of one
+        classifier and alpha in one pass, the RefAEs of one classifier in one pass (Table II's four
+        layers train together). Each lands where a cell of its own looks for it."""
+        settings = self._settings(run)
+        for epochs, alpha in dict.fromkeys((c.classifier_epochs, c.alpha) for c in todo):
+            missing = _by_path([c for c in todo if (c.classifier_epochs, c.alpha) == (epochs, alpha)],
+                               lambda c: self._cladec_path(run, c))
+            if missing:
+                classifier, provenance = load_classifier(self._classifier(run, epochs))
+                self._timed(_what('ClaDec decoder', missing, f', alpha {alpha:g}'), lambda: train_decoders(
+                    classifier, provenance, self.dataset, list(missing.values()), alpha, settings, list(missing)))
+                self.trained += len(missing)
+        for epochs in dict.fromkeys(c.classifier_epochs for c in todo):
+            missing = _by_path([c for c in todo if c.classifier_epochs == epochs], lambda c: self._refae_path(run, c))
+            if missing:
+                classifier, provenance = load_classifier(self._classifier(run, epochs))
+                self._timed(_what('RefAE', missing), lambda: train_refaes(
+                    classifier, provenance, self.dataset, list(missing.values()), settings, list(missing)))
+                self.trained += len(missing)
+
     def run_cell(self, run, cell):
         """Train what is missing for one cell and return its metrics (read back when already done)."""
-        folder = self.out / f"run{run}" / f"c{cell.classifier_epochs}_L{cell.layer}"
-        metrics_path = folder / f"metrics_a{cell.alpha:g}.json"
+        metrics_path = self._metrics_path(run, cell)
         if metrics_path.exists():
             return json.loads(metrics_path.read_text())
-        classifier_path = self._classifier(run, cell.classifier_epochs)
-        classifier, provenance = load_classifier(classifier_path)
-        settings = self._settings(run)
-        decoder = self._artifact(folder / f"cladec_a{cell.alpha:g}.h5", f"ClaDec decoder layer {cell.layer} "
-                                 f"alpha {cell.alpha:g}", lambda: train_decoder(
-                                     classifier, provenance, self.dataset, cell.layer, cell.alpha, settings,
-                                     folder / f"cladec_a{cell.alpha:g}.h5"))
-        refae = self._artifact(folder / "refae.h5", f"RefAE layer {cell.layer}", lambda: train_refae(
-            classifier, provenance, self.dataset, cell.layer, settings, folder / "refae.h5"))
+        self._train_missing(run, [cell])
         self.log(f"  evaluating (Acc Eval classifiers, {self.eval_settings.epochs} epochs)")
         eval_settings = self.eval_settings.with_epochs(self.eval_settings.epochs)
         eval_settings.seed = run
         started = time.time()
-        result = evaluate(load_explainer(classifier_path, decoder, refae), self.dataset, eval_settings)
+        explainer = load_explainer(self._classifier(run, cell.classifier_epochs), self._cladec_path(run, cell),
+                                   self._refae_path(run, cell))
+        result = evaluate(explainer, self.dataset, eval_settings)
         result["seconds"] = round(time.time() - started, 1)
         self.log(f"  evaluated in {result['seconds']} s")
         self.trained += 2
@@ -124,10 +154,27 @@ class Experiment:
         """All runs of all cells; returns {row: [metrics per run]}."""
         results = {}
         for run in range(self.runs):
-            for cell in cells(self.table, self.train_settings.epochs):
+            row_cells = cells(self.table, self.train_settings.epochs)
+            todo = [c for c in row_cells if not self._metrics_path(run, c).exists()]
+            if todo:
+                self.log(f"run {run + 1}/{self.runs}, {self.table}: training what its rows lack")
+                self._train_missing(run, todo)
+            for cell in row_cells:
                 self.log(f"run {run + 1}/{self.runs}, {self.table} row {cell.row}")
                 results.setdefault(cell.row, []).append(self.run_cell(run, cell))
         return results
+
+
+def _by_path(todo, path):
+    """{artifact path: layer} for the cells whose artifact does not exist yet, each path once."""
+    return {p: c.layer for c in todo if not (p := path(c)).exists()}
+
+
+def _what(kind, missing, detail=""):
+    """'ClaDec decoder, layer -2, alpha 0', or 'ClaDec decoders, layers -1, -2, alpha 0, in one pass'."""
+    if len(missing) == 1:
+        return f"{kind}, layer {next(iter(missing.values()))}{detail}"
+    return f"{kind}s, layers {', '.join(str(layer) for layer in missing.values())}{detail}, in one pass"
 
 
 def summarize(table, results):

@@ -1,4 +1,4 @@
-"""ClaDec decoders: training variants, save/load round trips and provenance."""
+"""ClaDec decoders: training variants, several layers in one pass, save/load round trips and provenance."""
 
 import json
 
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from cladec_cli import artifacts
-from cladec_cli.cladec import frozen_encoder, stacked, train_decoder
+from cladec_cli.cladec import frozen_encoder, stacked, train_decoder, train_decoders
 from cladec_cli.errors import UsageError
 from cladec_cli.layers import resolve_layer
 from cladec_cli.reconstruction import rec_loss
-from cladec_cli.training import TrainSettings
+from cladec_cli.training import TrainSettings, backup_folder
 from conftest import read_group
 
 
@@ -130,3 +130,114 @@ def test_classification_loss_of_a_nested_softmax_head_takes_probabilities(setup,
     expected = np.mean(-np.log(probabilities[data.train.labels]))  # 240 images, 15 full batches
     assert expected > 7.0  # taking the probabilities for logits would give about 1.5
     assert record["metrics"]["train_loss"] == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def fused(setup, tmp_path_factory):
+    """Decoders for layers -1, -2 and block4 trained in one pass, with the settings of `variants`."""
+    classifier, provenance, data = setup
+    root = tmp_path_factory.mktemp("fused")
+    outs = [root / "logits.h5", root / "block5.h5", root / "block4.h5"]
+    results = train_decoders(classifier, provenance, data, [-1, -2, "block4"], 0.0, settings(), outs,
+                             cache_codes="yes")
+    return results, outs
+
+
+def test_fused_run_saves_one_decoder_per_layer_with_its_provenance(fused, setup):
+    classifier, _, data = setup
+    results, outs = fused
+    expected = [("logits", -1, [4]), ("block5", -2, [1, 1, 256]), ("block4", -3, [2, 2, 128])]
+    for (decoder, record), out, (name, index, shape) in zip(results, outs, expected):
+        group = read_group(out)
+        assert group == json.loads(json.dumps(record))
+        assert (group["layer_name"], group["layer_index"], group["layer_shape"]) == (name, index, shape)
+        assert group["kind"] == "cladec_decoder" and group["alpha"] == 0.0 and group["cached_codes"] is True
+        assert group["classifier_digest"] == artifacts.weights_digest(classifier)
+        assert group["epochs"] == 1 and group["batch_size"] == 32 and group["seed"] == 0
+        assert group["metrics"]["train_loss"] > 0
+        loaded = keras.models.load_model(out)
+        assert group["digest"] == artifacts.weights_digest(loaded)
+        assert tuple(loaded.inputs[0].shape[1:]) == tuple(shape)
+        # Its own test Rec. Loss: what this saved decoder gives on the test split.
+        cladec = stacked(frozen_encoder(classifier, resolve_layer(classifier, index)), loaded, "cladec")
+        images = data.test.images
+        assert rec_loss(images, cladec.predict(images, verbose=0)) == pytest.approx(
+            group["metrics"]["test_rec_loss"], rel=1e-4)
+    losses = [record["metrics"]["test_rec_loss"] for _, record in results]
+    assert len(set(losses)) == 3
+
+
+def test_fused_decoder_has_the_architecture_of_a_single_run(fused, variants):
+    _, outs = fused
+    single = keras.models.load_model(variants["cached"][2])
+    assert keras.models.load_model(outs[1]).get_config() == single.get_config()
+
+
+@pytest.mark.parametrize("key", ["cached", "uncached"])
+def test_fused_run_matches_separate_runs(fused, variants, key):
+    # Same seed, same data order and the same starting weights: on the CPU the fused decoder is the one
+    # a separate run trains, so the losses agree far inside run-to-run noise.
+    results, _ = fused
+    single = variants[key][1]["metrics"]
+    assert results[1][1]["metrics"]["test_rec_loss"] == pytest.approx(single["test_rec_loss"], rel=1e-3)
+    # Keras averages a fused model's per-output losses over batches, not images: the short last batch
+    # weighs a little differently than in a one-output run's total.
+    assert results[1][1]["metrics"]["train_loss"] == pytest.approx(single["train_loss"], rel=1e-2)
+
+
+def test_fused_run_with_alpha_matches_a_separate_run(setup, variants, tmp_path):
+    classifier, provenance, data = setup
+    results = train_decoders(classifier, provenance, data, [-2, "block3"], 0.99, settings(),
+                             [tmp_path / "a.h5", tmp_path / "b.h5"])
+    single = variants["alpha"][1]
+    assert results[0][1]["alpha"] == 0.99 and results[0][1]["cached_codes"] is False
+    assert results[0][1]["metrics"]["test_rec_loss"] == pytest.approx(single["metrics"]["test_rec_loss"], rel=1e-3)
+    # Each decoder's training loss is (1 - alpha) * its SSE + alpha * its CE, as in a one-layer run.
+    assert results[0][1]["metrics"]["train_loss"] == pytest.approx(single["metrics"]["train_loss"], rel=1e-3)
+
+
+def test_fused_outputs_are_checked_before_training(setup, tmp_path):
+    classifier, provenance, data = setup
+    taken = tmp_path / "taken.h5"
+    taken.write_bytes(b"keep me")
+    with pytest.raises(UsageError, match="already exists"):
+        train_decoders(classifier, provenance, data, [-1, -2], 0.0, settings(epochs=50),
+                       [tmp_path / "new.h5", taken])
+    assert taken.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.h5"]
+    with pytest.raises(UsageError, match="given twice"):
+        train_decoders(classifier, provenance, data, [-2, "block5"], 0.0, settings(),
+                       [tmp_path / "a.h5", tmp_path / "b.h5"])
+
+
+class StopAtSecondEpoch(keras.callbacks.Callback):
+    """Interrupts training as Ctrl-C would, once the first epoch is backed up."""
+
+    def __init__(self, stop=True):
+        super().__init__()
+        self.stop, self.started = stop, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started.append(epoch)
+        if epoch == 1 and self.stop:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_fused_run_resumes(setup, tmp_path):
+    classifier, provenance, data = setup
+    outs = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    backup = backup_folder(outs)
+    assert backup == tmp_path / ".a+b.partial"
+    stopper = StopAtSecondEpoch()
+    with pytest.raises(KeyboardInterrupt):
+        train_decoders(classifier, provenance, data, [-3, -4], 0.0,
+                       settings(epochs=3, backup_interval=0, extra_callbacks=[stopper]), outs)
+    assert backup.exists() and not any(out.exists() for out in outs)
+    with pytest.raises(UsageError, match="--resume"):
+        train_decoders(classifier, provenance, data, [-3, -4], 0.0, settings(epochs=3), outs)
+    stopper = StopAtSecondEpoch(stop=False)
+    results = train_decoders(classifier, provenance, data, [-3, -4], 0.0,
+                             settings(epochs=3, backup_interval=0, resume=True, extra_callbacks=[stopper]), outs)
+    assert stopper.started == [1, 2]
+    assert all(out.exists() for out in outs) and not backup.exists()
+    assert [record["epochs"] for _, record in results] == [3, 3]

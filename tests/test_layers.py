@@ -6,7 +6,7 @@ import pytest
 
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import UsageError
-from cladec_cli.layers import build_encoder, explainable_layers, resolve_layer
+from cladec_cli.layers import build_encoder, explainable_layers, resolve_layer, resolve_layers
 
 EXPECTED = [("block1", -6, (16, 16, 16)), ("block2", -5, (8, 8, 32)), ("block3", -4, (4, 4, 64)),
             ("block4", -3, (2, 2, 128)), ("block5", -2, (1, 1, 256)), ("logits", -1, (4,))]
@@ -78,6 +78,24 @@ def test_encoder_by_name_shares_weights(classifier):
     assert any(w is conv.kernel for w in encoder.weights)
 
 
+def test_encoder_for_several_layers_is_one_pass(classifier):
+    layers = [resolve_layer(classifier, spec) for spec in (-1, "block2", -3)]
+    encoder = build_encoder(classifier, layers)
+    assert [tuple(o.shape[1:]) for o in encoder.outputs] == [(4,), (8, 8, 32), (2, 2, 128)]
+    # One cut of the classifier's graph computes every output, not one encoder per layer.
+    assert len([layer for layer in encoder.layers if isinstance(layer, keras.Model)]) == 1
+    x = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
+    for layer, out in zip(layers, encoder(x)):
+        alone = build_encoder(classifier, layer)(x)
+        np.testing.assert_allclose(np.asarray(out), np.asarray(alone), rtol=1e-5, atol=1e-6)
+
+
+def test_resolve_layers_refuses_a_layer_twice(classifier):
+    assert [l.name for l in resolve_layers(classifier, ["-1", "block5"])] == ["logits", "block5"]
+    with pytest.raises(UsageError, match="block5 is given twice"):
+        resolve_layers(classifier, ["-2", "block5"])
+
+
 def _conv_relu(name):
     inputs = keras.Input((8, 8, 1))
     h = keras.layers.ReLU(name="act")(keras.layers.Conv2D(4, 3, name="conv")(inputs))
@@ -100,6 +118,10 @@ def test_nested_models_are_expanded(make_inner):
     encoder = build_encoder(model, resolve_layer(model, "features/act"))
     x = np.random.default_rng(0).random((2, 8, 8, 1), np.float32)
     np.testing.assert_allclose(np.asarray(encoder(x)), np.asarray(inner(x)), rtol=1e-5, atol=1e-6)
+    both = build_encoder(model, found)
+    inner_out, logits = both(x)
+    np.testing.assert_allclose(np.asarray(inner_out), np.asarray(inner(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
 
 
 def test_sequential_classifier():

@@ -1,4 +1,4 @@
-"""RefAE: save/load round trips and provenance."""
+"""RefAE: save/load round trips, provenance, several layers in one pass."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 
 from cladec_cli import artifacts
 from cladec_cli.reconstruction import rec_loss
-from cladec_cli.refae import train_refae
+from cladec_cli.refae import train_refae, train_refaes
 from cladec_cli.training import TrainSettings
 from conftest import read_group
 
@@ -81,3 +81,42 @@ def test_refae_encoder_trains_even_after_the_classifier_was_frozen(trained):
     encoder = build_refae(classifier, layer).get_layer("refae_encoder")
     assert len(encoder.trainable_weights) > 0
     assert len(encoder.trainable_weights) == len([w for w in encoder.weights if "moving" not in w.path])
+
+
+@pytest.fixture(scope="module")
+def fused(setup, tmp_path_factory):
+    """RefAEs for block4 and layer -2 trained in one pass, with the settings of `refae`."""
+    classifier, provenance, data = setup
+    root = tmp_path_factory.mktemp("fused_refae")
+    outs = [root / "block4.h5", root / "block5.h5"]
+    results = train_refaes(classifier, provenance, data, ["block4", -2],
+                           TrainSettings(epochs=1, batch_size=32, seed=0, verbose=0), outs)
+    return results, outs
+
+
+def test_fused_refaes_one_file_each_like_a_single_run(fused, refae, setup):
+    classifier, _, data = setup
+    results, outs = fused
+    for (model, record), out, (name, index) in zip(results, outs, [("block4", -3), ("block5", -2)]):
+        group = read_group(out)
+        assert group == json.loads(json.dumps(record))
+        assert group["kind"] == "refae" and (group["layer_name"], group["layer_index"]) == (name, index)
+        assert group["classifier_digest"] == artifacts.weights_digest(classifier)
+        assert group["metrics"]["train_loss"] > 0
+        loaded = keras.models.load_model(out)
+        assert group["digest"] == artifacts.weights_digest(loaded)
+        np.testing.assert_array_equal(loaded.predict(data.test.images, verbose=0),
+                                      model.predict(data.test.images, verbose=0))
+    single_model, single_record, single_out = refae
+    assert keras.models.load_model(outs[0]).get_config() == keras.models.load_model(single_out).get_config()
+    # Same seed, data order and starting weights: the one-pass RefAE is the one a separate run trains.
+    assert results[0][1]["metrics"]["test_rec_loss"] == pytest.approx(single_record["metrics"]["test_rec_loss"],
+                                                                      rel=1e-3)
+
+
+def test_fused_refaes_keep_their_own_encoders(fused):
+    (first, _), (second, _) = fused[0]
+    ids = {id(w) for w in first.weights}
+    assert not any(id(w) in ids for w in second.weights)
+    conv = [m.get_layer("refae_encoder").weights[0] for m in (first, second)]
+    assert not np.array_equal(np.asarray(conv[0]), np.asarray(conv[1]))

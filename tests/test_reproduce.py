@@ -8,6 +8,7 @@ from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import UsageError
 from cladec_cli.reproduce import cells, reproduce
 from cladec_cli.training import TrainSettings
+from conftest import read_group
 
 
 def test_cells_follow_the_paper():
@@ -65,3 +66,29 @@ def test_reproduce_accepts_a_folder_from_before_the_split_seed(tmp_path, npz_dat
     with pytest.raises(UsageError, match="split_seed 0 -> 1"):
         reproduce("table4", load_dataset(npz_dataset, limit=40, split_seed=1), settings, settings, 1, tmp_path,
                   log=lambda m: None)
+
+
+def test_table2_trains_each_runs_layers_in_one_pass(tmp_path, npz_dataset):
+    dataset = load_dataset(npz_dataset, limit=40)
+    settings = TrainSettings(epochs=1, batch_size=32, verbose=0)
+    out = tmp_path / "table2"
+    logged = []
+    first = reproduce("table2", dataset, settings, settings.with_epochs(0), 1, out, log=logged.append)
+    assert first["trained"] == 1 + 4 + 4 + 8
+    assert [m for m in logged if "in one pass" in m and m.startswith("  training")] == [
+        "  training ClaDec decoders, layers -1, -2, -3, -4, alpha 0, in one pass",
+        "  training RefAEs, layers -1, -2, -3, -4, in one pass"]
+    # Each artifact lies where a one-layer run of its cell would have put it.
+    for layer, name in ((-1, "logits"), (-2, "block5"), (-3, "block4"), (-4, "block3")):
+        for kind, file in (("cladec_decoder", "cladec_a0.h5"), ("refae", "refae.h5")):
+            group = read_group(out / "run0" / f"c1_L{layer}" / file)
+            assert (group["kind"], group["layer_name"], group["layer_index"]) == (kind, name, layer)
+
+    # A folder whose run stopped with two decoders missing trains those two, in one pass.
+    for layer in (-2, -4):
+        (out / "run0" / f"c1_L{layer}" / "metrics_a0.json").unlink()
+        (out / "run0" / f"c1_L{layer}" / "cladec_a0.h5").unlink()
+    logged.clear()
+    again = reproduce("table2", dataset, settings, settings.with_epochs(0), 1, out, log=logged.append)
+    assert again["trained"] == 2 + 4
+    assert "  training ClaDec decoders, layers -2, -4, alpha 0, in one pass" in logged

@@ -102,28 +102,64 @@ def default_out(out, provenance_or_name, filename, root="models"):
 
 @dataclass
 class LayerJob:
-    """What train-decoder and train-refae share: settings, classifier, layer, output and data."""
+    """What train-decoder and train-refae share: settings, classifier, layers, one output each, and data."""
 
     settings: object
     classifier: object
     provenance: dict
-    layer: object
-    out: Path
+    layers: list
+    outs: list
     dataset: object
 
 
-def layer_job(classifier_path, layer, opts, out, overwrite, quiet, filename):
-    """Load the classifier, resolve the layer, name the output (`filename(layer)`) and load fitting data."""
+def layer_specs(text):
+    """`--layer` split at commas: '-1,-2' -> ['-1', '-2']."""
+    specs = [part.strip() for part in str(text).split(",")]
+    if not all(specs):
+        raise UsageError(f"--layer {text!r} has an empty entry; give names or indices separated by commas")
+    return specs
+
+
+def layer_outputs(layers, out, out_dir, dataset, filename):
+    """One output per layer: --out for a single layer, else `filename(layer)` in --out-dir or the default folder."""
+    if out and out_dir:
+        raise UsageError("--out and --out-dir cannot be used together")
+    if out and len(layers) > 1:
+        raise UsageError(f"--out names one file but --layer names {len(layers)} layers; use --out-dir")
+    if out:
+        return [Path(out)]
+    return [Path(out_dir) / filename(layer) if out_dir else default_out(None, dataset, filename(layer))
+            for layer in layers]
+
+
+def layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet, filename):
+    """Load the classifier, resolve the layers, name the outputs (`filename(layer)`) and load fitting data."""
     from cladec_cli.classifier import check_fits, load_classifier
-    from cladec_cli.layers import resolve_layer
+    from cladec_cli.layers import resolve_layers
 
     settings = train_settings({**opts, "overwrite": overwrite}, quiet)
     classifier, provenance = load_classifier(classifier_path, settings.trust_model)
-    target = resolve_layer(classifier, layer)
-    out = default_out(out, opts["dataset"] or provenance, filename(target))
+    targets = resolve_layers(classifier, layer_specs(layer))
+    outs = layer_outputs(targets, out, out_dir, opts["dataset"] or provenance, filename)
     dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:])
     check_fits(classifier, dataset)
-    return LayerJob(settings, classifier, provenance, target, out, dataset)
+    return LayerJob(settings, classifier, provenance, targets, outs, dataset)
+
+
+def report_layer_models(job, records, started, detail, quiet, as_json):
+    """Summarise the models of a layer job: the record of one, or a list with one record per layer."""
+    if len(records) == 1:
+        layer, record = job.layers[0], records[0]
+        return report_saved(record, job.outs[0], started, f"layer {layer.name} ({layer.index}){detail}, "
+                            f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}", quiet, as_json)
+    seconds = round(time.time() - started, 1)
+    lines = []
+    for layer, out, record in zip(job.layers, job.outs, records):
+        record["path"], record["seconds"] = str(out), seconds
+        lines.append(f"saved {out}: layer {layer.name} ({layer.index}){detail}, "
+                     f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}")
+    lines.append(f"trained {len(records)} models in one pass ({seconds} s)")
+    report(records, lines, quiet, as_json)
 
 
 def report_saved(record, out, started, detail, quiet, as_json):

@@ -10,8 +10,8 @@ import click
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
 from cladec_cli.cli.options import (batch_size_option, classifier_option, data_options, device_options,
-                                    layer_option, lr_option, output_options, rec_loss_option, report_options,
-                                    train_options, trust_model_option, with_default)
+                                    layer_option, lr_option, out_dir_option, output_options, rec_loss_option,
+                                    report_options, train_options, trust_model_option, with_default)
 from cladec_cli.errors import CladecError
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -137,20 +137,21 @@ def info_cmd(path, quiet, as_json):
               help="Compute the frozen layer's activations once (alpha 0 only).")
 @data_options()
 @train_options()
-@output_options("Checkpoint to write.", "models/<dataset>/cladec_L<index>_a<alpha>.h5")
+@output_options("Checkpoint to write, for one layer.", "models/<dataset>/cladec_L<index>_a<alpha>.h5")
+@out_dir_option
 @report_options
-def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out, overwrite, quiet, as_json, **opts):
-    """Train a ClaDec decoder on a frozen classifier layer and save it."""
-    from cladec_cli.cladec import check_alpha, train_decoder
+def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out, out_dir, overwrite, quiet, as_json,
+                      **opts):
+    """Train a ClaDec decoder on a frozen classifier layer (or one per layer, in one pass) and save it."""
+    from cladec_cli.cladec import check_alpha, train_decoders
 
     check_alpha(alpha)
-    job = common.layer_job(classifier_path, layer, opts, out, overwrite, quiet,
+    job = common.layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet,
                            lambda target: f"cladec_L{target.index}_a{common.alpha_tag(alpha)}.h5")
     started = time.time()
-    _, record = train_decoder(job.classifier, job.provenance, job.dataset, job.layer.name, alpha, job.settings,
-                              job.out, rec_loss, cache_codes)
-    common.report_saved(record, job.out, started, f"layer {job.layer.name} ({job.layer.index}), alpha {alpha:g}, "
-                        f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}", quiet, as_json)
+    results = train_decoders(job.classifier, job.provenance, job.dataset, [t.name for t in job.layers], alpha,
+                             job.settings, job.outs, rec_loss, cache_codes)
+    common.report_layer_models(job, [record for _, record in results], started, f", alpha {alpha:g}", quiet, as_json)
 
 
 @cli.command("train-refae", short_help="Train the reference autoencoder (RefAE) for a layer.")
@@ -160,19 +161,20 @@ def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out,
 @rec_loss_option
 @data_options()
 @train_options()
-@output_options("Checkpoint to write.", "models/<dataset>/refae_L<index>.h5")
+@output_options("Checkpoint to write, for one layer.", "models/<dataset>/refae_L<index>.h5")
+@out_dir_option
 @report_options
-def train_refae_cmd(classifier_path, layer, rec_loss, out, overwrite, quiet, as_json, **opts):
-    """Train the reference autoencoder (same architecture, trained for reconstruction only) and save it."""
-    from cladec_cli.refae import train_refae
+def train_refae_cmd(classifier_path, layer, rec_loss, out, out_dir, overwrite, quiet, as_json, **opts):
+    """Train the reference autoencoder (same architecture, trained for reconstruction only) and save it;
+    one per layer, in one pass, for several layers."""
+    from cladec_cli.refae import train_refaes
 
-    job = common.layer_job(classifier_path, layer, opts, out, overwrite, quiet,
+    job = common.layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet,
                            lambda target: f"refae_L{target.index}.h5")
     started = time.time()
-    _, record = train_refae(job.classifier, job.provenance, job.dataset, job.layer.name, job.settings, job.out,
-                            rec_loss)
-    common.report_saved(record, job.out, started, f"layer {job.layer.name} ({job.layer.index}), "
-                        f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}", quiet, as_json)
+    results = train_refaes(job.classifier, job.provenance, job.dataset, [t.name for t in job.layers], job.settings,
+                           job.outs, rec_loss)
+    common.report_layer_models(job, [record for _, record in results], started, "", quiet, as_json)
 
 
 @cli.command("explain", short_help="Draw original, RefAE and ClaDec images as a PNG grid.")

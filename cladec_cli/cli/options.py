@@ -109,7 +109,11 @@ report_options = compose(
 classifier_option = click.option("--classifier", "classifier_path", required=True,
                                  type=click.Path(dir_okay=False), help="Classifier model file (.h5 or .keras).")
 layer_option = click.option("--layer", default="-1", show_default=True,
-                            help="Layer to explain: a name or a negative index (-1 logits, -2 last conv block, ...).")
+                            help="Layer to explain: a name or a negative index (-1 logits, -2 last conv block, ...); "
+                                 "several separated by commas (-1,-2,-3,-4) train one model each in one pass.")
+out_dir_option = click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+                              help="Folder for the models of several layers, under their usual names "
+                                   "[default: models/<dataset>].")
 rec_loss_option = click.option("--rec-loss", type=click.Choice(["sse", "bce"]), default="sse", show_default=True,
                                help="Training reconstruction loss (bce as the paper used for MNIST).")
 trust_model_option = click.option("--trust-model", is_flag=True,

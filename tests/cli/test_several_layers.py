@@ -1,0 +1,44 @@
+"""`--layer -1,-2,...`: one model per layer from one training pass, under --out-dir or the default folder."""
+
+import json
+import os
+
+from conftest import invoke, read_group
+
+
+def test_train_decoder_several_layers_into_out_dir(tmp_path, trained):
+    out_dir = tmp_path / "decoders"
+    result = invoke("train-decoder", "--classifier", trained["classifier"], "--layer", "-1,-3", "--epochs", 1,
+                    "--batch-size", 32, "--out-dir", out_dir, "--json")
+    records = json.loads(result.stdout)
+    paths = [out_dir / "cladec_L-1_a0.h5", out_dir / "cladec_L-3_a0.h5"]
+    assert [r["path"] for r in records] == [str(p) for p in paths]
+    assert sorted(os.listdir(out_dir)) == ["cladec_L-1_a0.h5", "cladec_L-3_a0.h5"]
+    assert [read_group(p)["layer_name"] for p in paths] == ["logits", "block4"]
+    assert all(r["metrics"]["test_rec_loss"] > 0 for r in records)
+
+
+def test_train_refae_several_layers_default_folder(tmp_path, trained, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train-refae", "--classifier", trained["classifier"], "--layer", "block4, -4", "--epochs", 1,
+                    "--batch-size", 32)
+    folder = tmp_path / "models" / "tiny"
+    assert sorted(os.listdir(folder)) == ["refae_L-3.h5", "refae_L-4.h5"]
+    assert read_group(folder / "refae_L-4.h5")["layer_name"] == "block3"
+    assert "in one pass" in result.stdout
+
+
+def test_out_with_several_layers_is_refused(tmp_path, trained):
+    result = invoke("train-decoder", "--classifier", trained["classifier"], "--layer", "-1,-2",
+                    "--out", tmp_path / "d.h5", expect=2)
+    assert result.stderr.count("\n") == 1 and "--out-dir" in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_existing_output_refuses_the_whole_run_up_front(tmp_path, trained):
+    (tmp_path / "refae_L-2.h5").write_bytes(b"keep")
+    result = invoke("train-refae", "--classifier", trained["classifier"], "--layer", "-1,-2", "--epochs", 500,
+                    "--out-dir", tmp_path, expect=2)
+    assert "refae_L-2.h5 already exists" in result.stderr and result.stderr.count("\n") == 1
+    assert os.listdir(tmp_path) == ["refae_L-2.h5"]
+    assert (tmp_path / "refae_L-2.h5").read_bytes() == b"keep"
