@@ -13,7 +13,7 @@ from cladec_cli.errors import UsageError
 from cladec_cli.layers import build_encoder, resolve_layer
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_loss
-from cladec_cli.training import fit, make_optimizer, predict, trained_provenance, training_run
+from cladec_cli.training import fit, make_optimizer, predict, run_settings, trained_provenance, training_run
 
 CACHE_LIMIT_BYTES = 1 << 30
 
@@ -82,18 +82,19 @@ def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha,
     alpha = check_alpha(alpha)
     rec = reconstruction_loss(rec_loss_name)
     layer = resolve_layer(classifier, layer_spec)
-    with training_run(out, settings) as backup:
+    cache = alpha == 0.0 and should_cache(dataset.train, layer, cache_codes)
+    run = run_settings("cladec_decoder", dataset, settings,
+                       **layer_provenance(classifier, layer, classifier_provenance),
+                       alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache)
+    with training_run(out, settings, run) as backup:
         encoder = frozen_encoder(classifier, layer)
         decoder = decoder_for(classifier, layer, classifier_provenance)
-        cache = alpha == 0.0 and should_cache(dataset.train, layer, cache_codes)
         model, data, losses, weights = _training_setup(
             classifier, encoder, decoder, dataset.train, settings, alpha, rec, cache)
         model.compile(optimizer=make_optimizer(settings, len(data)), loss=losses, loss_weights=weights)
         history = fit(model, data, settings, backup)
         metrics = {"test_rec_loss": split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)}
-        provenance = trained_provenance("cladec_decoder", dataset, settings, history, metrics,
-                                        **layer_provenance(classifier, layer, classifier_provenance),
-                                        alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache)
+        provenance = trained_provenance(run, history, metrics)
         record = artifacts.save_model(decoder, out, provenance, settings.overwrite)
     return decoder, record
 

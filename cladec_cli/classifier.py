@@ -7,7 +7,7 @@ from cladec_cli import artifacts, runtime
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import DataError
 from cladec_cli.layers import check_supported
-from cladec_cli.training import fit, make_optimizer, predict, trained_provenance, training_run
+from cladec_cli.training import fit, make_optimizer, predict, run_settings, trained_provenance, training_run
 
 
 def outputs_probabilities(model):
@@ -63,11 +63,11 @@ def fit_classifier(model, train_split, settings, backup=None):
 
 def train_classifier(dataset, settings, out, arch="paper"):
     """Train the paper's classifier on `dataset`, evaluate it and save it with provenance at `out`."""
-    with training_run(out, settings) as backup:
+    run = run_settings("classifier", dataset, settings, arch=arch)
+    with training_run(out, settings, run) as backup:
         model = build_classifier(dataset.image_shape, dataset.n_classes, arch)
         history = fit_classifier(model, dataset.train, settings, backup)
-        provenance = trained_provenance("classifier", dataset, settings, history,
-                                        {"test_accuracy": accuracy(model, dataset.test)}, arch=arch)
+        provenance = trained_provenance(run, history, {"test_accuracy": accuracy(model, dataset.test)})
         record = artifacts.save_model(model, out, provenance, settings.overwrite)
     return model, record
 

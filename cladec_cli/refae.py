@@ -9,7 +9,7 @@ from cladec_cli.cladec import decoder_for, layer_provenance
 from cladec_cli.layers import build_encoder, resolve_layer
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_loss
-from cladec_cli.training import fit, make_optimizer, trained_provenance, training_run
+from cladec_cli.training import fit, make_optimizer, run_settings, trained_provenance, training_run
 
 
 def build_refae(classifier, layer, classifier_provenance=None):
@@ -24,15 +24,14 @@ def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings
     """Train a RefAE for one layer of a classifier's architecture and save it with provenance."""
     rec = reconstruction_loss(rec_loss_name)
     layer = resolve_layer(classifier, layer_spec)
-    with training_run(out, settings) as backup:
+    run = run_settings("refae", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
+                       rec_loss=rec_loss_name)
+    with training_run(out, settings, run) as backup:
         model = build_refae(classifier, layer, classifier_provenance)
         data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
         data = data.map(lambda x, y: (x, x))
         model.compile(optimizer=make_optimizer(settings, len(data)), loss=rec)
         history = fit(model, data, settings, backup)
-        provenance = trained_provenance("refae", dataset, settings, history,
-                                        {"test_rec_loss": split_rec_loss(model, dataset.test)},
-                                        **layer_provenance(classifier, layer, classifier_provenance),
-                                        rec_loss=rec_loss_name)
+        provenance = trained_provenance(run, history, {"test_rec_loss": split_rec_loss(model, dataset.test)})
         record = artifacts.save_model(model, out, provenance, settings.overwrite)
     return model, record
