@@ -12,6 +12,7 @@ from cladec_cli.decoder import build_decoder
 from cladec_cli.errors import UsageError
 from cladec_cli.layers import build_encoder, resolve_layer
 from cladec_cli.losses import reconstruction_loss
+from cladec_cli.pixels import in_range
 from cladec_cli.reconstruction import split_rec_loss
 from cladec_cli.training import fit, make_optimizer, predict, run_settings, trained_provenance, training_run
 
@@ -24,9 +25,10 @@ def check_alpha(alpha):
     return float(alpha)
 
 
-def frozen_encoder(classifier, layer):
-    """The classifier up to `layer`, frozen (BatchNorm in inference mode)."""
-    encoder = build_encoder(classifier, layer)
+def frozen_encoder(classifier, layer, pixel_range="0,1"):
+    """The classifier up to `layer`, frozen (BatchNorm in inference mode), taking [0, 1] images and
+    rescaling them to the classifier's `pixel_range`."""
+    encoder = in_range(build_encoder(classifier, layer), pixel_range, name="encoder")
     encoder.trainable = False
     return encoder
 
@@ -51,7 +53,7 @@ def should_cache(split, layer, mode):
     return split.in_memory and code_bytes <= CACHE_LIMIT_BYTES
 
 
-def _training_setup(classifier, encoder, decoder, split, settings, alpha, rec, cache):
+def _training_setup(classifier, encoder, decoder, split, settings, alpha, rec, cache, pixel_range="0,1"):
     """(model, dataset, losses, weights) for one of the three training set-ups."""
     if alpha == 0.0 and cache:
         if not split.in_memory:
@@ -66,7 +68,7 @@ def _training_setup(classifier, encoder, decoder, split, settings, alpha, rec, c
     if alpha == 0.0:
         return model, images.map(lambda x, y: (x, x)), rec, None
     classifier.trainable = False
-    logits = classifier(model.outputs[0], training=False)
+    logits = in_range(classifier, pixel_range)(model.outputs[0], training=False)
     model = keras.Model(model.inputs, [model.outputs[0], logits], name="cladec_extended")
     data = images.map(lambda x, y: (x, (x, y)))
     return model, data, [rec, classification_loss(classifier)], [1.0 - alpha, alpha]
@@ -87,10 +89,10 @@ def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha,
                        **layer_provenance(classifier, layer, classifier_provenance),
                        alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache)
     with training_run(out, settings, run) as backup:
-        encoder = frozen_encoder(classifier, layer)
+        encoder = frozen_encoder(classifier, layer, dataset.pixel_range)
         decoder = decoder_for(classifier, layer, classifier_provenance)
         model, data, losses, weights = _training_setup(
-            classifier, encoder, decoder, dataset.train, settings, alpha, rec, cache)
+            classifier, encoder, decoder, dataset.train, settings, alpha, rec, cache, dataset.pixel_range)
         model.compile(optimizer=make_optimizer(settings, len(data)), loss=losses, loss_weights=weights)
         history = fit(model, data, settings, backup)
         metrics = {"test_rec_loss": split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)}

@@ -19,11 +19,28 @@ def train_settings(opts, quiet):
                          overwrite=opts.get("overwrite", False), verbose=0 if quiet else "auto")
 
 
+def pixel_range_for(opts, provenance=None, source="the classifier"):
+    """--pixel-range, else the range `provenance` records, else 0,1; an explicit range that differs
+    from the recorded one is refused."""
+    recorded = (provenance or {}).get("pixel_range")
+    given = opts.get("pixel_range")
+    if given and recorded and given != recorded:
+        raise UsageError(f"--pixel-range {given} differs from the range {recorded} recorded in {source}; "
+                         f"leave the option out or pass --pixel-range {recorded}")
+    return given or recorded or "0,1"
+
+
+def explainer_pixel_range(opts, explainer, decoder_path):
+    """Set opts' pixel range to the one the decoder was trained with, refusing an explicit other one."""
+    opts["pixel_range"] = pixel_range_for(opts, {"pixel_range": explainer.pixel_range}, decoder_path)
+
+
 def dataset_for(opts, provenance=None, image_shape=None, seed=0):
     """Load the dataset the options name, defaulting to what the classifier's provenance records."""
     from cladec_cli.data.datasets import load_dataset
 
     provenance = provenance or {}
+    pixel_range = pixel_range_for(opts, provenance)
     name = opts.get("dataset") or provenance.get("dataset")
     if not name:
         raise UsageError("the classifier records no dataset; pass --dataset")
@@ -31,7 +48,8 @@ def dataset_for(opts, provenance=None, image_shape=None, seed=0):
     limit = opts.get("limit") or (provenance.get("limit") or None if same else None)
     resize = opts.get("resize") or (provenance.get("resize") if same else None) or "bilinear"
     return load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, limit=limit,
-                        image_shape=image_shape, seed=seed, test_fraction=opts.get("test_fraction", 0.2))
+                        image_shape=image_shape, seed=seed, test_fraction=opts.get("test_fraction", 0.2),
+                        pixel_range=pixel_range)
 
 
 def dataset_slug(name):

@@ -194,13 +194,14 @@ def explain_cmd(classifier_path, decoder_path, refae_path, indices, class_name, 
     from cladec_cli.explainer import load_explainer
 
     explainer = load_explainer(classifier_path, decoder_path, refae_path)
+    common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
                              f"explain_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
                              root="reports")
     class_names = explainer.classifier_provenance.get("class_names") or []
     if images_dir:
-        images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or "bilinear")
+        images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or explainer.resize)
         labels = None
     else:
         dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
@@ -241,6 +242,7 @@ def evaluate_cmd(classifier_path, decoder_path, refae_path, eval_epochs, keep_ev
     settings = common.train_settings({"epochs": eval_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                       "resume": False, "tensorboard": None, "overwrite": overwrite}, quiet)
     explainer = load_explainer(classifier_path, decoder_path, refae_path)
+    common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
                              f"metrics_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.json",

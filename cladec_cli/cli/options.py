@@ -2,7 +2,7 @@
 
 import click
 
-from cladec_cli.data.names import RESIZE_MODES
+from cladec_cli.data.names import PIXEL_RANGES, RESIZE_MODES
 
 
 def compose(*decorators):
@@ -14,8 +14,16 @@ def compose(*decorators):
     return apply
 
 
+def pixel_range_option(inherited=False):
+    """--pixel-range: the range of pixel values the classifier takes (data stay in [0, 1])."""
+    default = "the classifier's, else 0,1" if inherited else "0,1"
+    return click.option("--pixel-range", type=click.Choice(PIXEL_RANGES), default=None,
+                        help="Pixel values the classifier expects, e.g. -1,1 for MobileNetV2 or 0,255 for "
+                             f"EfficientNet; reconstructions stay in [0, 1] [default: {default}].")
+
+
 def data_options(default_dataset=None):
-    """--dataset, --data-dir, --limit, --resize, --test-fraction."""
+    """--dataset, --data-dir, --limit, --resize, --test-fraction, --pixel-range."""
     hint = "" if default_dataset else " [default: the classifier's]"
     return compose(
         click.option("--dataset", default=default_dataset, show_default=bool(default_dataset),
@@ -28,6 +36,7 @@ def data_options(default_dataset=None):
                      help="How images are fitted to the model's input [default: bilinear]." + hint),
         click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
                      show_default=True, help="Share held out for testing by folder: datasets without a test/ split."),
+        pixel_range_option(inherited=not default_dataset),
     )
 
 

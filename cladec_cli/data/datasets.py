@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cladec_cli.data import readers
-from cladec_cli.data.names import DATASET_NAMES, RESIZE_MODES
+from cladec_cli.data.names import DATASET_NAMES, PIXEL_RANGES, RESIZE_MODES
 from cladec_cli.data.preprocess import fit_images, stratified_indices
 from cladec_cli.data.split import Split
 from cladec_cli.errors import UsageError
@@ -16,7 +16,11 @@ DEFAULT_SHAPES = {"fashion_mnist": (32, 32, 1), "mnist": (32, 32, 1), "tiny_imag
 
 @dataclass
 class Dataset:
-    """Preprocessed train and test splits with class names and the preprocessing that made them."""
+    """Preprocessed train and test splits with class names and the preprocessing that made them.
+
+    The splits hold images in [0, 1]; `pixel_range` is the range the classifier takes them in, which
+    the models apply themselves (see `cladec_cli.pixels`).
+    """
 
     name: str
     train: Split
@@ -25,6 +29,7 @@ class Dataset:
     resize: str
     limit: int = None
     origin: str = ""
+    pixel_range: str = "0,1"
 
     @property
     def image_shape(self):
@@ -41,6 +46,7 @@ class Dataset:
             "resize": self.resize,
             "image_shape": list(self.image_shape),
             "limit": self.limit or 0,
+            "pixel_range": self.pixel_range,
             "class_names": list(self.class_names),
         }
 
@@ -60,14 +66,17 @@ def read_raw(name, data_dir=None, test_fraction=0.2, seed=0, download=True):
 
 
 def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape=None,
-                 seed=0, test_fraction=0.2, download=True):
+                 seed=0, test_fraction=0.2, download=True, pixel_range="0,1"):
     """Read a dataset and preprocess it to `image_shape` (H, W, C), float32 in [0, 1].
 
     Array datasets are held in memory; image folders stay on disk and are decoded batch by batch.
     `limit` keeps a class-stratified subset of at most that many images of each split.
+    `pixel_range` records the range the classifier takes the images in.
     """
     if resize not in RESIZE_MODES:
         raise UsageError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    if pixel_range not in PIXEL_RANGES:
+        raise UsageError(f"unknown pixel range {pixel_range!r}; choose one of {', '.join(PIXEL_RANGES)}")
     raw = read_raw(name, data_dir, test_fraction, seed, download)
     shape = tuple(int(v) for v in (image_shape or DEFAULT_SHAPES.get(name) or raw.native_shape))
     splits = []
@@ -78,4 +87,4 @@ def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape
             splits.append(Split(part.labels[keep], shape, images=images, resize=resize))
         else:
             splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))
-    return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin)
+    return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin, pixel_range)

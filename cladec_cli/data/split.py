@@ -5,16 +5,20 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from cladec_cli.data.preprocess import resize_images
+from cladec_cli.data.preprocess import convert_channels, resize_images
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
 def decode_image_file(path, image_shape, resize="bilinear"):
-    """Read one image file into a float32 H x W x C tensor in [0, 1] of `image_shape`."""
+    """Read one image file into a float32 H x W x C tensor in [0, 1] of `image_shape`.
+
+    Every file is decoded to RGB first and then converted like an image array (`convert_channels`),
+    so a file and the same picture given as an array become the same input.
+    """
     raw = tf.io.read_file(path)
-    image = tf.io.decode_image(raw, channels=image_shape[2], expand_animations=False)
-    image = tf.cast(image, tf.float32) / 255.0
+    image = tf.io.decode_image(raw, channels=3, expand_animations=False)
+    image = convert_channels(tf.cast(image, tf.float32) / 255.0, image_shape[2])
     image = resize_images(image[None], image_shape[:2], resize)[0]
     return tf.ensure_shape(image, image_shape)
 
