@@ -63,7 +63,7 @@ def acc_eval_on(classifier, reconstructor, train_split, test_split, settings, pi
     runtime.seed_everything(settings.seed)
     model = fresh_copy(classifier)
     fit_classifier(model, train_split, settings, pixel_range=pixel_range, inputs_from=reconstructor)
-    return accuracy(classifier_on(model, pixel_range, reconstructor), test_split), model
+    return accuracy(classifier_on(model, pixel_range, reconstructor), test_split, 256), model
 
 
 def acc_eval(classifier, train_images, train_labels, test_images, test_labels, settings, pixel_range="0,1"):

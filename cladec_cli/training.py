@@ -99,7 +99,9 @@ def _differences(before, now):
 
 
 def _show(value):
-    return "none" if value is None else str(value) if not isinstance(value, list) else ",".join(map(str, value))
+    if value is None:
+        return "none"
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def prepare_backup(out, settings, run=None):
