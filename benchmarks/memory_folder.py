@@ -1,4 +1,5 @@
-"""Peak memory of `cladec train-decoder` on a `folder:` dataset, which should stream from disk.
+"""Peak memory of `cladec train-decoder` and `cladec evaluate` on a `folder:` dataset, which should
+stream from disk.
 
 Writes N PNG images (default 3000 of 64x64x3, 10 classes) into a temporary `folder:` dataset, saves an
 untrained classifier with `cladec train-classifier --epochs 0`, then runs `cladec train-decoder` for one
@@ -6,10 +7,13 @@ epoch in a child process and reads that child's peak resident set size (`os.wait
 prints that beside the decoded float32 size of the dataset and the peak RSS of a process that only
 imports TensorFlow, and beside a control run of the same command with `--limit` (at most that many
 images per split), which shows the fixed cost of training. Streaming works when the peak stays well
-below baseline + decoded size and hardly exceeds the control run's.
+below baseline + decoded size and hardly exceeds the control run's. Then it saves an untrained RefAE
+(`train-refae --epochs 0`) and measures `cladec evaluate` with one epoch of Acc Eval the same way;
+its peak should stay close to train-decoder's (the target: within 1.5 times).
 
     python benchmarks/memory_folder.py [--images 3000] [--size 64] [--layer -2] [--batch-size 128]
-                                       [--control-limit 256] [--cache-codes auto] [--keep DIR] [--json]
+                                       [--control-limit 256] [--cache-codes auto] [--no-evaluate]
+                                       [--keep DIR] [--json]
 """
 
 import argparse
@@ -61,6 +65,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--control-limit", type=int, default=256, help="--limit of the control run (0: none).")
     parser.add_argument("--cache-codes", default="auto", choices=["auto", "yes", "no"])
+    parser.add_argument("--no-evaluate", action="store_true", help="Measure train-decoder only.")
     parser.add_argument("--keep", default=None, help="Write the dataset and models here and keep them.")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
     args = parser.parse_args()
@@ -94,6 +99,17 @@ def main():
             assert code == 0, err
         code, train_rss, seconds, err = peak_rss(train, env)
         assert code == 0, err
+        evaluate_rss = evaluate_seconds = None
+        if not args.no_evaluate:
+            refae = work / "refae.h5"
+            code, _, _, err = peak_rss(cladec + ["train-refae", "--classifier", str(classifier), "--layer", args.layer,
+                                                 "--epochs", "0", "--out", str(refae), "--overwrite", "-q"], env)
+            assert code == 0, err
+            code, evaluate_rss, evaluate_seconds, err = peak_rss(
+                cladec + ["evaluate", "--classifier", str(classifier), "--decoder", str(decoder), "--refae", str(refae),
+                          "--eval-epochs", "1", "--batch-size", str(args.batch_size),
+                          "--out", str(work / "metrics.json"), "--overwrite", "-q"], env)
+            assert code == 0, err
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -110,6 +126,9 @@ def main():
         "train_decoder_seconds": round(seconds, 1),
         "control_limit": args.control_limit,
         "control_peak_rss_mib": None if control_rss is None else round(control_rss, 1),
+        "evaluate_peak_rss_mib": None if evaluate_rss is None else round(evaluate_rss, 1),
+        "evaluate_seconds": None if evaluate_seconds is None else round(evaluate_seconds, 1),
+        "evaluate_over_train_decoder": None if evaluate_rss is None else round(evaluate_rss / train_rss, 2),
     }
     if args.json:
         print(json.dumps(figures, indent=2))
@@ -123,6 +142,9 @@ def main():
         print(f"{f'peak RSS, the same with --limit {args.control_limit}:':<42} {control_rss:8.1f} MiB "
               f"(fixed cost of training; the full run adds {train_rss - control_rss:+.1f} MiB)")
     print(f"baseline + decoded dataset:                {baseline + decoded:8.1f} MiB")
+    if evaluate_rss is not None:
+        print(f"peak RSS, cladec evaluate, 1 Acc Eval epoch: {evaluate_rss:6.1f} MiB "
+              f"({evaluate_rss / train_rss:.2f} x train-decoder's, {evaluate_seconds:.0f} s)")
 
 
 if __name__ == "__main__":

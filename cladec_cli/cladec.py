@@ -13,8 +13,9 @@ from cladec_cli.errors import UsageError
 from cladec_cli.fused import model_history, named_output, one_output_each, renamed, seeded
 from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
+from cladec_cli.pixels import in_range
 from cladec_cli.reconstruction import split_rec_loss
-from cladec_cli.training import compile_model, fit, predict, trained_provenance, training_run
+from cladec_cli.training import compile_model, fit, predict, run_settings, trained_provenance, training_run
 
 CACHE_LIMIT_BYTES = 1 << 30
 
@@ -25,9 +26,10 @@ def check_alpha(alpha):
     return float(alpha)
 
 
-def frozen_encoder(classifier, layer):
-    """The classifier up to `layer` (a list of layers: one output each), frozen (BatchNorm in inference mode)."""
-    encoder = build_encoder(classifier, layer)
+def frozen_encoder(classifier, layer, pixel_range="0,1"):
+    """The classifier up to `layer` (a list of layers: one output each), frozen (BatchNorm in inference
+    mode), taking [0, 1] images and rescaling them to the classifier's `pixel_range`."""
+    encoder = in_range(build_encoder(classifier, layer), pixel_range, name="encoder")
     encoder.trainable = False
     return encoder
 
@@ -52,7 +54,7 @@ def should_cache(split, layers, mode):
     return split.in_memory and code_bytes <= CACHE_LIMIT_BYTES
 
 
-def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, cache):
+def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, cache, pixel_range="0,1"):
     """(model, dataset, losses, loss weights) for one of the three set-ups. The model has an output
     `rec_<i>` per decoder and, with alpha > 0, `ce_<i>`: the frozen classifier's output on it."""
     recs = [f"rec_{i}" for i in range(1, len(decoders) + 1)]
@@ -77,9 +79,10 @@ def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, 
         data = split.dataset(settings.batch_size, True, settings.seed, arrange=lambda x, y: (x, {r: x for r in recs}))
         return keras.Model(image, outputs, name="cladec"), data, losses, weights
     classifier.trainable = False
+    scaled = in_range(classifier, pixel_range)
     ces = [f"ce_{i}" for i in range(1, len(decoders) + 1)]
     for r, ce in zip(recs, ces):
-        outputs[ce] = named_output(classifier(outputs[r], training=False), ce)
+        outputs[ce] = named_output(scaled(outputs[r], training=False), ce)
     data = split.dataset(settings.batch_size, True, settings.seed,
                          arrange=lambda x, y: (x, {**{r: x for r in recs}, **{ce: y for ce in ces}}))
     losses.update({ce: classification_loss(classifier) for ce in ces})
@@ -101,24 +104,24 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
-    with training_run(outs, settings) as backup:
-        encoder = frozen_encoder(classifier, layers if len(layers) > 1 else layers[0])
+    cache = alpha == 0.0 and should_cache(dataset.train, layers, cache_codes)
+    runs = [run_settings("cladec_decoder", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
+                         alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache) for layer in layers]
+    with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup:
+        encoder = frozen_encoder(classifier, layers if len(layers) > 1 else layers[0], dataset.pixel_range)
         decoders = [seeded(settings.seed, lambda layer=layer, i=i: decoder_for(
             classifier, layer, classifier_provenance, name=f"decoder_{i}")) for i, layer in enumerate(layers, start=1)]
-        cache = alpha == 0.0 and should_cache(dataset.train, layers, cache_codes)
         model, data, losses, weights = _training_setup(
-            classifier, encoder, decoders, dataset.train, settings, alpha, rec, cache)
+            classifier, encoder, decoders, dataset.train, settings, alpha, rec, cache, dataset.pixel_range)
         compile_model(model, settings, len(data), losses, weights)
         history = fit(model, data, settings, backup)
         results = []
-        for i, (layer, decoder, out) in enumerate(zip(layers, decoders, outs), start=1):
+        for i, (layer, decoder, out, run) in enumerate(zip(layers, decoders, outs, runs), start=1):
             decoder = renamed(decoder, "decoder")
             own = {name: weight for name, weight in weights.items() if name in (f"rec_{i}", f"ce_{i}")}
-            metrics = {"test_rec_loss": split_rec_loss(stacked(frozen_encoder(classifier, layer), decoder, "cladec"),
-                                                       dataset.test)}
-            provenance = trained_provenance("cladec_decoder", dataset, settings, model_history(history, own), metrics,
-                                            **layer_provenance(classifier, layer, classifier_provenance),
-                                            alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache)
+            encoder = frozen_encoder(classifier, layer, dataset.pixel_range)
+            metrics = {"test_rec_loss": split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)}
+            provenance = trained_provenance(run, model_history(history, own), metrics)
             results.append((decoder, artifacts.save_model(decoder, out, provenance, settings.overwrite)))
     return results
 

@@ -7,7 +7,8 @@ from cladec_cli import artifacts
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import DataError
 from cladec_cli.layers import check_supported, is_submodel
-from cladec_cli.training import compile_model, fit, predict, start, trained_provenance, training_run
+from cladec_cli.pixels import in_range
+from cladec_cli.training import compile_model, fit, predict, run_settings, start, trained_provenance, training_run
 
 
 def outputs_probabilities(model):
@@ -70,10 +71,22 @@ def _unfreeze(model):
             _unfreeze(layer)
 
 
-def compile_classifier(model, settings, steps_per_epoch):
+def compile_classifier(model, settings, steps_per_epoch, loss=None):
     # No training metrics: per-step accuracy costs a fifth of an epoch for a model this small, and
     # the test accuracy is measured once training ends.
-    compile_model(model, settings, steps_per_epoch, classification_loss(model))
+    compile_model(model, settings, steps_per_epoch, loss or classification_loss(model))
+
+
+def classifier_on(model, pixel_range="0,1", inputs_from=None):
+    """`model` as it is trained and tested on [0, 1] images: behind a rescaling to its `pixel_range`
+    and, given a frozen image -> image model `inputs_from` (a reconstructor), on that model's outputs
+    (computed batch by batch in inference mode). Shares `model`'s weights."""
+    scaled = in_range(model, pixel_range)
+    if inputs_from is None:
+        return scaled
+    inputs_from.trainable = False
+    inputs = keras.Input(shape=tuple(inputs_from.inputs[0].shape[1:]), name="image")
+    return keras.Model(inputs, scaled(inputs_from(inputs, training=False)), name=f"{model.name}_on_outputs")
 
 
 def accuracy(model, split, batch_size=512):
@@ -84,21 +97,30 @@ def accuracy(model, split, batch_size=512):
     return float(np.mean(scores.argmax(axis=1) == split.labels))
 
 
-def fit_classifier(model, train_split, settings, backup=None):
-    """Train a classifier model on a split with the shared settings; returns the history."""
+def fit_classifier(model, train_split, settings, backup=None, pixel_range="0,1", inputs_from=None):
+    """Train a classifier model on a split with the shared settings; returns the history.
+
+    The split's [0, 1] images reach the model as `classifier_on` describes (rescaled to the model's
+    `pixel_range`, or reconstructed by `inputs_from` first); only `model`'s weights are trained.
+    """
     start(settings)
     data = train_split.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
-    compile_classifier(model, settings, len(data))
-    return fit(model, data, settings, backup)
+    trained = classifier_on(model, pixel_range, inputs_from)
+    compile_classifier(trained, settings, len(data), loss=classification_loss(model))
+    return fit(trained, data, settings, backup)
 
 
 def train_classifier(dataset, settings, out, arch="paper"):
-    """Train the paper's classifier on `dataset`, evaluate it and save it with provenance at `out`."""
-    with training_run(out, settings) as backup:
+    """Train the paper's classifier on `dataset`, evaluate it and save it with provenance at `out`.
+
+    The saved classifier takes images in the dataset's `pixel_range`; it is trained on them rescaled.
+    """
+    run = run_settings("classifier", dataset, settings, arch=arch)
+    with training_run(out, settings, run) as backup:
         model = build_classifier(dataset.image_shape, dataset.n_classes, arch)
-        history = fit_classifier(model, dataset.train, settings, backup)
-        provenance = trained_provenance("classifier", dataset, settings, history,
-                                        {"test_accuracy": accuracy(model, dataset.test)}, arch=arch)
+        history = fit_classifier(model, dataset.train, settings, backup, dataset.pixel_range)
+        test_accuracy = accuracy(classifier_on(model, dataset.pixel_range), dataset.test)
+        provenance = trained_provenance(run, history, {"test_accuracy": test_accuracy})
         record = artifacts.save_model(model, out, provenance, settings.overwrite)
     return model, record
 

@@ -3,39 +3,34 @@
 from pathlib import Path
 
 from cladec_cli import artifacts
-from cladec_cli.metrics import acc_eval, agreement, rec_loss
-
-METHODS = ("cladec", "refae")
-
+from cladec_cli.data.split import Split
+from cladec_cli.metrics import acc_eval_on, split_measures
+from cladec_cli.training import predict
 
 def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=True):
     """Rec. Loss, agreement and Acc Eval of ClaDec and RefAE on `dataset`'s test split.
 
     Acc Eval trains a fresh classifier of the explained architecture on each method's reconstructions
     of the training split (settings `eval_settings`); with `keep_dir` those classifiers are saved.
+    A split that streams from disk is never held in memory whole (see `acc_eval_of`).
     """
-    test_x, test_y = dataset.test.arrays()
-    test_recs = explainer.reconstructions(test_x)
-    test_pred = explainer.classify(test_x)
+    reconstructors = explainer.reconstructors
+    measured = split_measures(explainer.scaled_classifier, reconstructors, dataset.test)
     result = {
         "layer_name": explainer.decoder_provenance["layer_name"],
         "layer_index": explainer.decoder_provenance["layer_index"],
         "alpha": explainer.decoder_provenance.get("alpha", 0.0),
-        "classifier_test_accuracy": float((test_pred == test_y).mean()),
-        "test_images": len(test_y),
+        "classifier_test_accuracy": measured["accuracy"],
+        "test_images": len(dataset.test),
         **{k: v for k, v in dataset.provenance().items() if k != "class_names"},
-        "rec_loss": {m: rec_loss(test_x, test_recs[m]) for m in METHODS if m in test_recs},
-        "agreement": {m: agreement(explainer.classify, test_x, test_recs[m], test_pred)
-                      for m in METHODS if m in test_recs},
+        "rec_loss": measured["rec_loss"],
+        "agreement": measured["agreement"],
     }
     if with_acc_eval:
-        train_x, train_y = dataset.train.arrays()
-        train_recs = explainer.reconstructions(train_x)
         result["acc_eval"] = {}
         result["eval_settings"] = eval_settings.provenance()
-        for method in test_recs:
-            score, model = acc_eval(explainer.classifier, train_recs[method], train_y,
-                                    test_recs[method], test_y, eval_settings)
+        for method, reconstructor in reconstructors.items():
+            score, model = acc_eval_of(explainer, reconstructor, dataset, eval_settings)
             result["acc_eval"][method] = score
             if keep_dir:
                 _save_eval_classifier(model, Path(keep_dir) / f"eval_{method}.h5", method, score,
@@ -44,6 +39,26 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         if key in result and len(result[key]) == 2:
             result[key]["difference"] = result[key]["cladec"] - result[key]["refae"]
     return result
+
+
+def acc_eval_of(explainer, reconstructor, dataset, settings):
+    """Acc Eval of one reconstructor on `dataset`: (accuracy, trained evaluation classifier).
+
+    Splits held in memory are reconstructed once, which costs no more memory than their images and
+    makes each epoch train the classifier alone (twice as fast as reconstructing in every step);
+    splits that stream from disk are reconstructed batch by batch as training goes.
+    """
+    train, test = dataset.train, dataset.test
+    if train.in_memory and test.in_memory:
+        train, test = reconstructed(train, reconstructor), reconstructed(test, reconstructor)
+        reconstructor = None
+    return acc_eval_on(explainer.classifier, reconstructor, train, test, settings, explainer.pixel_range)
+
+
+def reconstructed(split, reconstructor, batch_size=256):
+    """An in-memory split whose images are replaced by their reconstructions."""
+    return Split(split.labels, split.image_shape, images=predict(reconstructor, split.images, batch_size),
+                 resize=split.resize)
 
 
 def _save_eval_classifier(model, path, method, score, explainer, dataset, settings):

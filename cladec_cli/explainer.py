@@ -1,28 +1,42 @@
 """A classifier with its ClaDec decoder and RefAE, checked to belong together."""
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from cladec_cli import artifacts
 from cladec_cli.classifier import load_classifier
 from cladec_cli.cladec import frozen_encoder, stacked
 from cladec_cli.errors import ArtifactError
 from cladec_cli.layers import resolve_layer
+from cladec_cli.pixels import in_range
 from cladec_cli.training import predict
 
 
-def check_belongs(path, provenance, classifier_digest, classifier_path, layer_name=None):
-    """Refuse a decoder or RefAE made for another classifier or another layer."""
+def check_belongs(path, provenance, classifier_digest, classifier_path, layer_name=None, pixel_range=None):
+    """Refuse a decoder or RefAE made for another classifier, another layer or another pixel range."""
     if provenance.get("classifier_digest") != classifier_digest:
         raise ArtifactError(f"{path} was trained for another classifier, not {classifier_path} "
                             "(their weights differ); train it again for this classifier")
     if layer_name is not None and provenance.get("layer_name") != layer_name:
         raise ArtifactError(f"{path} explains layer {provenance.get('layer_name')!r} but the decoder explains "
                             f"{layer_name!r}; use files made for the same layer")
+    if pixel_range is not None and recorded_pixel_range(provenance) != pixel_range:
+        raise ArtifactError(f"{path} was trained with pixel range {recorded_pixel_range(provenance)} but the "
+                            f"decoder with {pixel_range}; use files made for the same pixel range")
+
+
+def recorded_pixel_range(provenance):
+    """The pixel range a decoder or RefAE was trained with (files from before ranges existed: 0,1)."""
+    return provenance.get("pixel_range", "0,1")
 
 
 @dataclass
 class Explainer:
-    """Everything needed to explain one layer: classifier, encoder + decoder (ClaDec), RefAE."""
+    """Everything needed to explain one layer: classifier, encoder + decoder (ClaDec), RefAE.
+
+    All of them take [0, 1] images; the classifier sees them in `pixel_range`, the range the
+    decoder was trained with.
+    """
 
     classifier: object
     classifier_provenance: dict
@@ -32,6 +46,20 @@ class Explainer:
     refae_provenance: dict = None
 
     @property
+    def pixel_range(self):
+        return recorded_pixel_range(self.decoder_provenance)
+
+    @property
+    def resize(self):
+        """How images are fitted to the model's input: as for the classifier's (else the decoder's) data."""
+        return self.classifier_provenance.get("resize") or self.decoder_provenance.get("resize") or "bilinear"
+
+    @cached_property
+    def scaled_classifier(self):
+        """The classifier taking [0, 1] images (rescaled to its pixel range)."""
+        return in_range(self.classifier, self.pixel_range)
+
+    @property
     def layer(self):
         return resolve_layer(self.classifier, self.decoder_provenance["layer_name"])
 
@@ -39,16 +67,18 @@ class Explainer:
     def image_shape(self):
         return tuple(int(d) for d in self.classifier.inputs[0].shape[1:])
 
+    @property
+    def reconstructors(self):
+        """{'cladec': model, 'refae': model}: image -> reconstruction models (RefAE when loaded)."""
+        return {"cladec": self.cladec, **({"refae": self.refae} if self.refae is not None else {})}
+
     def reconstructions(self, images, batch_size=256):
         """{'cladec': ..., 'refae': ...} reconstructions of an image array."""
-        out = {"cladec": predict(self.cladec, images, batch_size)}
-        if self.refae is not None:
-            out["refae"] = predict(self.refae, images, batch_size)
-        return out
+        return {method: predict(model, images, batch_size) for method, model in self.reconstructors.items()}
 
     def classify(self, images, batch_size=512):
         """The classifier's predicted class per image."""
-        return predict(self.classifier, images, batch_size).argmax(axis=1)
+        return predict(self.scaled_classifier, images, batch_size).argmax(axis=1)
 
 
 def load_explainer(classifier_path, decoder_path, refae_path=None, trust=False):
@@ -61,9 +91,10 @@ def load_explainer(classifier_path, decoder_path, refae_path=None, trust=False):
     digest = artifacts.weights_digest(classifier)
     check_belongs(decoder_path, decoder_prov, digest, classifier_path)
     layer = resolve_layer(classifier, decoder_prov["layer_name"])
-    cladec = stacked(frozen_encoder(classifier, layer), decoder, "cladec")
+    pixel_range = recorded_pixel_range(decoder_prov)
+    cladec = stacked(frozen_encoder(classifier, layer, pixel_range), decoder, "cladec")
     refae, refae_prov = (None, None)
     if refae_path:
         refae, refae_prov = artifacts.load_model(refae_path, kind="refae", trust=trust)
-        check_belongs(refae_path, refae_prov, digest, classifier_path, layer.name)
+        check_belongs(refae_path, refae_prov, digest, classifier_path, layer.name, pixel_range)
     return Explainer(classifier, classifier_prov, cladec, decoder_prov, refae, refae_prov)

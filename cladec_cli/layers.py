@@ -2,9 +2,10 @@
 
 A layer is explainable when its output is a vector or a feature map that the network actually
 passes on: pre-activation outputs (a conv feeding only a BatchNorm or an activation), BatchNorm
-outputs feeding only an activation, and plumbing layers (Flatten, Reshape, Dropout, ...) are left
-out. Nested functional sub-models are expanded, their layers named `outer/inner`. The paper's
-indices count explainable layers from the end: -1 is the last (the logits), -2 the one before.
+outputs feeding only an activation, plumbing layers (Flatten, Reshape, Dropout, ...) and input
+preprocessing (Rescaling, Normalization, as keras.applications' EfficientNet starts) are left out.
+Nested functional sub-models are expanded, their layers named `outer/inner`. The paper's indices
+count explainable layers from the end: -1 is the last (the logits), -2 the one before.
 """
 
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ PLUMBING = (
     "InputLayer", "Flatten", "Reshape", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
     "GaussianNoise", "GaussianDropout", "AlphaDropout", "ZeroPadding2D", "Cropping2D", "Permute",
     "ActivityRegularization", "RepeatVector",
+    "Rescaling", "Normalization", "Resizing", "CenterCrop",
 )
 NORMALIZATIONS = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
 ACTIVATIONS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax")

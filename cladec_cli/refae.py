@@ -11,15 +11,19 @@ from cladec_cli.fused import model_history, named_output, one_output_each, renam
 from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_loss
-from cladec_cli.training import compile_model, fit, trained_provenance, training_run
+from cladec_cli.pixels import rescaled
+from cladec_cli.training import compile_model, fit, run_settings, trained_provenance, training_run
 
 
-def build_refae(classifier, layer, classifier_provenance=None, name="refae"):
-    """A fresh, trainable encoder of the classifier's graph up to `layer`, plus the ClaDec decoder."""
+def build_refae(classifier, layer, classifier_provenance=None, pixel_range="0,1", name="refae"):
+    """A fresh, trainable encoder of the classifier's graph up to `layer`, plus the ClaDec decoder.
+
+    Like ClaDec's frozen encoder, it takes [0, 1] images and rescales them to the classifier's range.
+    """
     encoder = fresh_copy(build_encoder(classifier, layer, name="refae_encoder"))
     decoder = decoder_for(classifier, layer, classifier_provenance)
     inputs = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
-    return keras.Model(inputs, decoder(encoder(inputs)), name=name)
+    return keras.Model(inputs, decoder(encoder(rescaled(inputs, pixel_range))), name=name)
 
 
 def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settings, outs, rec_loss_name="sse"):
@@ -32,9 +36,12 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
-    with training_run(outs, settings) as backup:
+    runs = [run_settings("refae", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
+                         rec_loss=rec_loss_name) for layer in layers]
+    with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup:
         refaes = [seeded(settings.seed, lambda layer=layer, i=i: build_refae(
-            classifier, layer, classifier_provenance, name=f"refae_{i}")) for i, layer in enumerate(layers, start=1)]
+            classifier, layer, classifier_provenance, dataset.pixel_range, name=f"refae_{i}"))
+            for i, layer in enumerate(layers, start=1)]
         recs = [f"rec_{i}" for i in range(1, len(layers) + 1)]
         image = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
         model = keras.Model(image, {r: named_output(refae(image), r) for r, refae in zip(recs, refaes)}, name="refae")
@@ -43,12 +50,10 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
         compile_model(model, settings, len(data), {r: rec for r in recs})
         history = fit(model, data, settings, backup)
         results = []
-        for r, layer, refae, out in zip(recs, layers, refaes, outs):
+        for r, refae, out, run in zip(recs, refaes, outs, runs):
             refae = renamed(refae, "refae")
-            provenance = trained_provenance("refae", dataset, settings, model_history(history, {r: 1.0}),
-                                            {"test_rec_loss": split_rec_loss(refae, dataset.test)},
-                                            **layer_provenance(classifier, layer, classifier_provenance),
-                                            rec_loss=rec_loss_name)
+            provenance = trained_provenance(run, model_history(history, {r: 1.0}),
+                                            {"test_rec_loss": split_rec_loss(refae, dataset.test)})
             results.append((refae, artifacts.save_model(refae, out, provenance, settings.overwrite)))
     return results
 

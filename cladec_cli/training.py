@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -158,8 +159,35 @@ def backup_folder(out):
     return common / f".{joined}.partial"
 
 
-def prepare_backup(out, settings):
-    """Check a left-over interrupted run against --resume / --overwrite; return the backup folder."""
+RUN_FILE = "run.json"
+
+
+def run_settings(kind, dataset, settings, **fields):
+    """What defines a training run: its kind, its data and their preprocessing, its training settings
+    and the job's own fields (layer, alpha, ...). The trained model records them; a resumed run must
+    match the interrupted one on every one of them."""
+    return {"kind": kind, **dataset.provenance(), **settings.provenance(), **fields}
+
+
+def _as_json(data):
+    return json.loads(json.dumps(artifacts.json_safe(data), sort_keys=True, default=str))
+
+
+def _differences(before, now):
+    keys = sorted(set(before) | set(now))
+    return [f"{key} {_show(before.get(key))} -> {_show(now.get(key))}" for key in keys
+            if before.get(key) != now.get(key)]
+
+
+def _show(value):
+    if value is None:
+        return "none"
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def prepare_backup(out, settings, run=None):
+    """Check a left-over interrupted run against --resume / --overwrite and, when resuming, against
+    the settings `run` it was started with; return the backup folder, which records `run`."""
     folder = backup_folder(out)
     if folder.exists() and not settings.resume:
         if not settings.overwrite:
@@ -169,7 +197,28 @@ def prepare_backup(out, settings):
                 "or --overwrite to start again"
             )
         shutil.rmtree(folder)
+    run = _as_json(run or {})
+    record = folder / RUN_FILE
+    if folder.exists():
+        if not record.is_file():
+            raise UsageError(f"the interrupted run in {folder} does not record its settings, so it cannot be "
+                             "checked before resuming; pass --overwrite to start again")
+        before = json.loads(record.read_text())
+        changed = _differences(before, run)
+        if changed:
+            raise UsageError(f"the interrupted run in {folder} was started with other settings "
+                             f"({'; '.join(changed)}); resume it with the same ones or pass --overwrite to "
+                             "start again")
+    else:
+        folder.mkdir(parents=True)
+        artifacts.write_json(record, run)
     return folder
+
+
+def has_checkpoint(folder):
+    """Whether a backup folder holds at least one finished epoch."""
+    return (Path(folder) / "training_metadata.json").exists() or \
+        (Path(folder) / "training_metadata.json.bkp").exists()
 
 
 def progress_verbosity(verbose):
@@ -213,6 +262,9 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
                             shuffle=False)
     if guard.bad is not None:
         epoch, loss = guard.bad
+        # The backup holds the diverged weights: resuming from them is pointless, and keeping them
+        # would refuse the obvious next step, the same command with a smaller learning rate.
+        finish_backup(backup)
         raise TrainingError(f"training diverged: the loss became {loss} in epoch {epoch + 1}; "
                             "no model was written (try a smaller --lr)")
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -233,25 +285,30 @@ def start(settings):
 
 
 @contextlib.contextmanager
-def training_run(out, settings):
+def training_run(out, settings, run=None):
     """The frame of every training command: refuse an existing output, pick up (or refuse) an
-    interrupted run and seed everything; yields the backup folder, removed once the model is saved.
+    interrupted run of the same `run_settings`, apply the device set-up and seed everything; yields the
+    backup folder, removed once the model is saved, or when training failed before finishing an epoch.
 
     `out` may be a list: the artifacts of one run that trains several models, all checked up front.
     """
     for path in out if isinstance(out, (list, tuple)) else [out]:
         artifacts.check_output(path, settings.overwrite, suffixes=(".h5",))
-    backup = prepare_backup(out, settings)
+    backup = prepare_backup(out, settings, run)
     start(settings)
-    yield backup
+    try:
+        yield backup
+    except BaseException:
+        if backup.exists() and not has_checkpoint(backup):
+            finish_backup(backup)
+        raise
     finish_backup(backup)
 
 
-def trained_provenance(kind, dataset, settings, history, metrics, **fields):
-    """What a trained model records: its kind, data, training settings, extra fields and metrics."""
+def trained_provenance(run, history, metrics):
+    """What a trained model records: its `run_settings` and its metrics."""
     final_loss = history["loss"][-1] if history.get("loss") else None
-    return {**artifacts.base_provenance(kind), **dataset.provenance(), **settings.provenance(), **fields,
-            "metrics": {**metrics, "train_loss": final_loss}}
+    return {**artifacts.base_provenance(run["kind"]), **run, "metrics": {**metrics, "train_loss": final_loss}}
 
 
 def predict(model, data, batch_size=512):

@@ -12,11 +12,12 @@ from pathlib import Path
 import keras
 import pytest
 
-from cladec_cli.classifier import train_classifier
+from cladec_cli.classifier import load_classifier, train_classifier
+from cladec_cli.cladec import train_decoder
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import TrainingError, UsageError
 from cladec_cli.training import TrainSettings, backup_folder, prepare_backup
-from conftest import invoke, read_group
+from conftest import invoke, read_group, write_npz
 
 
 def digest(path):
@@ -44,13 +45,6 @@ def test_diverging_loss_stops_and_writes_nothing(tmp_path, tiny):
     settings = TrainSettings(epochs=3, batch_size=32, lr=1e30, verbose=0)
     with pytest.raises(TrainingError, match="diverged"):
         train_classifier(tiny, settings, tmp_path / "c.h5")
-    assert not (tmp_path / "c.h5").exists()
-
-
-def test_diverging_loss_through_cli(tmp_path, npz_dataset):
-    result = invoke("train-classifier", "--dataset", npz_dataset, "--lr", "1e30", "--epochs", 2,
-                    "--out", tmp_path / "c.h5", expect=1)
-    assert "diverged" in result.stderr
     assert not (tmp_path / "c.h5").exists()
 
 
@@ -89,11 +83,100 @@ def test_kill_keeps_files_and_resume_finishes(tmp_path, npz_dataset):
 
 def test_left_over_run_needs_resume_or_overwrite(tmp_path):
     out = tmp_path / "model.h5"
-    backup_folder(out).mkdir()
+    run = {"kind": "classifier", "lr": 0.002}
+    assert prepare_backup(out, TrainSettings(), run).is_dir()
     with pytest.raises(UsageError, match="--resume"):
-        prepare_backup(out, TrainSettings())
-    assert prepare_backup(out, TrainSettings(resume=True)).exists()
-    prepare_backup(out, TrainSettings(overwrite=True))
+        prepare_backup(out, TrainSettings(), run)
+    assert prepare_backup(out, TrainSettings(resume=True), run).exists()
+    with pytest.raises(UsageError, match="lr 0.002 -> 0.001"):
+        prepare_backup(out, TrainSettings(resume=True), {**run, "lr": 0.001})
+    prepare_backup(out, TrainSettings(overwrite=True), {**run, "lr": 0.001})
+    assert json.loads((backup_folder(out) / "run.json").read_text())["lr"] == 0.001
+
+
+def test_a_backup_without_settings_is_not_resumed(tmp_path):
+    out = tmp_path / "model.h5"
+    backup_folder(out).mkdir()
+    with pytest.raises(UsageError, match="does not record its settings"):
+        prepare_backup(out, TrainSettings(resume=True), {"kind": "classifier"})
+
+
+def test_divergence_keeps_no_backup_and_a_smaller_lr_just_works(tmp_path, npz_dataset):
+    out = tmp_path / "c.h5"
+    args = ("train-classifier", "--dataset", npz_dataset, "--epochs", 2, "--batch-size", 32, "-q", "--out", out)
+    result = invoke(*args, "--lr", "1e30", expect=1)
+    assert "diverged" in result.stderr
+    assert not out.exists() and not backup_folder(out).exists()  # no model, no backup of diverged weights
+    invoke(*args, "--lr", "1e-3")
+    assert read_group(out)["lr"] == 1e-3
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Interrupts training as Ctrl-C would, once `after` epochs have finished (and been backed up)."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.after:
+            raise KeyboardInterrupt
+
+
+def interrupted_classifier(dataset, out, **settings):
+    settings = TrainSettings(**{"epochs": 3, "batch_size": 32, "verbose": 0, **settings},
+                             extra_callbacks=[Interrupt(after=1)])
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(dataset, settings, out)
+    assert backup_folder(out).is_dir() and not out.exists()
+
+
+def test_resume_refuses_other_settings_and_names_them(tmp_path, npz_dataset, tiny):
+    out = tmp_path / "c.h5"
+    interrupted_classifier(tiny, out)
+    args = ("train-classifier", "--dataset", npz_dataset, "--epochs", 3, "--batch-size", 32, "-q", "--out", out,
+            "--resume")
+    for changed, named in ((("--lr", "1e-3"), "lr 0.002 -> 0.001"), (("--epochs", 4), "epochs 3 -> 4"),
+                           (("--batch-size", 16), "batch_size 32 -> 16"), (("--seed", 1), "seed 0 -> 1"),
+                           (("--limit", 40), "limit 0 -> 40"), (("--resize", "nearest"), "resize bilinear -> nearest")):
+        result = invoke(*args, *changed, expect=2)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0] and "--overwrite" in lines[0], result.stderr
+    assert backup_folder(out).is_dir() and not out.exists()  # the interrupted run is still there
+    invoke(*args)  # the same settings resume
+    assert read_group(out)["epochs"] == 3 and not backup_folder(out).exists()
+
+
+def test_resume_refuses_another_dataset(tmp_path, tiny):
+    out = tmp_path / "c.h5"
+    interrupted_classifier(tiny, out)
+    other = f"npz:{write_npz(tmp_path / 'other.npz', n_train=200, n_test=40, seed=5)}"
+    result = invoke("train-classifier", "--dataset", other, "--epochs", 3, "--batch-size", 32, "-q",
+                    "--out", out, "--resume", expect=2)
+    assert "dataset npz:" in result.stderr and "other.npz" in result.stderr
+
+
+def test_resume_of_a_decoder_refuses_another_layer_or_alpha(tmp_path, trained):
+    out = tmp_path / "dec.h5"
+    classifier, provenance = load_classifier(trained["classifier"])
+    dataset = load_dataset(trained["dataset"])
+    settings = TrainSettings(epochs=3, batch_size=32, verbose=0, extra_callbacks=[Interrupt(after=1)])
+    with pytest.raises(KeyboardInterrupt):
+        train_decoder(classifier, provenance, dataset, -2, 0.0, settings, out)
+    args = ("train-decoder", "--classifier", trained["classifier"], "--epochs", 3, "--batch-size", 32, "-q",
+            "--out", out, "--resume")
+    for changed, named in ((("--layer", -1), "layer_name block5 -> logits"), (("--alpha", 0.5), "alpha 0.0 -> 0.5")):
+        result = invoke(*args, "--layer", -2, *changed, expect=2)
+        assert named in result.stderr, result.stderr
+    invoke(*args, "--layer", -2)
+    assert read_group(out)["epochs"] == 3
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_no_backup(tmp_path, tiny):
+    out = tmp_path / "c.h5"
+    settings = TrainSettings(epochs=3, batch_size=32, verbose=0, extra_callbacks=[Interrupt(after=0)])
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny, settings, out)
     assert not backup_folder(out).exists()
 
 

@@ -73,18 +73,35 @@ def split_choices(opts, provenance, same_dataset):
     return chosen
 
 
+def pixel_range_for(opts, provenance=None, source="the classifier"):
+    """--pixel-range, else the range `provenance` records, else 0,1; an explicit range that differs
+    from the recorded one is refused."""
+    recorded = (provenance or {}).get("pixel_range")
+    given = opts.get("pixel_range")
+    if given and recorded and given != recorded:
+        raise UsageError(f"--pixel-range {given} differs from the range {recorded} recorded in {source}; "
+                         f"leave the option out or pass --pixel-range {recorded}")
+    return given or recorded or "0,1"
+
+
+def explainer_pixel_range(opts, explainer, decoder_path):
+    """Set opts' pixel range to the one the decoder was trained with, refusing an explicit other one."""
+    opts["pixel_range"] = pixel_range_for(opts, {"pixel_range": explainer.pixel_range}, decoder_path)
+
+
 def dataset_for(opts, provenance=None, image_shape=None):
     """Load the dataset the options name, defaulting to what the classifier's provenance records."""
     from cladec_cli.data.datasets import load_dataset
 
     provenance = provenance or {}
+    pixel_range = pixel_range_for(opts, provenance)
     name = opts.get("dataset") or provenance.get("dataset")
     if not name:
         raise UsageError("the classifier records no dataset; pass --dataset")
     same = name == provenance.get("dataset")
     resize = opts.get("resize") or (provenance.get("resize") if same else None) or "bilinear"
     return load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, image_shape=image_shape,
-                        **split_choices(opts, provenance, same))
+                        pixel_range=pixel_range, **split_choices(opts, provenance, same))
 
 
 def dataset_slug(name):

@@ -203,13 +203,14 @@ def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices,
     from cladec_cli.explainer import load_explainer
 
     explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
+    common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
                              f"explain_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
                              root="reports")
     class_names = explainer.classifier_provenance.get("class_names") or []
     if images_dir:
-        images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or "bilinear")
+        images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or explainer.resize)
         labels = None
     else:
         dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
@@ -257,6 +258,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, eval_ep
                                       "deterministic": deterministic, "steps_per_execution": steps_per_execution,
                                       "xla": xla}, quiet)
     explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
+    common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
                              f"metrics_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.json",

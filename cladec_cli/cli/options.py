@@ -2,7 +2,7 @@
 
 import click
 
-from cladec_cli.data.names import RESIZE_MODES
+from cladec_cli.data.names import PIXEL_RANGES, RESIZE_MODES
 from cladec_cli.runtime import PRECISIONS
 
 CLASSIFIERS = "the classifier's"
@@ -22,8 +22,16 @@ def with_default(text, default):
     return f"{text}  [default: {default}]"
 
 
+def pixel_range_option(inherited=False):
+    """--pixel-range: the range of pixel values the classifier takes (data stay in [0, 1])."""
+    return click.option("--pixel-range", type=click.Choice(PIXEL_RANGES), default=None,
+                        help=with_default("Pixel values the classifier expects, e.g. -1,1 for MobileNetV2 or 0,255 "
+                                          "for EfficientNet; reconstructions stay in [0, 1].",
+                                          f"{CLASSIFIERS}, else 0,1" if inherited else "0,1"))
+
+
 def data_options(default_dataset=None):
-    """--dataset, --data-dir, --limit, --resize, --split-seed, --test-fraction.
+    """--dataset, --data-dir, --limit, --resize, --split-seed, --test-fraction, --pixel-range.
 
     Commands that make a classifier from data (`default_dataset` given) have fixed defaults; the
     others default to what the classifier records.
@@ -49,6 +57,7 @@ def data_options(default_dataset=None):
         click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
                      help=with_default("Share of each class held out for testing in folder: datasets without "
                                        "train/ and test/.", default(0.2))),
+        pixel_range_option(inherited=not default_dataset),
     )
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cladec_cli.data import readers
-from cladec_cli.data.names import DATASET_NAMES, RESIZE_MODES
+from cladec_cli.data.names import DATASET_NAMES, PIXEL_RANGES, RESIZE_MODES
 from cladec_cli.data.preprocess import fit_images, stratified_indices
 from cladec_cli.data.split import Split
 from cladec_cli.errors import UsageError
@@ -16,7 +16,11 @@ DEFAULT_SHAPES = {"fashion_mnist": (32, 32, 1), "mnist": (32, 32, 1), "tiny_imag
 
 @dataclass
 class Dataset:
-    """Preprocessed train and test splits with class names and the preprocessing that made them."""
+    """Preprocessed train and test splits with class names and the preprocessing that made them.
+
+    The splits hold images in [0, 1]; `pixel_range` is the range the classifier takes them in, which
+    the models apply themselves (see `cladec_cli.pixels`).
+    """
 
     name: str
     train: Split
@@ -27,6 +31,7 @@ class Dataset:
     origin: str = ""
     split_seed: int = 0
     test_fraction: float = 0.2
+    pixel_range: str = "0,1"
 
     @property
     def image_shape(self):
@@ -45,6 +50,7 @@ class Dataset:
             "limit": self.limit or 0,
             "split_seed": self.split_seed,
             "test_fraction": self.test_fraction,
+            "pixel_range": self.pixel_range,
             "class_names": list(self.class_names),
         }
 
@@ -64,17 +70,19 @@ def read_raw(name, data_dir=None, test_fraction=0.2, split_seed=0, download=True
 
 
 def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape=None,
-                 split_seed=0, test_fraction=0.2, download=True):
+                 split_seed=0, test_fraction=0.2, download=True, pixel_range="0,1"):
     """Read a dataset and preprocess it to `image_shape` (H, W, C), float32 in [0, 1].
 
     Array datasets are held in memory; image folders stay on disk and are decoded batch by batch.
     `limit` keeps a class-stratified subset of at most that many images of each split. `split_seed`
     chooses that subset and, for image folders without train/ and test/, which `test_fraction` of
     each class is held out; it is not a training seed, so that every model trained on the same data
-    sees the same test images.
+    sees the same test images. `pixel_range` records the range the classifier takes the images in.
     """
     if resize not in RESIZE_MODES:
         raise UsageError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    if pixel_range not in PIXEL_RANGES:
+        raise UsageError(f"unknown pixel range {pixel_range!r}; choose one of {', '.join(PIXEL_RANGES)}")
     raw = read_raw(name, data_dir, test_fraction, split_seed, download)
     shape = tuple(int(v) for v in (image_shape or DEFAULT_SHAPES.get(name) or raw.native_shape))
     splits = []
@@ -86,4 +94,4 @@ def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape
         else:
             splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))
     return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin,
-                   int(split_seed), float(test_fraction))
+                   int(split_seed), float(test_fraction), pixel_range)

@@ -1,4 +1,7 @@
-"""Array preprocessing: scaling to [0, 1], channel conversion, resizing, stratified subsets."""
+"""Array preprocessing: scaling to [0, 1], channel conversion, resizing, stratified subsets.
+
+Arrays and image files go through the same channel conversion (`convert_channels`) and resizing
+(`resize_images`), so one image gives the same input whichever way it reaches the model."""
 
 import numpy as np
 from keras import ops
@@ -20,15 +23,25 @@ def to_unit_float(images):
     return x.astype(np.float32)
 
 
+# ITU-R BT.601 luma, as Pillow's "L" mode and most image libraries convert RGB to gray.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def rgb_to_gray(x):
+    """RGB (or RGBA, alpha ignored) -> one channel of ITU-R 601 luma; works on arrays and tensors."""
+    red, green, blue = LUMA_WEIGHTS
+    return x[..., 0:1] * red + x[..., 1:2] * green + x[..., 2:3] * blue
+
+
 def convert_channels(x, channels):
-    """Gray -> RGB by repetition, RGB -> gray by averaging; works on arrays and tensors."""
+    """Gray -> RGB by repetition, RGB -> gray as luma (`rgb_to_gray`); works on arrays and tensors."""
     have = x.shape[-1]
     if have == channels:
         return x
     if have == 1 and channels == 3:
         return ops.repeat(x, 3, axis=-1)
     if have in (3, 4) and channels == 1:
-        return ops.mean(x[..., :3], axis=-1, keepdims=True)
+        return rgb_to_gray(x)
     if have == 4 and channels == 3:
         return x[..., :3]
     raise DataError(f"cannot convert images with {have} channels to {channels}")

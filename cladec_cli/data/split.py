@@ -8,16 +8,20 @@ import numpy as np
 
 from cladec_cli import runtime
 from cladec_cli.data.feed import ArrayFeed, EpochOrder, images_and_labels, images_only
-from cladec_cli.data.preprocess import resize_images
+from cladec_cli.data.preprocess import convert_channels, resize_images
 
 
 def decode_image_file(path, image_shape, resize="bilinear"):
-    """Read one image file into a float32 H x W x C tensor in [0, 1] of `image_shape` (TensorFlow)."""
+    """Read one image file into a float32 H x W x C tensor in [0, 1] of `image_shape` (TensorFlow).
+
+    Every file is decoded to RGB first and then converted like an image array (`convert_channels`),
+    so a file and the same picture given as an array become the same input.
+    """
     import tensorflow as tf
 
     raw = tf.io.read_file(path)
-    image = tf.io.decode_image(raw, channels=image_shape[2], expand_animations=False)
-    image = tf.cast(image, tf.float32) / 255.0
+    image = tf.io.decode_image(raw, channels=3, expand_animations=False)
+    image = convert_channels(tf.cast(image, tf.float32) / 255.0, image_shape[2])
     height, width = image_shape[:2]
     if resize == "pad":
         image = tf.image.resize_with_crop_or_pad(image, height, width)
@@ -31,9 +35,8 @@ def read_image_file(path, image_shape, resize="bilinear"):
     from PIL import Image
 
     with Image.open(path) as im:
-        array = np.asarray(im.convert("L" if image_shape[2] == 1 else "RGB"), np.float32) / 255.0
-    if array.ndim == 2:
-        array = array[..., None]
+        array = np.asarray(im.convert("RGB"), np.float32) / 255.0
+    array = np.asarray(convert_channels(array, image_shape[2]))
     return np.asarray(resize_images(array[None], image_shape[:2], resize)[0], np.float32)
 
 

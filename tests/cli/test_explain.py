@@ -1,7 +1,9 @@
 """`cladec explain`: PNG grids for test images, a class, or the user's own files."""
 
 import json
+import shutil
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -83,6 +85,21 @@ def test_own_images(trained, tmp_path):
         assert saved["original"].shape == (3, 32, 32, 1)
         assert "labels" not in saved.files
         np.testing.assert_allclose(saved["original"][2], 200 / 255, atol=1e-6)
+
+
+def test_own_images_are_resized_as_the_classifiers_data(trained, tmp_path):
+    classifier = tmp_path / "nearest.h5"
+    shutil.copy(trained["classifier"], classifier)
+    with h5py.File(classifier, "a") as f:  # the same weights, trained on nearest-resized data
+        f["cladec"].attrs["resize"] = json.dumps("nearest")
+    small = np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)
+    (tmp_path / "mine").mkdir()
+    Image.fromarray(small, "L").save(tmp_path / "mine" / "a.png")
+    arrays = tmp_path / "arrays.npz"
+    invoke("explain", "--classifier", classifier, "--decoder", trained["decoder"], "--images", tmp_path / "mine",
+           "--out", tmp_path / "grid.png", "--save-arrays", arrays, "-q")
+    upscaled = small.repeat(2, axis=0).repeat(2, axis=1) / 255.0  # nearest, not bilinear
+    np.testing.assert_allclose(np.load(arrays)["original"][0, ..., 0], upscaled, atol=1e-6)
 
 
 def test_empty_image_folder(trained, tmp_path):

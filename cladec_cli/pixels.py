@@ -1,0 +1,42 @@
+"""The pixel range a classifier expects, and the classifier wrapped so that it takes [0, 1] images.
+
+Data pipelines, reconstructions, Rec. Loss and grids stay in [0, 1]; only the classifier (and the
+encoders cut from it) see their own range, through a Rescaling layer in front of them.
+"""
+
+import keras
+
+from cladec_cli.data.names import PIXEL_RANGES
+from cladec_cli.errors import UsageError
+
+DEFAULT = "0,1"
+
+
+def check_pixel_range(pixel_range):
+    """`pixel_range` itself when it is one of PIXEL_RANGES, else a UsageError."""
+    if pixel_range not in PIXEL_RANGES:
+        raise UsageError(f"unknown pixel range {pixel_range!r}; choose one of {', '.join(PIXEL_RANGES)}")
+    return pixel_range
+
+
+def bounds(pixel_range):
+    """'-1,1' -> (-1.0, 1.0)."""
+    low, high = check_pixel_range(pixel_range).split(",")
+    return float(low), float(high)
+
+
+def rescaled(images, pixel_range):
+    """A symbolic [0, 1] image tensor mapped to `pixel_range` by a Rescaling layer (unchanged for 0,1)."""
+    low, high = bounds(pixel_range)
+    if (low, high) == (0.0, 1.0):
+        return images
+    return keras.layers.Rescaling(high - low, offset=low, name="pixel_range")(images)
+
+
+def in_range(model, pixel_range, name=None):
+    """`model` behind a Rescaling layer that maps [0, 1] images to `pixel_range`; `model` itself for
+    [0, 1]. The wrapper shares the model's weights; `training=False` reaches the model inside."""
+    if check_pixel_range(pixel_range) == DEFAULT:
+        return model
+    inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name="image")
+    return keras.Model(inputs, model(rescaled(inputs, pixel_range)), name=name or f"{model.name}_in_range")

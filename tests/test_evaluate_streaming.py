@@ -1,0 +1,55 @@
+"""evaluate streams: image folders are never held in memory whole, and give the numbers that the
+same images held in memory give."""
+
+import numpy as np
+import pytest
+
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.data.split import Split
+from cladec_cli.evaluate import evaluate
+from cladec_cli.explainer import load_explainer
+from cladec_cli.training import TrainSettings
+from image_files import write_image_folder
+
+SETTINGS = TrainSettings(epochs=1, batch_size=16, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """32x32 gray PNGs of the 4 synthetic classes, with train/ and test/ splits."""
+    root = tmp_path_factory.mktemp("images")
+    classes = ("a", "b", "c", "d")
+    write_image_folder(root / "train", classes, n_per_class=16, size=32, channels=1)
+    write_image_folder(root / "test", classes, n_per_class=6, size=32, channels=1, seed=7)
+    return f"folder:{root}"
+
+
+@pytest.fixture(scope="module")
+def explainer(trained):
+    return load_explainer(trained["classifier"], trained["decoder"], trained["refae"])
+
+
+def test_evaluate_never_holds_a_folder_in_memory(monkeypatch, folder, explainer):
+    dataset = load_dataset(folder, image_shape=(32, 32, 1))
+    assert not dataset.train.in_memory and not dataset.test.in_memory
+
+    def refuse(split):
+        raise AssertionError("a split streaming from disk was read into memory whole")
+    monkeypatch.setattr(Split, "arrays", refuse)
+    result = evaluate(explainer, dataset, SETTINGS)
+    assert set(result["acc_eval"]) == {"cladec", "refae", "difference"}
+    assert result["test_images"] == 24
+
+
+def test_streamed_and_in_memory_data_give_the_same_numbers(tmp_path, folder, explainer):
+    streamed = load_dataset(folder, image_shape=(32, 32, 1))
+    (x_train, y_train), (x_test, y_test) = streamed.train.arrays(), streamed.test.arrays()
+    path = tmp_path / "same.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    in_memory = load_dataset(f"npz:{path}")
+    assert in_memory.train.in_memory
+    a, b = evaluate(explainer, streamed, SETTINGS), evaluate(explainer, in_memory, SETTINGS)
+    assert a["classifier_test_accuracy"] == b["classifier_test_accuracy"]
+    for group in ("rec_loss", "agreement", "acc_eval"):
+        for method in ("cladec", "refae"):
+            assert a[group][method] == pytest.approx(b[group][method], rel=1e-5), (group, method)
