@@ -29,7 +29,7 @@ PAPER = {
 }
 METRICS = (("rec_loss", "Rec. Loss"), ("acc_eval", "Acc Eval"), ("agreement", "Agreement"))
 # Settings recorded since a later version, with the value that folders made before then used.
-ADDED_SETTINGS = {"split_seed": 0, "test_fraction": 0.2}
+ADDED_SETTINGS = {"split_seed": 0, "test_fraction": 0.2, "pixel_range": "0,1"}
 
 
 @dataclass(frozen=True)

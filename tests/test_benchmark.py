@@ -7,8 +7,8 @@ from cladec_cli.benchmark import Case, EpochTimer, matmul_gflops, steady_seconds
 from cladec_cli.benchmark_report import default_out, device_slug, markdown_table
 from conftest import invoke, write_npz
 
-COMMANDS = ["train-classifier", "train-decoder --layer -1 --alpha 0", "train-decoder --layer -1 --alpha 0.99",
-            "train-decoder --layer -2 --alpha 0", "train-refae --layer -1"]
+COMMANDS = ["train-classifier", "train-decoder --layer -1,-2,-3,-4", "train-decoder --layer -1 --alpha 0",
+            "train-refae --layer -1", "train-decoder --layer -1 --alpha 0.99", "train-decoder --layer -2 --alpha 0"]
 
 
 class FakeClock:
@@ -87,7 +87,8 @@ def test_benchmark_times_every_command_against_plain_keras(benchmarked):
     assert saved["train_images"] == 64 and saved["epochs"] == 2
     assert saved["peak_gflop_per_s"]["float32"] > 0
     for row in saved["rows"]:
-        assert row["peer_name"] == "plain Keras"
+        fused = row["command"] == "train-decoder --layer -1,-2,-3,-4"
+        assert row["peer_name"] == ("4 one-layer cladec runs" if fused else "plain Keras")
         for side in ("cladec", "peer"):
             assert len(row["epoch_seconds"][side]) == 1 and len(row["epoch_seconds"][side][0]) == 2
             assert row[side]["s_per_epoch"] == row["epoch_seconds"][side][0][1]
