@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -59,3 +60,22 @@ def test_fused_decoders_match_separate_runs(tmp_path):
         # runs: 0.2 % (layer -1), 0.8 % (-2), 2.5 % (-3), 2.0 % (-4) of the test Rec. Loss. 0.5 % lies
         # inside it for three layers of four; on the CPU the two agree exactly.
         assert record["metrics"]["test_rec_loss"] == pytest.approx(alone["metrics"]["test_rec_loss"], rel=5e-3)
+
+
+def test_bfloat16_decoder_loses_at_most_five_percent(tmp_path):
+    """A bfloat16 decoder's test Rec. Loss against a float32 one: same classifier, data and seed."""
+    from cladec_cli.classifier import load_classifier
+    from cladec_cli.cladec import train_decoder
+    from cladec_cli.training import TrainSettings
+
+    clf = tmp_path / "classifier.h5"
+    invoke("train-classifier", "--limit", 2000, "--epochs", 1, "-q", "--out", clf)
+    classifier, provenance = load_classifier(clf)
+    data = load_dataset("fashion_mnist", limit=2000)
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        settings = TrainSettings(epochs=2, verbose=0, precision=precision)
+        _, record = train_decoder(classifier, provenance, data, -2, 0.0, settings, tmp_path / f"{precision}.h5")
+        losses[precision] = record["metrics"]["test_rec_loss"]
+    keras.mixed_precision.set_global_policy("float32")
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.05), losses
