@@ -124,7 +124,7 @@ class Interrupt(keras.callbacks.Callback):
 
 
 def interrupted_classifier(dataset, out, **settings):
-    settings = TrainSettings(**{"epochs": 3, "batch_size": 32, "verbose": 0, **settings},
+    settings = TrainSettings(**{"epochs": 3, "batch_size": 32, "verbose": 0, "backup_interval": 0, **settings},
                              extra_callbacks=[Interrupt(after=1)])
     with pytest.raises(KeyboardInterrupt):
         train_classifier(dataset, settings, out)
@@ -160,7 +160,8 @@ def test_resume_of_a_decoder_refuses_another_layer_or_alpha(tmp_path, trained):
     out = tmp_path / "dec.h5"
     classifier, provenance = load_classifier(trained["classifier"])
     dataset = load_dataset(trained["dataset"])
-    settings = TrainSettings(epochs=3, batch_size=32, verbose=0, extra_callbacks=[Interrupt(after=1)])
+    settings = TrainSettings(epochs=3, batch_size=32, verbose=0, backup_interval=0,
+                             extra_callbacks=[Interrupt(after=1)])
     with pytest.raises(KeyboardInterrupt):
         train_decoder(classifier, provenance, dataset, -2, 0.0, settings, out)
     args = ("train-decoder", "--classifier", trained["classifier"], "--epochs", 3, "--batch-size", 32, "-q",
@@ -180,24 +181,12 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_no_backup(tmp_path, tiny
     assert not backup_folder(out).exists()
 
 
-class InterruptAt(keras.callbacks.Callback):
-    """Stops a run like Ctrl-C at the start of one epoch, after the previous epoch's backup."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(tmp_path, tiny):
     settings = dict(epochs=4, batch_size=32, seed=5, verbose=0, backup_interval=0)
     _, straight = train_classifier(tiny, TrainSettings(**settings), tmp_path / "straight.h5")
     out = tmp_path / "resumed.h5"
     with pytest.raises(KeyboardInterrupt):
-        train_classifier(tiny, TrainSettings(**settings, extra_callbacks=[InterruptAt(2)]), out)
+        train_classifier(tiny, TrainSettings(**settings, extra_callbacks=[Interrupt(after=2)]), out)
     assert backup_folder(out).exists() and not out.exists()
     _, resumed = train_classifier(tiny, TrainSettings(**settings, resume=True), out)
     assert resumed["digest"] == straight["digest"]
@@ -207,7 +196,7 @@ def test_backups_are_saved_at_most_once_per_interval(tmp_path, tiny):
     for interval, kept in ((0, True), (3600, False)):
         out = tmp_path / f"every{interval}.h5"
         settings = TrainSettings(epochs=3, batch_size=32, verbose=0, backup_interval=interval,
-                                 extra_callbacks=[InterruptAt(2)])
+                                 extra_callbacks=[Interrupt(after=2)])
         with pytest.raises(KeyboardInterrupt):
             train_classifier(tiny, settings, out)
         assert (backup_folder(out) / "training_metadata.json").exists() == kept
