@@ -40,7 +40,8 @@ PLAIN = "plain Keras"
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Epoch durations of one or more `fit` calls, from one epoch's start to the next.
+    """Epoch durations of one or more `fit` calls, from one epoch's start to the next, in wall-clock
+    seconds and in this process's CPU seconds (steadier than wall-clock time on a shared machine).
 
     It has no batch hooks, so Keras keeps dispatching steps asynchronously.
     """
@@ -49,18 +50,22 @@ class EpochTimer(keras.callbacks.Callback):
         super().__init__()
         self.fits = []
 
+    def _mark(self):
+        self.fits[-1].append((time.perf_counter(), time.process_time()))
+
     def on_train_begin(self, logs=None):
         self.fits.append([])
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.fits[-1].append(time.perf_counter())
+        self._mark()
 
     def on_train_end(self, logs=None):
-        self.fits[-1].append(time.perf_counter())
+        self._mark()
 
-    def epoch_seconds(self):
-        """Seconds of each epoch, summed over the fits (several fits stand for one run in the fused case)."""
-        per_fit = [np.diff(starts) for starts in self.fits if len(starts) > 1]
+    def epoch_seconds(self, clock=0):
+        """Seconds of each epoch (clock 0: wall-clock, 1: CPU), summed over the fits (several fits stand
+        for one run when a fused run is compared with separate ones)."""
+        per_fit = [np.diff([mark[clock] for mark in marks]) for marks in self.fits if len(marks) > 1]
         if not per_fit:
             return []
         return [float(sum(times)) for times in zip(*per_fit)]
@@ -209,24 +214,28 @@ def steady_seconds(epoch_seconds_per_run):
 def time_case(case, epochs, repeats, n_images, peaks):
     """Run a case's cladec and peer sides in turn, `repeats` times each; a result row.
 
-    `speedup` is the peer's seconds per epoch over cladec's: above 1, cladec is faster.
+    `speedup` is the peer's seconds per epoch over cladec's: above 1, cladec is faster. `cpu_speedup`
+    is the same for CPU seconds.
     """
     runs = {"cladec": [], "peer": []}
+    cpu_runs = {"cladec": [], "peer": []}
     for _ in range(repeats):
         for side, run in (("cladec", case.tool), ("peer", case.peer)):
             timer = EpochTimer()
             run(epochs, [timer])
             runs[side].append(timer.epoch_seconds())
+            cpu_runs[side].append(timer.epoch_seconds(clock=1))
     row = {"command": case.name, "peer_name": case.peer_name, "train_flops_per_image": int(case.flops_per_image),
-           "epoch_seconds": runs}
+           "epoch_seconds": runs, "epoch_cpu_seconds": cpu_runs}
     for side, times in runs.items():
         fastest, median = steady_seconds(times)
         images_per_s = n_images / fastest
         gflops = case.flops_per_image * images_per_s / 1e9
-        row[side] = {"s_per_epoch": fastest, "median_s_per_epoch": median, "images_per_s": images_per_s,
-                     "gflop_per_s": gflops,
-                     "fraction_of_peak": {dtype: gflops / peak for dtype, peak in peaks.items()}}
+        row[side] = {"s_per_epoch": fastest, "median_s_per_epoch": median,
+                     "cpu_s_per_epoch": steady_seconds(cpu_runs[side])[0], "images_per_s": images_per_s,
+                     "gflop_per_s": gflops, "fraction_of_peak": {dtype: gflops / peak for dtype, peak in peaks.items()}}
     row["speedup"] = row["peer"]["s_per_epoch"] / row["cladec"]["s_per_epoch"]
+    row["cpu_speedup"] = row["peer"]["cpu_s_per_epoch"] / row["cladec"]["cpu_s_per_epoch"]
     return row
 
 

@@ -12,11 +12,21 @@ COMMANDS = ["train-classifier", "train-decoder --layer -1,-2,-3,-4", "train-deco
 
 
 class FakeClock:
+    """Wall-clock time; the CPU clock runs at half its pace."""
+
     def __init__(self):
         self.now = 0.0
 
     def __call__(self):
         return self.now
+
+    def cpu(self):
+        return self.now / 2
+
+
+def use_clock(monkeypatch, clock):
+    monkeypatch.setattr(benchmark.time, "perf_counter", clock)
+    monkeypatch.setattr(benchmark.time, "process_time", clock.cpu)
 
 
 def fake_run(clock, epoch_seconds, calls, label):
@@ -34,11 +44,12 @@ def fake_run(clock, epoch_seconds, calls, label):
 
 def test_epoch_timer_adds_up_several_fits(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(benchmark.time, "perf_counter", clock)
+    use_clock(monkeypatch, clock)
     timer, calls = EpochTimer(), []
     fake_run(clock, [3.0, 1.0], calls, "a")(2, [timer])
     fake_run(clock, [2.0, 0.5], calls, "b")(2, [timer])
     assert timer.epoch_seconds() == [5.0, 1.5]
+    assert timer.epoch_seconds(clock=1) == [2.5, 0.75]
 
 
 def test_steady_seconds_leave_out_each_runs_first_epoch():
@@ -47,14 +58,15 @@ def test_steady_seconds_leave_out_each_runs_first_epoch():
 
 def test_sides_take_turns_and_the_row_compares_them(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(benchmark.time, "perf_counter", clock)
+    use_clock(monkeypatch, clock)
     calls = []
     case = Case("cmd", fake_run(clock, [5.0, 2.0, 2.0], calls, "tool"),
                 fake_run(clock, [5.0, 3.0, 3.0], calls, "peer"), flops_per_image=10 ** 6)
     row = time_case(case, epochs=3, repeats=2, n_images=1000, peaks={"float32": 1.0})
     assert calls == ["tool", "peer", "tool", "peer"]
     assert row["cladec"]["s_per_epoch"] == 2.0 and row["peer"]["s_per_epoch"] == 3.0
-    assert row["speedup"] == pytest.approx(1.5)
+    assert row["speedup"] == pytest.approx(1.5) and row["cpu_speedup"] == pytest.approx(1.5)
+    assert row["cladec"]["cpu_s_per_epoch"] == 1.0
     assert row["cladec"]["images_per_s"] == pytest.approx(500)
     assert row["cladec"]["gflop_per_s"] == pytest.approx(0.5)
     assert row["cladec"]["fraction_of_peak"]["float32"] == pytest.approx(0.5)
