@@ -26,11 +26,6 @@ def images_only(x, y):
     return (x,)
 
 
-def images_as_targets(x, y):
-    """Batch layout for autoencoders: (images, images)."""
-    return x, x
-
-
 class EpochOrder:
     """The item order of successive epochs: `next()` gives epoch e's order and moves on to e + 1."""
 
