@@ -17,14 +17,20 @@ GPU_STEPS_PER_EXECUTION = 16
 
 
 def backend():
-    """The Keras backend in use ('tensorflow', 'jax' or 'torch'), read without importing Keras' backends."""
+    """The Keras backend in use ('tensorflow', 'jax' or 'torch'), read as Keras reads it (KERAS_BACKEND,
+    else keras.json) without importing Keras, whose import would load TensorFlow before it can be quieted."""
     return os.environ.get("KERAS_BACKEND", "").strip() or _configured_backend()
 
 
 def _configured_backend():
-    import keras
+    import json
 
-    return keras.backend.backend()
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return json.load(f).get("backend") or "tensorflow"
+    except (OSError, ValueError):
+        return "tensorflow"
 
 
 def require_backend():
