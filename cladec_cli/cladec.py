@@ -113,7 +113,7 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
             classifier, layer, classifier_provenance, name=f"decoder_{i}")) for i, layer in enumerate(layers, start=1)]
         model, data, losses, weights = _training_setup(
             classifier, encoder, decoders, dataset.train, settings, alpha, rec, cache, dataset.pixel_range)
-        compile_model(model, settings, len(data), losses, weights)
+        compile_model(model, settings, data, losses, weights)
         history = fit(model, data, settings, backup)
         results = []
         for i, (layer, decoder, out, run) in enumerate(zip(layers, decoders, outs, runs), start=1):

@@ -71,10 +71,10 @@ def _unfreeze(model):
             _unfreeze(layer)
 
 
-def compile_classifier(model, settings, steps_per_epoch, loss=None):
+def compile_classifier(model, settings, data, loss=None):
     # No training metrics: per-step accuracy costs a fifth of an epoch for a model this small, and
     # the test accuracy is measured once training ends.
-    compile_model(model, settings, steps_per_epoch, loss or classification_loss(model))
+    compile_model(model, settings, data, loss or classification_loss(model))
 
 
 def classifier_on(model, pixel_range="0,1", inputs_from=None):
@@ -106,7 +106,7 @@ def fit_classifier(model, train_split, settings, backup=None, pixel_range="0,1",
     start(settings)
     data = train_split.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
     trained = classifier_on(model, pixel_range, inputs_from)
-    compile_classifier(trained, settings, len(data), loss=classification_loss(model))
+    compile_classifier(trained, settings, data, loss=classification_loss(model))
     return fit(trained, data, settings, backup)
 
 

@@ -47,7 +47,7 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
         model = keras.Model(image, {r: named_output(refae(image), r) for r, refae in zip(recs, refaes)}, name="refae")
         data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed,
                                      arrange=lambda x, y: (x, {r: x for r in recs}))
-        compile_model(model, settings, len(data), {r: rec for r in recs})
+        compile_model(model, settings, data, {r: rec for r in recs})
         history = fit(model, data, settings, backup)
         results = []
         for r, refae, out, run in zip(recs, refaes, outs, runs):

@@ -14,8 +14,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cladec_cli import artifacts, runtime
-from cladec_cli.data.feed import set_start_epoch
+from cladec_cli import artifacts, chunked_steps, runtime
+from cladec_cli.data.feed import ArrayFeed, set_start_epoch
 from cladec_cli.errors import TrainingError, UsageError
 
 
@@ -81,12 +81,21 @@ def make_optimizer(settings, steps_per_epoch):
     return optimizer
 
 
-def compile_model(model, settings, steps_per_epoch, loss, loss_weights=None):
-    """Compile with the shared optimizer, XLA and steps per execution of `settings`; no metrics, since
-    per-step metrics cost a noticeable share of a step for models this small."""
+def batches_per_call(settings, data):
+    """How many batches of `data` one compiled training call takes: the steps per execution of
+    `settings` for in-memory feeds, which `fit` serves in chunks (see `chunked_steps`); 1 for other
+    feeds, which Keras' own `steps_per_execution` loops over instead."""
+    return settings.runtime().steps_per_execution if isinstance(data, ArrayFeed) else 1
+
+
+def compile_model(model, settings, data, loss, loss_weights=None):
+    """Compile for training on the feed `data` with the shared optimizer, XLA and steps per execution of
+    `settings`; no metrics, since per-step metrics cost a noticeable share of a step for models this
+    small."""
     setup = settings.runtime()
-    model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=loss, loss_weights=loss_weights,
-                  jit_compile=setup.xla, steps_per_execution=setup.steps_per_execution)
+    keras_steps = setup.steps_per_execution if batches_per_call(settings, data) == 1 else 1
+    model.compile(optimizer=make_optimizer(settings, len(data)), loss=loss, loss_weights=loss_weights,
+                  jit_compile=setup.xla, steps_per_execution=keras_steps)
 
 
 class PeriodicBackup(keras.callbacks.BackupAndRestore):
@@ -249,6 +258,10 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
     """
     if settings.epochs == 0:
         return {}
+    chunk = batches_per_call(settings, train_data)
+    if chunk > 1:
+        chunked_steps.install(model, train_data.batch_size)
+        train_data = train_data.in_chunks(chunk)
     guard = StopOnNonFinite()
     callbacks = [FeedEpoch(train_data), guard, *settings.extra_callbacks]
     if backup is not None:

@@ -76,6 +76,11 @@ class ArrayFeed(keras.utils.PyDataset):
         self.order = EpochOrder(n, shuffle, seed, start_epoch)
         self.refresh()
 
+    def in_chunks(self, batches):
+        """The same feed serving `batches` consecutive batches at a time, in the same order."""
+        return ArrayFeed(self.inputs, self.second, self.batch_size * batches, self.arrange, self.order.shuffle,
+                         self.order.seed, self.order.epoch)
+
     def refresh(self):
         """Take the order of the epoch that `self.order` stands at."""
         self._order = self.order.current() if self.order.shuffle else None

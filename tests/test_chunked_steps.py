@@ -1,0 +1,74 @@
+"""Chunked training steps: several batches per compiled call train exactly as one batch per call."""
+
+import keras
+import numpy as np
+import pytest
+
+from cladec_cli import chunked_steps
+from cladec_cli.classifier import build_classifier, fit_classifier
+from cladec_cli.cladec import train_decoder
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.data.feed import ArrayFeed
+from cladec_cli.training import TrainSettings
+
+
+@pytest.fixture(scope="module")
+def tiny(npz_dataset):
+    return load_dataset(npz_dataset)
+
+
+def trained_classifier(tiny, steps, epochs=2):
+    settings = TrainSettings(epochs=epochs, batch_size=32, seed=5, verbose=0, steps_per_execution=steps)
+    keras.utils.set_random_seed(5)
+    model = build_classifier(tiny.image_shape, tiny.n_classes)
+    history = fit_classifier(model, tiny.train, settings)
+    return model, history
+
+
+def test_chunks_train_like_single_batches(tiny):
+    # 240 training images in batches of 32: chunks of 3 batches leave a last chunk of 2 full batches
+    # and one of 16 images, so the remainder path is taken too.
+    single, single_history = trained_classifier(tiny, 1)
+    chunked, chunked_history = trained_classifier(tiny, 3)
+    # One optimizer step per batch (8 an epoch), not one per chunk.
+    assert int(chunked.optimizer.iterations) == int(single.optimizer.iterations) == 2 * 8
+    np.testing.assert_allclose(single_history["loss"], chunked_history["loss"], rtol=1e-5)
+    # A conv bias in front of BatchNorm gets a zero gradient up to rounding, which Adam blows up to
+    # full steps; BatchNorm's moving mean follows it and cancels it. Those two differ by compilation
+    # under XLA; every other weight, BatchNorm's moving variance included, must match, and so must
+    # the outputs.
+    for variable, a, b in zip(single.weights, single.get_weights(), chunked.get_weights()):
+        if not variable.path.endswith(("conv/bias", "moving_mean")):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=variable.path)
+    images = tiny.test.images[:64].astype("float32")
+    np.testing.assert_allclose(single.predict(images, verbose=0), chunked.predict(images, verbose=0), atol=1e-2)
+
+
+def test_a_chunked_decoder_matches_the_unchunked_one(tmp_path, setup):
+    classifier, provenance, tiny = setup
+    losses = []
+    for steps in (1, 4):
+        settings = TrainSettings(epochs=1, batch_size=32, seed=2, verbose=0, steps_per_execution=steps)
+        _, record = train_decoder(classifier, provenance, tiny, -1, 0.0, settings, tmp_path / f"d{steps}.h5",
+                                  cache_codes="no")
+        losses.append(record["metrics"]["test_rec_loss"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_chunk_feed_serves_the_same_items_in_the_same_order():
+    x = np.arange(50, dtype=np.float32)[:, None]
+    feed = ArrayFeed(x, x, 4, shuffle=True, seed=3, start_epoch=2)
+    chunks = feed.in_chunks(3)
+    assert len(chunks) == 5
+    batches = np.concatenate([feed[i][0] for i in range(len(feed))])
+    in_chunks = np.concatenate([chunks[i][0] for i in range(len(chunks))])
+    np.testing.assert_array_equal(batches, in_chunks)
+
+
+def test_install_replaces_a_train_function_made_before():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.zeros((4, 2)), np.zeros((4, 1)), verbose=0)
+    assert model.train_function is not None
+    chunked_steps.install(model, 2)
+    assert model.train_function is None
