@@ -261,7 +261,8 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
     chunk = batches_per_call(settings, train_data)
     if chunk > 1:
         chunked_steps.install(model, train_data.batch_size)
-        train_data = train_data.in_chunks(chunk)
+        train_data = train_data.in_chunks(chunk, on_device=runtime.backend() == "jax"
+                                          and runtime.current_device().is_gpu)
     guard = StopOnNonFinite()
     callbacks = [FeedEpoch(train_data), guard, *settings.extra_callbacks]
     if backup is not None:

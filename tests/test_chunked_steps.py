@@ -72,3 +72,16 @@ def test_install_replaces_a_train_function_made_before():
     assert model.train_function is not None
     chunked_steps.install(model, 2)
     assert model.train_function is None
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="device-resident chunks are for JAX")
+def test_chunks_on_the_device_hold_the_same_items():
+    import jax
+
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    y = np.arange(20)
+    feed = ArrayFeed(x, y, 4, shuffle=True, seed=1)
+    on_device = feed.in_chunks(2, on_device=True)
+    assert isinstance(on_device.inputs, jax.Array)
+    np.testing.assert_array_equal(np.asarray(on_device[1][0]), np.concatenate([feed[2][0], feed[3][0]]))
+    np.testing.assert_array_equal(np.asarray(on_device[1][1]), np.concatenate([feed[2][1], feed[3][1]]))

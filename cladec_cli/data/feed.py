@@ -76,9 +76,18 @@ class ArrayFeed(keras.utils.PyDataset):
         self.order = EpochOrder(n, shuffle, seed, start_epoch)
         self.refresh()
 
-    def in_chunks(self, batches):
-        """The same feed serving `batches` consecutive batches at a time, in the same order."""
-        return ArrayFeed(self.inputs, self.second, self.batch_size * batches, self.arrange, self.order.shuffle,
+    def in_chunks(self, batches, on_device=False):
+        """The same feed serving `batches` consecutive batches at a time, in the same order.
+
+        With `on_device` (JAX only) the arrays are copied to the accelerator once and each chunk is
+        gathered there, so a step waits on no host-to-device copy of its images.
+        """
+        inputs, second = self.inputs, self.second
+        if on_device:
+            import jax
+
+            inputs, second = jax.device_put((inputs, second))
+        return ArrayFeed(inputs, second, self.batch_size * batches, self.arrange, self.order.shuffle,
                          self.order.seed, self.order.epoch)
 
     def refresh(self):
