@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cladec_cli import chunked_steps
+from cladec_cli import chunked_steps, runtime
 from cladec_cli.classifier import build_classifier, fit_classifier
 from cladec_cli.cladec import train_decoder
 from cladec_cli.data.datasets import load_dataset
@@ -18,7 +18,8 @@ def tiny(npz_dataset):
 
 
 def trained_classifier(tiny, steps, epochs=2):
-    settings = TrainSettings(epochs=epochs, batch_size=32, seed=5, verbose=0, steps_per_execution=steps)
+    settings = TrainSettings(epochs=epochs, batch_size=32, seed=5, verbose=0, steps_per_execution=steps,
+                             precision="float32")
     keras.utils.set_random_seed(5)
     model = build_classifier(tiny.image_shape, tiny.n_classes)
     history = fit_classifier(model, tiny.train, settings)
@@ -85,3 +86,13 @@ def test_chunks_on_the_device_hold_the_same_items():
     assert isinstance(on_device.inputs, jax.Array)
     np.testing.assert_array_equal(np.asarray(on_device[1][0]), np.concatenate([feed[2][0], feed[3][0]]))
     np.testing.assert_array_equal(np.asarray(on_device[1][1]), np.concatenate([feed[2][1], feed[3][1]]))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="device-resident chunks are for JAX")
+def test_training_from_device_resident_chunks_matches(tiny, monkeypatch):
+    # The device-resident path is taken on GPUs; JAX's CPU device runs the same code.
+    single, single_history = trained_classifier(tiny, 1)
+    monkeypatch.setattr(runtime, "current_device", lambda: runtime.Device("GPU", "GPU:0 (pretend)", 9.0))
+    resident, resident_history = trained_classifier(tiny, 3)
+    np.testing.assert_allclose(single_history["loss"], resident_history["loss"], rtol=1e-5)
+    assert int(resident.optimizer.iterations) == int(single.optimizer.iterations)
