@@ -7,7 +7,9 @@
 # no network, it installs keras, namex, optree and cladec from the bundle `make gpu-wheels` writes
 # (gpu-bundle/, with the Fashion-MNIST files) and runs under Keras' JAX backend.
 # Knobs: PYTHON (python3), GPU_BUNDLE (gpu-bundle), TABLE2_EPOCHS (64), BUDGET_S (450: the whole check's
-# seconds; the Table II run gets what the earlier stages leave).
+# seconds; the Table II run gets what the earlier stages leave), BENCH_LIMIT (20000: training images of
+# the benchmark and the steps sweep), STAGES ("tests sweep benchmark table2": which stages run),
+# SWEEP_STEPS (16,64: steps per execution the sweep times), TABLE2_FLAGS (extra reproduce options).
 set -uo pipefail
 OUT=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
 cd "$(dirname "$0")/.."
@@ -43,20 +45,40 @@ log "backend $BACKEND"
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
+STAGES=${STAGES:-tests sweep benchmark table2}
+stage() { [[ " $STAGES " == *" $1 "* ]]; }
+
+if stage tests; then
 log "GPU tests"
 timeout 150 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests >"$OUT/gpu-tests.log" 2>&1
 log "GPU tests: $(tail -n 1 "$OUT/gpu-tests.log")"
+fi
 
+if stage sweep; then
+log "steps per execution sweep: rolled ${SWEEP_STEPS:-16,64}, unrolled 16"
+timeout $(( $(left) / 3 )) "$PY" benchmarks/steps_sweep.py "$OUT/steps-sweep.json" --limit "${BENCH_LIMIT:-20000}" \
+  --steps "${SWEEP_STEPS:-16,64}" >"$OUT/steps-sweep.log" 2>&1
+log "sweep: exit $?"
+timeout $(( $(left) / 3 )) "$PY" benchmarks/steps_sweep.py "$OUT/steps-sweep-unrolled.json" --unroll \
+  --limit "${BENCH_LIMIT:-20000}" --steps 16 >>"$OUT/steps-sweep.log" 2>&1
+log "sweep unrolled: exit $?"
+grep '^{' "$OUT/steps-sweep.log"
+fi
+
+if stage benchmark; then
 log "benchmark --quick"
 timeout $(( $(left) / 2 )) "$PY" -m cladec_cli benchmark --quick --limit "${BENCH_LIMIT:-20000}" --epochs 3 --out "$OUT/speed-gpu-$BACKEND.json" \
   >"$OUT/benchmark.log" 2>&1
 log "benchmark: exit $?"
 tail -n 25 "$OUT/benchmark.log"
+fi
 
+if stage table2; then
 EPOCHS=${TABLE2_EPOCHS:-64}
 log "Table II, one run, $EPOCHS epochs, fused decoders ($(left) s left)"
 timeout $(( $(left) - 10 )) "$PY" -m cladec_cli reproduce table2 --runs 1 --epochs "$EPOCHS" \
-  --out "$OUT/table2" >"$OUT/table2.log" 2>&1
+  ${TABLE2_FLAGS:-} --out "$OUT/table2" >"$OUT/table2.log" 2>&1
 log "Table II: exit $? (124: stopped at the time budget; what finished is in table2/)"
-grep -E "^(device|run|  )|saved|wrote" "$OUT/table2.log" | tail -n 30
+grep -E "^(device|run|  )|saved|wrote" "$OUT/table2.log" | tail -n 40
+fi
 log "done"

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from cladec_cli.errors import UsageError
 
@@ -242,6 +243,34 @@ def apply(runtime):
 
     keras.mixed_precision.set_global_policy(MIXED_POLICIES[runtime.precision])
     _set_determinism(runtime.deterministic)
+    if runtime.backend == "jax":
+        _keep_compiled_programs()
+
+
+def jax_cache_dir():
+    """Where compiled XLA programs are kept between processes under JAX: $JAX_COMPILATION_CACHE_DIR,
+    else $XDG_CACHE_HOME/cladec/jax (~/.cache/cladec/jax)."""
+    configured = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cladec" / "jax"
+
+
+def _keep_compiled_programs():
+    """Turn on JAX's persistent compilation cache. Every model of a reproduction is compiled afresh
+    (a new model is a new program to trace), and for models this small compiling takes longer than
+    training an epoch on a GPU; runs after the first find the same programs in the cache."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    folder = jax_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # a read-only home: compile every time, as without the cache
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _set_determinism(on):

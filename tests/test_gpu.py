@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cladec_cli import runtime
-from cladec_cli.classifier import train_classifier
+from cladec_cli.classifier import build_classifier, fit_classifier, train_classifier
 from cladec_cli.cladec import train_decoder
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.refae import train_refae
@@ -44,3 +44,19 @@ def test_gpu_device_line(tmp_path, npz_dataset):
                     "--out", tmp_path / "c.h5")
     line = next(line for line in result.stderr.splitlines() if line.startswith("device: "))
     assert line.startswith("device: GPU:0 ") and "XLA on" in line and "deterministic off" in line
+
+
+def test_gpu_chunks_on_the_device_train_like_single_batches(npz_dataset):
+    data = load_dataset(npz_dataset)
+
+    def run(steps):
+        settings = TrainSettings(epochs=2, batch_size=32, seed=5, verbose=0, precision="float32",
+                                 steps_per_execution=steps)
+        keras.utils.set_random_seed(5)
+        model = build_classifier(data.image_shape, data.n_classes)
+        return model, fit_classifier(model, data.train, settings)
+
+    single, single_history = run(1)
+    chunked, chunked_history = run(3)
+    assert int(chunked.optimizer.iterations) == int(single.optimizer.iterations) == 2 * 8
+    np.testing.assert_allclose(single_history["loss"], chunked_history["loss"], rtol=1e-3)
