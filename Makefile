@@ -63,26 +63,11 @@ gpu-wheels: install  ## Bundle the wheels and data a bare CUDA machine (Python 3
 	cp $(DATA_DIR)/*-ubyte.gz $(GPU_BUNDLE)/fashion-mnist/
 	@du -sh $(GPU_BUNDLE)
 
-# The demo's steps: $(1) output folder, $(2) epochs, $(3) data flags for train-classifier (the other
-# commands take the classifier's data from its provenance).
-define demo_steps
-	$(CLADEC) train-classifier --epochs $(2) $(3) --out $(1)/classifier.h5 --overwrite $(DEMO_FLAGS)
-	$(CLADEC) train-decoder --classifier $(1)/classifier.h5 --layer -1 --alpha 0 --epochs $(2) \
-	  --out $(1)/cladec_L-1_a0.h5 --overwrite $(DEMO_FLAGS)
-	$(CLADEC) train-refae --classifier $(1)/classifier.h5 --layer -1 --epochs $(2) \
-	  --out $(1)/refae_L-1.h5 --overwrite $(DEMO_FLAGS)
-	$(CLADEC) explain --classifier $(1)/classifier.h5 --decoder $(1)/cladec_L-1_a0.h5 \
-	  --refae $(1)/refae_L-1.h5 --class Bag --count 6 --out $(1)/explain_L-1.png --overwrite
-	$(CLADEC) evaluate --classifier $(1)/classifier.h5 --decoder $(1)/cladec_L-1_a0.h5 \
-	  --refae $(1)/refae_L-1.h5 --eval-epochs $(2) --out $(1)/metrics.json --overwrite
-	@echo "demo: explanation grid in $(1)/explain_L-1.png; numbers in $(1)/metrics.md and $(1)/metrics.json"
-endef
-
 demo: install data  ## Classifier, ClaDec decoder and RefAE on a Fashion-MNIST subset; explain; evaluate
-	$(call demo_steps,$(DEMO_DIR),$(DEMO_EPOCHS),--limit $(DEMO_LIMIT))
+	$(CLADEC) demo --limit $(DEMO_LIMIT) --epochs $(DEMO_EPOCHS) --class Bag --out-dir $(DEMO_DIR) --overwrite $(DEMO_FLAGS)
 
 demo-full: install data  ## The demo on all 60,000 training images (DEMO_FULL_EPOCHS epochs a model)
-	$(call demo_steps,$(DEMO_FULL_DIR),$(DEMO_FULL_EPOCHS),)
+	$(CLADEC) demo --epochs $(DEMO_FULL_EPOCHS) --class Bag --out-dir $(DEMO_FULL_DIR) --overwrite $(DEMO_FLAGS)
 
 benchmark: install data  ## Time every training command against plain Keras: docs/results/speed-<device>.json, .md
 	$(CLADEC) benchmark --overwrite $(BENCHMARK_FLAGS)

@@ -95,6 +95,36 @@ def train_classifier_cmd(out, overwrite, quiet, as_json, arch, **opts):
                         quiet, as_json)
 
 
+@cli.command("demo", short_help="Classifier, decoder, RefAE, a grid and the numbers, in one go.")
+@data_options(default_dataset="fashion_mnist")
+@click.option("--layer", type=int, default=-1, show_default=True, help="Layer to explain (a negative index).")
+@click.option("--class", "class_name", default=None,
+              help=with_default("Show test images of this class (name or number).", "the first test images"))
+@click.option("--count", type=int, default=6, show_default=True, help="Images in the grid.")
+@train_options(epochs=3)
+@click.option("--out-dir", type=click.Path(file_okay=False), default="demo", show_default=True,
+              help="Folder for the models, the grid and the numbers.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@report_options
+def demo_cmd(layer, class_name, count, out_dir, overwrite, quiet, as_json, **opts):
+    """Train a classifier, a ClaDec decoder and a RefAE for one layer in one process, then draw the
+    explanation grid and measure Rec. Loss, agreement and Acc Eval (evaluation classifiers train for
+    --epochs too). Use --limit for a quick first look."""
+    from cladec_cli.demo import run_demo
+    from cladec_cli.evaluate import markdown_table
+
+    settings = common.train_settings({**opts, "overwrite": overwrite}, quiet)
+    dataset = common.dataset_for(opts)
+    started = time.time()
+    result, paths = run_demo(dataset, settings, out_dir, layer, class_name, count,
+                             log=lambda message: common.note(message, quiet))
+    summary = {"seconds": round(time.time() - started, 1), "paths": {k: str(v) for k, v in paths.items()},
+               "metrics": result}
+    common.report(summary, [markdown_table(result).rstrip(),
+                            f"demo: explanation grid in {paths['grid']}; numbers in {paths['table']} and "
+                            f"{paths['metrics']} ({summary['seconds']} s)"], quiet, as_json)
+
+
 @cli.command("layers", short_help="List a classifier's explainable layers.")
 @classifier_option
 @trust_model_option
