@@ -13,8 +13,8 @@ from cladec_cli.errors import UsageError
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 MIXED_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 # Steps per execution on a GPU: each step of these small models is a few launches, so running several
-# steps per call from the host keeps the GPU busy (see benchmarks/gpu_check.sh for the measurement).
-GPU_STEPS_PER_EXECUTION = 16
+# steps per call from the host keeps the GPU busy (benchmarks/steps_sweep.py measures it).
+GPU_STEPS_PER_EXECUTION = 64
 
 
 def backend():
