@@ -8,6 +8,7 @@ execution, on the device at hand: the measurement behind the GPU's default steps
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +30,7 @@ def main():
     parser.add_argument("--unroll", action="store_true")
     args = parser.parse_args()
     chunked_steps.UNROLL_ON_GPU = args.unroll
-    dataset = load_dataset("fashion_mnist", limit=args.limit)
+    dataset = load_dataset("fashion_mnist", data_dir=os.environ.get("CLADEC_DATA_DIR"), limit=args.limit)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
