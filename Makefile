@@ -11,7 +11,7 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 # `make demo`: a stratified subset of each split and few epochs, so it finishes in about a minute on
 # a 2-core CPU; `make demo-full`: the same steps on all 60,000 training images.
 DEMO_DIR ?= demo
-DEMO_LIMIT ?= 6000
+DEMO_LIMIT ?= 4000
 DEMO_EPOCHS ?= 3
 DEMO_FULL_DIR ?= demo-full
 DEMO_FULL_EPOCHS ?= 3
