@@ -16,7 +16,7 @@ from cladec_cli.errors import UsageError
 from cladec_cli.evaluate import evaluate
 from cladec_cli.explainer import load_explainer
 from cladec_cli.refae import train_refaes
-from cladec_cli.stats import mean_std, welch_t_test
+from cladec_cli.stats import mean_std, paired_t_test, welch_t_test
 
 PAPER_CLASSIFIER_EPOCHS = (0, 1, 4, 16, 64)
 # The paper's figures (Fashion-MNIST, 64 epochs, 10 runs), from DESIGN.md.
@@ -27,7 +27,8 @@ PAPER = {
                1.0: (234.8, 0.911)},
     "table4": {0: (5.45, 0.85), 1: (6.42, 0.88), 4: (6.61, 0.893), 16: (6.23, 0.896), 64: (6.08, 0.895)},
 }
-METRICS = (("rec_loss", "Rec. Loss"), ("acc_eval", "Acc Eval"), ("agreement", "Agreement"))
+METRICS = (("rec_loss", "Rec. Loss"), ("train_rec_loss", "Rec. Loss on training images"), ("acc_eval", "Acc Eval"),
+           ("agreement", "Agreement"))
 # Settings recorded since a later version, with the value that folders made before then used.
 ADDED_SETTINGS = {"split_seed": 0, "test_fraction": 0.2, "pixel_range": "0,1"}
 
@@ -178,7 +179,8 @@ def _what(kind, missing, detail=""):
 
 
 def summarize(table, results):
-    """Per row: mean, std and runs of every measure for ClaDec and RefAE, and Welch's p-value."""
+    """Per row: mean, std and runs of every measure for ClaDec and RefAE, and the p-values of Welch's
+    and of the paired t-test (run i of ClaDec and of RefAE share a seed and a classifier)."""
     rows = []
     for key, runs in results.items():
         row = {"row": key, "runs": len(runs),
@@ -189,9 +191,14 @@ def summarize(table, results):
                            for m, v in values.items()}
             row[metric]["difference"] = row[metric]["cladec"]["mean"] - row[metric]["refae"]["mean"]
             row[metric]["p_value"] = welch_t_test(values["cladec"], values["refae"])
+            row[metric]["p_paired"] = paired_t_test(values["cladec"], values["refae"])
         row["paper"] = PAPER[table].get(key)
         rows.append(row)
     return rows
+
+
+def _delta(stat, fmt):
+    return f"{stat['difference']:{fmt}} ({stat['p_value']:.2g}, {stat.get('p_paired', float('nan')):.2g})"
 
 
 def _pm(stat, fmt):
@@ -201,11 +208,14 @@ def _pm(stat, fmt):
 def markdown(table, rows, settings):
     """A table laid out like the paper's, with the paper's figures beside ours."""
     label = {"table2": "Layer", "table3": "alpha", "table4": "Classifier epochs"}[table]
-    head = [label, "Acc classifier", "Rec. Loss ClaDec", "Rec. Loss RefAE", "Δ (p)",
-            "Acc Eval ClaDec", "Acc Eval RefAE", "Δ (p)", "Agreement ClaDec", "Agreement RefAE", "paper"]
+    head = [label, "Acc classifier", "Rec. Loss ClaDec", "Rec. Loss RefAE", "Δ (p, paired p)",
+            "train Rec. Loss ClaDec", "train Rec. Loss RefAE", "Acc Eval ClaDec", "Acc Eval RefAE",
+            "Δ (p, paired p)", "Agreement ClaDec", "Agreement RefAE", "paper"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         rec, acc, agr = row["rec_loss"], row["acc_eval"], row["agreement"]
+        train_rec = row.get("train_rec_loss") or {m: {"mean": float("nan"), "std": float("nan")}
+                                                  for m in ("cladec", "refae")}
         paper = row["paper"]
         if paper is None:
             paper_text = "-"
@@ -215,12 +225,16 @@ def markdown(table, rows, settings):
             paper_text = f"Rec ClaDec {paper[0]}, Acc Eval ClaDec {paper[1]}"
         lines.append("| " + " | ".join([
             str(row["row"]), "{:.4f} ± {:.4f}".format(*row["classifier_test_accuracy"]),
-            _pm(rec["cladec"], ".2f"), _pm(rec["refae"], ".2f"), f"{rec['difference']:+.2f} ({rec['p_value']:.2g})",
-            _pm(acc["cladec"], ".4f"), _pm(acc["refae"], ".4f"), f"{acc['difference']:+.4f} ({acc['p_value']:.2g})",
+            _pm(rec["cladec"], ".2f"), _pm(rec["refae"], ".2f"), _delta(rec, "+.2f"),
+            _pm(train_rec["cladec"], ".2f"), _pm(train_rec["refae"], ".2f"),
+            _pm(acc["cladec"], ".4f"), _pm(acc["refae"], ".4f"), _delta(acc, "+.4f"),
             _pm(agr["cladec"], ".3f"), _pm(agr["refae"], ".3f"), paper_text]) + " |")
     described = ", ".join(f"{k} {v}" for k, v in settings.items())
-    return (f"Settings: {described}.\n\nMean ± sample std over runs; Δ is ClaDec - RefAE with Welch's t-test "
-            f"p-value; the paper's column gives ClaDec / RefAE (64 epochs, 10 runs).\n\n" + "\n".join(lines) + "\n")
+    return (f"Settings: {described}.\n\nMean ± sample std over runs. Rec. Loss is on the test images; train Rec. "
+            "Loss on the training images, the models in inference mode. Δ is ClaDec - RefAE with the p-values "
+            "of Welch's t-test and of the paired t-test (a run's ClaDec and RefAE share its seed and "
+            "classifier). Agreement is this project's addition, not in the paper. The paper's column gives "
+            "ClaDec / RefAE (64 epochs, 10 runs).\n\n" + "\n".join(lines) + "\n")
 
 
 def csv_lines(rows):

@@ -45,6 +45,15 @@ def test_turned_reconstructions_have_known_measures(result):
     assert metrics["rec_loss"]["difference"] == metrics["rec_loss"]["cladec"]
 
 
+def test_rec_loss_on_training_images_is_measured_there(result):
+    metrics, dataset = result
+    x = dataset.train.images
+    assert metrics["train_rec_loss"]["cladec"] == pytest.approx(
+        np.mean(np.sum(np.square(x - flipped(x)), axis=(1, 2, 3))))
+    assert metrics["train_rec_loss"]["refae"] == 0.0
+    assert metrics["train_rec_loss"]["cladec"] != pytest.approx(metrics["rec_loss"]["cladec"])
+
+
 def test_acc_eval_learns_from_each_methods_reconstructions(result):
     # Trained and tested on turned images with their true labels, the evaluation classifier is right
     # every time; had it been trained on the original images, it would be wrong every time.

@@ -6,7 +6,7 @@ import pytest
 
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import UsageError
-from cladec_cli.reproduce import cells, reproduce
+from cladec_cli.reproduce import cells, markdown, reproduce, summarize
 from cladec_cli.training import TrainSettings
 from conftest import read_group
 
@@ -28,10 +28,12 @@ def test_reproduce_resumes(tmp_path, npz_dataset):
     assert set(rows) == {0, 1}
     for row, folder in ((0, "c0_L-2"), (1, "c1_L-2")):  # one run: the row's means are its cell's metrics
         cell = json.loads((out / "run0" / folder / "metrics_a0.json").read_text())
-        for metric in ("rec_loss", "acc_eval", "agreement"):
+        for metric in ("rec_loss", "train_rec_loss", "acc_eval", "agreement"):
             assert rows[row][metric]["cladec"]["mean"] == cell[metric]["cladec"]
             assert rows[row][metric]["refae"]["values"] == [cell[metric]["refae"]]
-    assert (out / "results.md").read_text().count("\n| ") == 3
+    report = (out / "results.md").read_text()
+    assert report.count("\n| ") == 3 and "train Rec. Loss ClaDec" in report and "paired" in report
+    assert ",train_rec_loss,cladec," in (out / "results.csv").read_text()
 
     again = reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)
     assert again["trained"] == 0
@@ -92,3 +94,20 @@ def test_table2_trains_each_runs_layers_in_one_pass(tmp_path, npz_dataset):
     again = reproduce("table2", dataset, settings, settings.with_epochs(0), 1, out, log=logged.append)
     assert again["trained"] == 2 + 4
     assert "  training ClaDec decoders, layers -2, -4, alpha 0, in one pass" in logged
+
+
+def test_summary_pairs_runs_and_tolerates_cells_from_before_train_rec_loss():
+    def cell(run, cladec, refae, with_train=True):
+        metrics = {"classifier_test_accuracy": 0.9, "rec_loss": {"cladec": cladec, "refae": refae},
+                   "acc_eval": {"cladec": 0.9, "refae": 0.8}, "agreement": {"cladec": 0.9, "refae": 0.8}}
+        if with_train:
+            metrics["train_rec_loss"] = {"cladec": cladec - 1, "refae": refae - 1}
+        return metrics
+
+    # ClaDec is 0.5 above RefAE in every run, while runs differ by much more: only pairing sees it.
+    runs = [cell(0, 10.5, 10.0), cell(1, 20.4, 19.9, with_train=False), cell(2, 30.6, 30.0), cell(3, 40.5, 40.0)]
+    (row,) = summarize("table2", {-2: runs})
+    assert row["rec_loss"]["p_paired"] < 0.01 < 0.9 < row["rec_loss"]["p_value"]
+    assert row["train_rec_loss"]["cladec"]["values"] == [9.5, None, 29.6, 39.5]
+    assert row["train_rec_loss"]["cladec"]["mean"] == pytest.approx((9.5 + 29.6 + 39.5) / 3)
+    assert "| -2 |" in markdown("table2", [row], {"epochs": 1})
