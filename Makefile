@@ -17,11 +17,16 @@ DEMO_FULL_DIR ?= demo-full
 DEMO_FULL_EPOCHS ?= 3
 DEMO_FLAGS ?=
 BENCHMARK_FLAGS ?=
+# `make table2|table3|table4`: the paper's protocol (10 runs, 64 epochs, all images) into reports/<table>;
+# rerunning resumes. TABLE_FLAGS adds reproduce options (e.g. --limit 12000).
+TABLE_RUNS ?= 10
+TABLE_EPOCHS ?= 64
+TABLE_FLAGS ?=
 
-.PHONY: help install data test test-fast test-jax demo demo-full benchmark gpu-wheels clean
+.PHONY: help install data test test-fast test-jax demo demo-full benchmark table2 table3 table4 gpu-wheels clean
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed  ## Create .venv and install cladec with its dependencies
 
@@ -71,6 +76,9 @@ demo-full: install data  ## The demo on all 60,000 training images (DEMO_FULL_EP
 
 benchmark: install data  ## Time every training command against plain Keras: docs/results/speed-<device>.json, .md
 	$(CLADEC) benchmark --overwrite $(BENCHMARK_FLAGS)
+
+table2 table3 table4: install data  ## Reproduce the paper's Table II, III or IV (TABLE_RUNS, TABLE_EPOCHS, TABLE_FLAGS)
+	$(CLADEC) reproduce $@ --runs $(TABLE_RUNS) --epochs $(TABLE_EPOCHS) --out reports/$@ $(TABLE_FLAGS)
 
 clean:  ## Remove the virtual environment, caches and demo output (models/ and reports/ stay)
 	rm -rf $(VENV) *.egg-info .pytest_cache $(DEMO_DIR) $(DEMO_FULL_DIR)
