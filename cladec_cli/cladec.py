@@ -139,6 +139,7 @@ def layer_provenance(classifier, layer, classifier_provenance):
     return {
         "layer_name": layer.name,
         "layer_index": layer.index,
+        "layer_convention": layer.convention,
         "layer_shape": list(layer.shape),
         "classifier_digest": artifacts.weights_digest(classifier),
         "classifier_arch": (classifier_provenance or {}).get("arch", "custom"),

@@ -12,6 +12,11 @@ from cladec_cli.pixels import in_range
 from cladec_cli.training import predict
 
 
+def layer_convention(provenance):
+    """The layer convention a decoder or RefAE was made under (files from before conventions: blocks)."""
+    return provenance.get("layer_convention", "blocks")
+
+
 def check_belongs(path, provenance, classifier_digest, classifier_path, layer_name=None, pixel_range=None):
     """Refuse a decoder or RefAE made for another classifier, another layer or another pixel range."""
     if provenance.get("classifier_digest") != classifier_digest:
@@ -61,7 +66,8 @@ class Explainer:
 
     @property
     def layer(self):
-        return resolve_layer(self.classifier, self.decoder_provenance["layer_name"])
+        provenance = self.decoder_provenance
+        return resolve_layer(self.classifier, provenance["layer_name"], layer_convention(provenance))
 
     @property
     def image_shape(self):
@@ -90,7 +96,7 @@ def load_explainer(classifier_path, decoder_path, refae_path=None, trust=False):
     decoder, decoder_prov = artifacts.load_model(decoder_path, kind="cladec_decoder", trust=trust)
     digest = artifacts.weights_digest(classifier)
     check_belongs(decoder_path, decoder_prov, digest, classifier_path)
-    layer = resolve_layer(classifier, decoder_prov["layer_name"])
+    layer = resolve_layer(classifier, decoder_prov["layer_name"], layer_convention(decoder_prov))
     pixel_range = recorded_pixel_range(decoder_prov)
     cladec = stacked(frozen_encoder(classifier, layer, pixel_range), decoder, "cladec")
     refae, refae_prov = (None, None)

@@ -6,6 +6,11 @@ outputs feeding only an activation, plumbing layers (Flatten, Reshape, Dropout, 
 preprocessing (Rescaling, Normalization, as keras.applications' EfficientNet starts) are left out.
 Nested functional sub-models are expanded, their layers named `outer/inner`. The paper's indices
 count explainable layers from the end: -1 is the last (the logits), -2 the one before.
+
+That is the "blocks" convention: a conv, its BatchNorm and its activation count once, as the block's
+output. The "layers" convention counts every layer that has an output of its own, pre-activation and
+BatchNorm outputs included (plumbing still left out), as code that indexes `model.layers` from the
+end does; on the paper's classifier -2 is then block 5's ReLU, -3 its BatchNorm, -4 its convolution.
 """
 
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ PLUMBING = (
 )
 NORMALIZATIONS = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
 ACTIVATIONS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax")
+CONVENTIONS = ("blocks", "layers")
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class ExplainableLayer:
     name: str
     index: int
     shape: tuple
+    convention: str = "blocks"
 
     @property
     def is_vector(self):
@@ -69,19 +76,20 @@ def is_submodel(layer):
     return isinstance(layer, keras.Model) and (hasattr(layer, "_operations") or isinstance(layer, keras.Sequential))
 
 
-def _explainable_paths(model, prefix=""):
-    """(path, layer) pairs in topological order, nested models expanded in place."""
+def _explainable_paths(model, prefix="", every=False):
+    """(path, layer) pairs in topological order, nested models expanded in place; with `every`,
+    pre-activation and BatchNorm outputs too."""
     consumers = _consumers(model)
     found = []
     for layer in model.layers:
         kind = type(layer).__name__
         if is_submodel(layer):
-            found += _explainable_paths(layer, f"{prefix}{layer.name}/")
+            found += _explainable_paths(layer, f"{prefix}{layer.name}/", every)
             continue
         if kind in PLUMBING:
             continue
         nexts = consumers[id(layer)]
-        if len(nexts) == 1:
+        if len(nexts) == 1 and not every:
             next_kind = type(nexts[0]).__name__
             if next_kind in ACTIVATIONS and kind not in ACTIVATIONS:
                 continue
@@ -96,18 +104,24 @@ def _explainable_paths(model, prefix=""):
     return found
 
 
-def explainable_layers(model):
-    """All explainable layers of `model`, first to last, with their paper-style negative indices."""
+def explainable_layers(model, convention="blocks"):
+    """All explainable layers of `model` under `convention` ("blocks" or "layers", see above), first to
+    last, with their negative indices."""
+    if convention not in CONVENTIONS:
+        raise UsageError(f"unknown layer convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
     check_supported(model)
-    paths = _explainable_paths(model)
+    paths = _explainable_paths(model, every=convention == "layers")
     n = len(paths)
-    return [ExplainableLayer(path, i - n, tuple(int(d) for d in layer.output.shape[1:]))
+    return [ExplainableLayer(path, i - n, tuple(int(d) for d in layer.output.shape[1:]), convention)
             for i, (path, layer) in enumerate(paths)]
 
 
-def resolve_layer(model, spec):
-    """The explainable layer named by `spec`: a name (`block5`, `sub/conv`) or a negative index."""
-    candidates = explainable_layers(model)
+def resolve_layer(model, spec, convention="blocks"):
+    """The explainable layer named by `spec`: a name (`block5`, `sub/conv`) or a negative index under
+    `convention`; an `ExplainableLayer` is returned as it is."""
+    if isinstance(spec, ExplainableLayer):
+        return spec
+    candidates = explainable_layers(model, convention)
     text = str(spec).strip()
     try:
         index = int(text)
@@ -127,9 +141,9 @@ def resolve_layer(model, spec):
     raise UsageError(f"unknown layer {text!r}; explainable layers are: {names}")
 
 
-def resolve_layers(model, specs):
+def resolve_layers(model, specs, convention="blocks"):
     """The explainable layers named by `specs`, in order; a layer named twice is refused."""
-    found = [resolve_layer(model, spec) for spec in specs]
+    found = [resolve_layer(model, spec, convention) for spec in specs]
     if not found:
         raise UsageError("no layer given")
     seen = {}

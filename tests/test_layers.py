@@ -150,3 +150,21 @@ def test_unsupported_models():
     two = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
     with pytest.raises(UsageError, match="2 inputs"):
         explainable_layers(two)
+
+
+def test_layers_convention_counts_every_layer_with_an_output(classifier):
+    found = explainable_layers(classifier, "layers")
+    assert [(l.name, l.index) for l in found[-4:]] == [("block5_conv", -4), ("block5_bn", -3), ("block5", -2),
+                                                      ("logits", -1)]
+    assert len(found) == 16 and {l.convention for l in found} == {"layers"}
+    assert "flatten" not in {l.name for l in found}
+    bn = resolve_layer(classifier, -3, "layers")
+    assert (bn.name, bn.shape) == ("block5_bn", (1, 1, 256))
+    assert resolve_layer(classifier, "block1_conv", "layers").index == -16
+    # An already resolved layer passes through, convention and all.
+    assert resolve_layer(classifier, bn) is bn
+
+
+def test_unknown_convention(classifier):
+    with pytest.raises(UsageError, match="unknown layer convention"):
+        explainable_layers(classifier, "paper")

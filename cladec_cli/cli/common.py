@@ -137,6 +137,12 @@ def layer_specs(text):
     return specs
 
 
+def layer_tag(layer):
+    """How a layer appears in file names: L-2 under the blocks convention, its name under the layers one
+    (whose indices would clash with the blocks names)."""
+    return f"L{layer.index}" if layer.convention == "blocks" else layer.name.replace("/", "_")
+
+
 def layer_outputs(layers, out, out_dir, dataset, filename):
     """One output per layer: --out for a single layer, else `filename(layer)` in --out-dir or the default folder."""
     if out and out_dir:
@@ -149,14 +155,14 @@ def layer_outputs(layers, out, out_dir, dataset, filename):
             for layer in layers]
 
 
-def layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet, filename):
+def layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet, filename, convention="blocks"):
     """Load the classifier, resolve the layers, name the outputs (`filename(layer)`) and load fitting data."""
     from cladec_cli.classifier import check_fits, load_classifier
     from cladec_cli.layers import resolve_layers
 
     settings = train_settings({**opts, "overwrite": overwrite}, quiet)
     classifier, provenance = load_classifier(classifier_path, settings.trust_model)
-    targets = resolve_layers(classifier, layer_specs(layer))
+    targets = resolve_layers(classifier, layer_specs(layer), convention)
     outs = layer_outputs(targets, out, out_dir, opts["dataset"] or provenance, filename)
     dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:])
     check_fits(classifier, dataset)

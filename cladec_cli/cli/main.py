@@ -10,7 +10,7 @@ import click
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
 from cladec_cli.cli.options import (batch_size_option, classifier_option, data_options, device_options,
-                                    layer_option, lr_option, out_dir_option, output_options, rec_loss_option,
+                                    layer_convention_option, layer_option, lr_option, out_dir_option, output_options, rec_loss_option,
                                     report_options, train_options, trust_model_option, with_default)
 from cladec_cli.errors import CladecError
 
@@ -128,14 +128,16 @@ def demo_cmd(layer, class_name, count, out_dir, overwrite, quiet, as_json, **opt
 @cli.command("layers", short_help="List a classifier's explainable layers.")
 @classifier_option
 @trust_model_option
+@layer_convention_option
 @report_options
-def layers_cmd(classifier_path, trust_model, quiet, as_json):
-    """List the explainable layers of a classifier with their paper-style index and output shape."""
+def layers_cmd(classifier_path, trust_model, layer_convention, quiet, as_json):
+    """List the explainable layers of a classifier with their index (under --layer-convention) and
+    output shape."""
     from cladec_cli.classifier import load_classifier
     from cladec_cli.layers import explainable_layers
 
     model, _ = load_classifier(classifier_path, trust_model)
-    found = explainable_layers(model)
+    found = explainable_layers(model, layer_convention)
     rows = [f"{'index':>6}  {'name':<30} shape"]
     rows += [f"{layer.index:>6}  {layer.name:<30} {'x'.join(map(str, layer.shape))}" for layer in found]
     common.report([{"index": l.index, "name": l.name, "shape": list(l.shape)} for l in found],
@@ -160,6 +162,7 @@ def info_cmd(path, quiet, as_json):
 @classifier_option
 @trust_model_option
 @layer_option
+@layer_convention_option
 @click.option("--alpha", type=float, default=0.0, show_default=True,
               help="Weight of the classifier's loss: (1-alpha)*SSE + alpha*CE; 0 is plain ClaDec.")
 @rec_loss_option
@@ -170,16 +173,17 @@ def info_cmd(path, quiet, as_json):
 @output_options("Checkpoint to write, for one layer.", "models/<dataset>/cladec_L<index>_a<alpha>.h5")
 @out_dir_option
 @report_options
-def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out, out_dir, overwrite, quiet, as_json,
-                      **opts):
+def train_decoder_cmd(classifier_path, layer, layer_convention, alpha, rec_loss, cache_codes, out, out_dir, overwrite,
+                      quiet, as_json, **opts):
     """Train a ClaDec decoder on a frozen classifier layer (or one per layer, in one pass) and save it."""
     from cladec_cli.cladec import check_alpha, train_decoders
 
     check_alpha(alpha)
     job = common.layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet,
-                           lambda target: f"cladec_L{target.index}_a{common.alpha_tag(alpha)}.h5")
+                           lambda target: f"cladec_{common.layer_tag(target)}_a{common.alpha_tag(alpha)}.h5",
+                           layer_convention)
     started = time.time()
-    results = train_decoders(job.classifier, job.provenance, job.dataset, [t.name for t in job.layers], alpha,
+    results = train_decoders(job.classifier, job.provenance, job.dataset, job.layers, alpha,
                              job.settings, job.outs, rec_loss, cache_codes)
     common.report_layer_models(job, [record for _, record in results], started, f", alpha {alpha:g}", quiet, as_json)
 
@@ -188,21 +192,23 @@ def train_decoder_cmd(classifier_path, layer, alpha, rec_loss, cache_codes, out,
 @classifier_option
 @trust_model_option
 @layer_option
+@layer_convention_option
 @rec_loss_option
 @data_options()
 @train_options()
 @output_options("Checkpoint to write, for one layer.", "models/<dataset>/refae_L<index>.h5")
 @out_dir_option
 @report_options
-def train_refae_cmd(classifier_path, layer, rec_loss, out, out_dir, overwrite, quiet, as_json, **opts):
+def train_refae_cmd(classifier_path, layer, layer_convention, rec_loss, out, out_dir, overwrite, quiet, as_json,
+                    **opts):
     """Train the reference autoencoder (same architecture, trained for reconstruction only) and save it;
     one per layer, in one pass, for several layers."""
     from cladec_cli.refae import train_refaes
 
     job = common.layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet,
-                           lambda target: f"refae_L{target.index}.h5")
+                           lambda target: f"refae_{common.layer_tag(target)}.h5", layer_convention)
     started = time.time()
-    results = train_refaes(job.classifier, job.provenance, job.dataset, [t.name for t in job.layers], job.settings,
+    results = train_refaes(job.classifier, job.provenance, job.dataset, job.layers, job.settings,
                            job.outs, rec_loss)
     common.report_layer_models(job, [record for _, record in results], started, "", quiet, as_json)
 

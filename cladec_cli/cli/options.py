@@ -120,6 +120,10 @@ classifier_option = click.option("--classifier", "classifier_path", required=Tru
 layer_option = click.option("--layer", default="-1", show_default=True,
                             help="Layer to explain: a name or a negative index (-1 logits, -2 last conv block, ...); "
                                  "several separated by commas (-1,-2,-3,-4) train one model each in one pass.")
+layer_convention_option = click.option(
+    "--layer-convention", type=click.Choice(["blocks", "layers"]), default="blocks", show_default=True,
+    help="How --layer indices count: blocks (a conv, its BatchNorm and activation count once) or layers "
+         "(every layer with an output of its own, as indexing model.layers from the end does).")
 out_dir_option = click.option("--out-dir", type=click.Path(file_okay=False), default=None,
                               help="Folder for the models of several layers, under their usual names "
                                    "[default: models/<dataset>].")

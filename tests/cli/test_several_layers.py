@@ -42,3 +42,19 @@ def test_an_existing_output_refuses_the_whole_run_up_front(tmp_path, trained):
     assert "refae_L-2.h5 already exists" in result.stderr and result.stderr.count("\n") == 1
     assert os.listdir(tmp_path) == ["refae_L-2.h5"]
     assert (tmp_path / "refae_L-2.h5").read_bytes() == b"keep"
+
+
+def test_layers_convention_trains_batchnorm_outputs_and_explains_them(tmp_path, trained):
+    out_dir = tmp_path / "models"
+    invoke("train-decoder", "--classifier", trained["classifier"], "--layer", "-3,-4", "--layer-convention", "layers",
+           "--epochs", 1, "--batch-size", 32, "-q", "--out-dir", out_dir)
+    invoke("train-refae", "--classifier", trained["classifier"], "--layer", -3, "--layer-convention", "layers",
+           "--epochs", 1, "--batch-size", 32, "-q", "--out-dir", out_dir)
+    decoder = read_group(out_dir / "cladec_block5_bn_a0.h5")
+    assert (decoder["layer_name"], decoder["layer_index"], decoder["layer_convention"]) == ("block5_bn", -3, "layers")
+    assert read_group(out_dir / "cladec_block5_conv_a0.h5")["layer_name"] == "block5_conv"
+    listing = invoke("layers", "--classifier", trained["classifier"], "--layer-convention", "layers").stdout
+    assert "block5_bn" in listing and "block1_conv" in listing
+    result = invoke("evaluate", "--classifier", trained["classifier"], "--decoder", out_dir / "cladec_block5_bn_a0.h5",
+                    "--refae", out_dir / "refae_block5_bn.h5", "--eval-epochs", 0, "--out", tmp_path / "m.json")
+    assert "block5_bn (-3)" in result.stdout
