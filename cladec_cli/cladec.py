@@ -34,10 +34,11 @@ def frozen_encoder(classifier, layer, pixel_range="0,1"):
     return encoder
 
 
-def decoder_for(classifier, layer, provenance=None, name="decoder"):
-    """The decoder that fits `layer` of `classifier` (wider for the TinyImageNet architecture)."""
+def decoder_for(classifier, layer, provenance=None, name="decoder", output="sigmoid"):
+    """The decoder that fits `layer` of `classifier` (wider for the TinyImageNet architecture), ending in
+    `output` ("sigmoid" or "relu")."""
     width = DECODER_WIDTH.get((provenance or {}).get("arch"), 1)
-    return build_decoder(layer.shape, tuple(classifier.inputs[0].shape[1:]), width=width, name=name)
+    return build_decoder(layer.shape, tuple(classifier.inputs[0].shape[1:]), width=width, name=name, output=output)
 
 
 def stacked(encoder, decoder, name):
@@ -91,7 +92,7 @@ def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, 
 
 
 def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alpha, settings, outs,
-                   rec_loss_name="sse", cache_codes="auto"):
+                   rec_loss_name="sse", cache_codes="auto", decoder_output="sigmoid"):
     """Train one ClaDec decoder per layer of a frozen classifier in one pass; save each at its `outs` entry.
 
     One frozen encoder computes all the layers' codes; each decoder has its own loss,
@@ -106,11 +107,13 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
     outs = one_output_each(layers, outs)
     cache = alpha == 0.0 and should_cache(dataset.train, layers, cache_codes)
     runs = [run_settings("cladec_decoder", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
-                         alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache) for layer in layers]
+                         alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache, decoder_output=decoder_output)
+            for layer in layers]
     with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup:
         encoder = frozen_encoder(classifier, layers if len(layers) > 1 else layers[0], dataset.pixel_range)
         decoders = [seeded(settings.seed, lambda layer=layer, i=i: decoder_for(
-            classifier, layer, classifier_provenance, name=f"decoder_{i}")) for i, layer in enumerate(layers, start=1)]
+            classifier, layer, classifier_provenance, name=f"decoder_{i}", output=decoder_output))
+            for i, layer in enumerate(layers, start=1)]
         model, data, losses, weights = _training_setup(
             classifier, encoder, decoders, dataset.train, settings, alpha, rec, cache, dataset.pixel_range)
         compile_model(model, settings, data, losses, weights)
@@ -127,11 +130,11 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
 
 
 def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha, settings, out,
-                  rec_loss_name="sse", cache_codes="auto"):
+                  rec_loss_name="sse", cache_codes="auto", decoder_output="sigmoid"):
     """Train a ClaDec decoder for one layer of a frozen classifier and save it with provenance: the
     one-layer case of `train_decoders`. Returns (decoder, provenance record)."""
     return train_decoders(classifier, classifier_provenance, dataset, [layer_spec], alpha, settings, [out],
-                          rec_loss_name, cache_codes)[0]
+                          rec_loss_name, cache_codes, decoder_output)[0]
 
 
 def layer_provenance(classifier, layer, classifier_provenance):

@@ -2,7 +2,8 @@
 
 For a vector code: Dense to a small feature map, then stride-2 5x5 Conv2DTranspose layers with ReLU
 (widths ..., 256, 128, 64, 32 from the code towards the image) and a last one with the image's channel
-count and a sigmoid. For a feature-map code of height h, exactly as many stride-2 layers remain as the
+count and a sigmoid (or, as Table I draws it, a ReLU like every other deconvolution: `output="relu"`;
+its reconstructions are not bounded above). For a feature-map code of height h, exactly as many stride-2 layers remain as the
 code needs to reach the image's size. Sizes that are not a power-of-two multiple end with a resize.
 ClaDec and RefAE build their decoders with this one function, so both are identical.
 """
@@ -11,6 +12,8 @@ import math
 
 import keras
 from keras import layers
+
+from cladec_cli.errors import UsageError
 
 PAPER_WIDTHS = (256, 128, 64, 32)
 VECTOR_UPSAMPLINGS = 5
@@ -32,8 +35,14 @@ def layer_widths(steps, width=1):
     return [w * width for w in widths]
 
 
-def build_decoder(code_shape, image_shape, width=1, name="decoder"):
-    """A decoder from a code of `code_shape` (a vector or H x W x C) to images of `image_shape`."""
+OUTPUTS = ("sigmoid", "relu")
+
+
+def build_decoder(code_shape, image_shape, width=1, name="decoder", output="sigmoid"):
+    """A decoder from a code of `code_shape` (a vector or H x W x C) to images of `image_shape`, ending
+    in `output` ("sigmoid" or "relu")."""
+    if output not in OUTPUTS:
+        raise UsageError(f"unknown decoder output {output!r}; choose one of {', '.join(OUTPUTS)}")
     code_shape, image_shape = tuple(code_shape), tuple(image_shape)
     height, width_px, channels = image_shape
     inputs = keras.Input(shape=code_shape, name="code")
@@ -55,5 +64,5 @@ def build_decoder(code_shape, image_shape, width=1, name="decoder"):
         h = layers.Conv2D(channels, 5, padding="same", name="dec_out", dtype="float32")(h)
     if tuple(h.shape[1:3]) != (height, width_px):
         h = layers.Resizing(height, width_px, interpolation="bilinear", name="dec_resize", dtype="float32")(h)
-    outputs = layers.Activation("sigmoid", name="reconstruction", dtype="float32")(h)
+    outputs = layers.Activation(output, name="reconstruction", dtype="float32")(h)
     return keras.Model(inputs, outputs, name=name)

@@ -15,18 +15,20 @@ from cladec_cli.pixels import rescaled
 from cladec_cli.training import compile_model, fit, run_settings, trained_provenance, training_run
 
 
-def build_refae(classifier, layer, classifier_provenance=None, pixel_range="0,1", name="refae"):
+def build_refae(classifier, layer, classifier_provenance=None, pixel_range="0,1", name="refae",
+                decoder_output="sigmoid"):
     """A fresh, trainable encoder of the classifier's graph up to `layer`, plus the ClaDec decoder.
 
     Like ClaDec's frozen encoder, it takes [0, 1] images and rescales them to the classifier's range.
     """
     encoder = fresh_copy(build_encoder(classifier, layer, name="refae_encoder"))
-    decoder = decoder_for(classifier, layer, classifier_provenance)
+    decoder = decoder_for(classifier, layer, classifier_provenance, output=decoder_output)
     inputs = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
     return keras.Model(inputs, decoder(encoder(rescaled(inputs, pixel_range))), name=name)
 
 
-def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settings, outs, rec_loss_name="sse"):
+def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settings, outs, rec_loss_name="sse",
+                 decoder_output="sigmoid"):
     """Train one RefAE per layer of a classifier's architecture in one pass; save each at its `outs` entry.
 
     One model with one image input and one output per RefAE, each with its own loss and parameters,
@@ -37,10 +39,11 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
     runs = [run_settings("refae", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
-                         rec_loss=rec_loss_name) for layer in layers]
+                         rec_loss=rec_loss_name, decoder_output=decoder_output) for layer in layers]
     with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup:
         refaes = [seeded(settings.seed, lambda layer=layer, i=i: build_refae(
-            classifier, layer, classifier_provenance, dataset.pixel_range, name=f"refae_{i}"))
+            classifier, layer, classifier_provenance, dataset.pixel_range, name=f"refae_{i}",
+            decoder_output=decoder_output))
             for i, layer in enumerate(layers, start=1)]
         recs = [f"rec_{i}" for i in range(1, len(layers) + 1)]
         image = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
@@ -58,7 +61,9 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     return results
 
 
-def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings, out, rec_loss_name="sse"):
+def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings, out, rec_loss_name="sse",
+                decoder_output="sigmoid"):
     """Train a RefAE for one layer of a classifier's architecture and save it with provenance: the
     one-layer case of `train_refaes`. Returns (refae, provenance record)."""
-    return train_refaes(classifier, classifier_provenance, dataset, [layer_spec], settings, [out], rec_loss_name)[0]
+    return train_refaes(classifier, classifier_provenance, dataset, [layer_spec], settings, [out], rec_loss_name,
+                        decoder_output)[0]

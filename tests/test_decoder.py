@@ -6,6 +6,7 @@ import pytest
 from cladec_cli.architectures import build_classifier
 from cladec_cli.cladec import decoder_for
 from cladec_cli.decoder import build_decoder
+from cladec_cli.errors import UsageError
 from cladec_cli.layers import build_encoder, resolve_layer
 from cladec_cli.refae import build_refae
 
@@ -116,3 +117,14 @@ def test_refae_encoder_is_freshly_initialised(classifier):
     kernels = [(np.asarray(a), np.asarray(b)) for a, b in zip(mine, theirs) if "kernel" in a.path]
     assert kernels and all(not np.allclose(a, b) for a, b in kernels)
     assert tuple(refae.outputs[0].shape[1:]) == (32, 32, 1)
+
+
+def test_relu_output_is_not_bounded_above():
+    decoder = build_decoder((4,), (32, 32, 1), output="relu")
+    assert decoder.get_layer("reconstruction").activation.__name__ == "relu"
+    # Large codes drive a ReLU output past 1, where a sigmoid would stop.
+    big = decoder.predict(np.full((2, 4), 1e3, np.float32), verbose=0)
+    assert big.min() >= 0.0 and big.max() > 1.0
+    assert build_decoder((4,), (32, 32, 1)).get_layer("reconstruction").activation.__name__ == "sigmoid"
+    with pytest.raises(UsageError, match="unknown decoder output"):
+        build_decoder((4,), (32, 32, 1), output="tanh")

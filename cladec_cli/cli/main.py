@@ -10,7 +10,7 @@ import click
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
 from cladec_cli.cli.options import (batch_size_option, classifier_option, data_options, device_options,
-                                    layer_convention_option, layer_option, lr_option, out_dir_option, output_options, rec_loss_option,
+                                    decoder_output_option, layer_convention_option, layer_option, lr_option, out_dir_option, output_options, rec_loss_option,
                                     report_options, train_options, trust_model_option, with_default)
 from cladec_cli.errors import CladecError
 
@@ -163,6 +163,7 @@ def info_cmd(path, quiet, as_json):
 @trust_model_option
 @layer_option
 @layer_convention_option
+@decoder_output_option
 @click.option("--alpha", type=float, default=0.0, show_default=True,
               help="Weight of the classifier's loss: (1-alpha)*SSE + alpha*CE; 0 is plain ClaDec.")
 @rec_loss_option
@@ -173,8 +174,8 @@ def info_cmd(path, quiet, as_json):
 @output_options("Checkpoint to write, for one layer.", "models/<dataset>/cladec_L<index>_a<alpha>.h5")
 @out_dir_option
 @report_options
-def train_decoder_cmd(classifier_path, layer, layer_convention, alpha, rec_loss, cache_codes, out, out_dir, overwrite,
-                      quiet, as_json, **opts):
+def train_decoder_cmd(classifier_path, layer, layer_convention, decoder_output, alpha, rec_loss, cache_codes, out,
+                      out_dir, overwrite, quiet, as_json, **opts):
     """Train a ClaDec decoder on a frozen classifier layer (or one per layer, in one pass) and save it."""
     from cladec_cli.cladec import check_alpha, train_decoders
 
@@ -184,7 +185,7 @@ def train_decoder_cmd(classifier_path, layer, layer_convention, alpha, rec_loss,
                            layer_convention)
     started = time.time()
     results = train_decoders(job.classifier, job.provenance, job.dataset, job.layers, alpha,
-                             job.settings, job.outs, rec_loss, cache_codes)
+                             job.settings, job.outs, rec_loss, cache_codes, decoder_output)
     common.report_layer_models(job, [record for _, record in results], started, f", alpha {alpha:g}", quiet, as_json)
 
 
@@ -193,14 +194,15 @@ def train_decoder_cmd(classifier_path, layer, layer_convention, alpha, rec_loss,
 @trust_model_option
 @layer_option
 @layer_convention_option
+@decoder_output_option
 @rec_loss_option
 @data_options()
 @train_options()
 @output_options("Checkpoint to write, for one layer.", "models/<dataset>/refae_L<index>.h5")
 @out_dir_option
 @report_options
-def train_refae_cmd(classifier_path, layer, layer_convention, rec_loss, out, out_dir, overwrite, quiet, as_json,
-                    **opts):
+def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, rec_loss, out, out_dir, overwrite,
+                    quiet, as_json, **opts):
     """Train the reference autoencoder (same architecture, trained for reconstruction only) and save it;
     one per layer, in one pass, for several layers."""
     from cladec_cli.refae import train_refaes
@@ -209,7 +211,7 @@ def train_refae_cmd(classifier_path, layer, layer_convention, rec_loss, out, out
                            lambda target: f"refae_{common.layer_tag(target)}.h5", layer_convention)
     started = time.time()
     results = train_refaes(job.classifier, job.provenance, job.dataset, job.layers, job.settings,
-                           job.outs, rec_loss)
+                           job.outs, rec_loss, decoder_output)
     common.report_layer_models(job, [record for _, record in results], started, "", quiet, as_json)
 
 

@@ -127,6 +127,10 @@ layer_convention_option = click.option(
 out_dir_option = click.option("--out-dir", type=click.Path(file_okay=False), default=None,
                               help="Folder for the models of several layers, under their usual names "
                                    "[default: models/<dataset>].")
+decoder_output_option = click.option(
+    "--decoder-output", type=click.Choice(["sigmoid", "relu"]), default="sigmoid", show_default=True,
+    help="The decoder's last activation: sigmoid (reconstructions in [0, 1]) or relu, as Table I draws "
+         "every deconvolution.")
 rec_loss_option = click.option("--rec-loss", type=click.Choice(["sse", "bce"]), default="sse", show_default=True,
                                help="Training reconstruction loss (bce as the paper used for MNIST).")
 trust_model_option = click.option("--trust-model", is_flag=True,

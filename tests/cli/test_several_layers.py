@@ -58,3 +58,12 @@ def test_layers_convention_trains_batchnorm_outputs_and_explains_them(tmp_path, 
     result = invoke("evaluate", "--classifier", trained["classifier"], "--decoder", out_dir / "cladec_block5_bn_a0.h5",
                     "--refae", out_dir / "refae_block5_bn.h5", "--eval-epochs", 0, "--out", tmp_path / "m.json")
     assert "block5_bn (-3)" in result.stdout
+
+
+def test_relu_decoder_output_is_recorded_and_explained(tmp_path, trained):
+    out = tmp_path / "relu.h5"
+    invoke("train-decoder", "--classifier", trained["classifier"], "--layer", -2, "--decoder-output", "relu",
+           "--epochs", 1, "--batch-size", 32, "-q", "--out", out)
+    assert read_group(out)["decoder_output"] == "relu"
+    invoke("explain", "--classifier", trained["classifier"], "--decoder", out, "--count", 2, "--out", tmp_path / "g.png")
+    assert (tmp_path / "g.png").exists()
