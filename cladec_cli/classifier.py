@@ -3,11 +3,11 @@
 import keras
 import numpy as np
 
-from cladec_cli import artifacts
+from cladec_cli import artifacts, batchnorm
 from cladec_cli.architectures import build_classifier
-from cladec_cli.errors import DataError
+from cladec_cli.errors import DataError, UsageError
 from cladec_cli.layers import check_supported, is_submodel
-from cladec_cli.pixels import in_range
+from cladec_cli.pixels import bounds, in_range
 from cladec_cli.training import compile_model, fit, predict, run_settings, start, trained_provenance, training_run
 
 
@@ -110,15 +110,25 @@ def fit_classifier(model, train_split, settings, backup=None, pixel_range="0,1",
     return fit(trained, data, settings, backup)
 
 
-def train_classifier(dataset, settings, out, arch="paper"):
+def train_classifier(dataset, settings, out, arch="paper", bn_statistics="moving"):
     """Train the paper's classifier on `dataset`, evaluate it and save it with provenance at `out`.
 
     The saved classifier takes images in the dataset's `pixel_range`; it is trained on them rescaled.
+    `bn_statistics` "data" replaces BatchNorm's moving statistics by those of the training images
+    once training ends (see `cladec_cli.batchnorm`); "moving" keeps what training left.
     """
-    run = run_settings("classifier", dataset, settings, arch=arch)
+    if bn_statistics not in batchnorm.CHOICES:
+        raise UsageError(f"unknown BatchNorm statistics {bn_statistics!r}; choose moving or data")
+    if bn_statistics == "data" and not dataset.train.in_memory:
+        raise UsageError("BatchNorm statistics from data need a dataset held in memory; this one streams "
+                         "image files from disk")
+    run = run_settings("classifier", dataset, settings, arch=arch, bn_statistics=bn_statistics)
     with training_run(out, settings, run) as backup:
         model = build_classifier(dataset.image_shape, dataset.n_classes, arch)
         history = fit_classifier(model, dataset.train, settings, backup, dataset.pixel_range)
+        if bn_statistics == "data":
+            low, high = bounds(dataset.pixel_range)
+            batchnorm.statistics_from_data(model, low + dataset.train.images * (high - low))
         test_accuracy = accuracy(classifier_on(model, dataset.pixel_range), dataset.test)
         provenance = trained_provenance(run, history, {"test_accuracy": test_accuracy})
         record = artifacts.save_model(model, out, provenance, settings.overwrite)

@@ -78,10 +78,14 @@ def cli(debug):
 @click.option("--arch", type=click.Choice(["paper", "tiny_imagenet"]), default=None,
               help=with_default("Classifier architecture: paper (Table I) or its wider TinyImageNet variant.",
                                 "tiny_imagenet for that dataset, else paper"))
+@click.option("--bn-statistics", type=click.Choice(["moving", "data"]), default="moving", show_default=True,
+              help="BatchNorm's inference statistics: moving (as training leaves them) or data (mean and "
+                   "variance over the training images, computed once training ends; for --epochs 0 the "
+                   "untrained network then sees normalised activations).")
 @train_options()
 @output_options("Checkpoint to write.", "models/<dataset>/classifier.h5")
 @report_options
-def train_classifier_cmd(out, overwrite, quiet, as_json, arch, **opts):
+def train_classifier_cmd(out, overwrite, quiet, as_json, arch, bn_statistics, **opts):
     """Train the paper's classifier (Table I) and save it with its provenance."""
     from cladec_cli.classifier import train_classifier
 
@@ -90,7 +94,7 @@ def train_classifier_cmd(out, overwrite, quiet, as_json, arch, **opts):
     dataset = common.dataset_for(opts)
     arch = arch or ("tiny_imagenet" if opts["dataset"] == "tiny_imagenet" else "paper")
     started = time.time()
-    _, record = train_classifier(dataset, settings, out, arch)
+    _, record = train_classifier(dataset, settings, out, arch, bn_statistics)
     common.report_saved(record, out, started, f"test accuracy {record['metrics']['test_accuracy']:.4f}",
                         quiet, as_json)
 

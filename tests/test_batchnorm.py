@@ -1,0 +1,34 @@
+"""BatchNorm moving statistics from data: inference-mode activations come out normalised."""
+
+import keras
+import numpy as np
+
+from cladec_cli.architectures import build_classifier
+from cladec_cli.batchnorm import batchnorm_layers, statistics_from_data
+from conftest import invoke, read_group, synthetic_images
+
+
+def test_statistics_from_data_normalise_every_batchnorm_in_inference_mode():
+    keras.utils.set_random_seed(0)
+    model = build_classifier((32, 32, 1), 4)
+    images = synthetic_images(300)[0].astype("float32") / 255.0
+    assert statistics_from_data(model, images, batch_size=128) == 5
+    for layer in batchnorm_layers(model):
+        assert float(np.abs(layer.moving_mean.numpy()).max()) > 0  # no longer the initial 0
+        out = keras.Model(model.inputs[0], layer.output)(images, training=False).numpy()
+        out = out.reshape(-1, out.shape[-1])
+        np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-3)  # gamma 1, beta 0 when untrained
+        busy = layer.moving_variance.numpy() > 1e-2  # epsilon 1e-3 shrinks near-constant channels
+        np.testing.assert_allclose(out.var(axis=0)[busy], 1.0, rtol=0.1)
+
+
+def test_train_classifier_records_batchnorm_statistics_from_data(tmp_path, npz_dataset):
+    invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 0, "--bn-statistics", "data", "-q",
+           "--out", tmp_path / "data.h5")
+    invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 0, "-q", "--out", tmp_path / "moving.h5")
+    assert read_group(tmp_path / "data.h5")["bn_statistics"] == "data"
+    assert read_group(tmp_path / "moving.h5")["bn_statistics"] == "moving"
+    data = keras.models.load_model(tmp_path / "data.h5", compile=False)
+    moving = keras.models.load_model(tmp_path / "moving.h5", compile=False)
+    assert np.abs(data.get_layer("block1_bn").moving_mean.numpy()).max() > 0
+    assert np.all(moving.get_layer("block1_bn").moving_mean.numpy() == 0)
