@@ -40,8 +40,7 @@ def _jax_chunked(step, batch_size, unroll):
     import jax
 
     def chunked_step(state, data):
-        leaves = [leaf for leaf in jax.tree_util.tree_leaves(data)]
-        n = leaves[0].shape[0]
+        n = jax.tree_util.tree_leaves(data)[0].shape[0]
         full, rest = divmod(n, batch_size)
 
         def part(start, stop):
