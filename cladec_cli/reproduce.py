@@ -30,7 +30,7 @@ PAPER = {
 METRICS = (("rec_loss", "Rec. Loss"), ("train_rec_loss", "Rec. Loss on training images"), ("acc_eval", "Acc Eval"),
            ("agreement", "Agreement"))
 # Settings recorded since a later version, with the value that folders made before then used.
-ADDED_SETTINGS = {"split_seed": 0, "test_fraction": 0.2, "pixel_range": "0,1"}
+ADDED_SETTINGS = {"split_seed": 0, "test_fraction": 0.2, "pixel_range": "0,1", "lr_schedule": "cosine"}
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=prin
     out.mkdir(parents=True, exist_ok=True)
     settings = {"table": table, "runs": runs, "epochs": train_settings.epochs,
                 "eval_epochs": eval_settings.epochs, "batch_size": train_settings.batch_size,
-                "lr": train_settings.lr, **{k: v for k, v in dataset.provenance().items() if k != "class_names"}}
+                "lr": train_settings.lr, "lr_schedule": train_settings.lr_schedule, **{k: v for k, v in dataset.provenance().items() if k != "class_names"}}
     check_settings(out, {k: v for k, v in settings.items() if k != "runs"})
     started = time.time()
     experiment = Experiment(table, dataset, train_settings, eval_settings, runs, out, log)

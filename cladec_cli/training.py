@@ -19,10 +19,14 @@ from cladec_cli.data.feed import ArrayFeed, set_start_epoch
 from cladec_cli.errors import TrainingError, UsageError
 
 
+LR_SCHEDULES = ("cosine", "constant")
+
+
 @dataclass
 class TrainSettings:
-    """How a model is trained. `lr` is the start of a cosine decay to 0 over all epochs; `trust_model` says
-    that the model trained from was allowed to run code stored in its file (Lambda layers)."""
+    """How a model is trained. `lr` is the start of a cosine decay to 0 over all epochs (`lr_schedule`
+    "cosine") or Adam's rate throughout ("constant"); `trust_model` says that the model trained from
+    was allowed to run code stored in its file (Lambda layers)."""
 
     epochs: int = 64
     batch_size: int = 128
@@ -40,6 +44,7 @@ class TrainSettings:
     xla: str = "auto"
     announce: object = None
     backup_interval: float = 60.0
+    lr_schedule: str = "cosine"
 
     def __post_init__(self):
         if self.epochs < 0:
@@ -48,6 +53,8 @@ class TrainSettings:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose cosine or constant")
         if self.tensorboard:
             check_tensorboard()
         self._runtime = None
@@ -62,7 +69,7 @@ class TrainSettings:
     def provenance(self):
         """What a trained model records about how it was trained."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "lr_schedule": "cosine", "optimizer": "adam", "seed": self.seed, "trust_model": self.trust_model,
+                "lr_schedule": self.lr_schedule, "optimizer": "adam", "seed": self.seed, "trust_model": self.trust_model,
                 **self.runtime().provenance()}
 
     def with_epochs(self, epochs):
@@ -72,10 +79,13 @@ class TrainSettings:
 
 
 def make_optimizer(settings, steps_per_epoch):
-    """Adam with a cosine decay of the learning rate from `settings.lr` to 0 over the whole run
-    (with dynamic loss scaling in float16)."""
+    """Adam with a cosine decay of the learning rate from `settings.lr` to 0 over the whole run, or at
+    `settings.lr` throughout (with dynamic loss scaling in float16)."""
     total = max(1, settings.epochs * steps_per_epoch)
-    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(settings.lr, decay_steps=total))
+    rate = settings.lr
+    if settings.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(settings.lr, decay_steps=total)
+    optimizer = keras.optimizers.Adam(rate)
     if settings.runtime().precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -200,3 +200,18 @@ def test_backups_are_saved_at_most_once_per_interval(tmp_path, tiny):
         with pytest.raises(KeyboardInterrupt):
             train_classifier(tiny, settings, out)
         assert (backup_folder(out) / "training_metadata.json").exists() == kept
+
+
+def test_constant_learning_rate_is_adams_rate_throughout(tmp_path, tiny):
+    from cladec_cli.training import make_optimizer
+
+    constant = make_optimizer(TrainSettings(epochs=2, lr=1e-3, lr_schedule="constant"), 10)
+    cosine = make_optimizer(TrainSettings(epochs=2, lr=1e-3), 10)
+    assert float(constant.learning_rate) == pytest.approx(1e-3)
+    cosine.iterations.assign(10)  # half way: the cosine rate has fallen to half
+    assert float(cosine.learning_rate) == pytest.approx(5e-4, rel=1e-3)
+    _, record = train_classifier(tiny, TrainSettings(epochs=1, batch_size=32, verbose=0, lr_schedule="constant"),
+                                 tmp_path / "c.h5")
+    assert record["lr_schedule"] == "constant"
+    with pytest.raises(UsageError, match="learning-rate schedule"):
+        TrainSettings(lr_schedule="step")

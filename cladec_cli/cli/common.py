@@ -22,7 +22,8 @@ def train_settings(opts, quiet):
                              precision=opts.get("precision") or "auto", deterministic=opts.get("deterministic"),
                              steps_per_execution=opts.get("steps_per_execution"), xla=xla,
                              announce=lambda line: announce_once(line, quiet),
-                             backup_interval=opts.get("backup_interval", 60.0))
+                             backup_interval=opts.get("backup_interval", 60.0),
+                             lr_schedule=opts.get("lr_schedule") or "cosine")
     return settings
 
 
