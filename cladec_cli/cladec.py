@@ -1,12 +1,15 @@
 """ClaDec: a decoder trained on the frozen activations of one classifier layer (optionally with the
 classifier's loss on the reconstruction, weighted by alpha); the decoders of several layers train in one pass."""
 
+import dataclasses
+
 import keras
 import numpy as np
 
 from cladec_cli import artifacts
 from cladec_cli.architectures import DECODER_WIDTH
 from cladec_cli.classifier import classification_loss
+from cladec_cli.curves import TestRecLoss, curve_record
 from cladec_cli.decoder import build_decoder
 from cladec_cli.data.feed import ArrayFeed
 from cladec_cli.errors import UsageError
@@ -92,13 +95,14 @@ def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, 
 
 
 def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alpha, settings, outs,
-                   rec_loss_name="sse", cache_codes="auto", decoder_output="sigmoid"):
+                   rec_loss_name="sse", cache_codes="auto", decoder_output="sigmoid", curves=False):
     """Train one ClaDec decoder per layer of a frozen classifier in one pass; save each at its `outs` entry.
 
     One frozen encoder computes all the layers' codes; each decoder has its own loss,
     (1 - alpha) * reconstruction loss + alpha * the classifier's cross-entropy on its reconstruction,
     and its own parameters, so each is the decoder that training it alone gives. Each saved model is the
-    decoder alone (its input is the layer's activation), with the provenance of a one-layer run.
+    decoder alone (its input is the layer's activation), with the provenance of a one-layer run; with
+    `curves`, that records each epoch's test Rec. Loss beside its training loss (metrics.curve).
     Returns [(decoder, provenance record)] in the order of `layer_specs`.
     """
     alpha = check_alpha(alpha)
@@ -117,6 +121,11 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
         model, data, losses, weights = _training_setup(
             classifier, encoder, decoders, dataset.train, settings, alpha, rec, cache, dataset.pixel_range)
         compile_model(model, settings, data, losses, weights)
+        tracker = None
+        if curves:
+            tracker = TestRecLoss([stacked(frozen_encoder(classifier, layer, dataset.pixel_range), decoder, "cladec")
+                                   for layer, decoder in zip(layers, decoders)], dataset.test)
+            settings = dataclasses.replace(settings, extra_callbacks=[*settings.extra_callbacks, tracker])
         history = fit(model, data, settings, backup)
         results = []
         for i, (layer, decoder, out, run) in enumerate(zip(layers, decoders, outs, runs), start=1):
@@ -124,17 +133,20 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
             own = {name: weight for name, weight in weights.items() if name in (f"rec_{i}", f"ce_{i}")}
             encoder = frozen_encoder(classifier, layer, dataset.pixel_range)
             metrics = {"test_rec_loss": split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)}
-            provenance = trained_provenance(run, model_history(history, own), metrics)
+            own_history = model_history(history, own)
+            if tracker is not None:
+                metrics["curve"] = curve_record(tracker, i - 1, own_history["loss"])
+            provenance = trained_provenance(run, own_history, metrics)
             results.append((decoder, artifacts.save_model(decoder, out, provenance, settings.overwrite)))
     return results
 
 
 def train_decoder(classifier, classifier_provenance, dataset, layer_spec, alpha, settings, out,
-                  rec_loss_name="sse", cache_codes="auto", decoder_output="sigmoid"):
+                  rec_loss_name="sse", cache_codes="auto", decoder_output="sigmoid", curves=False):
     """Train a ClaDec decoder for one layer of a frozen classifier and save it with provenance: the
     one-layer case of `train_decoders`. Returns (decoder, provenance record)."""
     return train_decoders(classifier, classifier_provenance, dataset, [layer_spec], alpha, settings, [out],
-                          rec_loss_name, cache_codes, decoder_output)[0]
+                          rec_loss_name, cache_codes, decoder_output, curves)[0]
 
 
 def layer_provenance(classifier, layer, classifier_provenance):

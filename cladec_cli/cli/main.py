@@ -148,6 +148,19 @@ def layers_cmd(classifier_path, trust_model, layer_convention, quiet, as_json):
                   rows, quiet, as_json)
 
 
+@cli.command("plot-curves", short_help="Plot learning curves recorded with train-decoder --curves.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@report_options
+def plot_curves_cmd(paths, out, overwrite, quiet, as_json):
+    """Draw each decoder's test Rec. Loss and training-loop loss per epoch into one PNG."""
+    from cladec_cli.plots import plot_curves
+
+    saved = plot_curves(paths, out, overwrite)
+    common.report({"path": str(saved), "models": list(paths)}, [f"saved {saved}"], quiet, as_json)
+
+
 @cli.command("info", short_help="Print the provenance stored in a model file.")
 @click.argument("path", type=click.Path(dir_okay=False))
 @report_options
@@ -168,6 +181,9 @@ def info_cmd(path, quiet, as_json):
 @layer_option
 @layer_convention_option
 @decoder_output_option
+@click.option("--curves", is_flag=True,
+              help="Record each epoch's test Rec. Loss beside its training loss in the model file "
+                   "(costs a pass over the test images an epoch); `cladec plot-curves` draws them.")
 @click.option("--alpha", type=float, default=0.0, show_default=True,
               help="Weight of the classifier's loss: (1-alpha)*SSE + alpha*CE; 0 is plain ClaDec.")
 @rec_loss_option
@@ -178,8 +194,8 @@ def info_cmd(path, quiet, as_json):
 @output_options("Checkpoint to write, for one layer.", "models/<dataset>/cladec_L<index>_a<alpha>.h5")
 @out_dir_option
 @report_options
-def train_decoder_cmd(classifier_path, layer, layer_convention, decoder_output, alpha, rec_loss, cache_codes, out,
-                      out_dir, overwrite, quiet, as_json, **opts):
+def train_decoder_cmd(classifier_path, layer, layer_convention, decoder_output, curves, alpha, rec_loss, cache_codes,
+                      out, out_dir, overwrite, quiet, as_json, **opts):
     """Train a ClaDec decoder on a frozen classifier layer (or one per layer, in one pass) and save it."""
     from cladec_cli.cladec import check_alpha, train_decoders
 
@@ -189,7 +205,7 @@ def train_decoder_cmd(classifier_path, layer, layer_convention, decoder_output, 
                            layer_convention)
     started = time.time()
     results = train_decoders(job.classifier, job.provenance, job.dataset, job.layers, alpha,
-                             job.settings, job.outs, rec_loss, cache_codes, decoder_output)
+                             job.settings, job.outs, rec_loss, cache_codes, decoder_output, curves)
     common.report_layer_models(job, [record for _, record in results], started, f", alpha {alpha:g}", quiet, as_json)
 
 

@@ -1,0 +1,27 @@
+"""`train-decoder --curves` records learning curves; `plot-curves` draws them."""
+
+import pytest
+from PIL import Image
+
+from conftest import invoke, read_group
+
+
+def test_curves_are_recorded_and_plotted(tmp_path, trained):
+    out = tmp_path / "curved.h5"
+    invoke("train-decoder", "--classifier", trained["classifier"], "--layer", -2, "--curves", "--epochs", 2,
+           "--batch-size", 32, "--lr-schedule", "constant", "-q", "--out", out)
+    record = read_group(out)
+    curve = record["metrics"]["curve"]
+    assert curve["epochs"] == [1, 2] and len(curve["train_loss"]) == len(curve["test_rec_loss"]) == 2
+    # The last point is the trained decoder's own test Rec. Loss, measured the same way after training.
+    assert curve["test_rec_loss"][-1] == pytest.approx(record["metrics"]["test_rec_loss"], rel=1e-5)
+    assert curve["train_loss"][-1] == pytest.approx(record["metrics"]["train_loss"])
+    assert record["lr_schedule"] == "constant"
+    invoke("plot-curves", out, "--out", tmp_path / "curves.png")
+    with Image.open(tmp_path / "curves.png") as image:
+        assert image.size == (800, 500)
+
+
+def test_a_file_without_curves_is_refused(tmp_path, trained):
+    result = invoke("plot-curves", trained["decoder"], "--out", tmp_path / "c.png", expect=2)
+    assert "no learning curve" in result.stderr and not (tmp_path / "c.png").exists()
