@@ -91,8 +91,8 @@ def train_options(epochs=64):
         batch_size_option,
         lr_option,
         click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
-                     show_default=True, help="cosine: decay --lr to 0 over all epochs; constant: Adam at --lr "
-                                             "throughout (Keras' default is 1e-3)."),
+                     show_default=True, help="How the learning rate moves: cosine decays --lr to 0 over all epochs, "
+                                             "constant keeps Adam at --lr throughout (Keras' default is 1e-3)."),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed for the initial weights and the shuffling (the data split has --split-seed)."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch."),
