@@ -19,14 +19,14 @@ from cladec_cli import runtime
 UNROLL_ON_GPU = False
 
 
-def install(model, batch_size):
+def install(model, batch_size, on_gpu):
     """Make `model.train_step` take chunks of whole batches of `batch_size` (and one shorter batch at
-    the end of an epoch) and run one optimizer step per batch. The chunk's logs are those of its last
-    step, which are running means over the epoch."""
+    the end of an epoch) and run one optimizer step per batch; `on_gpu` says where it trains. The
+    chunk's logs are those of its last step, which are running means over the epoch."""
     step = model.train_step
     kind = runtime.backend()
     if kind == "jax":
-        chunked = _jax_chunked(step, batch_size, UNROLL_ON_GPU or not runtime.current_device().is_gpu)
+        chunked = _jax_chunked(step, batch_size, UNROLL_ON_GPU or not on_gpu)
     elif kind == "tensorflow":
         chunked = _tensorflow_chunked(step, batch_size)
     else:

@@ -131,11 +131,14 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
         for i, (layer, decoder, out, run) in enumerate(zip(layers, decoders, outs, runs), start=1):
             decoder = renamed(decoder, "decoder")
             own = {name: weight for name, weight in weights.items() if name in (f"rec_{i}", f"ce_{i}")}
-            encoder = frozen_encoder(classifier, layer, dataset.pixel_range)
-            metrics = {"test_rec_loss": split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)}
             own_history = model_history(history, own)
-            if tracker is not None:
-                metrics["curve"] = curve_record(tracker, i - 1, own_history["loss"])
+            if tracker is not None and tracker.curves[i - 1]:
+                # The curve's last point is the trained decoder's test Rec. Loss: no second pass.
+                metrics = {"test_rec_loss": tracker.curves[i - 1][-1],
+                           "curve": curve_record(tracker, i - 1, own_history["loss"])}
+            else:
+                encoder = frozen_encoder(classifier, layer, dataset.pixel_range)
+                metrics = {"test_rec_loss": split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)}
             provenance = trained_provenance(run, own_history, metrics)
             results.append((decoder, artifacts.save_model(decoder, out, provenance, settings.overwrite)))
     return results

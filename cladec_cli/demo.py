@@ -7,7 +7,7 @@ from pathlib import Path
 from cladec_cli import artifacts
 from cladec_cli.classifier import load_classifier, train_classifier
 from cladec_cli.cladec import train_decoder
-from cladec_cli.evaluate import evaluate, markdown_table
+from cladec_cli.evaluate import evaluate, write_result
 from cladec_cli.explain import explanation_arrays, select, write_grid
 from cladec_cli.explainer import load_explainer
 from cladec_cli.refae import train_refae
@@ -49,6 +49,5 @@ def run_demo(dataset, settings, out_dir, layer=-1, class_name=None, count=6, log
         paths["grid"], explanation_arrays(explainer, images), dataset.class_names, labels,
         [f"test #{i}" for i in chosen], settings.overwrite))
     result = step("measured Rec. Loss, agreement and Acc Eval", lambda: evaluate(explainer, dataset, settings))
-    artifacts.write_json(paths["metrics"], result, settings.overwrite)
-    artifacts.write_text(paths["table"], markdown_table(result), settings.overwrite)
+    write_result(result, paths["metrics"], paths["table"], settings.overwrite)
     return result, paths

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from cladec_cli import artifacts
 from cladec_cli.data.split import Split
-from cladec_cli.metrics import acc_eval_on, split_measures
+from cladec_cli.metrics import acc_eval_on, split_measures, split_rec_losses
 from cladec_cli.training import predict
 
 def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=True):
@@ -26,7 +26,7 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         "test_images": len(dataset.test),
         **{k: v for k, v in dataset.provenance().items() if k != "class_names"},
         "rec_loss": measured["rec_loss"],
-        "train_rec_loss": split_measures(explainer.scaled_classifier, reconstructors, dataset.train)["rec_loss"],
+        "train_rec_loss": split_rec_losses(reconstructors, dataset.train),
         "agreement": measured["agreement"],
     }
     if with_acc_eval:
@@ -75,6 +75,14 @@ def _save_eval_classifier(model, path, method, score, explainer, dataset, settin
         "metrics": {"test_accuracy": score},
     }
     artifacts.save_model(model, path, provenance, overwrite=settings.overwrite)
+
+
+def write_result(result, json_path, table_path, overwrite=False):
+    """Save a result as JSON at `json_path` and as `markdown_table` at `table_path`; returns the table."""
+    table = markdown_table(result)
+    artifacts.write_json(json_path, result, overwrite)
+    artifacts.write_text(table_path, table, overwrite)
+    return table
 
 
 def markdown_table(result):

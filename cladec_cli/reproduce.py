@@ -198,7 +198,7 @@ def summarize(table, results):
 
 
 def _delta(stat, fmt):
-    return f"{stat['difference']:{fmt}} ({stat['p_value']:.2g}, {stat.get('p_paired', float('nan')):.2g})"
+    return f"{stat['difference']:{fmt}} ({stat['p_value']:.2g}, {stat['p_paired']:.2g})"
 
 
 def _pm(stat, fmt):
@@ -213,9 +213,7 @@ def markdown(table, rows, settings):
             "Δ (p, paired p)", "Agreement ClaDec", "Agreement RefAE", "paper"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        rec, acc, agr = row["rec_loss"], row["acc_eval"], row["agreement"]
-        train_rec = row.get("train_rec_loss") or {m: {"mean": float("nan"), "std": float("nan")}
-                                                  for m in ("cladec", "refae")}
+        rec, train_rec, acc, agr = row["rec_loss"], row["train_rec_loss"], row["acc_eval"], row["agreement"]
         paper = row["paper"]
         if paper is None:
             paper_text = "-"

@@ -270,9 +270,9 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
         return {}
     chunk = batches_per_call(settings, train_data)
     if chunk > 1:
-        chunked_steps.install(model, train_data.batch_size)
-        train_data = train_data.in_chunks(chunk, on_device=runtime.backend() == "jax"
-                                          and runtime.current_device().is_gpu)
+        on_gpu = runtime.current_device().is_gpu
+        chunked_steps.install(model, train_data.batch_size, on_gpu)
+        train_data = train_data.in_chunks(chunk, on_device=on_gpu and runtime.backend() == "jax")
     guard = StopOnNonFinite()
     callbacks = [FeedEpoch(train_data), guard, *settings.extra_callbacks]
     if backup is not None:

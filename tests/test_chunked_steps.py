@@ -71,7 +71,7 @@ def test_install_replaces_a_train_function_made_before():
     model.compile(optimizer="sgd", loss="mse")
     model.fit(np.zeros((4, 2)), np.zeros((4, 1)), verbose=0)
     assert model.train_function is not None
-    chunked_steps.install(model, 2)
+    chunked_steps.install(model, 2, on_gpu=False)
     assert model.train_function is None
 
 

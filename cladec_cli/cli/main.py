@@ -307,7 +307,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, eval_ep
     """Measure Rec. Loss, Acc Eval and agreement of ClaDec and RefAE for one layer."""
     from cladec_cli import artifacts
     from cladec_cli.classifier import check_fits
-    from cladec_cli.evaluate import evaluate, markdown_table
+    from cladec_cli.evaluate import evaluate, write_result
     from cladec_cli.explainer import load_explainer
 
     settings = common.train_settings({"epochs": eval_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
@@ -327,9 +327,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, eval_ep
     dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
     check_fits(explainer.classifier, dataset)
     result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0)
-    table = markdown_table(result)
-    artifacts.write_json(out, result, overwrite)
-    artifacts.write_text(table_out, table, overwrite)
+    table = write_result(result, out, table_out, overwrite)
     common.report(result, [table.rstrip(), f"saved {out} and {table_out}"], quiet, as_json)
 
 
