@@ -27,6 +27,7 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         **{k: v for k, v in dataset.provenance().items() if k != "class_names"},
         "rec_loss": measured["rec_loss"],
         "train_rec_loss": split_rec_losses(reconstructors, dataset.train),
+        "loop_loss": training_loop_losses(explainer),
         "agreement": measured["agreement"],
     }
     if with_acc_eval:
@@ -38,10 +39,18 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
             if keep_dir:
                 _save_eval_classifier(model, Path(keep_dir) / f"eval_{method}.h5", method, score,
                                       explainer, dataset, eval_settings)
-    for key in ("rec_loss", "train_rec_loss", "agreement", "acc_eval"):
+    for key in ("rec_loss", "train_rec_loss", "loop_loss", "agreement", "acc_eval"):
         if key in result and len(result[key]) == 2:
             result[key]["difference"] = result[key]["cladec"] - result[key]["refae"]
     return result
+
+
+def training_loop_losses(explainer):
+    """Each model's loss in its last training epoch, as Keras reported it while training (its own loss:
+    the Rec. Loss for alpha 0, else the weighted sum): {method: loss}, for the models that recorded one."""
+    recorded = {"cladec": explainer.decoder_provenance, "refae": explainer.refae_provenance}
+    losses = {m: (p or {}).get("metrics", {}).get("train_loss") for m, p in recorded.items()}
+    return {m: loss for m, loss in losses.items() if loss is not None and m in explainer.reconstructors}
 
 
 def acc_eval_of(explainer, reconstructor, dataset, settings):
@@ -101,6 +110,7 @@ def markdown_table(result):
     ]
     for group, label, fmt in (("rec_loss", "Rec. Loss (SSE per image)", ".2f"),
                               ("train_rec_loss", "Rec. Loss on training images", ".2f"),
+                              ("loop_loss", "Loss in the last training epoch", ".2f"),
                               ("acc_eval", "Acc Eval", ".4f"),
                               ("agreement", "Agreement (not in the paper)", ".4f")):
         if group in result:

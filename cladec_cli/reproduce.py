@@ -27,8 +27,19 @@ PAPER = {
                1.0: (234.8, 0.911)},
     "table4": {0: (5.45, 0.85), 1: (6.42, 0.88), 4: (6.61, 0.893), 16: (6.23, 0.896), 64: (6.08, 0.895)},
 }
-METRICS = (("rec_loss", "Rec. Loss"), ("train_rec_loss", "Rec. Loss on training images"), ("acc_eval", "Acc Eval"),
-           ("agreement", "Agreement"))
+METRICS = (("rec_loss", "Rec. Loss"), ("train_rec_loss", "Rec. Loss on training images"),
+           ("loop_loss", "Loss in the last training epoch"), ("acc_eval", "Acc Eval"), ("agreement", "Agreement"))
+# How close a figure must come to the paper's to count as reproduced (relative difference).
+PAPER_TOLERANCE = 0.15
+# Our measures set against the paper's figures: (measure, method, index into PAPER's tuple) per table.
+PAPER_FIGURES = {
+    "table2": (("rec_loss", "cladec", 0), ("train_rec_loss", "cladec", 0), ("loop_loss", "cladec", 0),
+               ("rec_loss", "refae", 1), ("train_rec_loss", "refae", 1), ("loop_loss", "refae", 1),
+               ("acc_eval", "cladec", 2), ("acc_eval", "refae", 3)),
+    "table3": (("rec_loss", "cladec", 0), ("train_rec_loss", "cladec", 0), ("acc_eval", "cladec", 1)),
+    "table4": (("rec_loss", "cladec", 0), ("train_rec_loss", "cladec", 0), ("loop_loss", "cladec", 0),
+               ("acc_eval", "cladec", 1)),
+}
 # Settings recorded since a later version, with the value that folders made before then used.
 ADDED_SETTINGS = {"split_seed": 0, "test_fraction": 0.2, "pixel_range": "0,1", "lr_schedule": "cosine"}
 
@@ -197,6 +208,23 @@ def summarize(table, results):
     return rows
 
 
+def paper_comparison(table, rows):
+    """Each of our means beside the paper's figure it estimates: [{row, measure, method, ours, paper,
+    ratio, within}], `within` meaning no more than PAPER_TOLERANCE apart (relative to the paper's)."""
+    compared = []
+    for row in rows:
+        if row["paper"] is None:
+            continue
+        for metric, method, index in PAPER_FIGURES[table]:
+            ours, paper = row[metric][method]["mean"], row["paper"][index]
+            if ours != ours:  # NaN: no run measured it
+                continue
+            ratio = ours / paper
+            compared.append({"row": row["row"], "measure": metric, "method": method, "ours": ours,
+                             "paper": paper, "ratio": ratio, "within": abs(ratio - 1) <= PAPER_TOLERANCE})
+    return compared
+
+
 def _delta(stat, fmt):
     return f"{stat['difference']:{fmt}} ({stat['p_value']:.2g}, {stat['p_paired']:.2g})"
 
@@ -209,11 +237,12 @@ def markdown(table, rows, settings):
     """A table laid out like the paper's, with the paper's figures beside ours."""
     label = {"table2": "Layer", "table3": "alpha", "table4": "Classifier epochs"}[table]
     head = [label, "Acc classifier", "Rec. Loss ClaDec", "Rec. Loss RefAE", "Δ (p, paired p)",
-            "train Rec. Loss ClaDec", "train Rec. Loss RefAE", "Acc Eval ClaDec", "Acc Eval RefAE",
-            "Δ (p, paired p)", "Agreement ClaDec", "Agreement RefAE", "paper"]
+            "train Rec. Loss ClaDec", "train Rec. Loss RefAE", "loop loss ClaDec", "loop loss RefAE",
+            "Acc Eval ClaDec", "Acc Eval RefAE", "Δ (p, paired p)", "Agreement ClaDec", "Agreement RefAE", "paper"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         rec, train_rec, acc, agr = row["rec_loss"], row["train_rec_loss"], row["acc_eval"], row["agreement"]
+        loop = row["loop_loss"]
         paper = row["paper"]
         if paper is None:
             paper_text = "-"
@@ -225,14 +254,28 @@ def markdown(table, rows, settings):
             str(row["row"]), "{:.4f} ± {:.4f}".format(*row["classifier_test_accuracy"]),
             _pm(rec["cladec"], ".2f"), _pm(rec["refae"], ".2f"), _delta(rec, "+.2f"),
             _pm(train_rec["cladec"], ".2f"), _pm(train_rec["refae"], ".2f"),
+            _pm(loop["cladec"], ".2f"), _pm(loop["refae"], ".2f"),
             _pm(acc["cladec"], ".4f"), _pm(acc["refae"], ".4f"), _delta(acc, "+.4f"),
             _pm(agr["cladec"], ".3f"), _pm(agr["refae"], ".3f"), paper_text]) + " |")
     described = ", ".join(f"{k} {v}" for k, v in settings.items())
     return (f"Settings: {described}.\n\nMean ± sample std over runs. Rec. Loss is on the test images; train Rec. "
-            "Loss on the training images, the models in inference mode. Δ is ClaDec - RefAE with the p-values "
-            "of Welch's t-test and of the paired t-test (a run's ClaDec and RefAE share its seed and "
+            "Loss on the training images, the models in inference mode; loop loss is each model's own loss "
+            "as Keras reported it in its last training epoch (the Rec. Loss where alpha is 0). Δ is ClaDec - "
+            "RefAE with the p-values of Welch's t-test and of the paired t-test (a run's ClaDec and RefAE share its seed and "
             "classifier). Agreement is this project's addition, not in the paper. The paper's column gives "
-            "ClaDec / RefAE (64 epochs, 10 runs).\n\n" + "\n".join(lines) + "\n")
+            "ClaDec / RefAE (64 epochs, 10 runs).\n\n" + "\n".join(lines) + "\n\n"
+            + comparison_markdown(table, rows))
+
+
+def comparison_markdown(table, rows):
+    """Which of our figures lie within PAPER_TOLERANCE of the paper's, one line per figure."""
+    lines = [f"Against the paper: ours / paper, and whether within {PAPER_TOLERANCE:.0%} of it.", "",
+             "| row | measure | method | ours | paper | ratio | within |", "|---|---|---|---|---|---|---|"]
+    names = dict(METRICS)
+    for c in paper_comparison(table, rows):
+        lines.append(f"| {c['row']} | {names[c['measure']]} | {'ClaDec' if c['method'] == 'cladec' else 'RefAE'} | "
+                     f"{c['ours']:.4g} | {c['paper']:.4g} | {c['ratio']:.2f} | {'yes' if c['within'] else 'no'} |")
+    return "\n".join(lines) + "\n"
 
 
 def csv_lines(rows):
@@ -260,8 +303,8 @@ def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=prin
     started = time.time()
     experiment = Experiment(table, dataset, train_settings, eval_settings, runs, out, log)
     rows = summarize(table, experiment.run())
-    summary = {"settings": settings, "rows": rows, "seconds": round(time.time() - started, 1),
-               "trained": experiment.trained}
+    summary = {"settings": settings, "rows": rows, "paper_comparison": paper_comparison(table, rows),
+               "seconds": round(time.time() - started, 1), "trained": experiment.trained}
     artifacts.write_json(out / "results.json", summary, overwrite=True)
     artifacts.write_text(out / "results.csv", csv_lines(rows), overwrite=True)
     artifacts.write_text(out / "results.md", markdown(table, rows, settings), overwrite=True)

@@ -6,7 +6,7 @@ import pytest
 
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import UsageError
-from cladec_cli.reproduce import cells, markdown, reproduce, summarize
+from cladec_cli.reproduce import cells, markdown, paper_comparison, reproduce, summarize
 from cladec_cli.training import TrainSettings
 from conftest import read_group
 
@@ -28,12 +28,17 @@ def test_reproduce_resumes(tmp_path, npz_dataset):
     assert set(rows) == {0, 1}
     for row, folder in ((0, "c0_L-2"), (1, "c1_L-2")):  # one run: the row's means are its cell's metrics
         cell = json.loads((out / "run0" / folder / "metrics_a0.json").read_text())
-        for metric in ("rec_loss", "train_rec_loss", "acc_eval", "agreement"):
+        for metric in ("rec_loss", "train_rec_loss", "loop_loss", "acc_eval", "agreement"):
             assert rows[row][metric]["cladec"]["mean"] == cell[metric]["cladec"]
             assert rows[row][metric]["refae"]["values"] == [cell[metric]["refae"]]
     report = (out / "results.md").read_text()
-    assert report.count("\n| ") == 3 and "train Rec. Loss ClaDec" in report and "paired" in report
+    assert report.count("\n| ") == 3 + 1 + 8 and "train Rec. Loss ClaDec" in report and "paired" in report
     assert ",train_rec_loss,cladec," in (out / "results.csv").read_text()
+    # The loop loss is the decoder's own last-epoch training loss, as its file records it.
+    decoder_record = read_group(out / "run0" / "c1_L-2" / "cladec_a0.h5")
+    assert rows[1]["loop_loss"]["cladec"]["mean"] == decoder_record["metrics"]["train_loss"]
+    assert [c["row"] for c in first["paper_comparison"]] == [0] * 4 + [1] * 4
+    assert "| 1 | Loss in the last training epoch | ClaDec |" in report
 
     again = reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)
     assert again["trained"] == 0
@@ -46,6 +51,24 @@ def test_reproduce_resumes(tmp_path, npz_dataset):
     partial = reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)
     assert partial["trained"] == 1 + 2
     assert json.loads((out / "results.json").read_text())["trained"] == 3
+
+
+def _row(key, means):
+    return {"row": key, **{m: {"cladec": {"mean": c}, "refae": {"mean": r}} for m, (c, r) in means.items()}}
+
+
+def test_paper_comparison_marks_figures_within_15_percent():
+    means = {"rec_loss": (10.0, 3.0), "train_rec_loss": (6.9, 3.9), "loop_loss": (float("nan"), 2.5),
+             "acc_eval": (0.9, 0.5)}
+    rows = [{**_row(-2, means), "paper": (6.08, 3.34, 0.895, 0.889)}, {**_row(-9, means), "paper": None}]
+    compared = {(c["measure"], c["method"]): c for c in paper_comparison("table2", rows)}
+    assert ("loop_loss", "cladec") not in compared  # nothing measured, nothing compared
+    assert len(compared) == 7 and {c["row"] for c in compared.values()} == {-2}
+    assert compared["rec_loss", "cladec"]["ratio"] == pytest.approx(10 / 6.08)
+    within = {key: c["within"] for key, c in compared.items()}
+    assert within == {("rec_loss", "cladec"): False, ("train_rec_loss", "cladec"): True,
+                      ("rec_loss", "refae"): True, ("train_rec_loss", "refae"): False,
+                      ("loop_loss", "refae"): False, ("acc_eval", "cladec"): True, ("acc_eval", "refae"): False}
 
 
 def test_reproduce_refuses_a_folder_with_other_settings(tmp_path, npz_dataset):
