@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cladec_cli import __version__
+from cladec_cli import __version__, distribute
 from cladec_cli.errors import ArtifactError, UsageError
 
 GROUP = "cladec"
@@ -105,13 +105,16 @@ def base_provenance(kind):
 
 
 def save_model(model, path, provenance, overwrite=False):
-    """Save `model` as HDF5 with `provenance` (plus its weights digest), atomically."""
+    """Save `model` as HDF5 with `provenance` (plus its weights digest), atomically (by the chief alone in
+    a multi-worker training)."""
     path = Path(path)
     if path.suffix.lower() != ".h5":
         raise UsageError(f"{path}: models are saved as HDF5, the file name must end in .h5")
     from cladec_cli.precision import float32_copy
 
     record = dict(provenance, digest=weights_digest(model))
+    if not distribute.writes_files():
+        return record  # a non-chief worker of a distributed training: the chief writes the file
     with atomic_path(path, overwrite) as tmp, _quiet_absl():
         float32_copy(model).save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:

@@ -185,12 +185,21 @@ class Runtime:
     xla: bool
     deterministic: bool
     steps_per_execution: int
+    distribute: str = "none"
+    replicas: int = 1
+    workers: int = 1
 
-    def line(self):
-        """The one line each job prints before it starts."""
-        return (f"device: {self.device} ({self.backend}); precision {self.precision}; "
+    def line(self, batch_size=None):
+        """The one line each job prints before it starts; with `batch_size`, a distributed job's line
+        gives the images each replica takes per step."""
+        line = (f"device: {self.device} ({self.backend}); precision {self.precision}; "
                 f"XLA {'on' if self.xla else 'off'}; deterministic {'on' if self.deterministic else 'off'}; "
                 f"steps per execution {self.steps_per_execution}")
+        if self.distribute == "none":
+            return line
+        workers = f" on {self.workers} workers" if self.workers > 1 else ""
+        per_replica = f" of {batch_size // self.replicas} images" if batch_size else ""
+        return f"{line}; distributed {self.distribute}{workers}, {self.replicas} replicas{per_replica}"
 
     def provenance(self):
         return {"runtime": asdict(self)}
@@ -222,8 +231,11 @@ def resolve_xla(choice, device):
     return device.is_gpu
 
 
-def resolve_runtime(precision="auto", deterministic=None, steps_per_execution=None, xla="auto"):
+def resolve_runtime(precision="auto", deterministic=None, steps_per_execution=None, xla="auto", distribute="auto"):
     """Fill in the 'auto' settings for the device at hand."""
+    from cladec_cli import distribute as distributing
+
+    spread = distributing.resolve(distribute, backend())
     device = current_device()
     if steps_per_execution is not None and steps_per_execution < 1:
         raise UsageError(f"steps per execution must be at least 1, got {steps_per_execution}")
@@ -234,6 +246,7 @@ def resolve_runtime(precision="auto", deterministic=None, steps_per_execution=No
         xla=resolve_xla(xla, device),
         deterministic=(not device.is_gpu) if deterministic is None else bool(deterministic),
         steps_per_execution=steps_per_execution or (GPU_STEPS_PER_EXECUTION if device.is_gpu else 1),
+        **spread.provenance(),
     )
 
 

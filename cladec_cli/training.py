@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cladec_cli import artifacts, chunked_steps, runtime
+from cladec_cli import artifacts, chunked_steps, distribute, runtime
 from cladec_cli.data.feed import ArrayFeed, set_start_epoch
 from cladec_cli.errors import TrainingError, UsageError
 
@@ -45,6 +45,7 @@ class TrainSettings:
     announce: object = None
     backup_interval: float = 60.0
     lr_schedule: str = "cosine"
+    distribute: str = "auto"
 
     def __post_init__(self):
         if self.epochs < 0:
@@ -63,8 +64,15 @@ class TrainSettings:
         """The resolved device set-up (precision, XLA, determinism, steps per execution) for these settings."""
         if self._runtime is None:
             self._runtime = runtime.resolve_runtime(self.precision, self.deterministic, self.steps_per_execution,
-                                                    self.xla)
+                                                    self.xla, self.distribute)
+            if self.batch_size % self._runtime.replicas:
+                raise UsageError(f"--batch-size {self.batch_size} does not split evenly over "
+                                 f"{self._runtime.replicas} replicas; it is the global batch of all of them")
         return self._runtime
+
+    def distribution(self):
+        """The tf.distribute / keras.distribution set-up these settings train under."""
+        return distribute.resolve(self.distribute, self.runtime().backend)
 
     def provenance(self):
         """What a trained model records about how it was trained."""
@@ -94,8 +102,11 @@ def make_optimizer(settings, steps_per_epoch):
 def batches_per_call(settings, data):
     """How many batches of `data` one compiled training call takes: the steps per execution of
     `settings` for in-memory feeds, which `fit` serves in chunks (see `chunked_steps`); 1 for other
-    feeds, which Keras' own `steps_per_execution` loops over instead."""
-    return settings.runtime().steps_per_execution if isinstance(data, ArrayFeed) else 1
+    feeds, which Keras' own `steps_per_execution` loops over instead, and for distributed training,
+    whose engine splits each batch between replicas."""
+    setup = settings.runtime()
+    chunkable = isinstance(data, ArrayFeed) and setup.distribute == "none"
+    return setup.steps_per_execution if chunkable else 1
 
 
 def compile_model(model, settings, data, loss, loss_weights=None):
@@ -127,7 +138,8 @@ class PeriodicBackup(keras.callbacks.BackupAndRestore):
         self._last_save = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        if time.monotonic() - self._last_save >= self.interval:
+        # Every worker of a distributed training resumes from the chief's backup; only the chief saves it.
+        if time.monotonic() - self._last_save >= self.interval and distribute.writes_files():
             super().on_epoch_end(epoch, logs)
             self._last_save = time.monotonic()
 
@@ -208,6 +220,8 @@ def prepare_backup(out, settings, run=None):
     """Check a left-over interrupted run against --resume / --overwrite and, when resuming, against
     the settings `run` it was started with; return the backup folder, which records `run`."""
     folder = backup_folder(out)
+    if not distribute.writes_files():
+        return folder  # a non-chief worker: the chief checks, creates and removes the backup
     if folder.exists() and not settings.resume:
         if not settings.overwrite:
             what = out if not isinstance(out, (list, tuple)) else ", ".join(map(str, out))
@@ -273,6 +287,8 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
         on_gpu = runtime.current_device().is_gpu
         chunked_steps.install(model, train_data.batch_size, on_gpu)
         train_data = train_data.in_chunks(chunk, on_device=on_gpu and runtime.backend() == "jax")
+    if settings.runtime().distribute == "multiworker":
+        _build_from_local_batch(model, train_data, settings.distribution())
     guard = StopOnNonFinite()
     callbacks = [FeedEpoch(train_data), guard, *settings.extra_callbacks]
     if backup is not None:
@@ -294,9 +310,22 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
+def _build_from_local_batch(model, data, distribution):
+    """Have `fit` build the model's state from this worker's first batch. Keras 3 builds it from a batch
+    averaged over all replicas, a reduction MultiWorkerMirroredStrategy refuses (keras-team/keras#20585);
+    only the batch's shapes and dtypes matter for building."""
+    batch = data[0]
+
+    def build(iterator=None, data_batch=None):
+        with distribution.scope():
+            model._symbolic_build(data_batch=batch)
+
+    model._maybe_symbolic_build = build
+
+
 def finish_backup(folder):
     """Remove the backup of a run whose artifact has been written."""
-    if folder is not None and Path(folder).exists():
+    if folder is not None and Path(folder).exists() and distribute.writes_files():
         shutil.rmtree(folder)
 
 
@@ -305,7 +334,7 @@ def start(settings):
     runtime.apply(settings.runtime())
     runtime.seed_everything(settings.seed)
     if settings.announce is not None:
-        settings.announce(settings.runtime().line())
+        settings.announce(settings.runtime().line(settings.batch_size))
 
 
 @contextlib.contextmanager
@@ -315,13 +344,15 @@ def training_run(out, settings, run=None):
     backup folder, removed once the model is saved, or when training failed before finishing an epoch.
 
     `out` may be a list: the artifacts of one run that trains several models, all checked up front.
+    Models, optimizers and metrics made inside are made in the distribution's scope.
     """
     for path in out if isinstance(out, (list, tuple)) else [out]:
         artifacts.check_output(path, settings.overwrite, suffixes=(".h5",))
     backup = prepare_backup(out, settings, run)
     start(settings)
     try:
-        yield backup
+        with settings.distribution().scope():
+            yield backup
     except BaseException:
         if backup.exists() and not has_checkpoint(backup):
             finish_backup(backup)

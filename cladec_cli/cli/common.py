@@ -23,7 +23,10 @@ def train_settings(opts, quiet):
                              steps_per_execution=opts.get("steps_per_execution"), xla=xla,
                              announce=lambda line: announce_once(line, quiet),
                              backup_interval=opts.get("backup_interval", 60.0),
-                             lr_schedule=opts.get("lr_schedule") or "cosine")
+                             lr_schedule=opts.get("lr_schedule") or "cosine",
+                             distribute=opts.get("distribute") or "auto")
+    if settings.distribute not in ("auto", "none"):
+        settings.runtime()  # a multi-worker engine has to exist before TensorFlow runs anything
     return settings
 
 

@@ -3,6 +3,7 @@
 import click
 
 from cladec_cli.data.names import PIXEL_RANGES, RESIZE_MODES
+from cladec_cli.distribute import DISTRIBUTIONS
 from cladec_cli.runtime import PRECISIONS
 
 CLASSIFIERS = "the classifier's"
@@ -101,6 +102,11 @@ def train_options(epochs=64):
                           "every epoch."),
         click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
                      help="Write TensorBoard logs to this folder."),
+        click.option("--distribute", type=click.Choice(DISTRIBUTIONS), default="auto", show_default=True,
+                     envvar="CLADEC_DISTRIBUTE",
+                     help="Spread one training over this machine's GPUs (mirrored) or over several machines "
+                          "(multiworker: TF_CONFIG or a Slurm job step); --batch-size is the global batch. "
+                          "auto is none."),
         device_options(),
     )
 
