@@ -15,6 +15,7 @@ from cladec_cli.cladec import train_decoders
 from cladec_cli.errors import UsageError
 from cladec_cli.evaluate import evaluate
 from cladec_cli.explainer import load_explainer
+from cladec_cli.locks import UnitLock, describe
 from cladec_cli.refae import train_refaes
 from cladec_cli.stats import mean_std, paired_t_test, welch_t_test
 
@@ -69,46 +70,80 @@ def cells(table, epochs):
 def check_settings(out, settings):
     """Record the experiment's settings in `out`, or refuse a folder made with other settings."""
     path = Path(out) / "settings.json"
-    if path.exists():
-        before = {**{k: v for k, v in ADDED_SETTINGS.items() if k in settings}, **json.loads(path.read_text())}
-        if before != settings:
-            changed = ", ".join(f"{k} {before.get(k)} -> {settings.get(k)}" for k in settings
-                                if before.get(k) != settings.get(k))
-            raise UsageError(f"{out} holds results made with other settings ({changed}); use another --out")
-    else:
-        artifacts.write_json(path, settings)
+    if not path.exists():
+        try:
+            artifacts.write_json(path, settings)
+            return
+        except UsageError:
+            pass  # another process on the same folder wrote it first: compare with theirs
+    before = {**{k: v for k, v in ADDED_SETTINGS.items() if k in settings}, **json.loads(path.read_text())}
+    if before != settings:
+        changed = ", ".join(f"{k} {before.get(k)} -> {settings.get(k)}" for k in settings
+                            if before.get(k) != settings.get(k))
+        raise UsageError(f"{out} holds results made with other settings ({changed}); use another --out")
+
+
+@dataclass(eq=False)
+class Unit:
+    """One piece of an experiment, done by one process: it is done once its `outputs` exist; `needs`
+    are the units it builds on; `work()` does it and returns how many models it trained."""
+
+    name: str
+    run: int
+    outputs: tuple
+    work: object
+    needs: tuple = ()
+
+    @property
+    def done(self):
+        return all(Path(p).exists() for p in self.outputs)
+
+
+def parse_shard(text):
+    """'K/N' -> (K, N), this process's share of an experiment cut into N shards."""
+    try:
+        index, count = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise UsageError(f"--shard takes K/N (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"--shard {text}: K must lie in 0..N-1")
+    return index, count
+
+
+def shard_units(units_by_run, shard):
+    """The units shard (K, N) does. With at least N runs, every N-th run whole (a run's classifier and
+    what is trained on it stay together); with fewer, each run's shards share out its units after the
+    classifier, which the first of them to need it trains and the others wait for."""
+    index, count = shard
+    runs = len(units_by_run)
+    if count <= runs:
+        return [u for run, units in enumerate(units_by_run) if run % count == index for u in units]
+    run = index % runs
+    peers = [k for k in range(count) if k % runs == run]
+    after_classifier = [u for u in units_by_run[run] if u.needs]
+    return [u for j, u in enumerate(after_classifier) if j % len(peers) == peers.index(index)]
 
 
 class Experiment:
-    """Runs (or resumes) one table's experiment matrix in an output folder."""
+    """Runs (or resumes) one table's experiment matrix in an output folder, alone or beside other
+    processes on the same folder (each unit is locked while it trains; see `locks`)."""
 
-    def __init__(self, table, dataset, train_settings, eval_settings, runs, out, log=print):
+    def __init__(self, table, dataset, train_settings, eval_settings, runs, out, log=print, lock_timeout=600.0,
+                 poll=None):
         self.table, self.dataset, self.runs, self.out, self.log = table, dataset, runs, Path(out), log
         self.train_settings, self.eval_settings = train_settings, eval_settings
+        self.lock_timeout = float(lock_timeout)
+        self.poll = min(5.0, self.lock_timeout / 4) if poll is None else poll
         self.trained = 0
+        self._waiting = set()
 
     def _settings(self, seed, epochs=None):
         base = self.train_settings.with_epochs(self.train_settings.epochs if epochs is None else epochs)
         base.seed, base.resume, base.overwrite = seed, True, False
         return base
 
-    def _classifier(self, run, epochs):
-        path = self.out / f"run{run}" / f"classifier_e{epochs}.h5"
-        return self._artifact(path, f"the classifier for {epochs} epochs",
-                              lambda: train_classifier(self.dataset, self._settings(run, epochs), path))
-
-    def _timed(self, what, train):
-        """Train, saying what and how long it took."""
-        self.log(f"  training {what}")
-        started = time.time()
-        train()
-        self.log(f"  trained {what} in {time.time() - started:.1f} s")
-
-    def _artifact(self, path, what, train):
-        if not path.exists():
-            self._timed(what, train)
-            self.trained += 1
-        return path
+    def _classifier_path(self, run, epochs):
+        return self.out / f"run{run}" / f"classifier_e{epochs}.h5"
 
     def _cell_folder(self, run, cell):
         return self.out / f"run{run}" / f"c{cell.classifier_epochs}_L{cell.layer}"
@@ -119,62 +154,135 @@ class Experiment:
     def _refae_path(self, run, cell):
         return self._cell_folder(run, cell) / "refae.h5"
 
-    def _metrics_path(self, run, cell):
+    def metrics_path(self, run, cell):
         return self._cell_folder(run, cell) / f"metrics_a{cell.alpha:g}.json"
 
-    def _train_missing(self, run, todo):
-        """Train the ClaDec decoders and RefAEs that the cells `todo` still lack: the decoders of one
-        classifier and alpha in one pass, the RefAEs of one classifier in one pass (Table II's four
-        layers train together). Each lands where a cell of its own looks for it."""
-        settings = self._settings(run)
-        for epochs, alpha in dict.fromkeys((c.classifier_epochs, c.alpha) for c in todo):
-            missing = _by_path([c for c in todo if (c.classifier_epochs, c.alpha) == (epochs, alpha)],
-                               lambda c: self._cladec_path(run, c))
-            if missing:
-                classifier, provenance = load_classifier(self._classifier(run, epochs))
-                self._timed(_what('ClaDec decoder', missing, f', alpha {alpha:g}'), lambda: train_decoders(
-                    classifier, provenance, self.dataset, list(missing.values()), alpha, settings, list(missing)))
-                self.trained += len(missing)
-        for epochs in dict.fromkeys(c.classifier_epochs for c in todo):
-            missing = _by_path([c for c in todo if c.classifier_epochs == epochs], lambda c: self._refae_path(run, c))
-            if missing:
-                classifier, provenance = load_classifier(self._classifier(run, epochs))
-                self._timed(_what('RefAE', missing), lambda: train_refaes(
-                    classifier, provenance, self.dataset, list(missing.values()), settings, list(missing)))
-                self.trained += len(missing)
+    def cells(self):
+        return cells(self.table, self.train_settings.epochs)
 
-    def run_cell(self, run, cell):
-        """Train what is missing for one cell and return its metrics (read back when already done)."""
-        metrics_path = self._metrics_path(run, cell)
-        if metrics_path.exists():
-            return json.loads(metrics_path.read_text())
-        self._train_missing(run, [cell])
-        self.log(f"  evaluating (Acc Eval classifiers, {self.eval_settings.epochs} epochs)")
+    def units(self, run):
+        """The units of one run: its classifiers, its decoders (one pass per classifier and alpha), its
+        RefAEs (one pass per classifier) and each cell's evaluation."""
+        row_cells = self.cells()
+        classifiers = {e: self._classifier_unit(run, e) for e in dict.fromkeys(c.classifier_epochs for c in row_cells)}
+        decoders = {}
+        for key in dict.fromkeys((c.classifier_epochs, c.alpha) for c in row_cells):
+            group = [c for c in row_cells if (c.classifier_epochs, c.alpha) == key]
+            decoders[key] = self._group_unit(run, group, "cladec", classifiers[key[0]])
+        refaes = {}
+        for epochs in classifiers:
+            group = list({self._refae_path(run, c): c for c in row_cells if c.classifier_epochs == epochs}.values())
+            refaes[epochs] = self._group_unit(run, group, "refae", classifiers[epochs])
+        evaluations = [Unit(f"evaluate-c{c.classifier_epochs}-L{c.layer}-a{c.alpha:g}", run, (self.metrics_path(run, c),),
+                            lambda c=c: self._evaluate(run, c),
+                            (classifiers[c.classifier_epochs], decoders[c.classifier_epochs, c.alpha],
+                             refaes[c.classifier_epochs]))
+                       for c in row_cells]
+        return [*classifiers.values(), *decoders.values(), *dict.fromkeys(refaes.values()), *evaluations]
+
+    def _classifier_unit(self, run, epochs):
+        path = self._classifier_path(run, epochs)
+
+        def work():
+            self._timed(f"the classifier for {epochs} epochs",
+                        lambda: train_classifier(self.dataset, self._settings(run, epochs), path))
+            return 1
+        return Unit(f"classifier-e{epochs}", run, (path,), work)
+
+    def _group_unit(self, run, group, kind, classifier_unit):
+        path_of = self._cladec_path if kind == "cladec" else self._refae_path
+        epochs, alpha = group[0].classifier_epochs, group[0].alpha
+        name = f"{kind}-c{epochs}" + (f"-a{alpha:g}" if kind == "cladec" else "")
+
+        def work():
+            missing = _by_path(group, lambda c: path_of(run, c))
+            classifier, provenance = load_classifier(self._classifier_path(run, epochs))
+            settings = self._settings(run)
+            if kind == "cladec":
+                self._timed(_what("ClaDec decoder", missing, f", alpha {alpha:g}"), lambda: train_decoders(
+                    classifier, provenance, self.dataset, list(missing.values()), alpha, settings, list(missing)))
+            else:
+                self._timed(_what("RefAE", missing), lambda: train_refaes(
+                    classifier, provenance, self.dataset, list(missing.values()), settings, list(missing)))
+            return len(missing)
+        return Unit(name, run, tuple(path_of(run, c) for c in group), work, (classifier_unit,))
+
+    def _timed(self, what, train):
+        """Train, saying what and how long it took."""
+        self.log(f"  training {what}")
+        started = time.time()
+        train()
+        self.log(f"  trained {what} in {time.time() - started:.1f} s")
+
+    def _evaluate(self, run, cell):
+        self.log(f"  evaluating run {run + 1} row {cell.row} (Acc Eval classifiers, {self.eval_settings.epochs} "
+                 "epochs)")
         eval_settings = self.eval_settings.with_epochs(self.eval_settings.epochs)
         eval_settings.seed = run
         started = time.time()
-        explainer = load_explainer(self._classifier(run, cell.classifier_epochs), self._cladec_path(run, cell),
+        explainer = load_explainer(self._classifier_path(run, cell.classifier_epochs), self._cladec_path(run, cell),
                                    self._refae_path(run, cell))
         result = evaluate(explainer, self.dataset, eval_settings)
         result["seconds"] = round(time.time() - started, 1)
         self.log(f"  evaluated in {result['seconds']} s")
-        self.trained += 2
-        artifacts.write_json(metrics_path, result)
-        return result
+        artifacts.write_json(self.metrics_path(run, cell), result, overwrite=True)
+        return 2
 
-    def run(self):
-        """All runs of all cells; returns {row: [metrics per run]}."""
+    def _lock(self, unit):
+        return UnitLock(self.out / f"run{unit.run}" / f".{unit.name}.lock", self.lock_timeout)
+
+    def _attempt(self, unit):
+        """Do `unit` (and what it needs) unless another process holds it: True once it is done."""
+        if unit.done:
+            return True
+        if not all(self._attempt(need) for need in unit.needs):
+            return False
+        lock = self._lock(unit)
+        if not lock.acquire():
+            if unit not in self._waiting:
+                self._waiting.add(unit)
+                self.log(f"run {unit.run + 1}: {unit.name} is being trained by {describe(lock.owner())}")
+            return False
+        try:
+            if lock.taken_from is not None:
+                self.log(f"run {unit.run + 1}: took over {unit.name} from {describe(lock.taken_from)}, whose lock "
+                         f"went {self.lock_timeout:g} s without a heartbeat")
+            if not unit.done:
+                self.log(f"run {unit.run + 1}/{self.runs}, {self.table}: {unit.name}")
+                self.trained += unit.work()
+        finally:
+            lock.release()
+        return True
+
+    def work_through(self, units):
+        """Do every unit of `units`, waiting for those other processes hold."""
+        pending = list(units)
+        while pending:
+            pending = [u for u in pending if not self._attempt(u)]
+            if pending:
+                time.sleep(self.poll)
+
+    def run(self, shard=(0, 1)):
+        """Do this process's share of every run (all of it unless `shard`); return {row: [metrics per run]}
+        of the cells that are done."""
+        units_by_run = [self.units(run) for run in range(self.runs)]
+        self.work_through(shard_units(units_by_run, shard))
+        return self.results()
+
+    def results(self):
+        """{row: [metrics of each run that has the cell]} from the metrics files in the folder."""
         results = {}
         for run in range(self.runs):
-            row_cells = cells(self.table, self.train_settings.epochs)
-            todo = [c for c in row_cells if not self._metrics_path(run, c).exists()]
-            if todo:
-                self.log(f"run {run + 1}/{self.runs}, {self.table}: training what its rows lack")
-                self._train_missing(run, todo)
-            for cell in row_cells:
-                self.log(f"run {run + 1}/{self.runs}, {self.table} row {cell.row}")
-                results.setdefault(cell.row, []).append(self.run_cell(run, cell))
+            for cell in self.cells():
+                path = self.metrics_path(run, cell)
+                if path.exists():
+                    results.setdefault(cell.row, []).append(json.loads(path.read_text()))
         return results
+
+    def missing(self):
+        """How many cells of how many have no metrics yet."""
+        expected = [(run, cell) for run in range(self.runs) for cell in self.cells()]
+        return sum(not self.metrics_path(run, cell).exists() for run, cell in expected), len(expected)
 
 
 def _by_path(todo, path):
@@ -290,21 +398,36 @@ def csv_lines(rows):
     return "\n".join(lines) + "\n"
 
 
-def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=print):
-    """Run or resume a table; write results.json, results.csv and results.md into `out`."""
+def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=print, shard=(0, 1), report_only=False,
+              lock_timeout=600.0):
+    """Run or resume a table (or, with `shard` (K, N), its K-th of N shares); write results.json, results.csv
+    and results.md into `out`, unless this is one shard of several: `report_only` then writes them from
+    the cells the shards finished, training nothing. Returns the summary."""
     if runs < 1:
         raise UsageError(f"--runs must be at least 1, got {runs}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     settings = {"table": table, "runs": runs, "epochs": train_settings.epochs,
                 "eval_epochs": eval_settings.epochs, "batch_size": train_settings.batch_size,
-                "lr": train_settings.lr, "lr_schedule": train_settings.lr_schedule, **{k: v for k, v in dataset.provenance().items() if k != "class_names"}}
+                "lr": train_settings.lr, "lr_schedule": train_settings.lr_schedule,
+                **{k: v for k, v in dataset.provenance().items() if k != "class_names"}}
+    if report_only and not (out / "settings.json").exists():
+        raise UsageError(f"{out} holds no experiment to report on")
+    out.mkdir(parents=True, exist_ok=True)
     check_settings(out, {k: v for k, v in settings.items() if k != "runs"})
     started = time.time()
-    experiment = Experiment(table, dataset, train_settings, eval_settings, runs, out, log)
-    rows = summarize(table, experiment.run())
-    summary = {"settings": settings, "rows": rows, "paper_comparison": paper_comparison(table, rows),
-               "seconds": round(time.time() - started, 1), "trained": experiment.trained}
+    experiment = Experiment(table, dataset, train_settings, eval_settings, runs, out, log, lock_timeout)
+    if not report_only:
+        experiment.run(shard)
+    summary = {"settings": settings, "seconds": round(time.time() - started, 1), "trained": experiment.trained}
+    if shard[1] > 1 and not report_only:
+        return {**summary, "shard": list(shard)}
+    missing, total = experiment.missing()
+    if missing == total:
+        raise UsageError(f"{out} holds no finished cell yet")
+    if missing:
+        log(f"warning: {missing} of {total} cells are not finished; the results leave them out")
+    rows = summarize(table, experiment.results())
+    summary = {**summary, "rows": rows, "paper_comparison": paper_comparison(table, rows), "missing_cells": missing}
     artifacts.write_json(out / "results.json", summary, overwrite=True)
     artifacts.write_text(out / "results.csv", csv_lines(rows), overwrite=True)
     artifacts.write_text(out / "results.md", markdown(table, rows, settings), overwrite=True)

@@ -12,7 +12,7 @@ from cladec_cli.cli import common
 from cladec_cli.cli.options import (batch_size_option, classifier_option, data_options, device_options,
                                     decoder_output_option, layer_convention_option, layer_option, lr_option, out_dir_option, output_options, rec_loss_option,
                                     report_options, train_options, trust_model_option, with_default)
-from cladec_cli.errors import CladecError
+from cladec_cli.errors import CladecError, UsageError
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -22,6 +22,7 @@ class CladecGroup(click.Group):
 
     def main(self, args=None, prog_name=None, **extra):
         argv = sys.argv[1:] if args is None else list(args)
+        self.argv = argv  # what this process was asked, for commands that start copies of themselves
         debug = "--debug" in argv[:argv.index("--")] if "--" in argv else "--debug" in argv
         try:
             return super().main(args=argv, prog_name=prog_name or "cladec", standalone_mode=False, **extra)
@@ -340,20 +341,45 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, eval_ep
 @train_options()
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help=with_default("Folder for every artifact and the results.", "reports/<table>"))
+@click.option("--shard", default=None,
+              help=with_default("Do the K-th of N shares of the work (K/N, K from 0), e.g. one task of a Slurm job "
+                                "array; then write the results with --report-only.",
+                                "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT in a job array, else all of it"))
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run N shards as local processes (one GPU each when there are GPUs), then write the results.")
+@click.option("--report-only", is_flag=True, help="Write the results from the finished cells; train nothing.")
+@click.option("--lock-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Seconds without a heartbeat after which another process's unit of work counts as abandoned "
+                   "and is taken over (resuming from its backup).")
 @report_options
-def reproduce_cmd(table, runs, eval_epochs, out, quiet, as_json, **opts):
-    """Run the paper's Table II (layers), III (alpha) or IV (classifier epochs); resumes when rerun."""
-    from cladec_cli.reproduce import reproduce
+def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, report_only, lock_timeout, quiet, as_json, **opts):
+    """Run the paper's Table II (layers), III (alpha) or IV (classifier epochs); resumes when rerun.
 
+    Several processes may work on one --out folder at once (shards of a job array, --workers, or the
+    same command started twice): each model is trained once, by the process that locks it first.
+    """
+    from cladec_cli.reproduce import parse_shard, reproduce
+    from cladec_cli.workers import run_shards, shard_from_environment
+
+    out = Path(out or Path("reports") / table)
+    if workers > 1 and not report_only:
+        if shard:
+            raise UsageError("--workers starts its own shards; leave out --shard")
+        run_shards(click.get_current_context().find_root().command.argv, workers)
+    shard = parse_shard(shard) if shard else shard_from_environment()
     settings = common.train_settings(opts, quiet)
     eval_settings = settings.with_epochs(settings.epochs if eval_epochs is None else eval_epochs)
     dataset = common.dataset_for(opts)
-    out = Path(out or Path("reports") / table)
     summary = reproduce(table, dataset, settings, eval_settings, runs, out,
-                        log=lambda message: common.note(message, quiet))
+                        log=lambda message: common.note(message, quiet), shard=shard,
+                        report_only=report_only or workers > 1, lock_timeout=lock_timeout)
+    trained = f"{summary['trained']} models trained"
+    if "rows" not in summary:
+        common.report(summary, [f"shard {shard[0]}/{shard[1]} of {out} done ({summary['seconds']} s, {trained}); "
+                                "write the results with --report-only once every shard is done"], quiet, as_json)
+        return
     lines = [(out / "results.md").read_text().rstrip(),
-             f"wrote {out}/results.json, results.csv, results.md ({summary['seconds']} s, "
-             f"{summary['trained']} models trained)"]
+             f"wrote {out}/results.json, results.csv, results.md ({summary['seconds']} s, {trained})"]
     common.report(summary, lines, quiet, as_json)
 
 
