@@ -113,10 +113,12 @@ def save_model(model, path, provenance, overwrite=False):
     from cladec_cli.precision import float32_copy
 
     record = dict(provenance, digest=weights_digest(model))
+    # Every worker of a multi-worker training makes the copy: making variables is a collective step.
+    copy = float32_copy(model)
     if not distribute.writes_files():
         return record  # a non-chief worker of a distributed training: the chief writes the file
     with atomic_path(path, overwrite) as tmp, _quiet_absl():
-        float32_copy(model).save(tmp, include_optimizer=False)
+        copy.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
             group = f.require_group(GROUP)
             for key, value in record.items():

@@ -5,6 +5,7 @@ trains only what is missing, so an interrupted run resumes where it stopped.
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from cladec_cli import artifacts
 from cladec_cli.classifier import load_classifier, train_classifier
 from cladec_cli.cladec import train_decoders
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import TrainingError, UsageError
 from cladec_cli.evaluate import evaluate
 from cladec_cli.explainer import load_explainer
 from cladec_cli.locks import UnitLock, describe
@@ -71,11 +72,15 @@ def check_settings(out, settings):
     """Record the experiment's settings in `out`, or refuse a folder made with other settings."""
     path = Path(out) / "settings.json"
     if not path.exists():
+        draft = path.with_name(f".settings.{os.getpid()}.json")
+        artifacts.write_json(draft, settings, overwrite=True)
         try:
-            artifacts.write_json(path, settings)
+            os.link(draft, path)  # exclusive: of processes starting together, one records its settings
             return
-        except UsageError:
-            pass  # another process on the same folder wrote it first: compare with theirs
+        except FileExistsError:
+            pass  # another process on the same folder was first: compare with theirs
+        finally:
+            draft.unlink(missing_ok=True)
     before = {**{k: v for k, v in ADDED_SETTINGS.items() if k in settings}, **json.loads(path.read_text())}
     if before != settings:
         changed = ", ".join(f"{k} {before.get(k)} -> {settings.get(k)}" for k in settings
@@ -250,6 +255,9 @@ class Experiment:
             if not unit.done:
                 self.log(f"run {unit.run + 1}/{self.runs}, {self.table}: {unit.name}")
                 self.trained += unit.work()
+                if not unit.done:
+                    raise TrainingError(f"run {unit.run + 1}: {unit.name} finished without writing "
+                                        f"{', '.join(str(p) for p in unit.outputs if not Path(p).exists())}")
         finally:
             lock.release()
         return True

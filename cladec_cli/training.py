@@ -205,9 +205,20 @@ def _as_json(data):
 
 
 def _differences(before, now):
+    # Where a run computes may change when it resumes (another GPU, another worker taking it over);
+    # of the runtime only the precision shapes what is trained.
+    before, now = _without_placement(before), _without_placement(now)
     keys = sorted(set(before) | set(now))
     return [f"{key} {_show(before.get(key))} -> {_show(now.get(key))}" for key in keys
             if before.get(key) != now.get(key)]
+
+
+def _without_placement(run):
+    if "runtime" in run:
+        run = {**run, "runtime": {"precision": run["runtime"].get("precision")}}
+    if "runs" in run:
+        run = {**run, "runs": [_without_placement(r) for r in run["runs"]]}
+    return run
 
 
 def _show(value):

@@ -7,20 +7,29 @@ import sys
 import threading
 
 from cladec_cli import runtime
-from cladec_cli.errors import CladecError
+from cladec_cli.errors import CladecError, UsageError
 from cladec_cli.reproduce import parse_shard
 
-# Options of the command that the shard processes must not repeat (they take a value).
+# Options of the command that the shard processes must not repeat (they take a value), and the
+# variables that would set them.
 _PARENT_ONLY = ("--workers", "--shard")
+_PARENT_VARIABLES = ("CLADEC_REPRODUCE_WORKERS", "CLADEC_REPRODUCE_SHARD")
 
 
 def shard_from_environment():
-    """(K, N) of a Slurm job-array task (SLURM_ARRAY_TASK_ID, counted from SLURM_ARRAY_TASK_MIN, and
-    SLURM_ARRAY_TASK_COUNT); (0, 1), the whole experiment, outside job arrays."""
-    task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
+    """(K, N) of a Slurm job-array task: the task's place in its array (SLURM_ARRAY_TASK_ID counted
+    from SLURM_ARRAY_TASK_MIN in steps of SLURM_ARRAY_TASK_STEP) of SLURM_ARRAY_TASK_COUNT tasks;
+    (0, 1), the whole experiment, outside job arrays."""
+    env = os.environ
+    task, count = env.get("SLURM_ARRAY_TASK_ID"), env.get("SLURM_ARRAY_TASK_COUNT")
     if task is None or count is None:
         return 0, 1
-    return parse_shard(f"{int(task) - int(os.environ.get('SLURM_ARRAY_TASK_MIN', 0))}/{count}")
+    offset = int(task) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+    step = int(env.get("SLURM_ARRAY_TASK_STEP", 1) or 1)
+    if offset % step or not 0 <= offset // step < int(count):
+        raise UsageError(f"cannot tell this task's shard from its job array (task {task} of {count}); submit "
+                         "the array as a range such as --array=0-N (with or without :step), or pass --shard K/N")
+    return offset // step, int(count)
 
 
 def shard_arguments(argv, index, count):
@@ -39,14 +48,17 @@ def shard_arguments(argv, index, count):
 def run_shards(argv, count):
     """Run the command `argv` as `count` shard processes at once, each line of their output prefixed
     with its shard; returns when all have finished, raises CladecError if one failed."""
-    gpus = runtime.nvidia_gpus()
+    gpus = visible_gpus()
     processes = []
     for index in range(count):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_ARRAY_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_ARRAY_") and k not in _PARENT_VARIABLES}
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(index % len(gpus))
+            env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+            if count > len(gpus):  # processes share a GPU: none may take all its memory up front
+                env.update(XLA_PYTHON_CLIENT_PREALLOCATE="false", TF_FORCE_GPU_ALLOW_GROWTH="true")
         process = subprocess.Popen([sys.executable, "-m", "cladec_cli", *shard_arguments(argv, index, count)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                                   env=env)
         forward = threading.Thread(target=_forward, args=(process.stdout, f"[shard {index}/{count}] "), daemon=True)
         forward.start()
         processes.append((process, forward))
@@ -58,6 +70,15 @@ def run_shards(argv, count):
     if failed:
         raise CladecError(f"shard {', '.join(failed)} failed, see its output above; rerun the same command to "
                           "resume from what the shards finished")
+
+
+def visible_gpus():
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries: those it already names, else the
+    ones nvidia-smi lists."""
+    named = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if named is not None:
+        return [g.strip() for g in named.split(",") if g.strip() and g.strip() != "-1"]
+    return [str(i) for i in range(len(runtime.nvidia_gpus()))]
 
 
 def _forward(stream, prefix):

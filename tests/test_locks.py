@@ -43,3 +43,34 @@ def test_a_lock_without_heartbeat_is_taken_over(tmp_path):
     assert json.loads(path.read_text())["pid"] == os.getpid()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["unit.lock"]
     taker.release()
+
+
+def test_a_lock_of_a_process_gone_from_this_host_is_taken_over_at_once(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path = tmp_path / "unit.lock"
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": int(gone.stdout), "since": 0}))
+    taker = UnitLock(path, timeout=600)
+    assert taker.stale() and taker.acquire()
+    assert taker.taken_from["pid"] == int(gone.stdout)
+    taker.release()
+
+
+def test_a_fresh_lock_put_in_place_meanwhile_is_not_taken(tmp_path, monkeypatch):
+    path = tmp_path / "unit.lock"
+    path.write_text(json.dumps({"host": "node-7", "pid": 1, "since": 0}))
+    os.utime(path, (time.time() - 30, time.time() - 30))
+    late = UnitLock(path, timeout=10)
+    assert late.stale()
+    winner = UnitLock(path, timeout=10)
+    assert winner.acquire()  # took it over between the late one's look and its move
+    monkeypatch.setattr(late, "stale", lambda: True)  # the late one still believes what it saw
+    assert not late.acquire() and late.taken_from is None
+    assert winner.holds() and json.loads(path.read_text())["pid"] == os.getpid()
+    late.release()  # holds nothing: leaves the winner's lock alone
+    assert path.exists()
+    winner.release()
+    assert not path.exists()

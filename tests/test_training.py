@@ -215,3 +215,14 @@ def test_constant_learning_rate_is_adams_rate_throughout(tmp_path, tiny):
     assert record["lr_schedule"] == "constant"
     with pytest.raises(UsageError, match="learning-rate schedule"):
         TrainSettings(lr_schedule="step")
+
+
+def test_a_resumed_run_may_move_to_another_device_but_not_another_precision():
+    from cladec_cli.training import _differences
+
+    run = {"epochs": 4, "runtime": {"device": "GPU:0 NVIDIA H100", "precision": "bfloat16", "replicas": 1}}
+    moved = {"epochs": 4, "runtime": {"device": "GPU:0 NVIDIA H200", "precision": "bfloat16", "workers": 2}}
+    assert _differences(run, moved) == []
+    assert _differences({"runs": [run]}, {"runs": [moved]}) == []
+    changed = {**moved, "runtime": {**moved["runtime"], "precision": "float32"}}
+    assert _differences(run, changed) == ["runtime {'precision': 'bfloat16'} -> {'precision': 'float32'}"]

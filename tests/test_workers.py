@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from cladec_cli.reproduce import Unit, parse_shard, shard_units
-from cladec_cli.workers import shard_arguments, shard_from_environment
+from cladec_cli.errors import UsageError
+from cladec_cli.workers import shard_arguments, shard_from_environment, visible_gpus
 from conftest import write_npz
 
 # Table IV at 1 epoch: per run two classifiers (0 and 1 epochs), two decoders, two RefAEs, two cells.
@@ -34,7 +35,21 @@ def test_shard_from_a_slurm_job_array(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "3")  # --array=3-6
     assert shard_from_environment() == (2, 4)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", "2")  # --array=3-9:2, tasks 3, 5, 7, 9
+    assert shard_from_environment() == (1, 4)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "11")
+    with pytest.raises(UsageError, match="--array=0-N"):
+        shard_from_environment()
     assert parse_shard("0/1") == (0, 1)
+    with pytest.raises(UsageError, match="K/N"):
+        parse_shard("two")
+
+
+def test_shards_use_the_gpus_this_process_may_use(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")
+    assert visible_gpus() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert visible_gpus() == []
 
 
 def _run_units(run):
@@ -163,3 +178,13 @@ def test_local_workers_then_the_results(tmp_path, data, alone):
     assert "[shard 0/2] " in output and "[shard 1/2] " in output
     assert sum(int(n) for n in re.findall(r"\[shard \d/2\] .*?(\d+) models trained", output)) == alone[1]
     assert rows(out) == rows(alone[0])
+
+
+def test_reproduce_refuses_a_multiworker_strategy(tmp_path):
+    from click.testing import CliRunner
+
+    from cladec_cli.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["reproduce", "table2", "--distribute", "multiworker", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--shard or --workers" in result.output
+    assert "Traceback" not in result.output and not list(tmp_path.iterdir())

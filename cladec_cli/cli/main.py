@@ -1,5 +1,6 @@
 """`cladec` and its subcommands. Each command parses options and calls the library."""
 
+import signal
 import sys
 import time
 import traceback
@@ -350,7 +351,8 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, eval_ep
 @click.option("--report-only", is_flag=True, help="Write the results from the finished cells; train nothing.")
 @click.option("--lock-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
               help="Seconds without a heartbeat after which another process's unit of work counts as abandoned "
-                   "and is taken over (resuming from its backup).")
+                   "and is taken over (resuming from its backup); keep it well above the file system's "
+                   "attribute caching (minutes on NFS). A unit of a process gone from this host is taken at once.")
 @report_options
 def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, report_only, lock_timeout, quiet, as_json, **opts):
     """Run the paper's Table II (layers), III (alpha) or IV (classifier epochs); resumes when rerun.
@@ -361,6 +363,11 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, report_only, lo
     from cladec_cli.reproduce import parse_shard, reproduce
     from cladec_cli.workers import run_shards, shard_from_environment
 
+    if opts.get("distribute") == "multiworker":
+        raise UsageError("reproduce trains many models, each on one process: spread them with --shard or "
+                         "--workers; --distribute multiworker is for one large training")
+    # A batch system ends a job with SIGTERM: unwind as on Ctrl-C, so the unit's lock is released.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     out = Path(out or Path("reports") / table)
     if workers > 1 and not report_only:
         if shard:
