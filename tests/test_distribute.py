@@ -15,7 +15,6 @@ from cladec_cli import distribute
 from cladec_cli.errors import UsageError
 from conftest import read_group, write_npz
 
-pytestmark = pytest.mark.tensorflow_only
 ON_CPUS = Path(__file__).with_name("cladec_on_cpus.py")
 TRAIN = ("--batch-size", "32", "--json")
 
@@ -37,6 +36,20 @@ def data(tmp_path_factory):
     return f"npz:{write_npz(tmp_path_factory.mktemp('distribute') / 'tiny.npz', n_train=256, n_test=64)}"
 
 
+def test_under_jax_mirrored_is_keras_data_parallel(tmp_path, data):
+    """Two JAX CPU devices (XLA's host device count) stand for two GPUs."""
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    args = ["train-classifier", "--dataset", data, "--epochs", 1, *TRAIN, "--distribute", "mirrored",
+            "--out", tmp_path / "c.h5"]
+    done = subprocess.run([sys.executable, "-m", "cladec_cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(jax); " in done.stderr and "distributed mirrored, 2 replicas of 16 images" in done.stderr
+    assert read_group(tmp_path / "c.h5")["runtime"]["replicas"] == 2
+
+
+@pytest.mark.tensorflow_only
 def test_no_distribution_and_bad_choices():
     assert distribute.resolve("auto", "tensorflow") is distribute.NONE
     assert distribute.resolve("none", "jax").provenance() == {"distribute": "none", "replicas": 1, "workers": 1}
@@ -46,6 +59,7 @@ def test_no_distribution_and_bad_choices():
         distribute.resolve("mirrored", "torch")
 
 
+@pytest.mark.tensorflow_only
 def test_multiworker_needs_a_cluster(monkeypatch):
     for name in ("TF_CONFIG", "SLURM_PROCID", "SLURM_STEP_NODELIST"):
         monkeypatch.delenv(name, raising=False)
@@ -53,6 +67,7 @@ def test_multiworker_needs_a_cluster(monkeypatch):
         distribute.resolve("multiworker", "tensorflow")
 
 
+@pytest.mark.tensorflow_only
 def test_mirrored_over_two_devices_trains_what_one_device_trains(tmp_path, data):
     single, mirrored = tmp_path / "single", tmp_path / "mirrored"
     for folder, how in ((single, "none"), (mirrored, "mirrored")):
@@ -101,6 +116,7 @@ def _free_ports(count):
     return ports
 
 
+@pytest.mark.tensorflow_only
 def test_two_workers_train_one_decoder_together(tmp_path, data):
     classifier = tmp_path / "classifier.h5"
     cladec("train-classifier", "--dataset", data, "--epochs", 2, *TRAIN, "--out", classifier)
