@@ -1,0 +1,41 @@
+"""The interface every explanation method has."""
+
+import numpy as np
+
+
+class Method:
+    """An explanation method for one explained layer of a classifier (an `Explainer`).
+
+    `name` is its option value, `title` its column header; `kind` says what `explain` returns: 'image'
+    (pictures like the input, in [0, 1]) or 'map' (one relevance value per pixel, in [0, 1]); `needs`
+    names what must be trained for it (a decoder, a RefAE) beyond the classifier.
+    """
+
+    name = ""
+    title = ""
+    kind = "image"
+    needs = ()
+
+    def __init__(self, explainer):
+        self.explainer = explainer
+
+    def available(self):
+        """Whether what the method needs was given (a RefAE file for RefAE, ...)."""
+        return True
+
+    def explain(self, images, classes):
+        """Explanations of `images` (N x H x W x C in [0, 1]) for the classes `classes` (one per image):
+        N pictures (N x H x W x C) or N maps (N x H x W), all in [0, 1]."""
+        raise NotImplementedError
+
+
+def explain_all(methods, images, classes):
+    """{method name: its explanations} for every available method."""
+    return {m.name: np.asarray(m.explain(images, classes)) for m in methods if m.available()}
+
+
+def normalized(maps):
+    """Each map scaled to [0, 1] by its own maximum (all-zero maps stay zero)."""
+    maps = np.asarray(maps, np.float32)
+    peak = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, *([1] * (maps.ndim - 1)))
+    return np.where(peak > 0, maps / np.where(peak > 0, peak, 1), 0.0)
