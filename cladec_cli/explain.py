@@ -9,6 +9,7 @@ from cladec_cli.data.readers import image_files
 from cladec_cli.data.split import read_image_file
 from cladec_cli.errors import DataError, UsageError
 from cladec_cli.grid import COLUMNS, heatmap, layout_for, render_grid
+from cladec_cli.methods import explain_all
 
 
 def parse_indices(text):
@@ -64,8 +65,9 @@ def load_image_folder(folder, image_shape, resize="bilinear"):
     return np.stack(images), [p.name for p in files]
 
 
-def explanation_arrays(explainer, images):
-    """Originals, reconstructions, |ClaDec - RefAE| and the classifier's predictions."""
+def explanation_arrays(explainer, images, attributions=()):
+    """Originals, reconstructions, |ClaDec - RefAE|, the classifier's predictions, and the maps of the
+    attribution methods `attributions` (`methods.Method`s) for the class predicted for each original."""
     recs = explainer.reconstructions(images)
     arrays = {"original": images, "cladec": recs["cladec"],
               "pred_original": explainer.classify(images), "pred_cladec": explainer.classify(recs["cladec"])}
@@ -73,11 +75,13 @@ def explanation_arrays(explainer, images):
         arrays["refae"] = recs["refae"]
         arrays["difference"] = np.abs(recs["cladec"] - recs["refae"])
         arrays["pred_refae"] = explainer.classify(recs["refae"])
+    arrays.update(explain_all(attributions, images, arrays["pred_original"]))
     return arrays
 
 
-def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0):
-    """(tiles, captions) per image for `render_grid`; heat maps are divided by `scale`."""
+def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, maps=()):
+    """(tiles, captions) per image for `render_grid`; heat maps are divided by `scale`; `maps` names the
+    attribution maps in `arrays` drawn after them (each scaled to its own image's maximum)."""
     def label(i):
         return class_names[i] if 0 <= i < len(class_names) else str(i)
 
@@ -94,12 +98,17 @@ def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0):
         if "refae" in arrays:
             tiles.append(heatmap(arrays["difference"][i] / scale))
             captions.append(f"mean {float(arrays['difference'][i].mean()):.3f}")
+        for name in maps:
+            tiles.append(heatmap(arrays[name][i]))
+            captions.append(f"for {label(arrays['pred_original'][i])}")
         rows.append((tiles, captions))
     return rows
 
 
-def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite=False, arrays_out=None):
-    """Render and save the PNG grid (and optionally the arrays as .npz), both atomically."""
+def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite=False, arrays_out=None,
+               attributions=()):
+    """Render and save the PNG grid (and optionally the arrays as .npz), both atomically; the maps of
+    the methods `attributions` follow as columns of their own."""
     out = artifacts.check_output(out, overwrite, suffixes=(".png",))
     if arrays_out:
         artifacts.check_output(arrays_out, overwrite, suffixes=(".npz",))
@@ -109,8 +118,10 @@ def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite
         # The heat maps share one scale, the grid's largest difference, shown in the header.
         scale = max(float(arrays["difference"].max()), 1e-6)
         columns = COLUMNS[:-1] + (f"{COLUMNS[-1]}\n(black 0, yellow {scale:.2f})",)
+    columns = columns + tuple(m.title for m in attributions)
     layout = layout_for(arrays["original"].shape[1:])
-    image = render_grid(grid_rows(arrays, class_names, true_labels, names, scale), layout, columns)
+    rows = grid_rows(arrays, class_names, true_labels, names, scale, [m.name for m in attributions])
+    image = render_grid(rows, layout, columns)
     with artifacts.atomic_path(out, overwrite) as tmp:
         image.save(tmp, format="PNG")
     if arrays_out:

@@ -10,9 +10,10 @@ import click
 
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
-from cladec_cli.cli.options import (batch_size_option, classifier_option, data_options, device_options,
-                                    decoder_output_option, layer_convention_option, layer_option, lr_option, out_dir_option, output_options, rec_loss_option,
-                                    report_options, train_options, trust_model_option, with_default)
+from cladec_cli.cli.options import (ATTRIBUTION_METHODS, batch_size_option, classifier_option, data_options,
+                                    decoder_output_option, device_options, layer_convention_option, layer_option,
+                                    lr_option, out_dir_option, output_options, rec_loss_option, report_options,
+                                    train_options, trust_model_option, with_default)
 from cladec_cli.errors import CladecError, UsageError
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -251,11 +252,14 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
               help="Explain your own image files from this folder instead of test images.")
 @click.option("--save-arrays", type=click.Path(dir_okay=False), default=None,
               help="Also write the images, reconstructions and predictions as .npz.")
+@click.option("--method", "attribution_names", multiple=True, type=click.Choice(ATTRIBUTION_METHODS),
+              help="Add an attribution map for the predicted class beside ClaDec: gradcam (at the explained "
+                   "layer, or the last map before it), saliency (SmoothGrad) or occlusion; repeatable.")
 @data_options()
 @output_options("PNG grid to write.", "reports/<dataset>/explain_L<index>_a<alpha>.png")
 @report_options
 def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices, class_name, count, images_dir,
-                save_arrays, out, overwrite, quiet, as_json, **opts):
+                save_arrays, attribution_names, out, overwrite, quiet, as_json, **opts):
     """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
     from cladec_cli.classifier import check_fits
     from cladec_cli.explain import (explanation_arrays, load_image_folder, parse_indices, select,
@@ -279,8 +283,11 @@ def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices,
         chosen = select(dataset.test, class_names, parse_indices(indices) if indices else None, class_name, count)
         images, labels = dataset.test.subset(chosen).arrays()
         names = [f"test #{i}" for i in chosen]
-    arrays = explanation_arrays(explainer, images)
-    size = write_grid(out, arrays, class_names, labels, names, overwrite, save_arrays)
+    from cladec_cli.methods import METHODS
+
+    attributions = [METHODS[name](explainer) for name in dict.fromkeys(attribution_names)]
+    arrays = explanation_arrays(explainer, images, attributions)
+    size = write_grid(out, arrays, class_names, labels, names, overwrite, save_arrays, attributions)
     summary = {"path": str(out), "size": list(size), "images": names, "arrays": save_arrays}
     common.report(summary, [f"saved {out} ({len(images)} rows, {size[0]}x{size[1]} px)"], quiet, as_json)
 

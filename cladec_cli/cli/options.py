@@ -7,6 +7,9 @@ from cladec_cli.distribute import DISTRIBUTIONS
 from cladec_cli.runtime import PRECISIONS
 
 CLASSIFIERS = "the classifier's"
+# The attribution methods `explain --method` offers (cladec_cli.methods.ATTRIBUTIONS, named here so that
+# parsing options needs no Keras).
+ATTRIBUTION_METHODS = ("gradcam", "saliency", "occlusion")
 
 
 def compose(*decorators):

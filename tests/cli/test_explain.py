@@ -136,3 +136,20 @@ def test_decoder_of_another_classifier_is_refused(trained, other_classifier, tmp
     assert str(trained["refae"] if refae else trained["decoder"]) in lines[0]
     assert not out.exists()
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_attribution_maps_beside_cladec(trained, tmp_path):
+    out, arrays = tmp_path / "grid.png", tmp_path / "arrays.npz"
+    explain(trained, out, "--indices", "0,1", "--method", "gradcam", "--method", "saliency", "--method", "occlusion",
+            "--save-arrays", arrays)
+    assert png_size(out) == layout_for(TILE_SHAPE).size(2, 4 + 3)
+    with np.load(arrays) as saved:
+        for key in ("gradcam", "saliency", "occlusion"):
+            assert saved[key].shape == (2, 32, 32) and saved[key].min() >= 0 and saved[key].max() == 1.0, key
+
+
+def test_attribution_methods_match_the_library():
+    from cladec_cli.cli.options import ATTRIBUTION_METHODS
+    from cladec_cli.methods import ATTRIBUTIONS
+
+    assert ATTRIBUTION_METHODS == ATTRIBUTIONS
