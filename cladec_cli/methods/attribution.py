@@ -77,11 +77,12 @@ class Saliency(Method):
 
 
 class Occlusion(Method):
-    """How much the class's probability drops when a `patch` x `patch` square (a quarter-image's side
-    over 4 by default) is set to `fill`, per pixel averaged over the squares covering it; drops only."""
+    """How much the class's probability drops when a `patch` x `patch` square (an eighth of the image's
+    side by default, moved by half its side) is set to `fill`, per pixel averaged over the squares
+    covering it; drops only. The fill is black, the absence of signal on Fashion-MNIST's dark background."""
 
     name, title, kind = "occlusion", "occlusion", "map"
-    fill = 0.5
+    fill = 0.0
 
     def __init__(self, explainer, patch=None, stride=None):
         super().__init__(explainer)
