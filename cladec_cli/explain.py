@@ -9,7 +9,8 @@ from cladec_cli.data.readers import image_files
 from cladec_cli.data.split import read_image_file
 from cladec_cli.errors import DataError, UsageError
 from cladec_cli.grid import COLUMNS, heatmap, layout_for, render_grid
-from cladec_cli.methods import explain_all
+from cladec_cli.methods import ClaDec, RefAE, explain_all
+from cladec_cli.methods.prototypes import class_prototypes
 
 
 def parse_indices(text):
@@ -79,6 +80,26 @@ def explanation_arrays(explainer, images, attributions=()):
     return arrays
 
 
+def prototype_arrays(explainer, split, per_class=1000):
+    """Per class of `split` (up to `per_class` of its images each): the mean image, and the decodings of
+    the class's mean code by ClaDec and, when loaded, by the RefAE, with the classifier's predictions;
+    arranged as `explanation_arrays` arranges images, plus the class of each row ("labels")."""
+    labels = np.asarray(split.labels)
+    classes = [int(c) for c in np.unique(labels)]
+    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])
+    images, chosen_labels = split.subset(chosen.tolist()).arrays()
+    means = np.stack([images[chosen_labels == c].mean(axis=0) for c in classes]).astype(np.float32)
+    arrays = {"original": means, "pred_original": explainer.classify(means), "labels": np.asarray(classes)}
+    for method in (ClaDec(explainer), RefAE(explainer)):
+        if method.available():
+            encoder, decoder = method.parts()
+            arrays[method.name] = class_prototypes(encoder, decoder, images, chosen_labels, classes)
+            arrays[f"pred_{method.name}"] = explainer.classify(arrays[method.name])
+    if "refae" in arrays:
+        arrays["difference"] = np.abs(arrays["cladec"] - arrays["refae"])
+    return arrays
+
+
 def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, maps=()):
     """(tiles, captions) per image for `render_grid`; heat maps are divided by `scale`; `maps` names the
     attribution maps in `arrays` drawn after them (each scaled to its own image's maximum)."""
@@ -106,7 +127,7 @@ def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, maps
 
 
 def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite=False, arrays_out=None,
-               attributions=()):
+               attributions=(), first_column="original"):
     """Render and save the PNG grid (and optionally the arrays as .npz), both atomically; the maps of
     the methods `attributions` follow as columns of their own."""
     out = artifacts.check_output(out, overwrite, suffixes=(".png",))
@@ -118,7 +139,7 @@ def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite
         # The heat maps share one scale, the grid's largest difference, shown in the header.
         scale = max(float(arrays["difference"].max()), 1e-6)
         columns = COLUMNS[:-1] + (f"{COLUMNS[-1]}\n(black 0, yellow {scale:.2f})",)
-    columns = columns + tuple(m.title for m in attributions)
+    columns = (first_column,) + columns[1:] + tuple(m.title for m in attributions)
     layout = layout_for(arrays["original"].shape[1:])
     rows = grid_rows(arrays, class_names, true_labels, names, scale, [m.name for m in attributions])
     image = render_grid(rows, layout, columns)

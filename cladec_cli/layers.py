@@ -185,3 +185,14 @@ def _outputs_at(model, paths, h):
         inner = [p[1:] for p in paths if len(p) > 1 and p[0] == n]
         found.update({(n, *p): tensor for p, tensor in zip(inner, _outputs_at(model.get_layer(n), inner, fed))})
     return [found[p] for p in paths]
+
+
+def build_head(model, layer):
+    """The rest of `model` after `layer`: a model from the layer's output to the classifier's output,
+    sharing its weights. Layers inside nested models, or graphs that reach around the layer, are refused."""
+    if "/" in layer.name:
+        raise UsageError(f"layer {layer.name} lies inside a nested model; the classifier cannot be continued from it")
+    try:
+        return keras.Model(model.get_layer(layer.name).output, model.outputs[0], name="head")
+    except ValueError as e:
+        raise UsageError(f"the classifier cannot be continued from layer {layer.name} ({e})") from None

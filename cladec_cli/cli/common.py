@@ -1,6 +1,7 @@
 """Glue between parsed options and the API: settings, data from provenance, output, summaries."""
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,11 @@ def dataset_for(opts, provenance=None, image_shape=None):
 def dataset_slug(name):
     """A folder name for a dataset spec (`folder:/a/b` -> `b`)."""
     return Path(name.partition(":")[2]).stem if ":" in name else name
+
+
+def file_slug(text):
+    """`text` fit for a file name: runs of other characters than letters and digits become one '-'."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-") or "x"
 
 
 def default_out(out, provenance_or_name, filename, root="models"):

@@ -252,6 +252,9 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
               help="Explain your own image files from this folder instead of test images.")
 @click.option("--save-arrays", type=click.Path(dir_okay=False), default=None,
               help="Also write the images, reconstructions and predictions as .npz.")
+@click.option("--prototypes", is_flag=True,
+              help="Instead of single images, one row per class: the class's mean image and the decoding of "
+                   "the mean code of its training images (up to 1,000 a class).")
 @click.option("--method", "attribution_names", multiple=True, type=click.Choice(ATTRIBUTION_METHODS),
               help="Add an attribution map for the predicted class beside ClaDec: gradcam (at the explained "
                    "layer, or the last map before it), saliency (SmoothGrad) or occlusion; repeatable.")
@@ -259,7 +262,7 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
 @output_options("PNG grid to write.", "reports/<dataset>/explain_L<index>_a<alpha>.png")
 @report_options
 def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices, class_name, count, images_dir,
-                save_arrays, attribution_names, out, overwrite, quiet, as_json, **opts):
+                save_arrays, prototypes, attribution_names, out, overwrite, quiet, as_json, **opts):
     """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
     from cladec_cli.classifier import check_fits
     from cladec_cli.explain import (explanation_arrays, load_image_folder, parse_indices, select,
@@ -273,6 +276,22 @@ def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices,
                              f"explain_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
                              root="reports")
     class_names = explainer.classifier_provenance.get("class_names") or []
+    if prototypes:
+        if images_dir or indices or class_name or attribution_names:
+            raise UsageError("--prototypes shows every class; leave out --images, --indices, --class and --method")
+        from cladec_cli.explain import prototype_arrays
+
+        dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
+        check_fits(explainer.classifier, dataset)
+        arrays = prototype_arrays(explainer, dataset.train)
+        labels = arrays.pop("labels")
+        names = [dataset.class_names[c] for c in labels]
+        size = write_grid(out, arrays, dataset.class_names, labels, None, overwrite, save_arrays,
+                          first_column="class mean")
+        summary = {"path": str(out), "size": list(size), "classes": names, "arrays": save_arrays}
+        common.report(summary, [f"saved {out} ({len(names)} class prototypes, {size[0]}x{size[1]} px)"], quiet,
+                      as_json)
+        return
     if images_dir:
         images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or explainer.resize)
         labels = None
@@ -290,6 +309,60 @@ def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices,
     size = write_grid(out, arrays, class_names, labels, names, overwrite, save_arrays, attributions)
     summary = {"path": str(out), "size": list(size), "images": names, "arrays": save_arrays}
     common.report(summary, [f"saved {out} ({len(images)} rows, {size[0]}x{size[1]} px)"], quiet, as_json)
+
+
+@cli.command("contrast", short_help="Decode an image's code on its way to another class.")
+@classifier_option
+@trust_model_option
+@click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False),
+              help="ClaDec decoder file (from train-decoder).")
+@click.option("--index", type=click.IntRange(min=0), default=None, help="Test image to start from.")
+@click.option("--image", "image_path", type=click.Path(dir_okay=False), default=None,
+              help="Or an image file of your own to start from.")
+@click.option("--to-class", "to_class", required=True, help="Class to move towards (name or number).")
+@click.option("--steps", type=click.IntRange(min=2), default=8, show_default=True,
+              help="Decoded steps, from the image's own code to the nearest training code of the class.")
+@data_options()
+@output_options("PNG strip to write.", "reports/<dataset>/contrast_<start>_to_<class>.png")
+@report_options
+def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, to_class, steps, out, overwrite,
+                 quiet, as_json, **opts):
+    """Move an image's code at the explained layer step by step towards the nearest training code of
+    another class, decode every step and label it with what the classifier makes of that code: what
+    would have to change for the classifier to see that class."""
+    from cladec_cli.classifier import check_fits
+    from cladec_cli.contrast import contrast, write_strip
+    from cladec_cli.data.split import read_image_file
+    from cladec_cli.explain import class_label
+    from cladec_cli.explainer import load_explainer
+
+    if (index is None) == (image_path is None):
+        raise UsageError("give the image to start from with either --index or --image")
+    explainer = load_explainer(classifier_path, decoder_path, None, trust_model)
+    common.explainer_pixel_range(opts, explainer, decoder_path)
+    dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
+    check_fits(explainer.classifier, dataset)
+    target = class_label(dataset.class_names, to_class)
+    if image_path:
+        image, start = read_image_file(str(image_path), explainer.image_shape, opts["resize"] or explainer.resize), \
+            Path(image_path).stem
+    else:
+        if index >= len(dataset.test):
+            raise UsageError(f"--index {index} out of range: the test split has {len(dataset.test)} images")
+        image, start = dataset.test.subset([index]).arrays()[0][0], f"test{index}"
+    out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
+                             f"contrast_{start}_to_{common.file_slug(dataset.class_names[target])}.png",
+                             root="reports")
+    path, nearest_image = contrast(explainer, image, dataset.train, target, steps)
+    size = write_strip(out, image, path, nearest_image, dataset.class_names, int(explainer.classify(image[None])[0]),
+                       target, overwrite)
+    names = [dataset.class_names[c] for c in path.classes]
+    summary = {"path": str(out), "size": list(size), "mix": path.mix.tolist(), "classes": names,
+               "probabilities": path.probabilities.tolist()}
+    first_target = next((m for m, c in zip(path.mix, path.classes) if c == target), None)
+    seen = f"the classifier sees a {dataset.class_names[target]} from {first_target:.0%} of the way" \
+        if first_target is not None else f"the classifier never sees a {dataset.class_names[target]}"
+    common.report(summary, [f"saved {out} ({steps} steps; {seen})"], quiet, as_json)
 
 
 @cli.command("evaluate", short_help="Measure Rec. Loss, Acc Eval and agreement for a layer.")

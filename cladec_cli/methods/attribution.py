@@ -10,7 +10,7 @@ import numpy as np
 
 from cladec_cli.cladec import frozen_encoder
 from cladec_cli.errors import UsageError
-from cladec_cli.layers import explainable_layers
+from cladec_cli.layers import build_head, explainable_layers
 from cladec_cli.methods.base import Method, normalized
 from cladec_cli.methods.gradients import class_scores, input_gradients
 from cladec_cli.pixels import in_range
@@ -39,19 +39,11 @@ class GradCAM(Method):
         if self.layer.name != explainer.layer.name:
             self.title = f"Grad-CAM\n({self.layer.name})"
 
-    def _head(self):
-        classifier = self.explainer.classifier
-        if "/" in self.layer.name:
-            raise UsageError(f"Grad-CAM at {self.layer.name}: layers inside nested models are not supported")
-        try:
-            return keras.Model(classifier.get_layer(self.layer.name).output, classifier.outputs[0])
-        except ValueError as e:
-            raise UsageError(f"Grad-CAM at {self.layer.name}: the classifier cannot be cut there ({e})") from None
-
     def explain(self, images, classes):
         encoder = frozen_encoder(self.explainer.classifier, self.layer, self.explainer.pixel_range)
         activations = predict(encoder, images)
-        gradients = input_gradients(class_scores(self._head(), classes), activations)
+        gradients = input_gradients(class_scores(build_head(self.explainer.classifier, self.layer), classes),
+                                    activations)
         weights = gradients.mean(axis=(1, 2), keepdims=True)
         cam = np.maximum((weights * activations).sum(axis=-1), 0)
         height, width = np.asarray(images).shape[1:3]

@@ -1,6 +1,8 @@
 """ClaDec and RefAE as explanation methods: the layer's code decoded into a picture."""
 
+from cladec_cli.cladec import frozen_encoder
 from cladec_cli.methods.base import Method
+from cladec_cli.pixels import in_range
 from cladec_cli.training import predict
 
 
@@ -11,6 +13,12 @@ class ClaDec(Method):
 
     def explain(self, images, classes=None):
         return predict(self.explainer.cladec, images)
+
+    def parts(self):
+        """(encoder: [0, 1] images -> the layer's code, decoder: code -> picture)."""
+        explainer = self.explainer
+        return (frozen_encoder(explainer.classifier, explainer.layer, explainer.pixel_range),
+                explainer.cladec.get_layer("decoder"))
 
 
 class RefAE(Method):
@@ -23,3 +31,8 @@ class RefAE(Method):
 
     def explain(self, images, classes=None):
         return predict(self.explainer.refae, images)
+
+    def parts(self):
+        """(encoder: [0, 1] images -> the RefAE's own code, decoder: code -> picture)."""
+        refae = self.explainer.refae
+        return in_range(refae.get_layer("refae_encoder"), self.explainer.pixel_range), refae.get_layer("decoder")

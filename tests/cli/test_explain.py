@@ -153,3 +153,29 @@ def test_attribution_methods_match_the_library():
     from cladec_cli.methods import ATTRIBUTIONS
 
     assert ATTRIBUTION_METHODS == ATTRIBUTIONS
+
+
+def test_prototypes_one_row_per_class(trained, tmp_path):
+    out, arrays = tmp_path / "prototypes.png", tmp_path / "arrays.npz"
+    result = explain(trained, out, "--prototypes", "--save-arrays", arrays, "--json")
+    assert json.loads(result.stdout)["classes"] == ["top-left", "top-right", "bottom-left", "bottom-right"]
+    assert png_size(out) == layout_for(TILE_SHAPE).size(4, 4)
+    with np.load(arrays) as saved:
+        assert saved["cladec"].shape == saved["refae"].shape == saved["original"].shape == (4, 32, 32, 1)
+        np.testing.assert_array_equal(saved["labels"], [0, 1, 2, 3])
+        # The class mean of the synthetic data is bright in the class's own quadrant.
+        quadrant_means = saved["original"][:, :, :, 0].reshape(4, 2, 16, 2, 16).mean(axis=(2, 4)).reshape(4, 4)
+        assert quadrant_means.argmax(axis=1).tolist() == [0, 1, 2, 3]
+    explain(trained, out, "--prototypes", "--class", "top-left", "--overwrite", expect=2)
+
+
+def test_contrast_strip(trained, tmp_path):
+    out = tmp_path / "contrast.png"
+    result = invoke("contrast", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--index", 0,
+                    "--to-class", "bottom-right", "--steps", 4, "--out", out, "--json")
+    summary = json.loads(result.stdout)
+    assert summary["mix"] == [0, 1 / 3, 2 / 3, 1] and len(summary["classes"]) == 4
+    assert png_size(out) == layout_for(TILE_SHAPE).size(1, 4 + 2)
+    missing = invoke("contrast", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                     "--to-class", "bottom-right", "--out", tmp_path / "x.png", expect=2)
+    assert "--index or --image" in missing.output and not (tmp_path / "x.png").exists()
