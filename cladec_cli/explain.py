@@ -100,6 +100,41 @@ def prototype_arrays(explainer, split, per_class=1000):
     return arrays
 
 
+def layer_rows(explainers, images, class_names, true_labels=None, names=None):
+    """Grid rows and column titles for the same images explained at several layers: the original, then
+    per layer its RefAE (when loaded) and its ClaDec reconstruction, each with the classifier's prediction."""
+    def label(i):
+        return class_names[i] if 0 <= i < len(class_names) else str(i)
+
+    columns = ["original"]
+    per_layer = []
+    for explainer in explainers:
+        recs = explainer.reconstructions(images)
+        tag = f"L{explainer.decoder_provenance['layer_index']} {explainer.layer.name}"
+        for method in ("refae", "cladec"):
+            if method in recs:
+                columns.append(f"{'RefAE' if method == 'refae' else 'ClaDec'}\n{tag}")
+                per_layer.append((recs[method], explainer.classify(recs[method])))
+    predicted = explainers[0].classify(images)
+    rows = []
+    for i in range(len(images)):
+        first = f"true: {label(true_labels[i])}" if true_labels is not None else (names[i] if names else "")
+        tiles = [images[i], *(pictures[i] for pictures, _ in per_layer)]
+        captions = [f"{first}\npred: {label(predicted[i])}", *(f"pred: {label(p[i])}" for _, p in per_layer)]
+        rows.append((tiles, captions))
+    return rows, tuple(columns)
+
+
+def write_layer_grid(out, explainers, images, class_names, true_labels=None, names=None, overwrite=False):
+    """Render and save the grid of `layer_rows` atomically; returns its size."""
+    out = artifacts.check_output(out, overwrite, suffixes=(".png",))
+    rows, columns = layer_rows(explainers, images, class_names, true_labels, names)
+    image = render_grid(rows, layout_for(np.asarray(images).shape[1:]), columns)
+    with artifacts.atomic_path(out, overwrite) as tmp:
+        image.save(tmp, format="PNG")
+    return image.size
+
+
 def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, maps=()):
     """(tiles, captions) per image for `render_grid`; heat maps are divided by `scale`; `maps` names the
     attribution maps in `arrays` drawn after them (each scaled to its own image's maximum)."""

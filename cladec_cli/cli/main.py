@@ -241,10 +241,11 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
 @cli.command("explain", short_help="Draw original, RefAE and ClaDec images as a PNG grid.")
 @classifier_option
 @trust_model_option
-@click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False),
-              help="ClaDec decoder file (from train-decoder).")
-@click.option("--refae", "refae_path", type=click.Path(dir_okay=False), default=None,
-              help="RefAE file (from train-refae) for the reference column and the difference heat map.")
+@click.option("--decoder", "decoder_paths", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="ClaDec decoder file (from train-decoder); repeat it to show several layers side by side.")
+@click.option("--refae", "refae_paths", type=click.Path(dir_okay=False), multiple=True,
+              help="RefAE file (from train-refae) for the reference column and the difference heat map; with "
+                   "several --decoder, one per decoder in the same order.")
 @click.option("--indices", default=None, help="Test images to show, e.g. 0,5,9.")
 @click.option("--class", "class_name", default=None, help="Show images of this class (name or number).")
 @click.option("--count", type=int, default=8, show_default=True, help="How many images with --class or by default.")
@@ -261,7 +262,7 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
 @data_options()
 @output_options("PNG grid to write.", "reports/<dataset>/explain_L<index>_a<alpha>.png")
 @report_options
-def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices, class_name, count, images_dir,
+def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indices, class_name, count, images_dir,
                 save_arrays, prototypes, attribution_names, out, overwrite, quiet, as_json, **opts):
     """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
     from cladec_cli.classifier import check_fits
@@ -269,7 +270,15 @@ def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices,
                                     write_grid)
     from cladec_cli.explainer import load_explainer
 
-    explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
+    if refae_paths and len(refae_paths) != len(decoder_paths):
+        raise UsageError(f"{len(decoder_paths)} --decoder files but {len(refae_paths)} --refae files: give one "
+                         "RefAE per decoder, in the same order, or none")
+    if len(decoder_paths) > 1 and (prototypes or attribution_names or save_arrays):
+        raise UsageError("several --decoder files draw the layers side by side; --prototypes, --method and "
+                         "--save-arrays take one decoder")
+    refaes = list(refae_paths) or [None] * len(decoder_paths)
+    explainers = [load_explainer(classifier_path, d, r, trust_model) for d, r in zip(decoder_paths, refaes)]
+    explainer, decoder_path = explainers[0], decoder_paths[0]
     common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
@@ -302,6 +311,15 @@ def explain_cmd(classifier_path, trust_model, decoder_path, refae_path, indices,
         chosen = select(dataset.test, class_names, parse_indices(indices) if indices else None, class_name, count)
         images, labels = dataset.test.subset(chosen).arrays()
         names = [f"test #{i}" for i in chosen]
+    if len(explainers) > 1:
+        from cladec_cli.explain import write_layer_grid
+
+        size = write_layer_grid(out, explainers, images, class_names, labels, names, overwrite)
+        summary = {"path": str(out), "size": list(size), "images": names,
+                   "layers": [e.decoder_provenance["layer_name"] for e in explainers]}
+        common.report(summary, [f"saved {out} ({len(images)} rows, {len(explainers)} layers, {size[0]}x{size[1]} px)"],
+                      quiet, as_json)
+        return
     from cladec_cli.methods import METHODS
 
     attributions = [METHODS[name](explainer) for name in dict.fromkeys(attribution_names)]

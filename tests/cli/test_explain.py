@@ -179,3 +179,19 @@ def test_contrast_strip(trained, tmp_path):
     missing = invoke("contrast", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
                      "--to-class", "bottom-right", "--out", tmp_path / "x.png", expect=2)
     assert "--index or --image" in missing.output and not (tmp_path / "x.png").exists()
+
+
+def test_several_layers_side_by_side(trained, tmp_path):
+    logits_decoder = tmp_path / "cladec_L-1.h5"
+    invoke("train-decoder", "--classifier", trained["classifier"], "--layer", -1, "--epochs", 1, "--batch-size", 32,
+           "-q", "--out", logits_decoder)
+    out = tmp_path / "layers.png"
+    result = invoke("explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                    "--decoder", logits_decoder, "--indices", "0,1", "--out", out, "--json")
+    summary = json.loads(result.stdout)
+    assert len(summary["layers"]) == 2 and summary["layers"][0] != summary["layers"][1]
+    assert png_size(out) == layout_for(TILE_SHAPE).size(2, 1 + 2)  # original, then ClaDec per layer
+    with_refae = invoke("explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                        "--decoder", logits_decoder, "--refae", trained["refae"], "--indices", "0",
+                        "--out", tmp_path / "bad.png", expect=2)
+    assert "one RefAE per decoder" in with_refae.output and not (tmp_path / "bad.png").exists()
