@@ -11,6 +11,7 @@ from cladec_cli.evaluate import evaluate, write_result
 from cladec_cli.explain import explanation_arrays, select, write_grid
 from cladec_cli.explainer import load_explainer
 from cladec_cli.refae import train_refae
+from cladec_cli.report import REPORT, write_report
 
 
 def demo_paths(out_dir, layer):
@@ -18,7 +19,7 @@ def demo_paths(out_dir, layer):
     out_dir = Path(out_dir)
     return {"classifier": out_dir / "classifier.h5", "decoder": out_dir / f"cladec_L{layer}_a0.h5",
             "refae": out_dir / f"refae_L{layer}.h5", "grid": out_dir / f"explain_L{layer}.png",
-            "metrics": out_dir / "metrics.json", "table": out_dir / "metrics.md"}
+            "metrics": out_dir / "metrics.json", "table": out_dir / "metrics.md", "report": out_dir / REPORT}
 
 
 def run_demo(dataset, settings, out_dir, layer=-1, class_name=None, count=6, log=print):
@@ -50,4 +51,5 @@ def run_demo(dataset, settings, out_dir, layer=-1, class_name=None, count=6, log
         [f"test #{i}" for i in chosen], settings.overwrite))
     result = step("measured Rec. Loss, agreement and Acc Eval", lambda: evaluate(explainer, dataset, settings))
     write_result(result, paths["metrics"], paths["table"], settings.overwrite)
+    step("wrote the report page", lambda: write_report(out_dir, settings.overwrite))
     return result, paths

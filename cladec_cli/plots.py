@@ -1,5 +1,7 @@
-"""Plots of recorded results (matplotlib, PNG): learning curves of decoders trained with `--curves`."""
+"""Plots of recorded results (matplotlib, PNG): learning curves of decoders trained with `--curves`,
+a layer's measures, and a reproduction's measures per row with error bars."""
 
+import io
 from pathlib import Path
 
 from cladec_cli import artifacts
@@ -18,18 +20,108 @@ def curve_of(path):
     return label, curve
 
 
-def plot_curves(paths, out, overwrite=False):
-    """Draw each file's training-loop loss (dashed) and test Rec. Loss (solid) per epoch into one PNG."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg canvas; a clear error when matplotlib is missing."""
     try:
         import matplotlib
     except ImportError:
         raise UsageError("plots need matplotlib: pip install matplotlib (or cladec[plots])") from None
     matplotlib.use("Agg")
-    from matplotlib import pyplot
+    from matplotlib import pyplot as plt
+
+    return plt
+
+
+def png_bytes(figure):
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    pyplot().close(figure)
+    return buffer.getvalue()
+
+
+METHOD_STYLE = {"cladec": ("ClaDec", "C0"), "refae": ("RefAE", "C1")}
+ROW_LABEL = {"table2": "layer", "table3": "alpha", "table4": "classifier epochs"}
+
+
+def measures_by_row(table, rows):
+    """Rec. Loss and Acc Eval of ClaDec and RefAE per row of a reproduction (mean, sample std as error
+    bars), the paper's figures as crosses: one figure with two panels."""
+    plt = pyplot()
+    figure, (rec_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    positions = list(range(len(rows)))
+    paper_index = {"table2": {"rec_loss": (0, 1), "acc_eval": (2, 3)}}.get(table, {"rec_loss": (0,), "acc_eval": (1,)})
+    for axes, metric, title in ((rec_axes, "rec_loss", "Rec. Loss (SSE per image, test)"),
+                                (acc_axes, "acc_eval", "Acc Eval")):
+        for k, (method, (label, color)) in enumerate(METHOD_STYLE.items()):
+            stats = [row[metric][method] for row in rows]
+            x = [p + (k - 0.5) * 0.15 for p in positions]
+            axes.errorbar(x, [s["mean"] for s in stats], yerr=[s["std"] for s in stats], fmt="o-", color=color,
+                          capsize=4, label=label)
+            indices = paper_index[metric]
+            if k < len(indices):
+                paper = [row["paper"][indices[k]] if row.get("paper") else None for row in rows]
+                known = [(xi, v) for xi, v in zip(x, paper) if v is not None]
+                if known:
+                    axes.plot(*zip(*known), "x", color=color, markersize=9, label=f"{label}, paper")
+        axes.set_xticks(positions, [str(row["row"]) for row in rows])
+        axes.set_xlabel(ROW_LABEL.get(table, "row"))
+        axes.set_title(title, fontsize=10)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def trade_off(rows):
+    """Table III's trade-off: ClaDec's Rec. Loss against its Acc Eval, one point per alpha."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(5, 4), dpi=100)
+    rec = [row["rec_loss"]["cladec"]["mean"] for row in rows]
+    acc = [row["acc_eval"]["cladec"]["mean"] for row in rows]
+    axes.plot(rec, acc, "o-", color="C0")
+    for row, x, y in zip(rows, rec, acc):
+        axes.annotate(f"alpha {row['row']:g}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xlabel("Rec. Loss (log scale)")
+    axes.set_ylabel("Acc Eval")
+    axes.set_title("ClaDec: fidelity to the input against fidelity to the classifier", fontsize=9)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def layer_measures(result):
+    """One layer's measures (an `evaluate` result): Rec. Loss on test and training images and Acc Eval,
+    ClaDec beside RefAE."""
+    plt = pyplot()
+    figure, (rec_axes, acc_axes) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100, gridspec_kw={"width_ratios": [2, 1]})
+    groups = [(key, label) for key, label in (("rec_loss", "test"), ("train_rec_loss", "training images"),
+                                              ("loop_loss", "last training epoch")) if key in result]
+    for k, (method, (label, color)) in enumerate(METHOD_STYLE.items()):
+        values = [result[key].get(method, float("nan")) for key, _ in groups]
+        rec_axes.bar([g + (k - 0.5) * 0.35 for g in range(len(groups))], values, width=0.35, color=color, label=label)
+        if "acc_eval" in result:
+            acc_axes.bar([k], [result["acc_eval"].get(method, float("nan"))], color=color, label=label)
+    rec_axes.set_xticks(range(len(groups)), [label for _, label in groups])
+    rec_axes.set_title(f"Rec. Loss at {result.get('layer_name')} (SSE per image)", fontsize=10)
+    rec_axes.legend(fontsize=8)
+    acc_axes.set_xticks([0, 1], [label for label, _ in METHOD_STYLE.values()])
+    acc_axes.set_ylim(0, 1)
+    acc_axes.set_title("Acc Eval", fontsize=10)
+    for axes in (rec_axes, acc_axes):
+        axes.grid(alpha=0.3, axis="y")
+    figure.tight_layout()
+    return figure
+
+
+def plot_curves(paths, out, overwrite=False):
+    """Draw each file's training-loop loss (dashed) and test Rec. Loss (solid) per epoch into one PNG."""
+    plt = pyplot()
 
     curves = [curve_of(path) for path in paths]
     out = artifacts.check_output(out, overwrite, suffixes=(".png",))
-    figure, axes = pyplot.subplots(figsize=(8, 5), dpi=100)
+    figure, axes = plt.subplots(figsize=(8, 5), dpi=100)
     for i, (label, curve) in enumerate(curves):
         color = f"C{i}"
         axes.plot(curve["epochs"], curve["test_rec_loss"], color=color, label=f"{label}, test")
@@ -41,5 +133,5 @@ def plot_curves(paths, out, overwrite=False):
     figure.tight_layout()
     with artifacts.atomic_path(out, overwrite) as tmp:
         figure.savefig(tmp, format="png")
-    pyplot.close(figure)
+    plt.close(figure)
     return out

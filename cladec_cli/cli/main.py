@@ -129,7 +129,8 @@ def demo_cmd(layer, class_name, count, out_dir, overwrite, quiet, as_json, **opt
                "metrics": result}
     common.report(summary, [markdown_table(result).rstrip(),
                             f"demo: explanation grid in {paths['grid']}; numbers in {paths['table']} and "
-                            f"{paths['metrics']} ({summary['seconds']} s)"], quiet, as_json)
+                            f"{paths['metrics']}; all of it on one page in {paths['report']} "
+                            f"({summary['seconds']} s)"], quiet, as_json)
 
 
 @cli.command("layers", short_help="List a classifier's explainable layers.")
@@ -162,6 +163,19 @@ def plot_curves_cmd(paths, out, overwrite, quiet, as_json):
 
     saved = plot_curves(paths, out, overwrite)
     common.report({"path": str(saved), "models": list(paths)}, [f"saved {saved}"], quiet, as_json)
+
+
+@cli.command("report", short_help="Turn a results folder into one self-contained HTML page.")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace an existing report.html.")
+@report_options
+def report_cmd(folder, overwrite, quiet, as_json):
+    """Write FOLDER/report.html: the folder's plots, tables, explanation grids and models, every image
+    inline, so the page can be mailed or archived as one file."""
+    from cladec_cli.report import write_report
+
+    out, titles = write_report(folder, overwrite)
+    common.report({"path": str(out), "sections": titles}, [f"saved {out} ({len(titles)} sections)"], quiet, as_json)
 
 
 @cli.command("info", short_help="Print the provenance stored in a model file.")

@@ -20,6 +20,8 @@ def test_demo_writes_models_grid_and_numbers(tmp_path, npz_dataset):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["acc_eval"]) >= {"cladec", "refae"} and 0 <= metrics["acc_eval"]["cladec"] <= 1
     assert "Rec. Loss" in (out / "metrics.md").read_text()
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 2 and "cladec_L-2_a0.h5" in page  # plot and grid inline
     assert "explanation grid in" in result.stdout and "demo: trained the classifier" in result.stderr
 
 
