@@ -32,7 +32,7 @@ install: $(VENV)/.installed  ## Create .venv and install cladec with its depende
 
 $(VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check "$(TF)>=2.16" -e ".[test,tensorboard,plots]"
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TF)>=2.16" -e ".[test,tensorboard,plots,sanity]"
 	touch $@
 
 data:  ## Make sure the real Fashion-MNIST files are installed (Debian package)
@@ -52,7 +52,7 @@ test-fast: install  ## Run the tests that need no real data
 
 $(JAX_VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(JAX_VENV)
-	$(JAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "jax[cpu]" -e ".[test,tensorboard,plots]"
+	$(JAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "jax[cpu]" -e ".[test,tensorboard,plots,sanity]"
 	touch $@
 
 test-jax: $(JAX_VENV)/.installed data  ## Run the tests under Keras' JAX backend on the CPU (second venv)

@@ -115,6 +115,32 @@ def layer_measures(result):
     return figure
 
 
+def sanity(result, titles):
+    """Left: SSIM to the unrandomised explanation per cascade stage, a line per method; right: SSIM
+    under input noise, a bar per method."""
+    plt = pyplot()
+    figure, (cascade_axes, noise_axes) = plt.subplots(1, 2, figsize=(10, 4), dpi=100,
+                                                      gridspec_kw={"width_ratios": [2, 1]})
+    for i, (method, values) in enumerate(result.cascade.items()):
+        cascade_axes.plot(range(len(values)), values, "o-", color=f"C{i}", label=titles.get(method, method))
+    cascade_axes.set_xticks(range(len(result.stages)), result.stages, rotation=30, fontsize=8)
+    cascade_axes.set_xlabel("classifier randomised from the top down to")
+    cascade_axes.set_ylabel("SSIM to the unrandomised explanation")
+    cascade_axes.set_ylim(-0.1, 1.05)
+    cascade_axes.legend(fontsize=8)
+    cascade_axes.set_title("cascading randomisation", fontsize=10)
+    methods = list(result.noise)
+    noise_axes.bar(range(len(methods)), [result.noise[m] for m in methods],
+                   color=[f"C{list(result.cascade).index(m)}" for m in methods])
+    noise_axes.set_xticks(range(len(methods)), [titles.get(m, m) for m in methods], rotation=30, fontsize=8)
+    noise_axes.set_ylim(0, 1.05)
+    noise_axes.set_title(f"input noise (sigma {result.noise_sigma:g}), same prediction", fontsize=10)
+    for axes in (cascade_axes, noise_axes):
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
 def plot_curves(paths, out, overwrite=False):
     """Draw each file's training-loop loss (dashed) and test Rec. Loss (solid) per epoch into one PNG."""
     plt = pyplot()

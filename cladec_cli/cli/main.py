@@ -397,6 +397,59 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
     common.report(summary, [f"saved {out} ({steps} steps; {seen})"], quiet, as_json)
 
 
+@cli.command("sanity", short_help="Check that explanations depend on the classifier and resist input noise.")
+@classifier_option
+@trust_model_option
+@click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False),
+              help="ClaDec decoder file (from train-decoder): the layer and decoder to check.")
+@click.option("--method", "attribution_names", multiple=True, type=click.Choice(ATTRIBUTION_METHODS),
+              help="Attribution methods to check beside ClaDec (repeatable)  [default: all]")
+@click.option("--count", type=click.IntRange(min=1), default=32, show_default=True, help="Test images to explain.")
+@click.option("--noise", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+              help="Standard deviation of the input noise (pixels in [0, 1]).")
+@click.option("--decoder-epochs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Epochs of the decoder retrained for each randomisation stage (stage 0 too).")
+@data_options()
+@batch_size_option
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the randomisation and training.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help=with_default("Folder for sanity.json, sanity.md, sanity.png and the retrained decoders.",
+                                "reports/<dataset>/sanity"))
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@report_options
+def sanity_cmd(classifier_path, trust_model, decoder_path, attribution_names, count, noise, decoder_epochs,
+               batch_size, seed, out_dir, overwrite, quiet, as_json, **opts):
+    """Cascading model randomisation (Adebayo et al. 2018): randomise the classifier's layers from the
+    top, one more at each stage, and measure how similar (SSIM) each method's explanations stay to the
+    unrandomised ones; ClaDec's decoder is retrained briefly at every stage. And input noise that leaves
+    the prediction unchanged: how much each method's explanations move."""
+    import dataclasses
+
+    from cladec_cli import artifacts
+    from cladec_cli.classifier import check_fits
+    from cladec_cli.explainer import load_explainer
+    from cladec_cli.sanity import run_sanity
+    from cladec_cli.sanity_report import markdown, output_paths, write_outputs
+
+    explainer = load_explainer(classifier_path, decoder_path, None, trust_model)
+    common.explainer_pixel_range(opts, explainer, decoder_path)
+    dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
+    check_fits(explainer.classifier, dataset)
+    out_dir = Path(out_dir) if out_dir else Path(common.default_out(
+        None, opts["dataset"] or explainer.classifier_provenance, "sanity", root="reports"))
+    for path in output_paths(out_dir).values():
+        artifacts.check_output(path, overwrite)
+    settings = common.train_settings({"epochs": decoder_epochs, "batch_size": batch_size, "lr": 2e-3, "seed": seed,
+                                      "resume": False, "tensorboard": None, "overwrite": True}, quiet)
+    images, _ = dataset.test.subset(list(range(min(count, len(dataset.test))))).arrays()
+    result = run_sanity(explainer, dataset, images, list(attribution_names or ATTRIBUTION_METHODS), settings,
+                        out_dir, noise, log=lambda message: common.note(message, quiet))
+    paths = write_outputs(result, out_dir, overwrite)
+    common.report({**dataclasses.asdict(result), "paths": {k: str(v) for k, v in paths.items()}},
+                  [markdown(result).rstrip(), f"saved {paths['table']}, {paths['json']} and {paths['plot']}"],
+                  quiet, as_json)
+
+
 @cli.command("evaluate", short_help="Measure Rec. Loss, Acc Eval and agreement for a layer.")
 @classifier_option
 @trust_model_option

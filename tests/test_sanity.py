@@ -1,0 +1,58 @@
+"""Sanity checks: the cascade's stages and randomisation, SSIM, and the whole check on a tiny model."""
+
+import json
+
+import keras
+import numpy as np
+
+from cladec_cli.classifier import load_classifier
+from cladec_cli.sanity import randomized, ssim, stages
+from conftest import invoke
+
+
+def test_stages_run_from_the_top_and_keep_batchnorm_with_its_layer(trained):
+    classifier, _ = load_classifier(trained["classifier"])
+    groups = stages(classifier)
+    weighted = [layer.name for layer in classifier.layers if layer.weights]
+    assert [name for group in reversed(groups) for name in group] == weighted
+    assert len(groups[0]) == 1 and groups[0][0] == weighted[-1]  # the logits first
+    assert any(isinstance(classifier.get_layer(g[1]), keras.layers.BatchNormalization) for g in groups if len(g) > 1)
+
+
+def test_randomisation_touches_only_the_chosen_layers(trained):
+    classifier, _ = load_classifier(trained["classifier"])
+    groups = stages(classifier)
+    copy = randomized(classifier, groups[:2])
+    changed = {layer.name for original, layer in zip(classifier.layers, copy.layers)
+               if any(not np.array_equal(a, b) for a, b in zip(original.get_weights(), layer.get_weights()))}
+    assert changed and changed <= set(groups[0] + groups[1])
+    assert set(groups[0]) <= changed
+
+
+def test_ssim_of_an_explanation_with_itself_is_one():
+    rng = np.random.default_rng(0)
+    picture, other = rng.random((32, 32, 1)), rng.random((32, 32, 1))
+    assert ssim(picture, picture) == 1.0 and ssim(picture, other) < 0.2
+    assert ssim(picture[..., 0], 0.5 * picture[..., 0]) < 1.0
+
+
+def test_sanity_on_a_tiny_classifier(trained, tmp_path):
+    out = tmp_path / "sanity"
+    result = invoke("sanity", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--count", 6,
+                    "--decoder-epochs", 1, "--batch-size", 32, "--noise", 0.02, "--out-dir", out, "--json")
+    summary = json.loads(result.stdout)
+    classifier, _ = load_classifier(trained["classifier"])
+    assert summary["stages"] == ["none", *(group[0] for group in stages(classifier))]
+    cascade = summary["cascade"]
+    assert set(cascade) == {"cladec", "gradcam", "saliency", "occlusion"}
+    assert all(values[0] == 1.0 for values in cascade.values())  # stage 0 against itself
+    # Randomising the logits leaves the code at layer -2, so the retrained decoder, unchanged;
+    # every attribution of the prediction changes.
+    assert cascade["cladec"][1] == 1.0
+    assert all(cascade[m][1] < 1.0 for m in ("gradcam", "saliency", "occlusion"))
+    assert 0 < summary["kept"] <= 6 and set(summary["noise"]) == set(cascade)
+    for name in ("sanity.json", "sanity.md", "sanity.png"):
+        assert (out / name).exists()
+    again = invoke("sanity", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                   "--out-dir", out, expect=2)
+    assert "exists" in again.output
