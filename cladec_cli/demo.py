@@ -7,7 +7,8 @@ from pathlib import Path
 from cladec_cli import artifacts
 from cladec_cli.classifier import load_classifier, train_classifier
 from cladec_cli.cladec import train_decoder
-from cladec_cli.evaluate import evaluate, write_result
+from cladec_cli.evaluate import evaluate
+from cladec_cli.evaluate_report import write_result
 from cladec_cli.explain import explanation_arrays, select, write_grid
 from cladec_cli.explainer import load_explainer
 from cladec_cli.refae import train_refae

@@ -8,7 +8,6 @@ import threading
 
 from cladec_cli import runtime
 from cladec_cli.errors import CladecError, UsageError
-from cladec_cli.reproduce import parse_shard
 
 # Options of the command that the shard processes must not repeat (they take a value), and the
 # variables that would set them.

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cladec_cli.errors import UsageError
-from cladec_cli.evaluate import write_result
+from cladec_cli.evaluate_report import write_result
 from cladec_cli.reproduce import summarize
 from cladec_cli.report import REPORT, markdown_to_html, write_report
 from conftest import invoke

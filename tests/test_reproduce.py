@@ -6,7 +6,8 @@ import pytest
 
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import UsageError
-from cladec_cli.reproduce import cells, markdown, paper_comparison, reproduce, summarize
+from cladec_cli.reproduce import cells, paper_comparison, reproduce, summarize
+from cladec_cli.reproduce_report import markdown
 from cladec_cli.training import TrainSettings
 from conftest import read_group
 

@@ -118,7 +118,7 @@ def demo_cmd(layer, class_name, count, out_dir, overwrite, quiet, as_json, **opt
     explanation grid and measure Rec. Loss, agreement and Acc Eval (evaluation classifiers train for
     --epochs too). Use --limit for a quick first look."""
     from cladec_cli.demo import run_demo
-    from cladec_cli.evaluate import markdown_table
+    from cladec_cli.evaluate_report import markdown_table
 
     settings = common.train_settings({**opts, "overwrite": overwrite}, quiet)
     dataset = common.dataset_for(opts)
@@ -474,7 +474,8 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, eval_ep
     """Measure Rec. Loss, Acc Eval and agreement of ClaDec and RefAE for one layer."""
     from cladec_cli import artifacts
     from cladec_cli.classifier import check_fits
-    from cladec_cli.evaluate import evaluate, write_result
+    from cladec_cli.evaluate import evaluate
+    from cladec_cli.evaluate_report import write_result
     from cladec_cli.explainer import load_explainer
 
     settings = common.train_settings({"epochs": eval_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
