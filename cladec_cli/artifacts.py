@@ -65,7 +65,7 @@ def _umask():
 def write_text(path, text, overwrite=False):
     """Write a text file atomically."""
     with atomic_path(path, overwrite) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def json_safe(data):

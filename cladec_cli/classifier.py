@@ -45,14 +45,35 @@ def classification_loss(model):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
 
 
+def logits_model(model):
+    """`model` when it outputs logits; for a classifier ending in a softmax (a Softmax or softmax
+    Activation layer, or a Dense with softmax activation), a model sharing its weights that stops
+    before the softmax. Gradient-based attributions need the logits."""
+    if not outputs_probabilities(model):
+        return model
+    last = model.layers[-1]
+    activation = last.get_config().get("activation")
+    if isinstance(last, keras.layers.Softmax) or (isinstance(last, keras.layers.Activation) and activation == "softmax"):
+        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+    if isinstance(last, keras.layers.Dense) and activation == "softmax":
+        linear = keras.layers.Dense.from_config({**last.get_config(), "activation": "linear",
+                                                 "name": f"{last.name}_logits"})
+        logits = linear(last.input)
+        linear.set_weights(last.get_weights())
+        return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+    raise UsageError(f"cannot find the logits in front of {model.name!r}'s softmax ({last.name}); gradient-based "
+                     "attributions need them: save the classifier with a separate Softmax layer")
+
+
 def fresh_copy(model):
     """A newly initialised, trainable model of the same architecture (weights are not copied)."""
-    copy = keras.models.clone_model(model, clone_function=_clone_layer, recursive=True)
+    copy = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
     _unfreeze(copy)
     return copy
 
 
-def _clone_layer(layer):
+def clone_layer(layer):
+    """A fresh layer of `layer`'s configuration, Lambda layers included (see below)."""
     config = layer.get_config()
     if isinstance(layer, keras.layers.Lambda):
         # The function is already loaded (the file was trusted, or the model built here): copying it

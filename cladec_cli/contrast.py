@@ -4,6 +4,7 @@ decoded steps from an image's code to the nearest training code of that class.""
 import numpy as np
 
 from cladec_cli import artifacts
+from cladec_cli.errors import DataError
 from cladec_cli.grid import layout_for, render_grid
 from cladec_cli.layers import build_head
 from cladec_cli.methods import ClaDec
@@ -17,6 +18,8 @@ def contrast(explainer, image, split, target_class, steps=8):
     """The ContrastPath of `image` towards the nearest code of `target_class` among `split`'s images of
     that class that the classifier also sees as that class, and that training image."""
     indices = np.flatnonzero(np.asarray(split.labels) == target_class)[:CANDIDATES]
+    if len(indices) == 0:
+        raise DataError(f"the training split has no images of class {target_class}")
     candidates, _ = split.subset(indices.tolist()).arrays()
     seen = explainer.classify(candidates) == target_class
     if seen.any():

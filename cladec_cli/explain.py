@@ -57,13 +57,17 @@ def load_image_folder(folder, image_shape, resize="bilinear"):
     files = image_files(folder)
     if not files:
         raise DataError(f"--images {folder} holds no image files (.png, .jpg, .jpeg, .bmp, .gif)")
-    images = []
-    for path in files:
-        try:
-            images.append(read_image_file(str(path), tuple(image_shape), resize))
-        except Exception as e:  # Pillow reports undecodable files with several error types
-            raise DataError(f"cannot read image {path}: {type(e).__name__}") from e
-    return np.stack(images), [p.name for p in files]
+    return np.stack([load_image_file(path, image_shape, resize) for path in files]), [p.name for p in files]
+
+
+def load_image_file(path, image_shape, resize="bilinear"):
+    """One image file of the user's, decoded and resized to the model's input."""
+    if not Path(path).is_file():
+        raise DataError(f"{path} is not a file")
+    try:
+        return read_image_file(str(path), tuple(image_shape), resize)
+    except Exception as e:  # Pillow reports undecodable files with several error types
+        raise DataError(f"cannot read image {path}: {type(e).__name__}") from e
 
 
 def explanation_arrays(explainer, images, attributions=()):
@@ -86,14 +90,16 @@ def prototype_arrays(explainer, split, per_class=1000):
     arranged as `explanation_arrays` arranges images, plus the class of each row ("labels")."""
     labels = np.asarray(split.labels)
     classes = [int(c) for c in np.unique(labels)]
-    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])
-    images, chosen_labels = split.subset(chosen.tolist()).arrays()
-    means = np.stack([images[chosen_labels == c].mean(axis=0) for c in classes]).astype(np.float32)
+
+    def images_of(c):
+        return split.subset(np.flatnonzero(labels == c)[:per_class].tolist()).arrays()[0]
+
+    means = np.stack([images_of(c).mean(axis=0) for c in classes]).astype(np.float32)
     arrays = {"original": means, "pred_original": explainer.classify(means), "labels": np.asarray(classes)}
     for method in (ClaDec(explainer), RefAE(explainer)):
         if method.available():
             encoder, decoder = method.parts()
-            arrays[method.name] = class_prototypes(encoder, decoder, images, chosen_labels, classes)
+            arrays[method.name] = class_prototypes(encoder, decoder, images_of, classes)
             arrays[f"pred_{method.name}"] = explainer.classify(arrays[method.name])
     if "refae" in arrays:
         arrays["difference"] = np.abs(arrays["cladec"] - arrays["refae"])

@@ -40,6 +40,11 @@ def png_bytes(figure):
     return buffer.getvalue()
 
 
+def number(value):
+    """A measure as a float; NaN for one not measured (JSON null)."""
+    return float("nan") if value is None else float(value)
+
+
 METHOD_STYLE = {"cladec": ("ClaDec", "C0"), "refae": ("RefAE", "C1")}
 ROW_LABEL = {"table2": "layer", "table3": "alpha", "table4": "classifier epochs"}
 
@@ -56,7 +61,8 @@ def measures_by_row(table, rows):
         for k, (method, (label, color)) in enumerate(METHOD_STYLE.items()):
             stats = [row[metric][method] for row in rows]
             x = [p + (k - 0.5) * 0.15 for p in positions]
-            axes.errorbar(x, [s["mean"] for s in stats], yerr=[s["std"] for s in stats], fmt="o-", color=color,
+            axes.errorbar(x, [number(s["mean"]) for s in stats], yerr=[number(s["std"]) for s in stats], fmt="o-",
+                          color=color,
                           capsize=4, label=label)
             indices = paper_index[metric]
             if k < len(indices):
@@ -77,8 +83,8 @@ def trade_off(rows):
     """Table III's trade-off: ClaDec's Rec. Loss against its Acc Eval, one point per alpha."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(5, 4), dpi=100)
-    rec = [row["rec_loss"]["cladec"]["mean"] for row in rows]
-    acc = [row["acc_eval"]["cladec"]["mean"] for row in rows]
+    rec = [number(row["rec_loss"]["cladec"]["mean"]) for row in rows]
+    acc = [number(row["acc_eval"]["cladec"]["mean"]) for row in rows]
     axes.plot(rec, acc, "o-", color="C0")
     for row, x, y in zip(rows, rec, acc):
         axes.annotate(f"alpha {row['row']:g}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
@@ -99,10 +105,10 @@ def layer_measures(result):
     groups = [(key, label) for key, label in (("rec_loss", "test"), ("train_rec_loss", "training images"),
                                               ("loop_loss", "last training epoch")) if key in result]
     for k, (method, (label, color)) in enumerate(METHOD_STYLE.items()):
-        values = [result[key].get(method, float("nan")) for key, _ in groups]
+        values = [number(result[key].get(method)) for key, _ in groups]
         rec_axes.bar([g + (k - 0.5) * 0.35 for g in range(len(groups))], values, width=0.35, color=color, label=label)
         if "acc_eval" in result:
-            acc_axes.bar([k], [result["acc_eval"].get(method, float("nan"))], color=color, label=label)
+            acc_axes.bar([k], [number(result["acc_eval"].get(method))], color=color, label=label)
     rec_axes.set_xticks(range(len(groups)), [label for _, label in groups])
     rec_axes.set_title(f"Rec. Loss at {result.get('layer_name')} (SSE per image)", fontsize=10)
     rec_axes.legend(fontsize=8)

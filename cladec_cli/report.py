@@ -83,7 +83,7 @@ def reproduction_sections(folder):
     """A reproduction's plots and table (from results.json and results.md)."""
     from cladec_cli import plots
 
-    summary = json.loads((folder / "results.json").read_text())
+    summary = json.loads((folder / "results.json").read_text(encoding="utf-8"))
     table, rows = summary["settings"]["table"], summary["rows"]
     figures = [(f"{table}: Rec. Loss and Acc Eval per {plots.ROW_LABEL.get(table, 'row')} (mean ± std over runs; "
                 "x: the paper)", lambda: plots.measures_by_row(table, rows))]
@@ -91,7 +91,8 @@ def reproduction_sections(folder):
         figures.append(("Table III: the trade-off between Rec. Loss and Acc Eval", lambda: plots.trade_off(rows)))
     sections = _plot_sections(figures)
     if (folder / "results.md").exists():
-        sections.append(Section(f"{table}: results", markdown_to_html((folder / "results.md").read_text())))
+        results = (folder / "results.md").read_text(encoding="utf-8")
+        sections.append(Section(f"{table}: results", markdown_to_html(results)))
     return sections
 
 
@@ -99,11 +100,11 @@ def metrics_sections(folder, path):
     """One evaluated layer's plot and table (an `evaluate` or demo metrics file and its .md)."""
     from cladec_cli import plots
 
-    result = json.loads(path.read_text())
+    result = json.loads(path.read_text(encoding="utf-8"))
     sections = _plot_sections([(f"Measures at layer {result.get('layer_name')}", lambda: plots.layer_measures(result))])
     table = path.with_suffix(".md")
     if table.exists():
-        sections.append(Section(f"Measures ({path.name})", markdown_to_html(table.read_text())))
+        sections.append(Section(f"Measures ({path.name})", markdown_to_html(table.read_text(encoding="utf-8"))))
     return sections
 
 
@@ -114,7 +115,7 @@ def model_section(folder):
         record = artifacts.read_provenance(path)
         metrics = record.get("metrics") or {}
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
-        cells = [path.name, record.get("kind", "-"), str(record.get("layer_name", "-")), str(record.get("epochs", "-")),
+        cells = [shown_name(path), record.get("kind", "-"), str(record.get("layer_name", "-")), str(record.get("epochs", "-")),
                  shown or "-"]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     if not rows:
@@ -133,14 +134,19 @@ def sections_of(folder):
             sections += metrics_sections(folder, path)
     images = sorted(folder.glob("*.png"))
     if images:
-        sections.append(Section("Explanations", "\n".join(image_html(p.read_bytes(), p.name) for p in images)))
+        sections.append(Section("Explanations", "\n".join(image_html(p.read_bytes(), shown_name(p)) for p in images)))
     sections += model_section(folder)
     return sections
 
 
+def shown_name(path):
+    """A file's name as text a page can hold, also when the name is not valid UTF-8."""
+    return Path(path).name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _read_json(path):
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from cladec_cli.classifier import clone_layer
 from cladec_cli.cladec import frozen_encoder, stacked, train_decoder
 from cladec_cli.errors import UsageError
 from cladec_cli.explainer import Explainer
@@ -15,15 +16,20 @@ from cladec_cli.methods import METHODS
 from cladec_cli.training import predict
 
 
-def ssim(a, b):
-    """Structural similarity of two explanations (H x W maps or H x W x C pictures, values in [0, 1])."""
+def structural_similarity():
+    """scikit-image's SSIM; a clear error when scikit-image is missing."""
     try:
-        from skimage.metrics import structural_similarity
+        from skimage.metrics import structural_similarity as measure
     except ImportError:
         raise UsageError("sanity checks need scikit-image: pip install scikit-image (or cladec[sanity])") from None
+    return measure
+
+
+def ssim(a, b):
+    """Structural similarity of two explanations (H x W maps or H x W x C pictures, values in [0, 1])."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     side = min(7, *(d if d % 2 else d - 1 for d in a.shape[:2]))
-    return float(structural_similarity(a, b, data_range=1.0, win_size=side, channel_axis=-1 if a.ndim == 3 else None))
+    return float(structural_similarity()(a, b, data_range=1.0, win_size=side, channel_axis=-1 if a.ndim == 3 else None))
 
 
 def mean_ssim(first, second):
@@ -48,7 +54,7 @@ def randomized(classifier, groups, seed=0):
     """A copy of `classifier` whose layers in `groups` (lists of layer names) have freshly initialised
     weights and whose other layers keep theirs."""
     keras.utils.set_random_seed(seed)
-    copy = keras.models.clone_model(classifier)
+    copy = keras.models.clone_model(classifier, clone_function=clone_layer)
     fresh = {name for group in groups for name in group}
     for original, layer in zip(classifier.layers, copy.layers):
         if layer.name not in fresh:
@@ -80,8 +86,9 @@ def explanations(explainer, names, images, classes):
 def cascade(explainer, dataset, images, attribution_names, decoder_settings, work_dir, log=print):
     """SSIM per method and stage. The classifier's layers are randomised from the top, one more group
     per stage; attribution maps are recomputed for the originally predicted classes, and ClaDec's
-    decoder is retrained (`decoder_settings`, on `dataset`) for each classifier, stage 0 included, so
-    that every stage's decoder had the same training."""
+    decoder is retrained (`decoder_settings`, on `dataset`, with the alpha, loss and output layer the
+    given decoder was trained with) for each classifier, stage 0 included, so that every stage's decoder
+    had the same training."""
     classifier, layer = explainer.classifier, explainer.layer
     groups = stages(classifier)
     classes = explainer.classify(images)
@@ -90,8 +97,10 @@ def cascade(explainer, dataset, images, attribution_names, decoder_settings, wor
         model = randomized(classifier, groups[:k], seed=decoder_settings.seed + k) if k else classifier
         settings = decoder_settings.with_epochs(decoder_settings.epochs)
         settings.overwrite = True
-        decoder, _ = train_decoder(model, explainer.classifier_provenance, dataset, layer, 0.0, settings,
-                                   work_dir / f"cladec_stage{k}.h5")
+        recorded = explainer.decoder_provenance
+        decoder, _ = train_decoder(model, explainer.classifier_provenance, dataset, layer, recorded.get("alpha", 0.0),
+                                   settings, stage_path(work_dir, k), rec_loss_name=recorded.get("rec_loss", "sse"),
+                                   decoder_output=recorded.get("decoder_output", "sigmoid"))
         staged = Explainer(model, explainer.classifier_provenance,
                            stacked(frozen_encoder(model, layer, explainer.pixel_range), decoder, "cladec"),
                            explainer.decoder_provenance)
@@ -116,8 +125,14 @@ def noise_stability(explainer, images, attribution_names, sigma=0.05, seed=0):
     return {m: mean_ssim(clean[m], shaken[m]) for m in clean}, int(kept.sum())
 
 
+def stage_path(work_dir, k):
+    """Where the decoder retrained at cascade stage `k` is saved."""
+    return work_dir / f"cladec_stage{k}.h5"
+
+
 def run_sanity(explainer, dataset, images, attribution_names, decoder_settings, work_dir, sigma=0.05, log=print):
-    """Both checks on `images` (test images): the cascade and the noise stability."""
-    names, by_stage = cascade(explainer, dataset, images, attribution_names, decoder_settings, work_dir, log)
+    """Both checks on `images` (test images): the noise stability, which needs no training, then the cascade."""
+    structural_similarity()
     noise, kept = noise_stability(explainer, images, attribution_names, sigma, decoder_settings.seed)
+    names, by_stage = cascade(explainer, dataset, images, attribution_names, decoder_settings, work_dir, log)
     return SanityResult(names, by_stage, noise, sigma, kept, len(images))

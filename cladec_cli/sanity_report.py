@@ -34,9 +34,9 @@ def write_outputs(result, out_dir, overwrite=False):
     from cladec_cli import plots
 
     paths = output_paths(out_dir)
+    picture = plots.png_bytes(plots.sanity(result, TITLES))  # first: a missing matplotlib writes nothing
     artifacts.write_json(paths["json"], dataclasses.asdict(result), overwrite)
     artifacts.write_text(paths["table"], markdown(result), overwrite)
-    figure = plots.sanity(result, TITLES)
     with artifacts.atomic_path(paths["plot"], overwrite) as tmp:
-        tmp.write_bytes(plots.png_bytes(figure))
+        tmp.write_bytes(picture)
     return paths

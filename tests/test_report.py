@@ -100,3 +100,15 @@ def test_the_page_renders_in_a_browser(tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (900, 1000)
     assert (pixels < 128).mean() > 0.01  # text, bars and table lines were drawn, not a blank page
+
+
+def test_unmeasured_cells_and_odd_file_names(tmp_path):
+    runs = [{"classifier_test_accuracy": 0.9, **layer_result()}]
+    runs[0]["acc_eval"] = {"cladec": None, "refae": None}  # Acc Eval skipped
+    rows = json.loads(json.dumps(summarize("table2", {-2: runs}), default=lambda v: None).replace("NaN", "null"))
+    (tmp_path / "results.json").write_text(json.dumps({"settings": {"table": "table2"}, "rows": rows}))
+    odd = tmp_path / "caf\udce9.png".encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(str(odd), format="PNG")
+    out, titles = write_report(tmp_path)
+    page = out.read_text(encoding="utf-8")
+    assert "caf\ufffd.png" in page and len(Page(page).images) == 2

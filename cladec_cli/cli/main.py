@@ -292,6 +292,10 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                          "--save-arrays take one decoder")
     refaes = list(refae_paths) or [None] * len(decoder_paths)
     explainers = [load_explainer(classifier_path, d, r, trust_model) for d, r in zip(decoder_paths, refaes)]
+    ranges = {e.pixel_range for e in explainers}
+    if len(ranges) > 1:
+        raise UsageError(f"the --decoder files were trained with different pixel ranges ({', '.join(sorted(ranges))}); "
+                         "show decoders of one pixel range side by side")
     explainer, decoder_path = explainers[0], decoder_paths[0]
     common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
@@ -363,9 +367,9 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
     another class, decode every step and label it with what the classifier makes of that code: what
     would have to change for the classifier to see that class."""
     from cladec_cli.classifier import check_fits
+    from cladec_cli import artifacts
     from cladec_cli.contrast import contrast, write_strip
-    from cladec_cli.data.split import read_image_file
-    from cladec_cli.explain import class_label
+    from cladec_cli.explain import class_label, load_image_file
     from cladec_cli.explainer import load_explainer
 
     if (index is None) == (image_path is None):
@@ -376,8 +380,8 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
     check_fits(explainer.classifier, dataset)
     target = class_label(dataset.class_names, to_class)
     if image_path:
-        image, start = read_image_file(str(image_path), explainer.image_shape, opts["resize"] or explainer.resize), \
-            Path(image_path).stem
+        image = load_image_file(image_path, explainer.image_shape, opts["resize"] or explainer.resize)
+        start = common.file_slug(Path(image_path).stem)
     else:
         if index >= len(dataset.test):
             raise UsageError(f"--index {index} out of range: the test split has {len(dataset.test)} images")
@@ -385,6 +389,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
     out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
                              f"contrast_{start}_to_{common.file_slug(dataset.class_names[target])}.png",
                              root="reports")
+    artifacts.check_output(out, overwrite, suffixes=(".png",))
     path, nearest_image = contrast(explainer, image, dataset.train, target, steps)
     size = write_strip(out, image, path, nearest_image, dataset.class_names, int(explainer.classify(image[None])[0]),
                        target, overwrite)
@@ -437,13 +442,22 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, attribution_names, co
     check_fits(explainer.classifier, dataset)
     out_dir = Path(out_dir) if out_dir else Path(common.default_out(
         None, opts["dataset"] or explainer.classifier_provenance, "sanity", root="reports"))
-    for path in output_paths(out_dir).values():
+    from cladec_cli import plots
+    from cladec_cli.methods import METHODS
+    from cladec_cli.sanity import stage_path, stages, structural_similarity
+
+    structural_similarity(), plots.pyplot()  # both needed at the end: refuse now, not after training
+    names = list(attribution_names or ATTRIBUTION_METHODS)
+    for name in names:
+        METHODS[name](explainer)  # e.g. a Grad-CAM that cannot be computed for this layer
+    stage_files = [stage_path(out_dir, k) for k in range(len(stages(explainer.classifier)) + 1)]
+    for path in [*output_paths(out_dir).values(), *stage_files]:
         artifacts.check_output(path, overwrite)
     settings = common.train_settings({"epochs": decoder_epochs, "batch_size": batch_size, "lr": 2e-3, "seed": seed,
                                       "resume": False, "tensorboard": None, "overwrite": True}, quiet)
     images, _ = dataset.test.subset(list(range(min(count, len(dataset.test))))).arrays()
-    result = run_sanity(explainer, dataset, images, list(attribution_names or ATTRIBUTION_METHODS), settings,
-                        out_dir, noise, log=lambda message: common.note(message, quiet))
+    result = run_sanity(explainer, dataset, images, names, settings, out_dir, noise,
+                        log=lambda message: common.note(message, quiet))
     paths = write_outputs(result, out_dir, overwrite)
     common.report({**dataclasses.asdict(result), "paths": {k: str(v) for k, v in paths.items()}},
                   [markdown(result).rstrip(), f"saved {paths['table']}, {paths['json']} and {paths['plot']}"],

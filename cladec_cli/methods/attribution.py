@@ -8,6 +8,7 @@ gradients (`gradients.input_gradients`), so they run under TensorFlow, JAX and P
 import keras
 import numpy as np
 
+from cladec_cli.classifier import logits_model, outputs_probabilities
 from cladec_cli.cladec import frozen_encoder
 from cladec_cli.errors import UsageError
 from cladec_cli.layers import build_head, explainable_layers
@@ -36,14 +37,14 @@ class GradCAM(Method):
     def __init__(self, explainer):
         super().__init__(explainer)
         self.layer = spatial_layer(explainer)
+        self.head = build_head(logits_model(explainer.classifier), self.layer)
         if self.layer.name != explainer.layer.name:
             self.title = f"Grad-CAM\n({self.layer.name})"
 
     def explain(self, images, classes):
         encoder = frozen_encoder(self.explainer.classifier, self.layer, self.explainer.pixel_range)
         activations = predict(encoder, images)
-        gradients = input_gradients(class_scores(build_head(self.explainer.classifier, self.layer), classes),
-                                    activations)
+        gradients = input_gradients(class_scores(self.head, classes), activations)
         weights = gradients.mean(axis=(1, 2), keepdims=True)
         cam = np.maximum((weights * activations).sum(axis=-1), 0)
         height, width = np.asarray(images).shape[1:3]
@@ -60,7 +61,7 @@ class Saliency(Method):
 
     def explain(self, images, classes):
         images = np.asarray(images, np.float32)
-        score = class_scores(self.explainer.scaled_classifier, classes)
+        score = class_scores(in_range(logits_model(self.explainer.classifier), self.explainer.pixel_range), classes)
         rng = np.random.default_rng(self.seed)
         copies = [images] if self.samples == 0 else [
             images + rng.normal(0, self.noise, images.shape).astype(np.float32) for _ in range(self.samples)]
@@ -78,7 +79,7 @@ class Occlusion(Method):
 
     def __init__(self, explainer, patch=None, stride=None):
         super().__init__(explainer)
-        side = explainer.image_shape[0]
+        side = min(explainer.image_shape[:2])
         self.patch = patch or max(2, side // 8)
         self.stride = stride or max(1, self.patch // 2)
 
@@ -86,14 +87,14 @@ class Occlusion(Method):
         images = np.asarray(images, np.float32)
         model = in_range(self.explainer.classifier, self.explainer.pixel_range)
         height, width = images.shape[1:3]
-        corners = [(y, x) for y in range(0, height - self.patch + 1, self.stride)
-                   for x in range(0, width - self.patch + 1, self.stride)]
+        corners = [(y, x) for y in _starts(height, self.patch, self.stride) for x in _starts(width, self.patch, self.stride)]
         maps = np.zeros(images.shape[:3], np.float32)
         for i, (image, label) in enumerate(zip(images, classes)):
             variants = np.repeat(image[None], len(corners), axis=0)
             for k, (y, x) in enumerate(corners):
                 variants[k, y:y + self.patch, x:x + self.patch] = self.fill
-            probabilities = probabilities_of(predict(model, np.concatenate([image[None], variants])))[:, label]
+            outputs = predict(model, np.concatenate([image[None], variants]))
+            probabilities = probabilities_of(outputs, outputs_probabilities(self.explainer.classifier))[:, label]
             drops = np.maximum(probabilities[0] - probabilities[1:], 0)
             total, covered = np.zeros((height, width)), np.zeros((height, width))
             for drop, (y, x) in zip(drops, corners):
@@ -103,11 +104,17 @@ class Occlusion(Method):
         return normalized(maps)
 
 
-def probabilities_of(outputs):
+def _starts(size, patch, stride):
+    """Where squares start along one side: every `stride`, plus one flush with the far edge."""
+    starts = list(range(0, size - patch + 1, stride))
+    return starts if starts[-1] == size - patch else [*starts, size - patch]
+
+
+def probabilities_of(outputs, are_probabilities):
     """Class probabilities from a classifier's outputs: as they are when they already are probabilities
-    (a softmax output layer), else the softmax of the logits."""
+    (`classifier.outputs_probabilities`), else the softmax of the logits."""
     outputs = np.asarray(outputs, np.float64)
-    if outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1, atol=1e-3):
+    if are_probabilities:
         return outputs
     e = np.exp(outputs - outputs.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

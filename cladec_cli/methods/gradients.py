@@ -32,7 +32,8 @@ def input_gradients(score, inputs):
 
 
 def class_scores(model, classes):
-    """A score function: each image's logit of its class in `classes`."""
+    """A score function: each image's output of its class in `classes` (give it a model that ends in
+    logits: a confident softmax saturates at 1 in float32, where its gradient vanishes)."""
     picked = keras.ops.one_hot(np.asarray(classes), int(model.outputs[0].shape[-1]))
 
     def score(x):

@@ -5,15 +5,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cladec_cli.classifier import outputs_probabilities
 from cladec_cli.methods.attribution import probabilities_of
 from cladec_cli.training import predict
 
 
-def class_prototypes(encoder, decoder, images, labels, classes):
-    """For each class in `classes`, the decoding of the mean code of its images: N x H x W x C."""
-    codes = predict(encoder, images)
-    labels = np.asarray(labels)
-    means = np.stack([codes[labels == c].mean(axis=0) for c in classes])
+def class_prototypes(encoder, decoder, images_of, classes):
+    """For each class in `classes`, the decoding of the mean code of its images, `images_of(c)` (one
+    class's codes in memory at a time): N x H x W x C."""
+    means = np.stack([predict(encoder, images_of(c)).mean(axis=0) for c in classes])
     return predict(decoder, means)
 
 
@@ -44,6 +44,6 @@ def contrast_path(encoder, decoder, head, image, candidates, steps=8):
     mix = np.linspace(0.0, 1.0, steps)
     shape = (-1,) + (1,) * code.ndim
     codes = ((1 - mix).reshape(shape) * code[None] + mix.reshape(shape) * candidate_codes[target][None])
-    probabilities = probabilities_of(predict(head, codes.astype(np.float32)))
+    probabilities = probabilities_of(predict(head, codes.astype(np.float32)), outputs_probabilities(head))
     return ContrastPath(mix, predict(decoder, codes.astype(np.float32)), probabilities.argmax(axis=1),
                         probabilities.max(axis=1), target)

@@ -195,3 +195,12 @@ def test_several_layers_side_by_side(trained, tmp_path):
                         "--decoder", logits_decoder, "--refae", trained["refae"], "--indices", "0",
                         "--out", tmp_path / "bad.png", expect=2)
     assert "one RefAE per decoder" in with_refae.output and not (tmp_path / "bad.png").exists()
+
+
+def test_contrast_needs_one_readable_start(trained, tmp_path):
+    result = invoke("contrast", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--index", 0,
+                    "--to-class", "top-left", "--image", tmp_path / "none.png", "--out", tmp_path / "x.png", expect=2)
+    assert "--index or --image" in result.output
+    missing = invoke("contrast", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                     "--image", tmp_path / "none.png", "--to-class", "top-left", "--out", tmp_path / "x.png", expect=2)
+    assert "is not a file" in missing.output and "Traceback" not in missing.output

@@ -81,9 +81,67 @@ def test_occlusion_of_pixels_the_model_ignores_changes_nothing():
 
 def test_probabilities_from_logits_or_from_a_softmax():
     logits = np.array([[2.0, 0.0], [0.0, 0.0]])
-    np.testing.assert_allclose(probabilities_of(logits)[1], [0.5, 0.5])
+    np.testing.assert_allclose(probabilities_of(logits, False)[1], [0.5, 0.5])
     probabilities = np.array([[0.9, 0.1], [0.3, 0.7]])
-    np.testing.assert_allclose(probabilities_of(probabilities), probabilities)
+    np.testing.assert_allclose(probabilities_of(probabilities, True), probabilities)
+
+
+def test_grad_cam_weighs_channels_by_their_mean_gradient():
+    """A 4 x 4 map of two channels (block means, and minus half of them) under a Dense head whose
+    weights vary by position: Grad-CAM's channel weights are the head's weights averaged over positions."""
+    inputs = keras.Input((8, 8, 1))
+    conv = keras.layers.Conv2D(2, 2, strides=2, use_bias=False, name="map")
+    feature_map = conv(inputs)
+    dense = keras.layers.Dense(3, use_bias=False, name="logits")
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(feature_map)))
+    conv.set_weights([np.stack([np.full((2, 2, 1), 0.25), np.full((2, 2, 1), -0.125)], axis=-1).astype(np.float32)])
+    weights = np.random.default_rng(4).normal(size=(32, 3)).astype(np.float32)
+    dense.set_weights([weights])
+    images = np.random.default_rng(5).random((2, 8, 8, 1)).astype(np.float32)
+    maps = GradCAM(explainer_for(model, "map")).explain(images, [1, 2])
+
+    blocks = images[..., 0].reshape(2, 4, 2, 4, 2).mean(axis=(2, 4))
+    activations = np.stack([blocks, -0.5 * blocks], axis=-1)  # 2 x 4 x 4 x 2
+    for i, c in enumerate([1, 2]):
+        alpha = weights[:, c].reshape(4, 4, 2).mean(axis=(0, 1))
+        cam = np.maximum(activations[i] @ alpha, 0)
+        resized = keras.ops.convert_to_numpy(keras.ops.image.resize(cam[None, ..., None], (8, 8)))[0, ..., 0]
+        expected = np.maximum(resized, 0) / max(resized.max(), 1e-12)
+        np.testing.assert_allclose(maps[i], expected, rtol=1e-4, atol=1e-5)
+
+
+def softmax_model():
+    inputs = keras.Input((8, 8, 1))
+    dense = keras.layers.Dense(2, activation="softmax", name="probabilities")
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    kernel = np.zeros((64, 2), np.float32)
+    kernel[:32, 0], kernel[32:, 1] = 40.0, -40.0  # top half for class 0: saturates the softmax at 1
+    dense.set_weights([kernel, np.zeros(2, np.float32)])
+    return model
+
+
+def test_attributions_of_a_saturated_softmax_are_not_zero():
+    images = np.ones((1, 8, 8, 1), np.float32)
+    explainer = explainer_for(softmax_model(), "probabilities")
+    assert float(explainer.classifier.predict(images, verbose=0)[0, 0]) == 1.0
+    method = Saliency(explainer)
+    method.samples = 0
+    saliency = method.explain(images, [0])[0]
+    assert saliency[:4].min() > 0.9 and saliency.max() == 1.0
+    occlusion = Occlusion(explainer, patch=2, stride=2).explain(np.zeros((1, 8, 8, 1), np.float32) + 0.01, [1])
+    assert occlusion.shape == (1, 8, 8)
+
+
+def test_occlusion_scores_every_pixel_whatever_the_size():
+    inputs = keras.Input((10, 10, 1))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(keras.layers.Flatten()(inputs)))
+    maps = Occlusion(explainer_for(model, "logits"), patch=4, stride=4).explain(np.ones((1, 10, 10, 1)), [0])
+    covered = Occlusion(explainer_for(model, "logits"), patch=4, stride=4)
+    assert covered.patch == 4 and maps.shape == (1, 10, 10)
+    # The squares start at 0, 4 and, flush with the edge, 6: the last two columns are scored too.
+    from cladec_cli.methods.attribution import _starts
+
+    assert _starts(10, 4, 4) == [0, 4, 6] and _starts(8, 4, 4) == [0, 4]
 
 
 def test_every_method_has_one_interface():
