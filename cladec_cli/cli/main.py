@@ -563,7 +563,8 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, report_only, lo
     trained = f"{summary['trained']} models trained"
     if "rows" not in summary:
         common.report(summary, [f"shard {shard[0]}/{shard[1]} of {out} done ({summary['seconds']} s, {trained}); "
-                                "write the results with --report-only once every shard is done"], quiet, as_json)
+                                "once every shard is done, reproduce --report-only writes the results "
+                                "(--workers does so itself)"], quiet, as_json)
         return
     lines = [(out / "results.md").read_text().rstrip(),
              f"wrote {out}/results.json, results.csv, results.md ({summary['seconds']} s, {trained})"]
