@@ -408,7 +408,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
 @click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False),
               help="ClaDec decoder file (from train-decoder): the layer and decoder to check.")
 @click.option("--method", "attribution_names", multiple=True, type=click.Choice(ATTRIBUTION_METHODS),
-              help="Attribution methods to check beside ClaDec (repeatable)  [default: all]")
+              help=with_default("Attribution methods to check beside ClaDec; repeatable.", "all"))
 @click.option("--count", type=click.IntRange(min=1), default=32, show_default=True, help="Test images to explain.")
 @click.option("--noise", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
               help="Standard deviation of the input noise (pixels in [0, 1]).")
