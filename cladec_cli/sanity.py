@@ -83,14 +83,14 @@ def explanations(explainer, names, images, classes):
     return out
 
 
-def cascade(explainer, dataset, images, attribution_names, decoder_settings, work_dir, log=print):
+def cascade(explainer, dataset, images, attribution_names, decoder_settings, work_dir, log=print, depth=None):
     """SSIM per method and stage. The classifier's layers are randomised from the top, one more group
     per stage; attribution maps are recomputed for the originally predicted classes, and ClaDec's
     decoder is retrained (`decoder_settings`, on `dataset`, with the alpha, loss and output layer the
     given decoder was trained with) for each classifier, stage 0 included, so that every stage's decoder
-    had the same training."""
+    had the same training. `depth` stops after that many stages (default: down to the first layer)."""
     classifier, layer = explainer.classifier, explainer.layer
-    groups = stages(classifier)
+    groups = stages(classifier)[:depth]
     classes = explainer.classify(images)
     per_stage = []
     for k in range(len(groups) + 1):
@@ -130,9 +130,10 @@ def stage_path(work_dir, k):
     return work_dir / f"cladec_stage{k}.h5"
 
 
-def run_sanity(explainer, dataset, images, attribution_names, decoder_settings, work_dir, sigma=0.05, log=print):
+def run_sanity(explainer, dataset, images, attribution_names, decoder_settings, work_dir, sigma=0.05, log=print,
+               depth=None):
     """Both checks on `images` (test images): the noise stability, which needs no training, then the cascade."""
     structural_similarity()
     noise, kept = noise_stability(explainer, images, attribution_names, sigma, decoder_settings.seed)
-    names, by_stage = cascade(explainer, dataset, images, attribution_names, decoder_settings, work_dir, log)
+    names, by_stage = cascade(explainer, dataset, images, attribution_names, decoder_settings, work_dir, log, depth)
     return SanityResult(names, by_stage, noise, sigma, kept, len(images))

@@ -414,6 +414,8 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
               help="Standard deviation of the input noise (pixels in [0, 1]).")
 @click.option("--decoder-epochs", type=click.IntRange(min=1), default=2, show_default=True,
               help="Epochs of the decoder retrained for each randomisation stage (stage 0 too).")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help=with_default("How many layers with weights to randomise, from the top.", "all"))
 @data_options()
 @batch_size_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the randomisation and training.")
@@ -422,7 +424,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
                                 "reports/<dataset>/sanity"))
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @report_options
-def sanity_cmd(classifier_path, trust_model, decoder_path, attribution_names, count, noise, decoder_epochs,
+def sanity_cmd(classifier_path, trust_model, decoder_path, attribution_names, count, noise, decoder_epochs, depth,
                batch_size, seed, out_dir, overwrite, quiet, as_json, **opts):
     """Cascading model randomisation (Adebayo et al. 2018): randomise the classifier's layers from the
     top, one more at each stage, and measure how similar (SSIM) each method's explanations stay to the
@@ -450,14 +452,14 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, attribution_names, co
     names = list(attribution_names or ATTRIBUTION_METHODS)
     for name in names:
         METHODS[name](explainer)  # e.g. a Grad-CAM that cannot be computed for this layer
-    stage_files = [stage_path(out_dir, k) for k in range(len(stages(explainer.classifier)) + 1)]
+    stage_files = [stage_path(out_dir, k) for k in range(len(stages(explainer.classifier)[:depth]) + 1)]
     for path in [*output_paths(out_dir).values(), *stage_files]:
         artifacts.check_output(path, overwrite)
     settings = common.train_settings({"epochs": decoder_epochs, "batch_size": batch_size, "lr": 2e-3, "seed": seed,
                                       "resume": False, "tensorboard": None, "overwrite": True}, quiet)
     images, _ = dataset.test.subset(list(range(min(count, len(dataset.test))))).arrays()
     result = run_sanity(explainer, dataset, images, names, settings, out_dir, noise,
-                        log=lambda message: common.note(message, quiet))
+                        log=lambda message: common.note(message, quiet), depth=depth)
     paths = write_outputs(result, out_dir, overwrite)
     common.report({**dataclasses.asdict(result), "paths": {k: str(v) for k, v in paths.items()}},
                   [markdown(result).rstrip(), f"saved {paths['table']}, {paths['json']} and {paths['plot']}"],
