@@ -14,12 +14,12 @@ DISTRIBUTIONS = ("auto", "none", "mirrored", "multiworker")
 @dataclass(frozen=True)
 class Distribution:
     """How one training is spread: 'none', 'mirrored' (the devices of this machine) or 'multiworker'
-    (several machines or processes); its replicas in all, its worker processes and this one's index."""
+    (several machines or processes); its replicas in all, its worker processes, and whether this
+    process is the chief, which writes the files."""
 
     kind: str = "none"
     replicas: int = 1
     workers: int = 1
-    task: int = 0
     chief: bool = True
     engine: object = None
 
@@ -71,7 +71,7 @@ def _tensorflow(choice):
     workers = sum(spec.num_tasks(job) for job in spec.jobs if job in ("chief", "worker"))
     task_type, task_id = resolver.task_type, resolver.task_id or 0
     chief = task_type == "chief" or (task_type in (None, "worker") and task_id == 0 and "chief" not in spec.jobs)
-    return Distribution("multiworker", strategy.num_replicas_in_sync, max(workers, 1), task_id, chief, strategy)
+    return Distribution("multiworker", strategy.num_replicas_in_sync, max(workers, 1), chief, strategy)
 
 
 def _cluster_resolver(tf):

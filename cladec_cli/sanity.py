@@ -12,8 +12,7 @@ from cladec_cli.classifier import clone_layer
 from cladec_cli.cladec import frozen_encoder, stacked, train_decoder
 from cladec_cli.errors import UsageError
 from cladec_cli.explainer import Explainer
-from cladec_cli.methods import METHODS
-from cladec_cli.training import predict
+from cladec_cli.methods import METHODS, explain_all
 
 
 def structural_similarity():
@@ -76,11 +75,8 @@ class SanityResult:
 
 
 def explanations(explainer, names, images, classes):
-    """{method: explanations} of the attribution methods `names` and of ClaDec."""
-    out = {"cladec": predict(explainer.cladec, images)}
-    for name in names:
-        out[name] = np.asarray(METHODS[name](explainer).explain(images, classes))
-    return out
+    """{method: explanations} of ClaDec and of the attribution methods `names`."""
+    return explain_all([METHODS[name](explainer) for name in ("cladec", *names)], images, classes)
 
 
 def cascade(explainer, dataset, images, attribution_names, decoder_settings, work_dir, log=print, depth=None):

@@ -10,10 +10,10 @@ import click
 
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
-from cladec_cli.cli.options import (ATTRIBUTION_METHODS, batch_size_option, classifier_option, data_options,
-                                    decoder_output_option, device_options, layer_convention_option, layer_option,
-                                    lr_option, out_dir_option, output_options, rec_loss_option, report_options,
-                                    train_options, trust_model_option, with_default)
+from cladec_cli.cli.options import (ATTRIBUTION_METHODS, attribution_option, batch_size_option, classifier_option,
+                                    data_options, decoder_option, decoder_output_option, device_options,
+                                    layer_convention_option, layer_option, lr_option, out_dir_option, output_options,
+                                    rec_loss_option, report_options, train_options, trust_model_option, with_default)
 from cladec_cli.errors import CladecError, UsageError
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -270,9 +270,8 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
 @click.option("--prototypes", is_flag=True,
               help="Instead of single images, one row per class: the class's mean image and the decoding of "
                    "the mean code of its training images (up to 1,000 a class).")
-@click.option("--method", "attribution_names", multiple=True, type=click.Choice(ATTRIBUTION_METHODS),
-              help="Add an attribution map for the predicted class beside ClaDec: gradcam (at the explained "
-                   "layer, or the last map before it), saliency (SmoothGrad) or occlusion; repeatable.")
+@attribution_option("Add an attribution map for the predicted class beside ClaDec: gradcam (at the explained "
+                    "layer, or the last map before it), saliency (SmoothGrad) or occlusion; repeatable.")
 @data_options()
 @output_options("PNG grid to write.", "reports/<dataset>/explain_L<index>_a<alpha>.png")
 @report_options
@@ -350,8 +349,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
 @cli.command("contrast", short_help="Decode an image's code on its way to another class.")
 @classifier_option
 @trust_model_option
-@click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False),
-              help="ClaDec decoder file (from train-decoder).")
+@decoder_option()
 @click.option("--index", type=click.IntRange(min=0), default=None, help="Test image to start from.")
 @click.option("--image", "image_path", type=click.Path(dir_okay=False), default=None,
               help="Or an image file of your own to start from.")
@@ -405,10 +403,8 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
 @cli.command("sanity", short_help="Check that explanations depend on the classifier and resist input noise.")
 @classifier_option
 @trust_model_option
-@click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False),
-              help="ClaDec decoder file (from train-decoder): the layer and decoder to check.")
-@click.option("--method", "attribution_names", multiple=True, type=click.Choice(ATTRIBUTION_METHODS),
-              help=with_default("Attribution methods to check beside ClaDec; repeatable.", "all"))
+@decoder_option("ClaDec decoder file (from train-decoder): the layer and decoder to check.")
+@attribution_option(with_default("Attribution methods to check beside ClaDec; repeatable.", "all"))
 @click.option("--count", type=click.IntRange(min=1), default=32, show_default=True, help="Test images to explain.")
 @click.option("--noise", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
               help="Standard deviation of the input noise (pixels in [0, 1]).")
@@ -469,7 +465,7 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, attribution_names, co
 @cli.command("evaluate", short_help="Measure Rec. Loss, Acc Eval and agreement for a layer.")
 @classifier_option
 @trust_model_option
-@click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False), help="ClaDec decoder file.")
+@decoder_option("ClaDec decoder file.")
 @click.option("--refae", "refae_path", required=True, type=click.Path(dir_okay=False), help="RefAE file.")
 @click.option("--eval-epochs", type=int, default=64, show_default=True,
               help="Epochs of the evaluation classifiers (0 skips Acc Eval).")

@@ -147,3 +147,14 @@ rec_loss_option = click.option("--rec-loss", type=click.Choice(["sse", "bce"]), 
                                help="Training reconstruction loss (bce as the paper used for MNIST).")
 trust_model_option = click.option("--trust-model", is_flag=True,
                                   help="Load model files with Lambda layers, which run code stored in the file.")
+
+
+def decoder_option(help_text="ClaDec decoder file (from train-decoder)."):
+    """--decoder: one ClaDec decoder file."""
+    return click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False), help=help_text)
+
+
+def attribution_option(help_text):
+    """--method: attribution methods, repeatable."""
+    return click.option("--method", "attribution_names", multiple=True, type=click.Choice(ATTRIBUTION_METHODS),
+                        help=help_text)

@@ -85,7 +85,7 @@ class Occlusion(Method):
 
     def explain(self, images, classes):
         images = np.asarray(images, np.float32)
-        model = in_range(self.explainer.classifier, self.explainer.pixel_range)
+        model = self.explainer.scaled_classifier
         height, width = images.shape[1:3]
         corners = [(y, x) for y in _starts(height, self.patch, self.stride) for x in _starts(width, self.patch, self.stride)]
         maps = np.zeros(images.shape[:3], np.float32)
