@@ -11,26 +11,46 @@ def write_result(result, json_path, table_path, overwrite=False):
     return table
 
 
+MEASURES = (("rec_loss", "Rec. Loss (SSE per image)", ".2f"),
+            ("train_rec_loss", "Rec. Loss on training images", ".2f"),
+            ("loop_loss", "Loss in the last training epoch", ".2f"),
+            ("acc_eval", "Acc Eval", ".4f"),
+            ("agreement", "Agreement (not in the paper)", ".4f"))
+MAP_MEASURES = (("deletion", "Deletion area (lower is better)", ".4f"),
+                ("insertion", "Insertion area (higher is better)", ".4f"))
+
+
 def markdown_table(result):
-    """The result as a small Markdown table in the paper's layout."""
+    """The result as small Markdown tables: the paper's measures in the paper's layout (a column per
+    method that decodes pictures, and ClaDec - RefAE), then the attribution maps' deletion and insertion."""
+    from cladec_cli.methods import METHODS
+
     def cell(group, method, fmt):
         value = result.get(group, {}).get(method)
         return "-" if value is None else format(value, fmt)
+
+    def title(method):
+        return METHODS[method].title if method in METHODS else method
 
     lines = [
         f"Layer {result['layer_name']} ({result['layer_index']}), alpha {result['alpha']:g}, "
         f"{result['dataset']} ({result['test_images']} test images, resize {result['resize']}); "
         f"classifier test accuracy {result['classifier_test_accuracy']:.4f}",
-        "",
-        "| measure | ClaDec | RefAE | difference |",
-        "|---|---|---|---|",
     ]
-    for group, label, fmt in (("rec_loss", "Rec. Loss (SSE per image)", ".2f"),
-                              ("train_rec_loss", "Rec. Loss on training images", ".2f"),
-                              ("loop_loss", "Loss in the last training epoch", ".2f"),
-                              ("acc_eval", "Acc Eval", ".4f"),
-                              ("agreement", "Agreement (not in the paper)", ".4f")):
-        if group in result:
-            lines.append(f"| {label} | {cell(group, 'cladec', fmt)} | {cell(group, 'refae', fmt)} | "
-                         f"{cell(group, 'difference', '+' + fmt)} |")
+    pictures = [m for m in result.get("rec_loss", {}) if m != "difference"]
+    if pictures:
+        both = {"cladec", "refae"} <= set(pictures)
+        head = [title(m) for m in pictures] + (["difference"] if both else [])
+        lines += ["", "| measure | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+        for group, label, fmt in MEASURES:
+            if group in result:
+                cells = [cell(group, m, fmt) for m in pictures] + ([cell(group, "difference", "+" + fmt)] if both else [])
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if "deletion" in result:
+        maps = list(result["deletion"])
+        lines += ["", f"Attribution maps on {result['map_images']} test images, each for its predicted class "
+                      "(random: pixels in random order, the baseline):", "",
+                  "| measure | " + " | ".join(title(m) for m in maps) + " |", "|---|" + "---|" * len(maps)]
+        for group, label, fmt in MAP_MEASURES:
+            lines.append(f"| {label} | " + " | ".join(cell(group, m, fmt) for m in maps) + " |")
     return "\n".join(lines) + "\n"

@@ -12,8 +12,9 @@ from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
 from cladec_cli.cli.options import (ATTRIBUTION_METHODS, attribution_option, batch_size_option, classifier_option,
                                     data_options, decoder_option, decoder_output_option, device_options,
-                                    layer_convention_option, layer_option, lr_option, out_dir_option, output_options,
-                                    rec_loss_option, report_options, train_options, trust_model_option, with_default)
+                                    layer_convention_option, layer_option, lr_option, map_images_option,
+                                    methods_option, out_dir_option, output_options, rec_loss_option, report_options,
+                                    train_options, trust_model_option, with_default)
 from cladec_cli.errors import CladecError, UsageError
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -462,11 +463,15 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, attribution_names, co
                   quiet, as_json)
 
 
-@cli.command("evaluate", short_help="Measure Rec. Loss, Acc Eval and agreement for a layer.")
+@cli.command("evaluate", short_help="Measure explanation methods for a layer: Rec. Loss, Acc Eval, deletion.")
 @classifier_option
 @trust_model_option
-@decoder_option("ClaDec decoder file.")
-@click.option("--refae", "refae_path", required=True, type=click.Path(dir_okay=False), help="RefAE file.")
+@decoder_option("ClaDec decoder file: the explained layer.")
+@click.option("--refae", "refae_path", default=None, type=click.Path(dir_okay=False), help="RefAE file.")
+@methods_option(with_default("Methods to measure; repeatable. Those that decode pictures get Rec. Loss, agreement "
+                             "and Acc Eval; attribution maps get deletion and insertion areas.",
+                             "cladec, and refae when --refae is given"))
+@map_images_option
 @click.option("--eval-epochs", type=int, default=64, show_default=True,
               help="Epochs of the evaluation classifiers (0 skips Acc Eval).")
 @click.option("--keep-eval-models", type=click.Path(file_okay=False), default=None,
@@ -480,16 +485,19 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, attribution_names, co
 @output_options("Metrics JSON to write; a .md table is written beside it.",
                 "reports/<dataset>/metrics_L<index>_a<alpha>.json")
 @report_options
-def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, eval_epochs, keep_eval_models, batch_size,
-                 lr, seed, out, overwrite, quiet, as_json, precision, deterministic, steps_per_execution, xla,
-                 **opts):
-    """Measure Rec. Loss, Acc Eval and agreement of ClaDec and RefAE for one layer."""
+def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_names, map_images, eval_epochs,
+                 keep_eval_models, batch_size, lr, seed, out, overwrite, quiet, as_json, precision, deterministic,
+                 steps_per_execution, xla, **opts):
+    """Measure explanation methods for one layer: Rec. Loss, Acc Eval and agreement of ClaDec, RefAE and
+    a ridge decoder; deletion and insertion areas of Grad-CAM, SmoothGrad and occlusion."""
     from cladec_cli import artifacts
     from cladec_cli.classifier import check_fits
-    from cladec_cli.evaluate import evaluate
+    from cladec_cli.evaluate import default_methods, evaluate
     from cladec_cli.evaluate_report import write_result
     from cladec_cli.explainer import load_explainer
 
+    if "refae" in method_names and not refae_path:
+        raise UsageError("--method refae needs --refae with the RefAE file")
     settings = common.train_settings({"epochs": eval_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                       "resume": False, "tensorboard": None, "overwrite": overwrite,
                                       "trust_model": trust_model, "precision": precision,
@@ -506,7 +514,8 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, eval_ep
         artifacts.check_output(path, overwrite)
     dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
     check_fits(explainer.classifier, dataset)
-    result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0)
+    result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0,
+                      methods=list(method_names) or default_methods(explainer), map_images=map_images)
     table = write_result(result, out, table_out, overwrite)
     common.report(result, [table.rstrip(), f"saved {out} and {table_out}"], quiet, as_json)
 

@@ -7,8 +7,9 @@ from cladec_cli.distribute import DISTRIBUTIONS
 from cladec_cli.runtime import PRECISIONS
 
 CLASSIFIERS = "the classifier's"
-# The attribution methods `explain --method` offers (cladec_cli.methods.ATTRIBUTIONS, named here so that
-# parsing options needs no Keras).
+# The explanation methods (cladec_cli.methods.DECODINGS and ATTRIBUTIONS, named here so that parsing
+# options needs no Keras).
+DECODING_METHODS = ("cladec", "refae", "ridge")
 ATTRIBUTION_METHODS = ("gradcam", "saliency", "occlusion")
 
 
@@ -152,6 +153,16 @@ trust_model_option = click.option("--trust-model", is_flag=True,
 def decoder_option(help_text="ClaDec decoder file (from train-decoder)."):
     """--decoder: one ClaDec decoder file."""
     return click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False), help=help_text)
+
+
+def methods_option(help_text, choices=DECODING_METHODS + ATTRIBUTION_METHODS):
+    """--method: explanation methods, repeatable."""
+    return click.option("--method", "method_names", multiple=True, type=click.Choice(choices), help=help_text)
+
+
+map_images_option = click.option(
+    "--map-images", type=click.IntRange(min=1), default=256, show_default=True,
+    help="Test images on which attribution methods' deletion and insertion curves are measured.")
 
 
 def attribution_option(help_text):

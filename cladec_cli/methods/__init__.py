@@ -1,12 +1,32 @@
-"""Explanation methods behind one interface (`base.Method`): ClaDec and RefAE decode a layer into
-pictures; Grad-CAM, gradient saliency with SmoothGrad and occlusion attribute the prediction to pixels.
-A new method is one new module registered in `METHODS`."""
+"""Explanation methods behind one interface (`base.Method`): ClaDec, RefAE and a ridge decoder decode a
+layer into pictures; Grad-CAM, gradient saliency with SmoothGrad and occlusion attribute the prediction
+to pixels. A new method is one new module registered in `METHODS`."""
 
+from cladec_cli.errors import UsageError
 from cladec_cli.methods.attribution import GradCAM, Occlusion, Saliency
-from cladec_cli.methods.base import Method, explain_all
+from cladec_cli.methods.base import Method, explain_all, reconstructors
 from cladec_cli.methods.decoding import ClaDec, RefAE
+from cladec_cli.methods.ridge import Ridge
 
-METHODS = {m.name: m for m in (ClaDec, RefAE, GradCAM, Saliency, Occlusion)}
+METHODS = {m.name: m for m in (ClaDec, RefAE, Ridge, GradCAM, Saliency, Occlusion)}
 ATTRIBUTIONS = tuple(name for name, m in METHODS.items() if m.kind == "map")
+DECODINGS = tuple(name for name, m in METHODS.items() if m.kind == "image")
 
-__all__ = ["ATTRIBUTIONS", "METHODS", "Method", "explain_all", "ClaDec", "RefAE", "GradCAM", "Saliency", "Occlusion"]
+
+def build(names, explainer, train=None):
+    """The methods `names` for `explainer`, in order, each once; `train` is the training split for
+    methods fitted on it (the ridge decoder). A method whose inputs are missing is refused."""
+    methods = []
+    for name in dict.fromkeys(names):
+        if name not in METHODS:
+            raise UsageError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+        cls = METHODS[name]
+        method = cls(explainer, train=train) if "training images" in cls.needs else cls(explainer)
+        if not method.available():
+            raise UsageError(f"method {name} needs {' and '.join(cls.needs)}, which was not given")
+        methods.append(method)
+    return methods
+
+
+__all__ = ["ATTRIBUTIONS", "DECODINGS", "METHODS", "Method", "build", "explain_all", "reconstructors", "ClaDec",
+           "RefAE", "Ridge", "GradCAM", "Saliency", "Occlusion"]

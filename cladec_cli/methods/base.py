@@ -23,10 +23,21 @@ class Method:
         """Whether what the method needs was given (a RefAE file for RefAE, ...)."""
         return True
 
+    @property
+    def reconstructor(self):
+        """For a method of kind 'image': the model taking [0, 1] images to their explanation pictures,
+        which the paper's measures (Rec. Loss, Acc Eval) are computed on."""
+        raise NotImplementedError(f"{self.name} gives maps, not pictures")
+
     def explain(self, images, classes):
         """Explanations of `images` (N x H x W x C in [0, 1]) for the classes `classes` (one per image):
         N pictures (N x H x W x C) or N maps (N x H x W), all in [0, 1]."""
         raise NotImplementedError
+
+
+def reconstructors(methods):
+    """{method name: image -> picture model} of the available methods of kind 'image'."""
+    return {m.name: m.reconstructor for m in methods if m.kind == "image" and m.available()}
 
 
 def explain_all(methods, images, classes):

@@ -9,10 +9,14 @@ from cladec_cli.training import predict
 class ClaDec(Method):
     """The explained layer's activations decoded by the decoder trained for them."""
 
-    name, title, kind, needs = "cladec", "ClaDec", "image", ("decoder",)
+    name, title, kind, needs = "cladec", "ClaDec", "image", ("a ClaDec decoder",)
+
+    @property
+    def reconstructor(self):
+        return self.explainer.cladec
 
     def explain(self, images, classes=None):
-        return predict(self.explainer.cladec, images)
+        return predict(self.reconstructor, images)
 
     def parts(self):
         """(encoder: [0, 1] images -> the layer's code, decoder: code -> picture)."""
@@ -24,13 +28,17 @@ class ClaDec(Method):
 class RefAE(Method):
     """The reference autoencoder's reconstruction (same architecture, trained for reconstruction only)."""
 
-    name, title, kind, needs = "refae", "RefAE", "image", ("refae",)
+    name, title, kind, needs = "refae", "RefAE", "image", ("a RefAE",)
 
     def available(self):
         return self.explainer.refae is not None
 
+    @property
+    def reconstructor(self):
+        return self.explainer.refae
+
     def explain(self, images, classes=None):
-        return predict(self.explainer.refae, images)
+        return predict(self.reconstructor, images)
 
     def parts(self):
         """(encoder: [0, 1] images -> the RefAE's own code, decoder: code -> picture)."""

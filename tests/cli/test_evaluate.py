@@ -79,3 +79,26 @@ def test_identity_decoder_has_known_measures(tmp_path, npz_dataset):
     assert result["acc_eval"]["cladec"] == 1.0
     assert result["rec_loss"]["refae"] == pytest.approx(np.mean(np.sum(np.square(test_x), axis=(1, 2, 3))))
     assert result["agreement"]["refae"] == 0.25 and result["acc_eval"]["refae"] == 0.25
+
+
+def test_evaluate_takes_a_list_of_methods(tmp_path, trained):
+    out = tmp_path / "metrics.json"
+    invoke("evaluate", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--method", "cladec",
+           "--method", "ridge", "--method", "gradcam", "--method", "occlusion", "--map-images", 12,
+           "--eval-epochs", 1, "--batch-size", 32, "--out", out, "-q")
+    saved = json.loads(out.read_text())
+    assert saved["methods"] == ["cladec", "ridge", "gradcam", "occlusion"]
+    for group in ("rec_loss", "train_rec_loss", "acc_eval", "agreement"):
+        assert set(saved[group]) == {"cladec", "ridge"}  # no RefAE, so no ClaDec - RefAE difference
+    assert set(saved["deletion"]) == set(saved["insertion"]) == {"gradcam", "occlusion", "random"}
+    assert saved["map_images"] == 12
+    assert all(0 <= v <= 1 for group in ("deletion", "insertion") for v in saved[group].values())
+    table = out.with_suffix(".md").read_text()
+    assert "| measure | ClaDec | Ridge |" in table and "| Deletion area (lower is better) |" in table
+
+
+def test_evaluate_refuses_refae_without_its_file(tmp_path, trained):
+    out = tmp_path / "metrics.json"
+    result = invoke("evaluate", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                    "--method", "refae", "--out", out, expect=2)
+    assert "--refae" in result.stderr and not out.exists()

@@ -149,10 +149,11 @@ def test_attribution_maps_beside_cladec(trained, tmp_path):
 
 
 def test_attribution_methods_match_the_library():
-    from cladec_cli.cli.options import ATTRIBUTION_METHODS
-    from cladec_cli.methods import ATTRIBUTIONS
+    from cladec_cli.cli.options import ATTRIBUTION_METHODS, DECODING_METHODS
+    from cladec_cli.methods import ATTRIBUTIONS, DECODINGS
 
     assert ATTRIBUTION_METHODS == ATTRIBUTIONS
+    assert DECODING_METHODS == DECODINGS
 
 
 def test_prototypes_one_row_per_class(trained, tmp_path):

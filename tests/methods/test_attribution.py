@@ -145,7 +145,7 @@ def test_occlusion_scores_every_pixel_whatever_the_size():
 
 
 def test_every_method_has_one_interface():
-    assert set(METHODS) == {"cladec", "refae", "gradcam", "saliency", "occlusion"}
+    assert set(METHODS) == {"cladec", "refae", "ridge", "gradcam", "saliency", "occlusion"}
     explainer = explainer_for(pooled_model(), "map")
     methods = [METHODS[name](explainer) for name in ("refae", "gradcam", "saliency", "occlusion")]
     images = np.random.default_rng(3).random((2, 8, 8, 1)).astype(np.float32)
