@@ -45,21 +45,28 @@ def number(value):
     return float("nan") if value is None else float(value)
 
 
-METHOD_STYLE = {"cladec": ("ClaDec", "C0"), "refae": ("RefAE", "C1")}
+METHOD_STYLE = {"cladec": ("ClaDec", "C0"), "refae": ("RefAE", "C1"), "ridge": ("Ridge", "C2")}
+
+
+def styled_methods(groups):
+    """[(place, method, (label, colour))] of the methods in METHOD_STYLE that any of the measure
+    dictionaries `groups` holds; the place (ClaDec 0, RefAE 1, ...) keeps colours and offsets fixed."""
+    return [(k, method, style) for k, (method, style) in enumerate(METHOD_STYLE.items())
+            if any(method in group for group in groups)]
 ROW_LABEL = {"table2": "layer", "table3": "alpha", "table4": "classifier epochs"}
 
 
 def measures_by_row(table, rows):
-    """Rec. Loss and Acc Eval of ClaDec and RefAE per row of a reproduction (mean, sample std as error
-    bars), the paper's figures as crosses: one figure with two panels."""
+    """Rec. Loss and Acc Eval of ClaDec, RefAE and a ridge decoder (those measured) per row of a
+    reproduction (mean, sample std as error bars), the paper's figures as crosses: two panels."""
     plt = pyplot()
     figure, (rec_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     positions = list(range(len(rows)))
     paper_index = {"table2": {"rec_loss": (0, 1), "acc_eval": (2, 3)}}.get(table, {"rec_loss": (0,), "acc_eval": (1,)})
     for axes, metric, title in ((rec_axes, "rec_loss", "Rec. Loss (SSE per image, test)"),
                                 (acc_axes, "acc_eval", "Acc Eval")):
-        for k, (method, (label, color)) in enumerate(METHOD_STYLE.items()):
-            stats = [row[metric][method] for row in rows]
+        for k, method, (label, color) in styled_methods([row.get(metric, {}) for row in rows]):
+            stats = [row[metric].get(method, {"mean": None, "std": None}) for row in rows]
             x = [p + (k - 0.5) * 0.15 for p in positions]
             axes.errorbar(x, [number(s["mean"]) for s in stats], yerr=[number(s["std"]) for s in stats], fmt="o-",
                           color=color,
@@ -99,20 +106,23 @@ def trade_off(rows):
 
 def layer_measures(result):
     """One layer's measures (an `evaluate` result): Rec. Loss on test and training images and Acc Eval,
-    ClaDec beside RefAE."""
+    ClaDec beside RefAE and a ridge decoder (those measured)."""
     plt = pyplot()
     figure, (rec_axes, acc_axes) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100, gridspec_kw={"width_ratios": [2, 1]})
     groups = [(key, label) for key, label in (("rec_loss", "test"), ("train_rec_loss", "training images"),
                                               ("loop_loss", "last training epoch")) if key in result]
-    for k, (method, (label, color)) in enumerate(METHOD_STYLE.items()):
+    methods = styled_methods([result.get("rec_loss", {})])
+    width = 0.7 / max(len(methods), 1)
+    for place, (k, method, (label, color)) in enumerate(methods):
         values = [number(result[key].get(method)) for key, _ in groups]
-        rec_axes.bar([g + (k - 0.5) * 0.35 for g in range(len(groups))], values, width=0.35, color=color, label=label)
+        offset = (place - (len(methods) - 1) / 2) * width
+        rec_axes.bar([g + offset for g in range(len(groups))], values, width=width, color=color, label=label)
         if "acc_eval" in result:
-            acc_axes.bar([k], [number(result["acc_eval"].get(method))], color=color, label=label)
+            acc_axes.bar([place], [number(result["acc_eval"].get(method))], color=color, label=label)
     rec_axes.set_xticks(range(len(groups)), [label for _, label in groups])
     rec_axes.set_title(f"Rec. Loss at {result.get('layer_name')} (SSE per image)", fontsize=10)
     rec_axes.legend(fontsize=8)
-    acc_axes.set_xticks([0, 1], [label for label, _ in METHOD_STYLE.values()])
+    acc_axes.set_xticks(range(len(methods)), [label for _, _, (label, _) in methods])
     acc_axes.set_ylim(0, 1)
     acc_axes.set_title("Acc Eval", fontsize=10)
     for axes in (rec_axes, acc_axes):

@@ -30,7 +30,10 @@ PAPER = {
     "table4": {0: (5.45, 0.85), 1: (6.42, 0.88), 4: (6.61, 0.893), 16: (6.23, 0.896), 64: (6.08, 0.895)},
 }
 METRICS = (("rec_loss", "Rec. Loss"), ("train_rec_loss", "Rec. Loss on training images"),
-           ("loop_loss", "Loss in the last training epoch"), ("acc_eval", "Acc Eval"), ("agreement", "Agreement"))
+           ("loop_loss", "Loss in the last training epoch"), ("acc_eval", "Acc Eval"), ("agreement", "Agreement"),
+           ("deletion", "Deletion area"), ("insertion", "Insertion area"))
+# The methods of the paper's tables; `reproduce` measures others beside them on request.
+PAPER_METHODS = ("cladec", "refae")
 # How close a figure must come to the paper's to count as reproduced (relative difference).
 PAPER_TOLERANCE = 0.15
 # Our measures set against the paper's figures: (measure, method, index into PAPER's tuple) per table.
@@ -43,7 +46,8 @@ PAPER_FIGURES = {
                ("acc_eval", "cladec", 1)),
 }
 # Settings recorded since a later version, with the value that folders made before then used.
-ADDED_SETTINGS = {"split_seed": 0, "test_fraction": 0.2, "pixel_range": "0,1", "lr_schedule": "cosine"}
+ADDED_SETTINGS = {"split_seed": 0, "test_fraction": 0.2, "pixel_range": "0,1", "lr_schedule": "cosine",
+                  "methods": list(PAPER_METHODS), "bn_statistics": "moving"}
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,9 @@ class Experiment:
     processes on the same folder (each unit is locked while it trains; see `locks`)."""
 
     def __init__(self, table, dataset, train_settings, eval_settings, runs, out, log=print, lock_timeout=600.0,
-                 poll=None):
+                 poll=None, methods=PAPER_METHODS, bn_statistics="moving"):
         self.table, self.dataset, self.runs, self.out, self.log = table, dataset, runs, Path(out), log
+        self.methods, self.bn_statistics = list(methods), bn_statistics
         self.train_settings, self.eval_settings = train_settings, eval_settings
         self.lock_timeout = float(lock_timeout)
         self.poll = min(5.0, self.lock_timeout / 4) if poll is None else poll
@@ -167,7 +172,7 @@ class Experiment:
 
     def units(self, run):
         """The units of one run: its classifiers, its decoders (one pass per classifier and alpha), its
-        RefAEs (one pass per classifier) and each cell's evaluation."""
+        RefAEs (one pass per classifier, when RefAE is among the methods) and each cell's evaluation."""
         row_cells = self.cells()
         classifiers = {e: self._classifier_unit(run, e) for e in dict.fromkeys(c.classifier_epochs for c in row_cells)}
         decoders = {}
@@ -175,13 +180,13 @@ class Experiment:
             group = [c for c in row_cells if (c.classifier_epochs, c.alpha) == key]
             decoders[key] = self._group_unit(run, group, "cladec", classifiers[key[0]])
         refaes = {}
-        for epochs in classifiers:
+        for epochs in classifiers if "refae" in self.methods else ():
             group = list({self._refae_path(run, c): c for c in row_cells if c.classifier_epochs == epochs}.values())
             refaes[epochs] = self._group_unit(run, group, "refae", classifiers[epochs])
         evaluations = [Unit(f"evaluate-c{c.classifier_epochs}-L{c.layer}-a{c.alpha:g}", run, (self.metrics_path(run, c),),
                             lambda c=c: self._evaluate(run, c),
                             (classifiers[c.classifier_epochs], decoders[c.classifier_epochs, c.alpha],
-                             refaes[c.classifier_epochs]))
+                             *([refaes[c.classifier_epochs]] if refaes else [])))
                        for c in row_cells]
         return [*classifiers.values(), *decoders.values(), *dict.fromkeys(refaes.values()), *evaluations]
 
@@ -190,7 +195,8 @@ class Experiment:
 
         def work():
             self._timed(f"the classifier for {epochs} epochs",
-                        lambda: train_classifier(self.dataset, self._settings(run, epochs), path))
+                        lambda: train_classifier(self.dataset, self._settings(run, epochs), path,
+                                                 bn_statistics=self.bn_statistics))
             return 1
         return Unit(f"classifier-e{epochs}", run, (path,), work)
 
@@ -225,13 +231,14 @@ class Experiment:
         eval_settings = self.eval_settings.with_epochs(self.eval_settings.epochs)
         eval_settings.seed = run
         started = time.time()
+        refae = self._refae_path(run, cell) if "refae" in self.methods else None
         explainer = load_explainer(self._classifier_path(run, cell.classifier_epochs), self._cladec_path(run, cell),
-                                   self._refae_path(run, cell))
-        result = evaluate(explainer, self.dataset, eval_settings)
+                                   refae)
+        result = evaluate(explainer, self.dataset, eval_settings, methods=self.methods)
         result["seconds"] = round(time.time() - started, 1)
         self.log(f"  evaluated in {result['seconds']} s")
         artifacts.write_json(self.metrics_path(run, cell), result, overwrite=True)
-        return 2
+        return len(set(result.get("acc_eval", {})) - {"difference"})  # the Acc Eval classifiers trained
 
     def _lock(self, unit):
         return UnitLock(self.out / f"run{unit.run}" / f".{unit.name}.lock", self.lock_timeout)
@@ -305,20 +312,30 @@ def _what(kind, missing, detail=""):
     return f"{kind}s, layers {', '.join(str(layer) for layer in missing.values())}{detail}, in one pass"
 
 
+def measured_methods(runs, metric):
+    """The methods some run measured `metric` for, in the order measured."""
+    return list(dict.fromkeys(m for r in runs for m in r.get(metric, {}) if m != "difference"))
+
+
 def summarize(table, results):
-    """Per row: mean, std and runs of every measure for ClaDec and RefAE, and the p-values of Welch's
-    and of the paired t-test (run i of ClaDec and of RefAE share a seed and a classifier)."""
+    """Per row: mean, std and runs of every measure for every method measured, and for ClaDec against
+    RefAE the p-values of Welch's and of the paired t-test (run i of ClaDec and of RefAE share a seed
+    and a classifier)."""
     rows = []
     for key, runs in results.items():
         row = {"row": key, "runs": len(runs),
                "classifier_test_accuracy": mean_std([r["classifier_test_accuracy"] for r in runs])}
         for metric, _ in METRICS:
-            values = {m: [r.get(metric, {}).get(m) for r in runs] for m in ("cladec", "refae")}
+            methods = measured_methods(runs, metric)
+            if not methods:
+                continue
+            values = {m: [r.get(metric, {}).get(m) for r in runs] for m in methods}
             row[metric] = {m: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "values": v}
                            for m, v in values.items()}
-            row[metric]["difference"] = row[metric]["cladec"]["mean"] - row[metric]["refae"]["mean"]
-            row[metric]["p_value"] = welch_t_test(values["cladec"], values["refae"])
-            row[metric]["p_paired"] = paired_t_test(values["cladec"], values["refae"])
+            if set(PAPER_METHODS) <= set(methods):
+                row[metric]["difference"] = row[metric]["cladec"]["mean"] - row[metric]["refae"]["mean"]
+                row[metric]["p_value"] = welch_t_test(values["cladec"], values["refae"])
+                row[metric]["p_paired"] = paired_t_test(values["cladec"], values["refae"])
         row["paper"] = PAPER[table].get(key)
         rows.append(row)
     return rows
@@ -332,6 +349,8 @@ def paper_comparison(table, rows):
         if row["paper"] is None:
             continue
         for metric, method, index in PAPER_FIGURES[table]:
+            if method not in row.get(metric, {}):
+                continue
             ours, paper = row[metric][method]["mean"], row["paper"][index]
             if ours != ours:  # NaN: no run measured it
                 continue
@@ -342,23 +361,31 @@ def paper_comparison(table, rows):
 
 
 def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=print, shard=(0, 1), report_only=False,
-              lock_timeout=600.0):
+              lock_timeout=600.0, methods=PAPER_METHODS, bn_statistics="moving"):
     """Run or resume a table (or, with `shard` (K, N), its K-th of N shares); write results.json, results.csv
     and results.md into `out`, unless this is one shard of several: `report_only` then writes them from
-    the cells the shards finished, training nothing. Returns the summary."""
+    the cells the shards finished, training nothing. Returns the summary.
+
+    `methods` are measured in every cell (ClaDec always; RefAE is trained only when named);
+    `bn_statistics` is passed to `train_classifier` for every classifier."""
     if runs < 1:
         raise UsageError(f"--runs must be at least 1, got {runs}")
+    methods = list(dict.fromkeys(methods))
+    if "cladec" not in methods:
+        raise UsageError("the tables measure ClaDec: include cladec among the methods")
     out = Path(out)
     settings = {"table": table, "runs": runs, "epochs": train_settings.epochs,
                 "eval_epochs": eval_settings.epochs, "batch_size": train_settings.batch_size,
-                "lr": train_settings.lr, "lr_schedule": train_settings.lr_schedule,
+                "lr": train_settings.lr, "lr_schedule": train_settings.lr_schedule, "methods": methods,
+                "bn_statistics": bn_statistics,
                 **{k: v for k, v in dataset.provenance().items() if k != "class_names"}}
     if report_only and not (out / "settings.json").exists():
         raise UsageError(f"{out} holds no experiment to report on")
     out.mkdir(parents=True, exist_ok=True)
     check_settings(out, {k: v for k, v in settings.items() if k != "runs"})
     started = time.time()
-    experiment = Experiment(table, dataset, train_settings, eval_settings, runs, out, log, lock_timeout)
+    experiment = Experiment(table, dataset, train_settings, eval_settings, runs, out, log, lock_timeout,
+                            methods=methods, bn_statistics=bn_statistics)
     if not report_only:
         experiment.run(shard)
     summary = {"settings": settings, "seconds": round(time.time() - started, 1), "trained": experiment.trained}

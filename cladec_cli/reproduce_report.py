@@ -13,37 +13,63 @@ def _pm(stat, fmt):
     return f"{stat['mean']:{fmt}} ± {stat['std']:{fmt}}"
 
 
+# Per measure: its column header and number format; a Δ column (ClaDec - RefAE) follows those marked.
+COLUMNS = {"rec_loss": ("Rec. Loss", ".2f", True), "train_rec_loss": ("train Rec. Loss", ".2f", False),
+           "loop_loss": ("loop loss", ".2f", False), "acc_eval": ("Acc Eval", ".4f", True),
+           "agreement": ("Agreement", ".3f", False), "deletion": ("Deletion", ".3f", False),
+           "insertion": ("Insertion", ".3f", False)}
+
+
+def _title(method):
+    from cladec_cli.methods import METHODS
+
+    return METHODS[method].title if method in METHODS else method
+
+
+def _columns(rows):
+    """[(header, cell(row) -> text)] for every measure and method the rows have, in the paper's order."""
+    columns = []
+    for metric, _ in METRICS:
+        methods = list(dict.fromkeys(m for row in rows for m in row.get(metric, {})
+                                     if m not in ("difference", "p_value", "p_paired")))
+        label, fmt, with_delta = COLUMNS[metric]
+        for method in methods:
+            columns.append((f"{label} {_title(method)}",
+                            lambda row, metric=metric, method=method, fmt=fmt:
+                            _pm(row[metric][method], fmt) if method in row.get(metric, {}) else "-"))
+        if with_delta and any("difference" in row.get(metric, {}) for row in rows):
+            columns.append(("Δ (p, paired p)", lambda row, metric=metric, fmt=fmt:
+                            _delta(row[metric], "+" + fmt) if "difference" in row.get(metric, {}) else "-"))
+    return columns
+
+
+def _paper_text(table, paper):
+    if paper is None:
+        return "-"
+    if table == "table2":
+        return f"Rec {paper[0]} / {paper[1]}, Acc Eval {paper[2]} / {paper[3]}"
+    return f"Rec ClaDec {paper[0]}, Acc Eval ClaDec {paper[1]}"
+
+
 def markdown(table, rows, settings):
     """A table laid out like the paper's, with the paper's figures beside ours."""
     label = {"table2": "Layer", "table3": "alpha", "table4": "Classifier epochs"}[table]
-    head = [label, "Acc classifier", "Rec. Loss ClaDec", "Rec. Loss RefAE", "Δ (p, paired p)",
-            "train Rec. Loss ClaDec", "train Rec. Loss RefAE", "loop loss ClaDec", "loop loss RefAE",
-            "Acc Eval ClaDec", "Acc Eval RefAE", "Δ (p, paired p)", "Agreement ClaDec", "Agreement RefAE", "paper"]
+    columns = _columns(rows)
+    head = [label, "Acc classifier", *(header for header, _ in columns), "paper"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        rec, train_rec, acc, agr = row["rec_loss"], row["train_rec_loss"], row["acc_eval"], row["agreement"]
-        loop = row["loop_loss"]
-        paper = row["paper"]
-        if paper is None:
-            paper_text = "-"
-        elif table == "table2":
-            paper_text = f"Rec {paper[0]} / {paper[1]}, Acc Eval {paper[2]} / {paper[3]}"
-        else:
-            paper_text = f"Rec ClaDec {paper[0]}, Acc Eval ClaDec {paper[1]}"
-        lines.append("| " + " | ".join([
-            str(row["row"]), "{:.4f} ± {:.4f}".format(*row["classifier_test_accuracy"]),
-            _pm(rec["cladec"], ".2f"), _pm(rec["refae"], ".2f"), _delta(rec, "+.2f"),
-            _pm(train_rec["cladec"], ".2f"), _pm(train_rec["refae"], ".2f"),
-            _pm(loop["cladec"], ".2f"), _pm(loop["refae"], ".2f"),
-            _pm(acc["cladec"], ".4f"), _pm(acc["refae"], ".4f"), _delta(acc, "+.4f"),
-            _pm(agr["cladec"], ".3f"), _pm(agr["refae"], ".3f"), paper_text]) + " |")
+        lines.append("| " + " | ".join([str(row["row"]), "{:.4f} ± {:.4f}".format(*row["classifier_test_accuracy"]),
+                                        *(cell(row) for _, cell in columns), _paper_text(table, row["paper"])]) + " |")
     described = ", ".join(f"{k} {v}" for k, v in settings.items())
+    maps = ("Deletion and insertion are the areas under the deletion (lower is better) and insertion (higher "
+            "is better) curves of attribution maps, with a random order as the baseline; not in the paper. "
+            if any("deletion" in row for row in rows) else "")
     return (f"Settings: {described}.\n\nMean ± sample std over runs. Rec. Loss is on the test images; train Rec. "
             "Loss on the training images, the models in inference mode; loop loss is each model's own loss "
             "as Keras reported it in its last training epoch (the Rec. Loss where alpha is 0). Δ is ClaDec - "
             "RefAE with the p-values of Welch's t-test and of the paired t-test (a run's ClaDec and RefAE share its seed and "
-            "classifier). Agreement is this project's addition, not in the paper. The paper's column gives "
-            "ClaDec / RefAE (64 epochs, 10 runs).\n\n" + "\n".join(lines) + "\n\n"
+            "classifier). Agreement is this project's addition, not in the paper. " + maps + "The paper's column "
+            "gives ClaDec / RefAE (64 epochs, 10 runs).\n\n" + "\n".join(lines) + "\n\n"
             + comparison_markdown(table, rows))
 
 
@@ -53,7 +79,7 @@ def comparison_markdown(table, rows):
              "| row | measure | method | ours | paper | ratio | within |", "|---|---|---|---|---|---|---|"]
     names = dict(METRICS)
     for c in paper_comparison(table, rows):
-        lines.append(f"| {c['row']} | {names[c['measure']]} | {'ClaDec' if c['method'] == 'cladec' else 'RefAE'} | "
+        lines.append(f"| {c['row']} | {names[c['measure']]} | {_title(c['method'])} | "
                      f"{c['ours']:.4g} | {c['paper']:.4g} | {c['ratio']:.2f} | {'yes' if c['within'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
@@ -63,8 +89,9 @@ def csv_lines(rows):
     lines = ["row,measure,method,mean,std,values"]
     for row in rows:
         for metric, _ in METRICS:
-            for method in ("cladec", "refae"):
-                stat = row[metric][method]
+            for method, stat in row.get(metric, {}).items():
+                if not isinstance(stat, dict):
+                    continue  # the difference and p-values
                 values = " ".join("" if v is None else f"{v:.6g}" for v in stat["values"])
                 lines.append(f"{row['row']},{metric},{method},{stat['mean']:.6g},{stat['std']:.6g},{values}")
     return "\n".join(lines) + "\n"

@@ -135,3 +135,27 @@ def test_summary_pairs_runs_and_tolerates_cells_from_before_train_rec_loss():
     assert row["train_rec_loss"]["cladec"]["values"] == [9.5, None, 29.6, 39.5]
     assert row["train_rec_loss"]["cladec"]["mean"] == pytest.approx((9.5 + 29.6 + 39.5) / 3)
     assert "| -2 |" in markdown("table2", [row], {"epochs": 1})
+
+
+def test_reproduce_measures_the_methods_asked_for(tmp_path, npz_dataset):
+    dataset = load_dataset(npz_dataset, limit=60)
+    settings = TrainSettings(epochs=0, batch_size=32, verbose=0)
+    out = tmp_path / "table4"
+    with pytest.raises(UsageError, match="include cladec"):
+        reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None, methods=["refae"])
+    summary = reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None,
+                        methods=["cladec", "ridge", "gradcam"], bn_statistics="data")
+    assert summary["trained"] == 1 + 1 + 2  # classifier, decoder, Acc Eval of ClaDec and the ridge decoder
+    assert not list(out.rglob("refae.h5"))  # RefAE was not asked for, so not trained
+    assert read_group(out / "run0" / "classifier_e0.h5")["bn_statistics"] == "data"
+    (row,) = summary["rows"]
+    assert set(row["rec_loss"]) == set(row["acc_eval"]) == {"cladec", "ridge"}  # no RefAE: no difference
+    assert set(row["deletion"]) == {"gradcam", "random"}
+    # Decoders trained for 0 epochs have no last-epoch loss to compare.
+    assert {(c["measure"], c["method"]) for c in summary["paper_comparison"]} == {
+        ("rec_loss", "cladec"), ("train_rec_loss", "cladec"), ("acc_eval", "cladec")}
+    report = (out / "results.md").read_text()
+    assert "Rec. Loss Ridge" in report and "Deletion Grad-CAM" in report and "RefAE" not in report.split("\n\n")[2]
+    assert ",deletion,gradcam," in (out / "results.csv").read_text()
+    with pytest.raises(UsageError, match="methods"):
+        reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)

@@ -10,11 +10,11 @@ import click
 
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
-from cladec_cli.cli.options import (ATTRIBUTION_METHODS, attribution_option, batch_size_option, classifier_option,
-                                    data_options, decoder_option, decoder_output_option, device_options,
-                                    layer_convention_option, layer_option, lr_option, map_images_option,
-                                    methods_option, out_dir_option, output_options, rec_loss_option, report_options,
-                                    train_options, trust_model_option, with_default)
+from cladec_cli.cli.options import (ATTRIBUTION_METHODS, attribution_option, batch_size_option, bn_statistics_option,
+                                    classifier_option, data_options, decoder_option, decoder_output_option,
+                                    device_options, layer_convention_option, layer_option, lr_option,
+                                    map_images_option, methods_option, out_dir_option, output_options,
+                                    rec_loss_option, report_options, train_options, trust_model_option, with_default)
 from cladec_cli.errors import CladecError, UsageError
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -82,10 +82,7 @@ def cli(debug):
 @click.option("--arch", type=click.Choice(["paper", "tiny_imagenet"]), default=None,
               help=with_default("Classifier architecture: paper (Table I) or its wider TinyImageNet variant.",
                                 "tiny_imagenet for that dataset, else paper"))
-@click.option("--bn-statistics", type=click.Choice(["moving", "data"]), default="moving", show_default=True,
-              help="BatchNorm's inference statistics: moving (as training leaves them) or data (mean and "
-                   "variance over the training images, computed once training ends; for --epochs 0 the "
-                   "untrained network then sees normalised activations).")
+@bn_statistics_option
 @train_options()
 @output_options("Checkpoint to write.", "models/<dataset>/classifier.h5")
 @report_options
@@ -535,19 +532,23 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
                                 "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT in a job array, else all of it"))
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run N shards as local processes (one GPU each when there are GPUs), then write the results.")
+@methods_option(with_default("Methods to measure in every cell, repeatable: cladec always, refae trained only "
+                             "when named; ridge and attribution maps measured beside them.", "cladec, refae"))
+@bn_statistics_option
 @click.option("--report-only", is_flag=True, help="Write the results from the finished cells; train nothing.")
 @click.option("--lock-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
               help="Seconds without a heartbeat after which another process's unit of work counts as abandoned "
                    "and is taken over (resuming from its backup); keep it well above the file system's "
                    "attribute caching (minutes on NFS). A unit of a process gone from this host is taken at once.")
 @report_options
-def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, report_only, lock_timeout, quiet, as_json, **opts):
+def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, bn_statistics, report_only, lock_timeout,
+                  quiet, as_json, **opts):
     """Run the paper's Table II (layers), III (alpha) or IV (classifier epochs); resumes when rerun.
 
     Several processes may work on one --out folder at once (shards of a job array, --workers, or the
     same command started twice): each model is trained once, by the process that locks it first.
     """
-    from cladec_cli.reproduce import parse_shard, reproduce
+    from cladec_cli.reproduce import PAPER_METHODS, parse_shard, reproduce
     from cladec_cli.workers import run_shards, shard_from_environment
 
     if opts.get("distribute") == "multiworker":
@@ -566,7 +567,8 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, report_only, lo
     dataset = common.dataset_for(opts)
     summary = reproduce(table, dataset, settings, eval_settings, runs, out,
                         log=lambda message: common.note(message, quiet), shard=shard,
-                        report_only=report_only or workers > 1, lock_timeout=lock_timeout)
+                        report_only=report_only or workers > 1, lock_timeout=lock_timeout,
+                        methods=list(method_names) or list(PAPER_METHODS), bn_statistics=bn_statistics)
     trained = f"{summary['trained']} models trained"
     if "rows" not in summary:
         common.report(summary, [f"shard {shard[0]}/{shard[1]} of {out} done ({summary['seconds']} s, {trained}); "

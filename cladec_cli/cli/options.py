@@ -160,6 +160,11 @@ def methods_option(help_text, choices=DECODING_METHODS + ATTRIBUTION_METHODS):
     return click.option("--method", "method_names", multiple=True, type=click.Choice(choices), help=help_text)
 
 
+bn_statistics_option = click.option(
+    "--bn-statistics", type=click.Choice(["moving", "data"]), default="moving", show_default=True,
+    help="BatchNorm's inference statistics of the classifiers trained: moving (as training leaves them) or data "
+         "(mean and variance over the training images, computed once training ends; for --epochs 0 the "
+         "untrained network then sees normalised activations).")
 map_images_option = click.option(
     "--map-images", type=click.IntRange(min=1), default=256, show_default=True,
     help="Test images on which attribution methods' deletion and insertion curves are measured.")

@@ -41,7 +41,7 @@ def test_command_summaries_are_whole_sentences():
     assert sorted(summaries) == COMMANDS
     for name, summary in summaries.items():
         assert is_sentence(summary), f"{name}: {summary!r}"
-    assert summaries["evaluate"].startswith("Measure Rec. Loss")
+    assert summaries["evaluate"].startswith("Measure explanation methods")
 
 
 @pytest.mark.parametrize("name", ["cladec"] + COMMANDS)
