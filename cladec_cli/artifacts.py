@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from cladec_cli import __version__, distribute
-from cladec_cli.errors import ArtifactError, UsageError
+from cladec_cli.errors import ArtifactError, UsageError, option
 
 GROUP = "cladec"
 KINDS = {
@@ -32,7 +32,7 @@ def check_output(path, overwrite=False, suffixes=None):
     if suffixes and path.suffix.lower() not in suffixes:
         raise UsageError(f"{path}: output must end in {' or '.join(suffixes)}")
     if path.exists() and not overwrite:
-        raise UsageError(f"{path} already exists; pass --overwrite to replace it")
+        raise UsageError(f"{path} already exists; pass {option('overwrite')} to replace it")
     if path.exists() and path.is_dir():
         raise UsageError(f"{path} is a folder, not a file")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ def atomic_path(path, overwrite=False):
     try:
         yield Path(tmp)
         if path.exists() and not overwrite:
-            raise UsageError(f"{path} appeared while this command ran; pass --overwrite to replace it")
+            raise UsageError(f"{path} appeared while this command ran; pass {option('overwrite')} to replace it")
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; outputs get the usual mode
         os.replace(tmp, path)
     finally:
@@ -212,7 +212,7 @@ def check_safe(path, trust=False):
         raise ArtifactError(f"cannot read {path}: {e}") from e
     if names:
         raise ArtifactError(f"{path} holds a Lambda layer ({', '.join(names)}), which runs code stored in the "
-                            "file; pass --trust-model if you trust where the file comes from")
+                            f"file; pass {option('trust')} if you trust where the file comes from")
 
 
 def load_model(path, kind=None, trust=False):
@@ -235,6 +235,6 @@ def load_model(path, kind=None, trust=False):
     except Exception as e:  # Keras raises many types for unreadable or foreign files
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "safe_mode" in message:
-            message = "it holds code that runs on loading; pass --trust-model if you trust where it comes from"
+            message = f"it holds code that runs on loading; pass {option('trust')} if you trust where it comes from"
         raise ArtifactError(f"cannot load {path} as a Keras model: {message}") from e
     return model, provenance

@@ -12,7 +12,7 @@ from cladec_cli.classifier import classification_loss
 from cladec_cli.curves import TestRecLoss, curve_record
 from cladec_cli.decoder import build_decoder
 from cladec_cli.data.feed import ArrayFeed
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import UsageError, option
 from cladec_cli.fused import model_history, named_output, one_output_each, renamed, seeded
 from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
@@ -25,7 +25,7 @@ CACHE_LIMIT_BYTES = 1 << 30
 
 def check_alpha(alpha):
     if not 0.0 <= float(alpha) <= 1.0:
-        raise UsageError(f"--alpha must lie in [0, 1], got {alpha}")
+        raise UsageError(f"{option('alpha')} must lie in [0, 1], got {alpha}")
     return float(alpha)
 
 
@@ -65,8 +65,8 @@ def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, 
     losses, weights = {r: rec for r in recs}, {r: 1.0 - alpha for r in recs}
     if alpha == 0.0 and cache:
         if not split.in_memory:
-            raise UsageError("--cache-codes yes needs a dataset held in memory; this one streams image files "
-                             "from disk (use --cache-codes auto or no)")
+            raise UsageError(f"{option('cache_codes')} yes needs a dataset held in memory; this one streams "
+                             f"image files from disk (use {option('cache_codes')} auto or no)")
         codes = predict(encoder, split.images)
         codes = list(codes) if len(decoders) > 1 else [codes]
         inputs = [keras.Input(shape=d.inputs[0].shape[1:], name=f"code_{i}") for i, d in enumerate(decoders, start=1)]

@@ -6,7 +6,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import UsageError, option
 
 DISTRIBUTIONS = ("auto", "none", "mirrored", "multiworker")
 
@@ -51,7 +51,7 @@ def resolve(choice, backend_name):
     if key not in _MADE:
         makers = {"tensorflow": _tensorflow, "jax": _jax}
         if backend_name not in makers:
-            raise UsageError(f"--distribute {choice} needs the TensorFlow or JAX backend, not {backend_name}")
+            raise UsageError(f"{option('distribute')} {choice} needs the TensorFlow or JAX backend, not {backend_name}")
         _MADE[key] = makers[backend_name](choice)
     return _MADE[key]
 
@@ -80,7 +80,7 @@ def _cluster_resolver(tf):
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if os.environ.get("SLURM_PROCID") is not None and os.environ.get("SLURM_STEP_NODELIST"):
         return tf.distribute.cluster_resolver.SlurmClusterResolver()
-    raise UsageError("--distribute multiworker needs TF_CONFIG describing the workers, or a Slurm job step "
+    raise UsageError(f"{option('distribute')} multiworker needs TF_CONFIG describing the workers, or a Slurm job step "
                      "(run it with srun)")
 
 
@@ -113,8 +113,8 @@ def _jax(choice):
     import keras
 
     if choice == "multiworker":
-        raise UsageError("--distribute multiworker runs under the TensorFlow backend; under JAX use mirrored, "
-                         "which spreads a training over this machine's devices")
+        raise UsageError(f"{option('distribute')} multiworker runs under the TensorFlow backend; under JAX use "
+                         "mirrored, which spreads a training over this machine's devices")
     devices = keras.distribution.list_devices()
     distribution = keras.distribution.DataParallel(devices=devices)
     return Distribution("mirrored", len(devices), engine=distribution)

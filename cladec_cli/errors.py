@@ -2,9 +2,13 @@
 
 
 class CladecError(Exception):
-    """A problem the user can fix; `exit_code` is the process exit status."""
+    """A problem the user can fix; `exit_code` is the process exit status. Parameters named in the
+    message with `option` read as keywords here and as options on the command line (`for_cli`)."""
 
     exit_code = 1
+
+    def __str__(self):
+        return _render(str(self.args[0]) if self.args else "", lambda name: f"`{name}`")
 
 
 class UsageError(CladecError):
@@ -29,3 +33,26 @@ class TrainingError(CladecError):
     """Training that could not finish (diverged loss, interrupted)."""
 
     exit_code = 1
+
+
+# A parameter named in a message is marked, so that each reader sees it under its own name: the Python
+# API's keyword (`overwrite`) in str(error), the command-line option (--overwrite) through `for_cli`.
+_MARK = "\x1f"
+# Parameters whose command-line option is not their keyword with dashes.
+_CLI_NAMES = {"trust": "--trust-model"}
+
+
+def option(name, value=None):
+    """`name` (a keyword argument, e.g. "batch_size"), marked for translation, with `value` after it."""
+    return f"{_MARK}{name}{_MARK}" + ("" if value is None else f" {value}")
+
+
+def _render(message, name_of):
+    parts = message.split(_MARK)
+    return "".join(name_of(part) if i % 2 else part for i, part in enumerate(parts))
+
+
+def for_cli(error):
+    """The message of `error` with each marked parameter written as its command-line option."""
+    return _render(str(error.args[0]) if error.args else "", lambda name: _CLI_NAMES.get(name) or
+                   "--" + name.replace("_", "-"))

@@ -7,7 +7,7 @@ import numpy as np
 from cladec_cli import artifacts
 from cladec_cli.data.readers import image_files
 from cladec_cli.data.split import read_image_file
-from cladec_cli.errors import DataError, UsageError
+from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.grid import COLUMNS, heatmap, layout_for, render_grid
 from cladec_cli.methods import ClaDec, RefAE, explain_all
 from cladec_cli.methods.prototypes import class_prototypes
@@ -18,7 +18,7 @@ def parse_indices(text):
     try:
         return [int(part) for part in str(text).split(",") if part.strip()]
     except ValueError:
-        raise UsageError(f"--indices must be comma-separated whole numbers, got {text!r}") from None
+        raise UsageError(f"{option('indices')} must be comma-separated whole numbers, got {text!r}") from None
 
 
 def class_label(class_names, name):
@@ -34,11 +34,11 @@ def class_label(class_names, name):
 def select(split, class_names, indices=None, class_name=None, count=8):
     """Indices into `split`: the given ones, the first `count` of a class, or the first `count`."""
     if count < 1:
-        raise UsageError(f"--count must be at least 1, got {count}")
+        raise UsageError(f"{option('count')} must be at least 1, got {count}")
     if indices:
         bad = [i for i in indices if not 0 <= i < len(split)]
         if bad:
-            raise UsageError(f"--indices {bad} out of range: the test split has {len(split)} images")
+            raise UsageError(f"{option('indices')} {bad} out of range: the test split has {len(split)} images")
         return list(indices)
     if class_name is not None:
         label = class_label(class_names, class_name)
@@ -53,10 +53,10 @@ def load_image_folder(folder, image_shape, resize="bilinear"):
     """The user's image files in `folder`, decoded and resized to the model's input; and their names."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"--images {folder} is not a folder")
+        raise DataError(f"{option('images')} {folder} is not a folder")
     files = image_files(folder)
     if not files:
-        raise DataError(f"--images {folder} holds no image files (.png, .jpg, .jpeg, .bmp, .gif)")
+        raise DataError(f"{option('images')} {folder} holds no image files (.png, .jpg, .jpeg, .bmp, .gif)")
     return np.stack([load_image_file(path, image_shape, resize) for path in files]), [p.name for p in files]
 
 

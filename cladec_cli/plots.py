@@ -5,7 +5,7 @@ import io
 from pathlib import Path
 
 from cladec_cli import artifacts
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import UsageError, option
 
 
 def curve_of(path):
@@ -14,7 +14,7 @@ def curve_of(path):
     provenance = artifacts.read_provenance(path)
     curve = (provenance.get("metrics") or {}).get("curve")
     if not curve:
-        raise UsageError(f"{path} has no learning curve; train it with --curves")
+        raise UsageError(f"{path} has no learning curve; train it with {option('curves')}")
     label = (f"{Path(path).stem}: layer {provenance.get('layer_name')}, {provenance.get('epochs')} epochs, "
              f"lr {provenance.get('lr'):g} {provenance.get('lr_schedule', 'cosine')}")
     return label, curve

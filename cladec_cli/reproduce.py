@@ -13,7 +13,7 @@ from pathlib import Path
 from cladec_cli import artifacts
 from cladec_cli.classifier import load_classifier, train_classifier
 from cladec_cli.cladec import train_decoders
-from cladec_cli.errors import TrainingError, UsageError
+from cladec_cli.errors import TrainingError, UsageError, option
 from cladec_cli.evaluate import evaluate
 from cladec_cli.explainer import load_explainer
 from cladec_cli.locks import UnitLock, describe
@@ -89,7 +89,7 @@ def check_settings(out, settings):
     if before != settings:
         changed = ", ".join(f"{k} {before.get(k)} -> {settings.get(k)}" for k in settings
                             if before.get(k) != settings.get(k))
-        raise UsageError(f"{out} holds results made with other settings ({changed}); use another --out")
+        raise UsageError(f"{out} holds results made with other settings ({changed}); use another {option('out')}")
 
 
 @dataclass(eq=False)
@@ -113,9 +113,9 @@ def parse_shard(text):
     try:
         index, count = (int(part) for part in str(text).split("/"))
     except ValueError:
-        raise UsageError(f"--shard takes K/N (e.g. 0/4), got {text!r}") from None
+        raise UsageError(f"{option('shard')} takes K/N (e.g. 0/4), got {text!r}") from None
     if count < 1 or not 0 <= index < count:
-        raise UsageError(f"--shard {text}: K must lie in 0..N-1")
+        raise UsageError(f"{option('shard')} {text}: K must lie in 0..N-1")
     return index, count
 
 
@@ -369,7 +369,7 @@ def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=prin
     `methods` are measured in every cell (ClaDec always; RefAE is trained only when named);
     `bn_statistics` is passed to `train_classifier` for every classifier."""
     if runs < 1:
-        raise UsageError(f"--runs must be at least 1, got {runs}")
+        raise UsageError(f"{option('runs')} must be at least 1, got {runs}")
     methods = list(dict.fromkeys(methods))
     if "cladec" not in methods:
         raise UsageError("the tables measure ClaDec: include cladec among the methods")

@@ -10,7 +10,7 @@ import numpy as np
 
 from cladec_cli.classifier import clone_layer
 from cladec_cli.cladec import frozen_encoder, stacked, train_decoder
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import UsageError, option
 from cladec_cli.explainer import Explainer
 from cladec_cli.methods import METHODS, explain_all
 
@@ -115,7 +115,8 @@ def noise_stability(explainer, images, attribution_names, sigma=0.05, seed=0):
     classes = explainer.classify(images)
     kept = explainer.classify(noisy) == classes
     if not kept.any():
-        raise UsageError(f"noise of standard deviation {sigma} changed every prediction; use a smaller --noise")
+        raise UsageError(f"noise of standard deviation {sigma} changed every prediction; "
+                         f"use a smaller {option('noise')}")
     clean = explanations(explainer, attribution_names, images[kept], classes[kept])
     shaken = explanations(explainer, attribution_names, noisy[kept], classes[kept])
     return {m: mean_ssim(clean[m], shaken[m]) for m in clean}, int(kept.sum())

@@ -16,7 +16,7 @@ import numpy as np
 
 from cladec_cli import artifacts, chunked_steps, distribute, runtime
 from cladec_cli.data.feed import ArrayFeed, set_start_epoch
-from cladec_cli.errors import TrainingError, UsageError
+from cladec_cli.errors import TrainingError, UsageError, option
 
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -49,11 +49,11 @@ class TrainSettings:
 
     def __post_init__(self):
         if self.epochs < 0:
-            raise UsageError(f"--epochs must be 0 or more, got {self.epochs}")
+            raise UsageError(f"{option('epochs')} must be 0 or more, got {self.epochs}")
         if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise UsageError(f"{option('batch_size')} must be at least 1, got {self.batch_size}")
         if not self.lr > 0:
-            raise UsageError(f"--lr must be positive, got {self.lr}")
+            raise UsageError(f"{option('lr')} must be positive, got {self.lr}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose cosine or constant")
         if self.tensorboard:
@@ -66,7 +66,7 @@ class TrainSettings:
             self._runtime = runtime.resolve_runtime(self.precision, self.deterministic, self.steps_per_execution,
                                                     self.xla, self.distribute)
             if self.batch_size % self._runtime.replicas:
-                raise UsageError(f"--batch-size {self.batch_size} does not split evenly over "
+                raise UsageError(f"{option('batch_size')} {self.batch_size} does not split evenly over "
                                  f"{self._runtime.replicas} replicas; it is the global batch of all of them")
         return self._runtime
 
@@ -237,8 +237,8 @@ def prepare_backup(out, settings, run=None):
         if not settings.overwrite:
             what = out if not isinstance(out, (list, tuple)) else ", ".join(map(str, out))
             raise UsageError(
-                f"an interrupted run for {what} is kept in {folder}; pass --resume to continue it "
-                "or --overwrite to start again"
+                f"an interrupted run for {what} is kept in {folder}; pass {option('resume')} to continue it "
+                f"or {option('overwrite')} to start again"
             )
         shutil.rmtree(folder)
     run = _as_json(run or {})
@@ -246,12 +246,12 @@ def prepare_backup(out, settings, run=None):
     if folder.exists():
         if not record.is_file():
             raise UsageError(f"the interrupted run in {folder} does not record its settings, so it cannot be "
-                             "checked before resuming; pass --overwrite to start again")
+                             f"checked before resuming; pass {option('overwrite')} to start again")
         before = json.loads(record.read_text())
         changed = _differences(before, run)
         if changed:
             raise UsageError(f"the interrupted run in {folder} was started with other settings "
-                             f"({'; '.join(changed)}); resume it with the same ones or pass --overwrite to "
+                             f"({'; '.join(changed)}); resume it with the same ones or pass {option('overwrite')} to "
                              "start again")
     else:
         folder.mkdir(parents=True)
@@ -278,11 +278,11 @@ def check_tensorboard():
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard "
+        raise UsageError(f"{option('tensorboard')} needs the tensorboard package: pip install tensorboard "
                          "(or install cladec with the [tensorboard] extra)") from None
     runtime.import_tensorflow_quietly(any_backend=True)
     if "tensorflow" not in sys.modules:
-        raise UsageError("--tensorboard needs TensorFlow for its summary writer, also under the "
+        raise UsageError(f"{option('tensorboard')} needs TensorFlow for its summary writer, also under the "
                          f"{runtime.backend()} backend: pip install tensorflow-cpu")
 
 
@@ -317,7 +317,7 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
         # would refuse the obvious next step, the same command with a smaller learning rate.
         finish_backup(backup)
         raise TrainingError(f"training diverged: the loss became {loss} in epoch {epoch + 1}; "
-                            "no model was written (try a smaller --lr)")
+                            f"no model was written (try a smaller {option('lr')})")
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 

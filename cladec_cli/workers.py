@@ -7,7 +7,7 @@ import sys
 import threading
 
 from cladec_cli import runtime
-from cladec_cli.errors import CladecError, UsageError
+from cladec_cli.errors import CladecError, UsageError, option
 
 # Options of the command that the shard processes must not repeat (they take a value), and the
 # variables that would set them.
@@ -27,7 +27,8 @@ def shard_from_environment():
     step = int(env.get("SLURM_ARRAY_TASK_STEP", 1) or 1)
     if offset % step or not 0 <= offset // step < int(count):
         raise UsageError(f"cannot tell this task's shard from its job array (task {task} of {count}); submit "
-                         "the array as a range such as --array=0-N (with or without :step), or pass --shard K/N")
+                         "the array as a range such as --array=0-N (with or without :step), "
+                         f"or pass {option('shard')} K/N")
     return offset // step, int(count)
 
 

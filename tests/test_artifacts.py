@@ -33,7 +33,7 @@ def test_failure_inside_the_write_keeps_the_old_file(tmp_path):
 def test_existing_file_needs_overwrite(tmp_path):
     target = tmp_path / "metrics.json"
     target.write_text("old")
-    with pytest.raises(UsageError, match="--overwrite"):
+    with pytest.raises(UsageError, match="`overwrite`"):
         artifacts.write_json(target, {"a": 1})
     artifacts.write_json(target, {"a": float("nan")}, overwrite=True)
     assert target.read_text().split() == ["{", '"a":', "null", "}"]

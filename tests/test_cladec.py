@@ -233,7 +233,7 @@ def test_interrupted_fused_run_resumes(setup, tmp_path):
         train_decoders(classifier, provenance, data, [-3, -4], 0.0,
                        settings(epochs=3, backup_interval=0, extra_callbacks=[stopper]), outs)
     assert backup.exists() and not any(out.exists() for out in outs)
-    with pytest.raises(UsageError, match="--resume"):
+    with pytest.raises(UsageError, match="`resume`"):
         train_decoders(classifier, provenance, data, [-3, -4], 0.0, settings(epochs=3), outs)
     stopper = StopAtSecondEpoch(stop=False)
     results = train_decoders(classifier, provenance, data, [-3, -4], 0.0,

@@ -85,7 +85,7 @@ def test_left_over_run_needs_resume_or_overwrite(tmp_path):
     out = tmp_path / "model.h5"
     run = {"kind": "classifier", "lr": 0.002}
     assert prepare_backup(out, TrainSettings(), run).is_dir()
-    with pytest.raises(UsageError, match="--resume"):
+    with pytest.raises(UsageError, match="`resume`"):
         prepare_backup(out, TrainSettings(), run)
     assert prepare_backup(out, TrainSettings(resume=True), run).exists()
     with pytest.raises(UsageError, match="lr 0.002 -> 0.001"):

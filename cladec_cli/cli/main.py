@@ -15,7 +15,7 @@ from cladec_cli.cli.options import (ATTRIBUTION_METHODS, attribution_option, bat
                                     device_options, layer_convention_option, layer_option, lr_option,
                                     map_images_option, methods_option, out_dir_option, output_options,
                                     rec_loss_option, report_options, train_options, trust_model_option, with_default)
-from cladec_cli.errors import CladecError, UsageError
+from cladec_cli.errors import CladecError, UsageError, for_cli
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -39,7 +39,7 @@ class CladecGroup(click.Group):
         except KeyboardInterrupt:
             self._fail("interrupted; the last backed-up epoch is kept: rerun the same command with --resume", 130, debug)
         except CladecError as e:
-            self._fail(str(e), e.exit_code, debug)
+            self._fail(for_cli(e), e.exit_code, debug)
         except click.ClickException as e:
             self._fail(e.format_message(), e.exit_code, debug)
         except MemoryError:

@@ -6,7 +6,7 @@ Arrays and image files go through the same channel conversion (`convert_channels
 import numpy as np
 from keras import ops
 
-from cladec_cli.errors import DataError, UsageError
+from cladec_cli.errors import DataError, UsageError, option
 
 from cladec_cli.data.names import RESIZE_MODES  # noqa: F401  (re-exported)
 
@@ -57,7 +57,7 @@ def resize_images(x, size, mode="bilinear"):
     if mode == "pad":
         if (x.shape[1] or 0) > height or (x.shape[2] or 0) > width:
             raise DataError(
-                f"--resize pad cannot shrink {x.shape[1]}x{x.shape[2]} images to {height}x{width}; "
+                f"{option('resize')} pad cannot shrink {x.shape[1]}x{x.shape[2]} images to {height}x{width}; "
                 "use bilinear or nearest"
             )
         return ops.image.pad_images(x, target_height=height, target_width=width,
@@ -81,7 +81,7 @@ def stratified_indices(labels, limit, seed=0):
     if limit is None or limit >= len(labels):
         return np.arange(len(labels))
     if limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
+        raise UsageError(f"{option('limit')} must be at least 1, got {limit}")
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
     share = counts * limit / len(labels)

@@ -7,7 +7,7 @@ import numpy as np
 
 from cladec_cli.data import sources
 from cladec_cli.data.idx import read_idx_pair
-from cladec_cli.errors import DataError
+from cladec_cli.errors import DataError, option
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -53,7 +53,7 @@ def read_mnist_like(name, data_dir=None, download=True):
             return _mnist_dataset(name, train, test, str(folder))
     if data_dir:
         raise DataError(
-            f"--data-dir {data_dir} has no {name} files (expected train-images-idx3-ubyte[.gz], "
+            f"{option('data_dir')} {data_dir} has no {name} files (expected train-images-idx3-ubyte[.gz], "
             f"train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])"
         )
     if not download:
@@ -153,7 +153,7 @@ def read_folder(path, test_fraction=0.2, seed=0):
     else:
         paths, labels = _labelled_files(root, class_names)
         if not 0 < test_fraction < 1:
-            raise DataError(f"--test-fraction must lie strictly between 0 and 1, got {test_fraction}")
+            raise DataError(f"{option('test_fraction')} must lie strictly between 0 and 1, got {test_fraction}")
         rng = np.random.default_rng(seed)
         is_test = np.zeros(len(labels), bool)
         for c in range(len(class_names)):
@@ -172,9 +172,9 @@ def read_tiny_imagenet(data_dir=None):
         [sources.keras_cache_dir() / "tiny-imagenet-200"]
     root = next((Path(f) for f in folders if (Path(f) / "wnids.txt").is_file()), None)
     if root is None:
-        where = f"--data-dir {data_dir}" if data_dir else str(folders[0])
+        where = f"{option('data_dir')} {data_dir}" if data_dir else str(folders[0])
         raise DataError(f"no TinyImageNet found in {where} (expected wnids.txt, train/, val/); "
-                        "download tiny-imagenet-200 and pass --data-dir")
+                        f"download tiny-imagenet-200 and pass {option('data_dir')}")
     wnids = [w.strip() for w in (root / "wnids.txt").read_text().split() if w.strip()]
     train_paths, train_labels = [], []
     for label, wnid in enumerate(wnids):

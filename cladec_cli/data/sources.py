@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from cladec_cli.errors import DataError
+from cladec_cli.errors import DataError, option
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -46,7 +46,7 @@ def explicit_folders(name, data_dir):
     """The folder itself and its dataset-named sub-folders; the folder must exist."""
     root = Path(data_dir).expanduser()
     if not root.is_dir():
-        raise DataError(f"--data-dir {data_dir} does not exist or is not a folder")
+        raise DataError(f"{option('data_dir')} {data_dir} does not exist or is not a folder")
     return [root] + [root / sub for sub in FOLDER_NAMES.get(name, ())]
 
 
@@ -63,8 +63,8 @@ def how_to_get(name):
     """One sentence telling the user how to make `name` available offline."""
     if name in DEBIAN_PACKAGES:
         return (f"install it with `apt-get install {DEBIAN_PACKAGES[name]}` "
-                f"or pass --data-dir with the IDX files")
-    return "pass --data-dir with the dataset's folder"
+                f"or pass {option('data_dir')} with the IDX files")
+    return f"pass {option('data_dir')} with the dataset's folder"
 
 
 def keras_download(name):

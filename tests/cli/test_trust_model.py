@@ -100,6 +100,6 @@ def test_keras_safe_mode_stays_on(untrusted, monkeypatch):
     # Code that the Lambda check missed still meets Keras' safe mode (for .h5 files only since Keras 3.12).
     monkeypatch.setattr(artifacts, "code_layers", lambda config: [])
     if untrusted["classifier"].suffix == ".keras":
-        with pytest.raises(ArtifactError, match="--trust-model"):
+        with pytest.raises(ArtifactError, match="`trust`"):
             artifacts.load_model(untrusted["classifier"])
         assert seen[-1] is True

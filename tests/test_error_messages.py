@@ -1,0 +1,25 @@
+"""Library messages name parameters as keywords; the command line reads them as options."""
+
+import pytest
+
+from cladec_cli import artifacts
+from cladec_cli.errors import UsageError, for_cli, option
+from cladec_cli.training import TrainSettings
+
+
+def test_marked_parameters_read_as_keywords_in_python_and_as_options_on_the_command_line():
+    error = UsageError(f"{option('batch_size', 0)} is too small; pass {option('trust')} or {option('overwrite')}")
+    assert str(error) == "`batch_size` 0 is too small; pass `trust` or `overwrite`"
+    assert for_cli(error) == "--batch-size 0 is too small; pass --trust-model or --overwrite"
+
+
+def test_library_errors_speak_of_keywords(tmp_path):
+    with pytest.raises(UsageError) as caught:
+        TrainSettings(epochs=1, batch_size=0)
+    assert str(caught.value).startswith("`batch_size` must be at least 1")
+    assert for_cli(caught.value).startswith("--batch-size must be at least 1")
+    target = tmp_path / "metrics.json"
+    target.write_text("{}")
+    with pytest.raises(UsageError) as caught:
+        artifacts.write_json(target, {})
+    assert "--" not in str(caught.value) and "pass --overwrite" in for_cli(caught.value)
