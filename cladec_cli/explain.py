@@ -70,9 +70,10 @@ def load_image_file(path, image_shape, resize="bilinear"):
         raise DataError(f"cannot read image {path}: {type(e).__name__}") from e
 
 
-def explanation_arrays(explainer, images, attributions=()):
-    """Originals, reconstructions, |ClaDec - RefAE|, the classifier's predictions, and the maps of the
-    attribution methods `attributions` (`methods.Method`s) for the class predicted for each original."""
+def explanation_arrays(explainer, images, extra=()):
+    """Originals, reconstructions, |ClaDec - RefAE|, the classifier's predictions, and the explanations of
+    the `extra` methods (`methods.Method`s: pictures, with the classifier's predictions, and attribution
+    maps for the class predicted for each original)."""
     recs = explainer.reconstructions(images)
     arrays = {"original": images, "cladec": recs["cladec"],
               "pred_original": explainer.classify(images), "pred_cladec": explainer.classify(recs["cladec"])}
@@ -80,7 +81,10 @@ def explanation_arrays(explainer, images, attributions=()):
         arrays["refae"] = recs["refae"]
         arrays["difference"] = np.abs(recs["cladec"] - recs["refae"])
         arrays["pred_refae"] = explainer.classify(recs["refae"])
-    arrays.update(explain_all(attributions, images, arrays["pred_original"]))
+    arrays.update(explain_all(extra, images, arrays["pred_original"]))
+    for method in extra:
+        if method.kind == "image":
+            arrays[f"pred_{method.name}"] = explainer.classify(arrays[method.name])
     return arrays
 
 
@@ -141,9 +145,10 @@ def write_layer_grid(out, explainers, images, class_names, true_labels=None, nam
     return image.size
 
 
-def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, maps=()):
-    """(tiles, captions) per image for `render_grid`; heat maps are divided by `scale`; `maps` names the
-    attribution maps in `arrays` drawn after them (each scaled to its own image's maximum)."""
+def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, extra=()):
+    """(tiles, captions) per image for `render_grid`; heat maps are divided by `scale`; `extra` lists
+    (name, kind) of further methods' explanations in `arrays`, drawn after them: pictures with the
+    classifier's prediction, attribution maps each scaled to its own image's maximum."""
     def label(i):
         return class_names[i] if 0 <= i < len(class_names) else str(i)
 
@@ -160,17 +165,21 @@ def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, maps
         if "refae" in arrays:
             tiles.append(heatmap(arrays["difference"][i] / scale))
             captions.append(f"mean {float(arrays['difference'][i].mean()):.3f}")
-        for name in maps:
-            tiles.append(heatmap(arrays[name][i]))
-            captions.append(f"for {label(arrays['pred_original'][i])}")
+        for name, kind in extra:
+            if kind == "image":
+                tiles.append(arrays[name][i])
+                captions.append(f"pred: {label(arrays[f'pred_{name}'][i])}")
+            else:
+                tiles.append(heatmap(arrays[name][i]))
+                captions.append(f"for {label(arrays['pred_original'][i])}")
         rows.append((tiles, captions))
     return rows
 
 
 def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite=False, arrays_out=None,
-               attributions=(), first_column="original"):
+               extra=(), first_column="original"):
     """Render and save the PNG grid (and optionally the arrays as .npz), both atomically; the maps of
-    the methods `attributions` follow as columns of their own."""
+    the `extra` methods follow as columns of their own."""
     out = artifacts.check_output(out, overwrite, suffixes=(".png",))
     if arrays_out:
         artifacts.check_output(arrays_out, overwrite, suffixes=(".npz",))
@@ -180,9 +189,9 @@ def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite
         # The heat maps share one scale, the grid's largest difference, shown in the header.
         scale = max(float(arrays["difference"].max()), 1e-6)
         columns = COLUMNS[:-1] + (f"{COLUMNS[-1]}\n(black 0, yellow {scale:.2f})",)
-    columns = (first_column,) + columns[1:] + tuple(m.title for m in attributions)
+    columns = (first_column,) + columns[1:] + tuple(m.title for m in extra)
     layout = layout_for(arrays["original"].shape[1:])
-    rows = grid_rows(arrays, class_names, true_labels, names, scale, [m.name for m in attributions])
+    rows = grid_rows(arrays, class_names, true_labels, names, scale, [(m.name, m.kind) for m in extra])
     image = render_grid(rows, layout, columns)
     with artifacts.atomic_path(out, overwrite) as tmp:
         image.save(tmp, format="PNG")

@@ -10,7 +10,7 @@ import click
 
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
-from cladec_cli.cli.options import (ATTRIBUTION_METHODS, attribution_option, batch_size_option, bn_statistics_option,
+from cladec_cli.cli.options import (ATTRIBUTION_METHODS, batch_size_option, bn_statistics_option,
                                     classifier_option, data_options, decoder_option, decoder_output_option,
                                     device_options, layer_convention_option, layer_option, lr_option,
                                     map_images_option, methods_option, out_dir_option, output_options,
@@ -268,13 +268,14 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
 @click.option("--prototypes", is_flag=True,
               help="Instead of single images, one row per class: the class's mean image and the decoding of "
                    "the mean code of its training images (up to 1,000 a class).")
-@attribution_option("Add an attribution map for the predicted class beside ClaDec: gradcam (at the explained "
-                    "layer, or the last map before it), saliency (SmoothGrad) or occlusion; repeatable.")
+@methods_option("Add a column beside ClaDec: ridge (a linear decoder of the layer, fitted on the training images) "
+                "or an attribution map for the predicted class: gradcam (at the explained layer, or the last map "
+                "before it), saliency (SmoothGrad) or occlusion; repeatable.", choices=("ridge", *ATTRIBUTION_METHODS))
 @data_options()
 @output_options("PNG grid to write.", "reports/<dataset>/explain_L<index>_a<alpha>.png")
 @report_options
 def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indices, class_name, count, images_dir,
-                save_arrays, prototypes, attribution_names, out, overwrite, quiet, as_json, **opts):
+                save_arrays, prototypes, method_names, out, overwrite, quiet, as_json, **opts):
     """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
     from cladec_cli.classifier import check_fits
     from cladec_cli.explain import (explanation_arrays, load_image_folder, parse_indices, select,
@@ -284,7 +285,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
     if refae_paths and len(refae_paths) != len(decoder_paths):
         raise UsageError(f"{len(decoder_paths)} --decoder files but {len(refae_paths)} --refae files: give one "
                          "RefAE per decoder, in the same order, or none")
-    if len(decoder_paths) > 1 and (prototypes or attribution_names or save_arrays):
+    if len(decoder_paths) > 1 and (prototypes or method_names or save_arrays):
         raise UsageError("several --decoder files draw the layers side by side; --prototypes, --method and "
                          "--save-arrays take one decoder")
     refaes = list(refae_paths) or [None] * len(decoder_paths)
@@ -301,7 +302,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                              root="reports")
     class_names = explainer.classifier_provenance.get("class_names") or []
     if prototypes:
-        if images_dir or indices or class_name or attribution_names:
+        if images_dir or indices or class_name or method_names:
             raise UsageError("--prototypes shows every class; leave out --images, --indices, --class and --method")
         from cladec_cli.explain import prototype_arrays
 
@@ -316,12 +317,14 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
         common.report(summary, [f"saved {out} ({len(names)} class prototypes, {size[0]}x{size[1]} px)"], quiet,
                       as_json)
         return
+    dataset = None
     if images_dir:
         images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or explainer.resize)
         labels = None
-    else:
+    if not images_dir or "ridge" in method_names:
         dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
         check_fits(explainer.classifier, dataset)
+    if not images_dir:
         class_names = dataset.class_names
         chosen = select(dataset.test, class_names, parse_indices(indices) if indices else None, class_name, count)
         images, labels = dataset.test.subset(chosen).arrays()
@@ -335,11 +338,11 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
         common.report(summary, [f"saved {out} ({len(images)} rows, {len(explainers)} layers, {size[0]}x{size[1]} px)"],
                       quiet, as_json)
         return
-    from cladec_cli.methods import METHODS
+    from cladec_cli.methods import build
 
-    attributions = [METHODS[name](explainer) for name in dict.fromkeys(attribution_names)]
-    arrays = explanation_arrays(explainer, images, attributions)
-    size = write_grid(out, arrays, class_names, labels, names, overwrite, save_arrays, attributions)
+    extra = build(method_names, explainer, dataset.train if dataset else None)
+    arrays = explanation_arrays(explainer, images, extra)
+    size = write_grid(out, arrays, class_names, labels, names, overwrite, save_arrays, extra)
     summary = {"path": str(out), "size": list(size), "images": names, "arrays": save_arrays}
     common.report(summary, [f"saved {out} ({len(images)} rows, {size[0]}x{size[1]} px)"], quiet, as_json)
 
@@ -402,7 +405,8 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
 @classifier_option
 @trust_model_option
 @decoder_option("ClaDec decoder file (from train-decoder): the layer and decoder to check.")
-@attribution_option(with_default("Attribution methods to check beside ClaDec; repeatable.", "all"))
+@methods_option(with_default("Attribution methods to check beside ClaDec; repeatable.", "all"),
+                choices=ATTRIBUTION_METHODS)
 @click.option("--count", type=click.IntRange(min=1), default=32, show_default=True, help="Test images to explain.")
 @click.option("--noise", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
               help="Standard deviation of the input noise (pixels in [0, 1]).")
@@ -418,7 +422,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
                                 "reports/<dataset>/sanity"))
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @report_options
-def sanity_cmd(classifier_path, trust_model, decoder_path, attribution_names, count, noise, decoder_epochs, depth,
+def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, noise, decoder_epochs, depth,
                batch_size, seed, out_dir, overwrite, quiet, as_json, **opts):
     """Cascading model randomisation (Adebayo et al. 2018): randomise the classifier's layers from the
     top, one more at each stage, and measure how similar (SSIM) each method's explanations stay to the
@@ -443,7 +447,7 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, attribution_names, co
     from cladec_cli.sanity import stage_path, stages, structural_similarity
 
     structural_similarity(), plots.pyplot()  # both needed at the end: refuse now, not after training
-    names = list(attribution_names or ATTRIBUTION_METHODS)
+    names = list(method_names or ATTRIBUTION_METHODS)
     for name in names:
         METHODS[name](explainer)  # e.g. a Grad-CAM that cannot be computed for this layer
     stage_files = [stage_path(out_dir, k) for k in range(len(stages(explainer.classifier)[:depth]) + 1)]

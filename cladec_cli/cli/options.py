@@ -168,9 +168,3 @@ bn_statistics_option = click.option(
 map_images_option = click.option(
     "--map-images", type=click.IntRange(min=1), default=256, show_default=True,
     help="Test images on which attribution methods' deletion and insertion curves are measured.")
-
-
-def attribution_option(help_text):
-    """--method: attribution methods, repeatable."""
-    return click.option("--method", "attribution_names", multiple=True, type=click.Choice(ATTRIBUTION_METHODS),
-                        help=help_text)

@@ -148,6 +148,19 @@ def test_attribution_maps_beside_cladec(trained, tmp_path):
             assert saved[key].shape == (2, 32, 32) and saved[key].min() >= 0 and saved[key].max() == 1.0, key
 
 
+def test_ridge_decoder_beside_cladec(trained, tmp_path, setup):
+    out, arrays = tmp_path / "grid.png", tmp_path / "arrays.npz"
+    explain(trained, out, "--indices", "0,1,2", "--method", "ridge", "--method", "gradcam", "--save-arrays", arrays,
+            refae=False)
+    assert png_size(out) == layout_for(TILE_SHAPE).size(3, 2 + 2)
+    classifier, _, dataset = setup
+    with np.load(arrays) as saved:
+        assert saved["ridge"].shape == saved["original"].shape and 0 <= saved["ridge"].min() <= saved["ridge"].max() <= 1
+        assert not np.allclose(saved["ridge"], saved["cladec"])
+        # Each picture is captioned with what the classifier makes of it.
+        assert list(saved["pred_ridge"]) == list(classifier.predict(saved["ridge"], verbose=0).argmax(axis=1))
+
+
 def test_attribution_methods_match_the_library():
     from cladec_cli.cli.options import ATTRIBUTION_METHODS, DECODING_METHODS
     from cladec_cli.methods import ATTRIBUTIONS, DECODINGS
