@@ -23,21 +23,18 @@ MAP_MEASURES = (("deletion", "Deletion area (lower is better)", ".4f"),
 def markdown_table(result):
     """The result as small Markdown tables: the paper's measures in the paper's layout (a column per
     method that decodes pictures, and ClaDec - RefAE), then the attribution maps' deletion and insertion."""
-    from cladec_cli.methods import METHODS
+    from cladec_cli.methods import measured_methods, title
 
     def cell(group, method, fmt):
         value = result.get(group, {}).get(method)
         return "-" if value is None else format(value, fmt)
-
-    def title(method):
-        return METHODS[method].title if method in METHODS else method
 
     lines = [
         f"Layer {result['layer_name']} ({result['layer_index']}), alpha {result['alpha']:g}, "
         f"{result['dataset']} ({result['test_images']} test images, resize {result['resize']}); "
         f"classifier test accuracy {result['classifier_test_accuracy']:.4f}",
     ]
-    pictures = [m for m in result.get("rec_loss", {}) if m != "difference"]
+    pictures = measured_methods([result.get("rec_loss", {})])
     if pictures:
         both = {"cladec", "refae"} <= set(pictures)
         head = [title(m) for m in pictures] + (["difference"] if both else [])

@@ -53,10 +53,10 @@ def load_image_folder(folder, image_shape, resize="bilinear"):
     """The user's image files in `folder`, decoded and resized to the model's input; and their names."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{option('images')} {folder} is not a folder")
+        raise DataError(f"image folder {folder} is not a folder")
     files = image_files(folder)
     if not files:
-        raise DataError(f"{option('images')} {folder} holds no image files (.png, .jpg, .jpeg, .bmp, .gif)")
+        raise DataError(f"image folder {folder} holds no image files (.png, .jpg, .jpeg, .bmp, .gif)")
     return np.stack([load_image_file(path, image_shape, resize) for path in files]), [p.name for p in files]
 
 
@@ -178,8 +178,8 @@ def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, extr
 
 def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite=False, arrays_out=None,
                extra=(), first_column="original"):
-    """Render and save the PNG grid (and optionally the arrays as .npz), both atomically; the maps of
-    the `extra` methods follow as columns of their own."""
+    """Render and save the PNG grid (and optionally the arrays as .npz), both atomically; the pictures
+    and maps of the `extra` methods follow as columns of their own."""
     out = artifacts.check_output(out, overwrite, suffixes=(".png",))
     if arrays_out:
         artifacts.check_output(arrays_out, overwrite, suffixes=(".npz",))
@@ -196,8 +196,8 @@ def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite
     with artifacts.atomic_path(out, overwrite) as tmp:
         image.save(tmp, format="PNG")
     if arrays_out:
-        extra = {"labels": np.asarray(true_labels)} if true_labels is not None else {}
+        labels = {"labels": np.asarray(true_labels)} if true_labels is not None else {}
         with artifacts.atomic_path(arrays_out, overwrite) as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays, **extra)
+                np.savez_compressed(f, **arrays, **labels)
     return image.size

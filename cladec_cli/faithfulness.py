@@ -58,11 +58,13 @@ def scores(classifier, images, classes, maps_by_method, steps=STEPS, seed=0):
     """{'deletion': {method: area}, 'insertion': {method: area}} for each method's maps, and for a
     random order ('random') as the baseline every method should beat."""
     images = np.asarray(images, np.float32)
-    rng = np.random.default_rng(seed)
-    maps_by_method = {**maps_by_method, "random": rng.random(images.shape[:3])}
+    # The baseline's order and the tie-breaking draw from independent streams: with one seed, the
+    # random order would be the reverse of the one a method's ties get.
+    baseline, ties = np.random.SeedSequence(seed).spawn(2)
+    maps_by_method = {**maps_by_method, "random": np.random.default_rng(baseline).random(images.shape[:3])}
     result = {"deletion": {}, "insertion": {}}
     for method, maps in maps_by_method.items():
-        measured = curves(classifier, images, classes, maps, steps, seed=seed)
+        measured = curves(classifier, images, classes, maps, steps, seed=ties)
         for name in result:
             result[name][method] = area(measured[name])
     return result

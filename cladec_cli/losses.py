@@ -24,5 +24,5 @@ def sum_binary_crossentropy(y_true, y_pred):
 def reconstruction_loss(name):
     """The training loss function for `--rec-loss`."""
     if name not in REC_LOSSES:
-        raise UsageError(f"unknown {option('rec_loss')} {name!r}; choose one of {', '.join(REC_LOSSES)}")
+        raise UsageError(f"unknown {option('rec_loss_name')} {name!r}; choose one of {', '.join(REC_LOSSES)}")
     return {"sse": sum_squared_error, "bce": sum_binary_crossentropy}[name]

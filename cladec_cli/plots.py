@@ -45,13 +45,15 @@ def number(value):
     return float("nan") if value is None else float(value)
 
 
-METHOD_STYLE = {"cladec": ("ClaDec", "C0"), "refae": ("RefAE", "C1"), "ridge": ("Ridge", "C2")}
+METHOD_COLOURS = {"cladec": "C0", "refae": "C1", "ridge": "C2"}
 
 
 def styled_methods(groups):
-    """[(place, method, (label, colour))] of the methods in METHOD_STYLE that any of the measure
-    dictionaries `groups` holds; the place (ClaDec 0, RefAE 1, ...) keeps colours and offsets fixed."""
-    return [(k, method, style) for k, (method, style) in enumerate(METHOD_STYLE.items())
+    """[(slot, method, (label, colour))] of the methods in METHOD_COLOURS that any of the measure
+    dictionaries `groups` holds; the slot (ClaDec 0, RefAE 1, ...) keeps colours and offsets fixed."""
+    from cladec_cli.methods import title
+
+    return [(slot, method, (title(method), colour)) for slot, (method, colour) in enumerate(METHOD_COLOURS.items())
             if any(method in group for group in groups)]
 ROW_LABEL = {"table2": "layer", "table3": "alpha", "table4": "classifier epochs"}
 
@@ -65,15 +67,15 @@ def measures_by_row(table, rows):
     paper_index = {"table2": {"rec_loss": (0, 1), "acc_eval": (2, 3)}}.get(table, {"rec_loss": (0,), "acc_eval": (1,)})
     for axes, metric, title in ((rec_axes, "rec_loss", "Rec. Loss (SSE per image, test)"),
                                 (acc_axes, "acc_eval", "Acc Eval")):
-        for k, method, (label, color) in styled_methods([row.get(metric, {}) for row in rows]):
+        for slot, method, (label, color) in styled_methods([row.get(metric, {}) for row in rows]):
             stats = [row[metric].get(method, {"mean": None, "std": None}) for row in rows]
-            x = [p + (k - 0.5) * 0.15 for p in positions]
+            x = [p + (slot - 0.5) * 0.15 for p in positions]
             axes.errorbar(x, [number(s["mean"]) for s in stats], yerr=[number(s["std"]) for s in stats], fmt="o-",
                           color=color,
                           capsize=4, label=label)
             indices = paper_index[metric]
-            if k < len(indices):
-                paper = [row["paper"][indices[k]] if row.get("paper") else None for row in rows]
+            if slot < len(indices):
+                paper = [row["paper"][indices[slot]] if row.get("paper") else None for row in rows]
                 known = [(xi, v) for xi, v in zip(x, paper) if v is not None]
                 if known:
                     axes.plot(*zip(*known), "x", color=color, markersize=9, label=f"{label}, paper")
@@ -113,12 +115,12 @@ def layer_measures(result):
                                               ("loop_loss", "last training epoch")) if key in result]
     methods = styled_methods([result.get("rec_loss", {})])
     width = 0.7 / max(len(methods), 1)
-    for place, (k, method, (label, color)) in enumerate(methods):
+    for k, (_, method, (label, color)) in enumerate(methods):
         values = [number(result[key].get(method)) for key, _ in groups]
-        offset = (place - (len(methods) - 1) / 2) * width
+        offset = (k - (len(methods) - 1) / 2) * width
         rec_axes.bar([g + offset for g in range(len(groups))], values, width=width, color=color, label=label)
         if "acc_eval" in result:
-            acc_axes.bar([place], [number(result["acc_eval"].get(method))], color=color, label=label)
+            acc_axes.bar([k], [number(result["acc_eval"].get(method))], color=color, label=label)
     rec_axes.set_xticks(range(len(groups)), [label for _, label in groups])
     rec_axes.set_title(f"Rec. Loss at {result.get('layer_name')} (SSE per image)", fontsize=10)
     rec_axes.legend(fontsize=8)

@@ -101,7 +101,10 @@ def metrics_sections(folder, path):
     from cladec_cli import plots
 
     result = json.loads(path.read_text(encoding="utf-8"))
-    sections = _plot_sections([(f"Measures at layer {result.get('layer_name')}", lambda: plots.layer_measures(result))])
+    sections = []
+    if "rec_loss" in result:  # not for attribution maps alone
+        sections = _plot_sections([(f"Measures at layer {result.get('layer_name')}",
+                                    lambda: plots.layer_measures(result))])
     table = path.with_suffix(".md")
     if table.exists():
         sections.append(Section(f"Measures ({path.name})", markdown_to_html(table.read_text(encoding="utf-8"))))
@@ -130,7 +133,8 @@ def sections_of(folder):
     if (folder / "results.json").exists():
         sections += reproduction_sections(folder)
     for path in sorted(folder.glob("*.json")):
-        if path.name not in ("results.json", "settings.json") and "rec_loss" in _read_json(path):
+        measured = _read_json(path)
+        if path.name not in ("results.json", "settings.json") and ("rec_loss" in measured or "deletion" in measured):
             sections += metrics_sections(folder, path)
     images = sorted(folder.glob("*.png"))
     if images:

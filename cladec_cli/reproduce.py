@@ -17,6 +17,7 @@ from cladec_cli.errors import TrainingError, UsageError, option
 from cladec_cli.evaluate import evaluate
 from cladec_cli.explainer import load_explainer
 from cladec_cli.locks import UnitLock, describe
+from cladec_cli.methods import in_order, measured_methods
 from cladec_cli.refae import train_refaes
 from cladec_cli.stats import mean_std, paired_t_test, welch_t_test
 
@@ -312,11 +313,6 @@ def _what(kind, missing, detail=""):
     return f"{kind}s, layers {', '.join(str(layer) for layer in missing.values())}{detail}, in one pass"
 
 
-def measured_methods(runs, metric):
-    """The methods some run measured `metric` for, in the order measured."""
-    return list(dict.fromkeys(m for r in runs for m in r.get(metric, {}) if m != "difference"))
-
-
 def summarize(table, results):
     """Per row: mean, std and runs of every measure for every method measured, and for ClaDec against
     RefAE the p-values of Welch's and of the paired t-test (run i of ClaDec and of RefAE share a seed
@@ -326,7 +322,7 @@ def summarize(table, results):
         row = {"row": key, "runs": len(runs),
                "classifier_test_accuracy": mean_std([r["classifier_test_accuracy"] for r in runs])}
         for metric, _ in METRICS:
-            methods = measured_methods(runs, metric)
+            methods = measured_methods([r.get(metric, {}) for r in runs])
             if not methods:
                 continue
             values = {m: [r.get(metric, {}).get(m) for r in runs] for m in methods}
@@ -366,13 +362,11 @@ def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=prin
     and results.md into `out`, unless this is one shard of several: `report_only` then writes them from
     the cells the shards finished, training nothing. Returns the summary.
 
-    `methods` are measured in every cell (ClaDec always; RefAE is trained only when named);
-    `bn_statistics` is passed to `train_classifier` for every classifier."""
+    `methods` are measured in every cell, ClaDec always (RefAE is trained only when named);
+    `bn_statistics` is passed to `train_classifier` for every explained classifier."""
     if runs < 1:
         raise UsageError(f"{option('runs')} must be at least 1, got {runs}")
-    methods = list(dict.fromkeys(methods))
-    if "cladec" not in methods:
-        raise UsageError("the tables measure ClaDec: include cladec among the methods")
+    methods = in_order(["cladec", *methods])
     out = Path(out)
     settings = {"table": table, "runs": runs, "epochs": train_settings.epochs,
                 "eval_epochs": eval_settings.epochs, "batch_size": train_settings.batch_size,

@@ -20,21 +20,15 @@ COLUMNS = {"rec_loss": ("Rec. Loss", ".2f", True), "train_rec_loss": ("train Rec
            "insertion": ("Insertion", ".3f", False)}
 
 
-def _title(method):
-    from cladec_cli.methods import METHODS
-
-    return METHODS[method].title if method in METHODS else method
-
-
 def _columns(rows):
     """[(header, cell(row) -> text)] for every measure and method the rows have, in the paper's order."""
+    from cladec_cli.methods import measured_methods, title
+
     columns = []
     for metric, _ in METRICS:
-        methods = list(dict.fromkeys(m for row in rows for m in row.get(metric, {})
-                                     if m not in ("difference", "p_value", "p_paired")))
         label, fmt, with_delta = COLUMNS[metric]
-        for method in methods:
-            columns.append((f"{label} {_title(method)}",
+        for method in measured_methods([row.get(metric, {}) for row in rows]):
+            columns.append((f"{label} {title(method)}",
                             lambda row, metric=metric, method=method, fmt=fmt:
                             _pm(row[metric][method], fmt) if method in row.get(metric, {}) else "-"))
         if with_delta and any("difference" in row.get(metric, {}) for row in rows):
@@ -77,9 +71,11 @@ def comparison_markdown(table, rows):
     """Which of our figures lie within PAPER_TOLERANCE of the paper's, one line per figure."""
     lines = [f"Against the paper: ours / paper, and whether within {PAPER_TOLERANCE:.0%} of it.", "",
              "| row | measure | method | ours | paper | ratio | within |", "|---|---|---|---|---|---|---|"]
+    from cladec_cli.methods import title
+
     names = dict(METRICS)
     for c in paper_comparison(table, rows):
-        lines.append(f"| {c['row']} | {names[c['measure']]} | {_title(c['method'])} | "
+        lines.append(f"| {c['row']} | {names[c['measure']]} | {title(c['method'])} | "
                      f"{c['ours']:.4g} | {c['paper']:.4g} | {c['ratio']:.2f} | {'yes' if c['within'] else 'no'} |")
     return "\n".join(lines) + "\n"
 

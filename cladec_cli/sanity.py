@@ -116,7 +116,7 @@ def noise_stability(explainer, images, attribution_names, sigma=0.05, seed=0):
     kept = explainer.classify(noisy) == classes
     if not kept.any():
         raise UsageError(f"noise of standard deviation {sigma} changed every prediction; "
-                         f"use a smaller {option('noise')}")
+                         f"use a smaller {option('sigma')}")
     clean = explanations(explainer, attribution_names, images[kept], classes[kept])
     shaken = explanations(explainer, attribution_names, noisy[kept], classes[kept])
     return {m: mean_ssim(clean[m], shaken[m]) for m in clean}, int(kept.sum())

@@ -60,3 +60,26 @@ def test_scores_set_the_right_map_against_random_order():
     assert set(result["deletion"]) == {"right", "random"}
     assert result["deletion"]["right"] < result["deletion"]["random"]
     assert result["insertion"]["right"] > result["insertion"]["random"]
+
+
+def test_curves_follow_the_class_asked_for_and_read_softmax_outputs_as_probabilities():
+    logits = one_pixel_classifier()
+    softmax = keras.Model(logits.inputs, keras.layers.Softmax()(logits.outputs[0]))
+    images = np.ones((2, 4, 4, 1), np.float32)
+    right = np.zeros((2, 4, 4))
+    right[:, 0, 0] = 1.0
+    full = 1 / (1 + np.exp(-WEIGHT))
+    for model in (logits, softmax):
+        measured = curves(model, images, [1, 0], right, steps=16)
+        # Image 0 is explained for class 1, whose probability rises once the pixel is gone.
+        np.testing.assert_allclose(measured["deletion"][0], [1 - full] + [0.5] * 16, rtol=1e-5)
+        np.testing.assert_allclose(measured["deletion"][1], [full] + [0.5] * 16, rtol=1e-5)
+
+
+def test_the_random_baseline_is_independent_of_the_tie_order():
+    # An all-zero map is ordered by its ties alone. Were that order the baseline's reversed, each image's
+    # deletion area for the map would equal its insertion area for the baseline, and so would the means.
+    images = np.ones((8, 4, 4, 1), np.float32)
+    for seed in (0, 3):
+        result = scores(one_pixel_classifier(), images, np.zeros(8, int), {"flat": np.zeros((8, 4, 4))}, seed=seed)
+        assert result["deletion"]["flat"] != pytest.approx(result["insertion"]["random"], rel=1e-9)

@@ -71,6 +71,23 @@ def test_a_demo_folder_becomes_one_page(tmp_path, trained):
     invoke("report", tmp_path, "--overwrite", "-q")
 
 
+def test_attribution_maps_alone_get_their_table_and_ridge_its_bar(tmp_path):
+    maps_only = {**{k: v for k, v in layer_result().items() if k not in ("rec_loss", "train_rec_loss", "loop_loss",
+                                                                         "agreement", "acc_eval")},
+                 "deletion": {"gradcam": 0.3, "random": 0.5}, "insertion": {"gradcam": 0.7, "random": 0.5},
+                 "map_images": 12}
+    write_result(maps_only, tmp_path / "maps.json", tmp_path / "maps.md")
+    with_ridge = layer_result()
+    for group in ("rec_loss", "train_rec_loss", "acc_eval", "agreement"):
+        with_ridge[group]["ridge"] = with_ridge[group]["cladec"] + 1
+    write_result(with_ridge, tmp_path / "metrics.json", tmp_path / "metrics.md")
+    out, titles = write_report(tmp_path)
+    assert titles == ["Measures (maps.json)", "Measures at layer block5", "Measures (metrics.json)"]
+    page = Page(out.read_text())
+    assert "Deletion area (lower is better)" in page.cells and "Grad-CAM" in page.cells and "Ridge" in page.cells
+    assert len(page.images) == 1
+
+
 def test_a_reproduction_gets_its_plots_and_table(tmp_path):
     runs = [{"classifier_test_accuracy": 0.9, **layer_result()} for _ in range(2)]
     runs[1]["rec_loss"] = {"cladec": 13.0, "refae": 5.5}

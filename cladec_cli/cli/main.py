@@ -473,7 +473,7 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
                              "and Acc Eval; attribution maps get deletion and insertion areas.",
                              "cladec, and refae when --refae is given"))
 @map_images_option
-@click.option("--eval-epochs", type=int, default=64, show_default=True,
+@click.option("--eval-epochs", type=click.IntRange(min=0), default=64, show_default=True,
               help="Epochs of the evaluation classifiers (0 skips Acc Eval).")
 @click.option("--keep-eval-models", type=click.Path(file_okay=False), default=None,
               help="Save the evaluation classifiers in this folder.")
@@ -524,7 +524,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
 @cli.command("reproduce", short_help="Rerun the paper's Table II, III or IV.")
 @click.argument("table", type=click.Choice(["table2", "table3", "table4"]))
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="Runs per cell (seeds 0..N-1).")
-@click.option("--eval-epochs", type=int, default=None,
+@click.option("--eval-epochs", type=click.IntRange(min=0), default=None,
               help=with_default("Epochs of the Acc Eval classifiers.", "--epochs"))
 @data_options(default_dataset="fashion_mnist")
 @train_options()

@@ -4,7 +4,7 @@ to pixels. A new method is one new module registered in `METHODS`."""
 
 from cladec_cli.errors import UsageError
 from cladec_cli.methods.attribution import GradCAM, Occlusion, Saliency
-from cladec_cli.methods.base import Method, explain_all, reconstructors
+from cladec_cli.methods.base import Method, explain_all, measured_methods, reconstructors
 from cladec_cli.methods.decoding import ClaDec, RefAE
 from cladec_cli.methods.ridge import Ridge
 
@@ -21,12 +21,22 @@ def build(names, explainer, train=None):
         if name not in METHODS:
             raise UsageError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
         cls = METHODS[name]
-        method = cls(explainer, train=train) if "training images" in cls.needs else cls(explainer)
+        method = cls(explainer, train=train) if cls.fitted_on_training else cls(explainer)
         if not method.available():
-            raise UsageError(f"method {name} needs {' and '.join(cls.needs)}, which was not given")
+            raise UsageError(f"method {name} needs {' and '.join(cls.needs)}, which were not given")
         methods.append(method)
     return methods
 
 
-__all__ = ["ATTRIBUTIONS", "DECODINGS", "METHODS", "Method", "build", "explain_all", "reconstructors", "ClaDec",
-           "RefAE", "Ridge", "GradCAM", "Saliency", "Occlusion"]
+def title(name):
+    """A method's column header; names that are no method (the random baseline) stay as they are."""
+    return METHODS[name].title if name in METHODS else name
+
+
+def in_order(names):
+    """`names`, each once, in the order of `METHODS` (ClaDec first)."""
+    return [m for m in METHODS if m in set(names)]
+
+
+__all__ = ["ATTRIBUTIONS", "DECODINGS", "METHODS", "Method", "build", "explain_all", "in_order", "measured_methods",
+           "reconstructors", "title", "ClaDec", "RefAE", "Ridge", "GradCAM", "Saliency", "Occlusion"]

@@ -15,6 +15,7 @@ class Method:
     title = ""
     kind = "image"
     needs = ()
+    fitted_on_training = False  # True: made with the training split, `cls(explainer, train=split)`
 
     def __init__(self, explainer):
         self.explainer = explainer
@@ -33,6 +34,15 @@ class Method:
         """Explanations of `images` (N x H x W x C in [0, 1]) for the classes `classes` (one per image):
         N pictures (N x H x W x C) or N maps (N x H x W), all in [0, 1]."""
         raise NotImplementedError
+
+
+# Entries of a measure's {method: value} dictionary that are not methods.
+NOT_METHODS = ("difference", "p_value", "p_paired")
+
+
+def measured_methods(groups):
+    """The method names among the keys of the measure dictionaries `groups`, in their first order."""
+    return list(dict.fromkeys(m for group in groups for m in group if m not in NOT_METHODS))
 
 
 def reconstructors(methods):

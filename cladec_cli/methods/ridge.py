@@ -11,6 +11,9 @@ from cladec_cli.errors import UsageError
 from cladec_cli.methods.base import Method
 from cladec_cli.training import predict
 
+# The largest code fitted: its d x d normal equations take 512 MiB in float64.
+MAX_CODE = 8192
+
 
 def fit_ridge(codes_and_targets, penalty=1e-3):
     """Ridge regression from batches of (codes N x d, targets N x p), accumulated in float64 so that a
@@ -42,6 +45,7 @@ class Ridge(Method):
     codes), clipped to [0, 1]."""
 
     name, title, kind, needs = "ridge", "Ridge", "image", ("training images",)
+    fitted_on_training = True
     penalty = 1e-3
 
     def __init__(self, explainer, train=None, batch_size=256):
@@ -60,6 +64,10 @@ class Ridge(Method):
         if self.train is None:
             raise UsageError("the ridge decoder is fitted on training images; none were given")
         explainer = self.explainer
+        size = int(np.prod(explainer.layer.shape))
+        if size > MAX_CODE:
+            raise UsageError(f"layer {explainer.layer.name} has {size:,} values per image; the ridge decoder "
+                             f"fits codes of at most {MAX_CODE:,} (a deeper layer)")
         encoder = frozen_encoder(explainer.classifier, explainer.layer, explainer.pixel_range)
         flat = keras.Sequential([encoder, keras.layers.Flatten()])
         batches = ((predict(flat, images, self.batch_size), images.reshape(len(images), -1))

@@ -12,7 +12,7 @@ from cladec_cli.reconstruction import rec_loss
 
 def test_fit_recovers_a_linear_map_and_is_the_same_in_batches():
     rng = np.random.default_rng(0)
-    codes = rng.normal(size=(300, 6))
+    codes = np.maximum(rng.normal(size=(300, 6)), 0) + 2.0  # ReLU-like codes far from a zero mean
     weights, bias = rng.normal(size=(6, 5)), rng.normal(size=5)
     targets = codes @ weights + bias
     fitted, offset = fit_ridge([(codes, targets)], penalty=1e-10)
@@ -30,7 +30,7 @@ def test_fit_refuses_no_data():
         fit_ridge([])
 
 
-def test_ridge_decodes_the_layer_better_than_the_mean_image(trained, setup):
+def test_ridge_decodes_unseen_images_better_than_the_mean_image(trained, setup):
     _, _, dataset = setup
     explainer = load_explainer(trained["classifier"], trained["decoder"])
     with pytest.raises(UsageError, match="needs training images"):
@@ -38,7 +38,18 @@ def test_ridge_decodes_the_layer_better_than_the_mean_image(trained, setup):
     (method,) = build(["ridge"], explainer, dataset.train)
     assert isinstance(method, Ridge)
     train_x, _ = dataset.train.arrays()
-    decoded = method.explain(train_x)
-    assert decoded.shape == train_x.shape and decoded.min() >= 0 and decoded.max() <= 1
-    mean_image = np.broadcast_to(train_x.mean(axis=0), train_x.shape)
-    assert rec_loss(train_x, decoded) < 0.8 * rec_loss(train_x, mean_image)
+    test_x, _ = dataset.test.arrays()  # images the fit never saw
+    decoded = method.explain(test_x)
+    assert decoded.shape == test_x.shape and decoded.min() >= 0 and decoded.max() <= 1
+    mean_image = np.broadcast_to(train_x.mean(axis=0), test_x.shape)
+    assert rec_loss(test_x, decoded) < 0.8 * rec_loss(test_x, mean_image)
+
+
+def test_ridge_refuses_a_code_too_large_to_fit(trained, setup, monkeypatch):
+    from cladec_cli.methods import ridge
+
+    _, _, dataset = setup
+    explainer = load_explainer(trained["classifier"], trained["decoder"])
+    monkeypatch.setattr(ridge, "MAX_CODE", 8)
+    with pytest.raises(UsageError, match="values per image"):
+        Ridge(explainer, dataset.train).explain(dataset.test.arrays()[0][:2])
