@@ -58,13 +58,15 @@ def markdown(table, rows, settings):
     maps = ("Deletion and insertion are the areas under the deletion (lower is better) and insertion (higher "
             "is better) curves of attribution maps, with a random order as the baseline; not in the paper. "
             if any("deletion" in row for row in rows) else "")
+    delta = ("Δ is ClaDec - RefAE with the p-values of Welch's t-test and of the paired t-test (a run's ClaDec "
+             "and RefAE share its seed and classifier). " if any(header.startswith("Δ") for header, _ in columns)
+             else "")
+    paper = "ClaDec / RefAE" if table == "table2" else "ClaDec"
     return (f"Settings: {described}.\n\nMean ± sample std over runs. Rec. Loss is on the test images; train Rec. "
             "Loss on the training images, the models in inference mode; loop loss is each model's own loss "
-            "as Keras reported it in its last training epoch (the Rec. Loss where alpha is 0). Δ is ClaDec - "
-            "RefAE with the p-values of Welch's t-test and of the paired t-test (a run's ClaDec and RefAE share its seed and "
-            "classifier). Agreement is this project's addition, not in the paper. " + maps + "The paper's column "
-            "gives ClaDec / RefAE (64 epochs, 10 runs).\n\n" + "\n".join(lines) + "\n\n"
-            + comparison_markdown(table, rows))
+            "as Keras reported it in its last training epoch (the Rec. Loss where alpha is 0). " + delta +
+            "Agreement is this project's addition, not in the paper. " + maps + f"The paper's column gives {paper} "
+            "(64 epochs, 10 runs).\n\n" + "\n".join(lines) + "\n\n" + comparison_markdown(table, rows))
 
 
 def comparison_markdown(table, rows):
