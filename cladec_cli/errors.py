@@ -8,7 +8,7 @@ class CladecError(Exception):
     exit_code = 1
 
     def __str__(self):
-        return _render(str(self.args[0]) if self.args else "", lambda name: f"`{name}`")
+        return _render(self, lambda name: f"`{name}`")
 
 
 class UsageError(CladecError):
@@ -47,12 +47,12 @@ def option(name, value=None):
     return f"{_MARK}{name}{_MARK}" + ("" if value is None else f" {value}")
 
 
-def _render(message, name_of):
-    parts = message.split(_MARK)
+def _render(error, name_of):
+    """The message of `error` with each marked parameter named by `name_of(parameter)`."""
+    parts = (str(error.args[0]) if error.args else "").split(_MARK)
     return "".join(name_of(part) if i % 2 else part for i, part in enumerate(parts))
 
 
 def for_cli(error):
     """The message of `error` with each marked parameter written as its command-line option."""
-    return _render(str(error.args[0]) if error.args else "", lambda name: _CLI_NAMES.get(name) or
-                   "--" + name.replace("_", "-"))
+    return _render(error, lambda name: _CLI_NAMES.get(name) or "--" + name.replace("_", "-"))

@@ -37,13 +37,20 @@ def curves(classifier, images, classes, maps, steps=STEPS, fill=0.0, seed=0, bat
     pixels = ranks[0].size
     are_probabilities = outputs_probabilities(classifier)
     rows, classes = np.arange(len(images)), np.asarray(classes)
-    result = {"deletion": [], "insertion": []}
-    for k in range(steps + 1):
+
+    def probability(variant):
+        outputs = predict(classifier, variant.astype(np.float32), batch_size)
+        return probabilities_of(outputs, are_probabilities)[rows, classes]
+
+    # Both curves run between the whole image and the image of `fill`: each is predicted once.
+    whole, blank = probability(images), probability(np.full_like(images, fill))
+    result = {"deletion": [whole], "insertion": [blank]}
+    for k in range(1, steps):
         hidden = (ranks < round(k * pixels / steps))[..., None]
-        for name, variant in (("deletion", np.where(hidden, fill, images)),
-                              ("insertion", np.where(hidden, images, fill))):
-            outputs = predict(classifier, variant.astype(np.float32), batch_size)
-            result[name].append(probabilities_of(outputs, are_probabilities)[rows, classes])
+        result["deletion"].append(probability(np.where(hidden, fill, images)))
+        result["insertion"].append(probability(np.where(hidden, images, fill)))
+    result["deletion"].append(blank)
+    result["insertion"].append(whole)
     return {name: np.stack(values, axis=1) for name, values in result.items()}
 
 

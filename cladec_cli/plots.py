@@ -55,6 +55,8 @@ def styled_methods(groups):
 
     return [(slot, method, (title(method), colour)) for slot, (method, colour) in enumerate(METHOD_COLOURS.items())
             if any(method in group for group in groups)]
+
+
 ROW_LABEL = {"table2": "layer", "table3": "alpha", "table4": "classifier epochs"}
 
 

@@ -96,11 +96,11 @@ def reproduction_sections(folder):
     return sections
 
 
-def metrics_sections(folder, path):
-    """One evaluated layer's plot and table (an `evaluate` or demo metrics file and its .md)."""
+def metrics_sections(path, result):
+    """One evaluated layer's plot and table: `result`, read from an `evaluate` or demo metrics file
+    `path`, and the .md beside it."""
     from cladec_cli import plots
 
-    result = json.loads(path.read_text(encoding="utf-8"))
     sections = []
     if "rec_loss" in result:  # not for attribution maps alone
         sections = _plot_sections([(f"Measures at layer {result.get('layer_name')}",
@@ -135,7 +135,7 @@ def sections_of(folder):
     for path in sorted(folder.glob("*.json")):
         measured = _read_json(path)
         if path.name not in ("results.json", "settings.json") and ("rec_loss" in measured or "deletion" in measured):
-            sections += metrics_sections(folder, path)
+            sections += metrics_sections(path, measured)
     images = sorted(folder.glob("*.png"))
     if images:
         sections.append(Section("Explanations", "\n".join(image_html(p.read_bytes(), shown_name(p)) for p in images)))

@@ -239,7 +239,7 @@ class Experiment:
         result["seconds"] = round(time.time() - started, 1)
         self.log(f"  evaluated in {result['seconds']} s")
         artifacts.write_json(self.metrics_path(run, cell), result, overwrite=True)
-        return len(set(result.get("acc_eval", {})) - {"difference"})  # the Acc Eval classifiers trained
+        return len(measured_methods([result.get("acc_eval", {})]))  # the Acc Eval classifiers trained
 
     def _lock(self, unit):
         return UnitLock(self.out / f"run{unit.run}" / f".{unit.name}.lock", self.lock_timeout)
@@ -357,16 +357,17 @@ def paper_comparison(table, rows):
 
 
 def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=print, shard=(0, 1), report_only=False,
-              lock_timeout=600.0, methods=PAPER_METHODS, bn_statistics="moving"):
+              lock_timeout=600.0, methods=None, bn_statistics="moving"):
     """Run or resume a table (or, with `shard` (K, N), its K-th of N shares); write results.json, results.csv
     and results.md into `out`, unless this is one shard of several: `report_only` then writes them from
     the cells the shards finished, training nothing. Returns the summary.
 
-    `methods` are measured in every cell, ClaDec always (RefAE is trained only when named);
+    `methods` (default: the paper's, ClaDec and RefAE) are measured in every cell, ClaDec always (RefAE
+    is trained only when named);
     `bn_statistics` is passed to `train_classifier` for every explained classifier."""
     if runs < 1:
         raise UsageError(f"{option('runs')} must be at least 1, got {runs}")
-    methods = in_order(["cladec", *methods])
+    methods = in_order(["cladec", *(methods or PAPER_METHODS)])
     out = Path(out)
     settings = {"table": table, "runs": runs, "epochs": train_settings.epochs,
                 "eval_epochs": eval_settings.epochs, "batch_size": train_settings.batch_size,

@@ -2,6 +2,7 @@
 and as CSV."""
 
 from cladec_cli import artifacts
+from cladec_cli.methods import measured_methods, title
 from cladec_cli.reproduce import METRICS, PAPER_TOLERANCE, paper_comparison
 
 
@@ -22,8 +23,6 @@ COLUMNS = {"rec_loss": ("Rec. Loss", ".2f", True), "train_rec_loss": ("train Rec
 
 def _columns(rows):
     """[(header, cell(row) -> text)] for every measure and method the rows have, in the paper's order."""
-    from cladec_cli.methods import measured_methods, title
-
     columns = []
     for metric, _ in METRICS:
         label, fmt, with_delta = COLUMNS[metric]
@@ -73,8 +72,6 @@ def comparison_markdown(table, rows):
     """Which of our figures lie within PAPER_TOLERANCE of the paper's, one line per figure."""
     lines = [f"Against the paper: ours / paper, and whether within {PAPER_TOLERANCE:.0%} of it.", "",
              "| row | measure | method | ours | paper | ratio | within |", "|---|---|---|---|---|---|---|"]
-    from cladec_cli.methods import title
-
     names = dict(METRICS)
     for c in paper_comparison(table, rows):
         lines.append(f"| {c['row']} | {names[c['measure']]} | {title(c['method'])} | "
@@ -87,9 +84,8 @@ def csv_lines(rows):
     lines = ["row,measure,method,mean,std,values"]
     for row in rows:
         for metric, _ in METRICS:
-            for method, stat in row.get(metric, {}).items():
-                if not isinstance(stat, dict):
-                    continue  # the difference and p-values
+            for method in measured_methods([row.get(metric, {})]):
+                stat = row[metric][method]
                 values = " ".join("" if v is None else f"{v:.6g}" for v in stat["values"])
                 lines.append(f"{row['row']},{metric},{method},{stat['mean']:.6g},{stat['std']:.6g},{values}")
     return "\n".join(lines) + "\n"

@@ -318,13 +318,13 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                       as_json)
         return
     dataset = None
+    if not images_dir or "ridge" in method_names:  # the ridge decoder is fitted on the training images
+        dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
+        check_fits(explainer.classifier, dataset)
     if images_dir:
         images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or explainer.resize)
         labels = None
-    if not images_dir or "ridge" in method_names:
-        dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
-        check_fits(explainer.classifier, dataset)
-    if not images_dir:
+    else:
         class_names = dataset.class_names
         chosen = select(dataset.test, class_names, parse_indices(indices) if indices else None, class_name, count)
         images, labels = dataset.test.subset(chosen).arrays()
@@ -493,7 +493,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
     a ridge decoder; deletion and insertion areas of Grad-CAM, SmoothGrad and occlusion."""
     from cladec_cli import artifacts
     from cladec_cli.classifier import check_fits
-    from cladec_cli.evaluate import default_methods, evaluate
+    from cladec_cli.evaluate import evaluate
     from cladec_cli.evaluate_report import write_result
     from cladec_cli.explainer import load_explainer
 
@@ -516,7 +516,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
     dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
     check_fits(explainer.classifier, dataset)
     result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0,
-                      methods=list(method_names) or default_methods(explainer), map_images=map_images)
+                      methods=list(method_names) or None, map_images=map_images)
     table = write_result(result, out, table_out, overwrite)
     common.report(result, [table.rstrip(), f"saved {out} and {table_out}"], quiet, as_json)
 
@@ -552,7 +552,7 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, b
     Several processes may work on one --out folder at once (shards of a job array, --workers, or the
     same command started twice): each model is trained once, by the process that locks it first.
     """
-    from cladec_cli.reproduce import PAPER_METHODS, parse_shard, reproduce
+    from cladec_cli.reproduce import parse_shard, reproduce
     from cladec_cli.workers import run_shards, shard_from_environment
 
     if opts.get("distribute") == "multiworker":
@@ -572,7 +572,7 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, b
     summary = reproduce(table, dataset, settings, eval_settings, runs, out,
                         log=lambda message: common.note(message, quiet), shard=shard,
                         report_only=report_only or workers > 1, lock_timeout=lock_timeout,
-                        methods=list(method_names) or list(PAPER_METHODS), bn_statistics=bn_statistics)
+                        methods=list(method_names) or None, bn_statistics=bn_statistics)
     trained = f"{summary['trained']} models trained"
     if "rows" not in summary:
         common.report(summary, [f"shard {shard[0]}/{shard[1]} of {out} done ({summary['seconds']} s, {trained}); "

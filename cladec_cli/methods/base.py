@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from cladec_cli.training import predict
+
 
 class Method:
     """An explanation method for one explained layer of a classifier (an `Explainer`).
@@ -30,10 +32,11 @@ class Method:
         which the paper's measures (Rec. Loss, Acc Eval) are computed on."""
         raise NotImplementedError(f"{self.name} gives maps, not pictures")
 
-    def explain(self, images, classes):
+    def explain(self, images, classes=None):
         """Explanations of `images` (N x H x W x C in [0, 1]) for the classes `classes` (one per image):
-        N pictures (N x H x W x C) or N maps (N x H x W), all in [0, 1]."""
-        raise NotImplementedError
+        N pictures (N x H x W x C) or N maps (N x H x W), all in [0, 1]. A method of kind 'image'
+        explains with its `reconstructor`."""
+        return predict(self.reconstructor, images)
 
 
 # Entries of a measure's {method: value} dictionary that are not methods.

@@ -3,7 +3,6 @@
 from cladec_cli.cladec import frozen_encoder
 from cladec_cli.methods.base import Method
 from cladec_cli.pixels import in_range
-from cladec_cli.training import predict
 
 
 class ClaDec(Method):
@@ -14,9 +13,6 @@ class ClaDec(Method):
     @property
     def reconstructor(self):
         return self.explainer.cladec
-
-    def explain(self, images, classes=None):
-        return predict(self.reconstructor, images)
 
     def parts(self):
         """(encoder: [0, 1] images -> the layer's code, decoder: code -> picture)."""
@@ -36,9 +32,6 @@ class RefAE(Method):
     @property
     def reconstructor(self):
         return self.explainer.refae
-
-    def explain(self, images, classes=None):
-        return predict(self.reconstructor, images)
 
     def parts(self):
         """(encoder: [0, 1] images -> the RefAE's own code, decoder: code -> picture)."""

@@ -55,9 +55,6 @@ class Ridge(Method):
     def available(self):
         return self.train is not None
 
-    def explain(self, images, classes=None):
-        return predict(self.reconstructor, images)
-
     @cached_property
     def reconstructor(self):
         """[0, 1] images -> their linear decoding: the encoder, one Dense layer, a reshape and a clip."""
