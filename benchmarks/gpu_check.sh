@@ -7,9 +7,11 @@
 # no network, it installs keras, namex, optree and cladec from the bundle `make gpu-wheels` writes
 # (gpu-bundle/, with the Fashion-MNIST files) and runs under Keras' JAX backend.
 # Knobs: PYTHON (python3), GPU_BUNDLE (gpu-bundle), TABLE2_EPOCHS (64), BUDGET_S (450: the whole check's
-# seconds; the Table II run gets what the earlier stages leave), BENCH_LIMIT (20000: training images of
-# the benchmark and the steps sweep), STAGES ("tests sweep benchmark table2": which stages run),
-# SWEEP_STEPS (16,64: steps per execution the sweep times), TABLE2_FLAGS (extra reproduce options).
+# seconds; the Table II run gets what the earlier stages leave, less TABLE2_RESERVE_S, 10 s, for the stages
+# after it), BENCH_LIMIT (20000: training images of the benchmark and the steps sweep), STAGES ("tests sweep
+# benchmark table2": which stages run, in that order; also `concurrency`), SWEEP_STEPS (16,64: steps per
+# execution the sweep times), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each round),
+# TESTS_LIMIT_S (150), TABLE2_FLAGS (extra reproduce options).
 set -uo pipefail
 OUT=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
 cd "$(dirname "$0")/.."
@@ -23,6 +25,8 @@ export PYTHONUNBUFFERED=1
 
 log() { echo "[gpu_check +$(( $(date +%s) - START ))s] $*" | tee -a "$OUT/check.log"; }
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
+# A time limit of $1 seconds, cut to what the budget has left, and at least 1 (`timeout 0` would mean none).
+within() { local s=$1 l; l=$(left); (( s > l )) && s=$l; (( s < 1 )) && s=1; echo "$s"; }
 
 if ! "$PY" -c "import tensorflow" >/dev/null 2>&1; then
   export KERAS_BACKEND=${KERAS_BACKEND:-jax}
@@ -46,39 +50,50 @@ log "backend $BACKEND"
 cat "$OUT/env.txt"
 
 STAGES=${STAGES:-tests sweep benchmark table2}
-stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
-if stage tests; then
-log "GPU tests"
-timeout 150 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests >"$OUT/gpu-tests.log" 2>&1
-log "GPU tests: $(tail -n 1 "$OUT/gpu-tests.log")"
-fi
+stage_tests() {
+  log "GPU tests"
+  timeout "$(within "${TESTS_LIMIT_S:-150}")" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests >"$OUT/gpu-tests.log" 2>&1
+  log "GPU tests: $(tail -n 1 "$OUT/gpu-tests.log")"
+}
 
-if stage sweep; then
-log "steps per execution sweep: rolled ${SWEEP_STEPS:-16,64}, unrolled 16"
-timeout $(( $(left) / 3 )) "$PY" benchmarks/steps_sweep.py "$OUT/steps-sweep.json" --limit "${BENCH_LIMIT:-20000}" \
-  --steps "${SWEEP_STEPS:-16,64}" >"$OUT/steps-sweep.log" 2>&1
-log "sweep: exit $?"
-timeout $(( $(left) / 3 )) "$PY" benchmarks/steps_sweep.py "$OUT/steps-sweep-unrolled.json" --unroll \
-  --limit "${BENCH_LIMIT:-20000}" --steps 16 >>"$OUT/steps-sweep.log" 2>&1
-log "sweep unrolled: exit $?"
-grep '^{' "$OUT/steps-sweep.log"
-fi
+stage_sweep() {
+  log "steps per execution sweep: rolled ${SWEEP_STEPS:-16,64}, unrolled 16"
+  timeout "$(within $(( $(left) / 3 )))" "$PY" benchmarks/steps_sweep.py "$OUT/steps-sweep.json" --limit "${BENCH_LIMIT:-20000}" \
+    --steps "${SWEEP_STEPS:-16,64}" >"$OUT/steps-sweep.log" 2>&1
+  log "sweep: exit $?"
+  timeout "$(within $(( $(left) / 3 )))" "$PY" benchmarks/steps_sweep.py "$OUT/steps-sweep-unrolled.json" --unroll \
+    --limit "${BENCH_LIMIT:-20000}" --steps 16 >>"$OUT/steps-sweep.log" 2>&1
+  log "sweep unrolled: exit $?"
+  grep '^{' "$OUT/steps-sweep.log"
+}
 
-if stage benchmark; then
-log "benchmark --quick"
-timeout $(( $(left) / 2 )) "$PY" -m cladec_cli benchmark --quick --limit "${BENCH_LIMIT:-20000}" --epochs 3 --out "$OUT/speed-gpu-$BACKEND.json" \
-  >"$OUT/benchmark.log" 2>&1
-log "benchmark: exit $?"
-tail -n 25 "$OUT/benchmark.log"
-fi
+stage_benchmark() {
+  log "benchmark --quick"
+  timeout "$(within $(( $(left) / 2 )))" "$PY" -m cladec_cli benchmark --quick --limit "${BENCH_LIMIT:-20000}" --epochs 3 --out "$OUT/speed-gpu-$BACKEND.json" \
+    >"$OUT/benchmark.log" 2>&1
+  log "benchmark: exit $?"
+  tail -n 25 "$OUT/benchmark.log"
+}
 
-if stage table2; then
-EPOCHS=${TABLE2_EPOCHS:-64}
-log "Table II, one run, $EPOCHS epochs, fused decoders ($(left) s left)"
-timeout $(( $(left) - 10 )) "$PY" -m cladec_cli reproduce table2 --runs 1 --epochs "$EPOCHS" \
-  ${TABLE2_FLAGS:-} --out "$OUT/table2" >"$OUT/table2.log" 2>&1
-log "Table II: exit $? (124: stopped at the time budget; what finished is in table2/)"
-grep -E "^(device|run|  )|saved|wrote" "$OUT/table2.log" | tail -n 40
-fi
+stage_concurrency() {
+  log "processes sharing the GPU: ${CONCURRENCY_PROCS:-1,4}, fused 4-layer decoders, all training images"
+  timeout "$(within $(( $(left) / 2 )))" "$PY" benchmarks/concurrent_trainings.py "$OUT/concurrency.json" \
+    --procs "${CONCURRENCY_PROCS:-1,4}" --epochs 8 >"$OUT/concurrency.log" 2>&1
+  log "concurrency: exit $?"
+  grep '^{' "$OUT/concurrency.log"
+}
+
+stage_table2() {
+  EPOCHS=${TABLE2_EPOCHS:-64}
+  log "Table II, one run, $EPOCHS epochs, fused decoders ($(left) s left)"
+  timeout "$(within $(( $(left) - ${TABLE2_RESERVE_S:-10} )))" "$PY" -m cladec_cli reproduce table2 --runs 1 --epochs "$EPOCHS" \
+    ${TABLE2_FLAGS:-} --out "$OUT/table2" >"$OUT/table2.log" 2>&1
+  log "Table II: exit $? (124: stopped at the time budget; what finished is in table2/)"
+  grep -E "^(device|run|  )|saved|wrote" "$OUT/table2.log" | tail -n 40
+}
+
+for name in $STAGES; do
+  if declare -F "stage_$name" >/dev/null; then "stage_$name"; else log "unknown stage $name"; fi
+done
 log "done"
