@@ -8,10 +8,10 @@
 # (gpu-bundle/, with the Fashion-MNIST files) and runs under Keras' JAX backend.
 # Knobs: PYTHON (python3), GPU_BUNDLE (gpu-bundle), TABLE2_EPOCHS (64), BUDGET_S (450: the whole check's
 # seconds; the Table II run gets what the earlier stages leave, less TABLE2_RESERVE_S, 10 s, for the stages
-# after it), BENCH_LIMIT (20000: training images of the benchmark and the steps sweep), STAGES ("tests sweep
-# benchmark table2": which stages run, in that order; also `concurrency`), SWEEP_STEPS (16,64: steps per
-# execution the sweep times), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each round),
-# TESTS_LIMIT_S (150), TABLE2_FLAGS (extra reproduce options).
+# after it), BENCH_LIMIT (20000: training images of the benchmark and the steps sweep), STAGES ("tests
+# sweep benchmark table2": which stages run, in that order; also `concurrency` and `vmap`), SWEEP_STEPS
+# (16,64: steps per execution the sweep times), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each
+# round), TESTS_LIMIT_S (150), TABLE2_FLAGS (extra reproduce options).
 set -uo pipefail
 OUT=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
 cd "$(dirname "$0")/.."
@@ -82,6 +82,15 @@ stage_concurrency() {
     --procs "${CONCURRENCY_PROCS:-1,4}" --epochs 8 >"$OUT/concurrency.log" 2>&1
   log "concurrency: exit $?"
   grep '^{' "$OUT/concurrency.log"
+}
+
+stage_vmap() {
+  if [ "$BACKEND" != jax ]; then log "vmap: needs the JAX backend, skipped"; return; fi
+  log "models side by side in one step (vmap): classifier and layer -1 decoder, 1, 2, 4 and 8 at once"
+  timeout "$(within $(( $(left) / 2 )))" "$PY" benchmarks/vmapped_models.py "$OUT/vmapped.json" --check \
+    >"$OUT/vmapped.log" 2>&1
+  log "vmap: exit $?"
+  grep '^{' "$OUT/vmapped.log"
 }
 
 stage_table2() {
