@@ -49,6 +49,10 @@ def run_shards(argv, count):
     """Run the command `argv` as `count` shard processes at once, each line of their output prefixed
     with its shard; returns when all have finished, raises CladecError if one failed."""
     gpus = visible_gpus()
+    if gpus and count > len(gpus):
+        sys.stderr.write(f"note: {count} workers share {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}; processes "
+                         "sharing a GPU were measured no faster together than one alone, so one worker a GPU "
+                         "is enough\n")
     processes = []
     for index in range(count):
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_ARRAY_") and k not in _PARENT_VARIABLES}

@@ -14,7 +14,7 @@ import pytest
 
 from cladec_cli.reproduce import Unit, parse_shard, shard_units
 from cladec_cli.errors import UsageError
-from cladec_cli.workers import shard_arguments, shard_from_environment, visible_gpus
+from cladec_cli.workers import run_shards, shard_arguments, shard_from_environment, visible_gpus
 from conftest import write_npz
 
 # Table IV at 0 epochs: per run one (untrained) classifier, decoder and RefAE, and one cell (whose two
@@ -51,6 +51,26 @@ def test_shards_use_the_gpus_this_process_may_use(monkeypatch):
     assert visible_gpus() == ["2", "3"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     assert visible_gpus() == []
+
+
+def test_workers_sharing_a_gpu_are_told_it_does_not_pay(monkeypatch, capsys):
+    started = []
+
+    class Finished:
+        def __init__(self, command, env, **kwargs):
+            started.append(env["CUDA_VISIBLE_DEVICES"])
+            self.stdout, self.returncode = iter(()), 0
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Finished)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    run_shards(["reproduce", "table2"], 2)
+    assert started == ["0", "1"] and "share" not in capsys.readouterr().err
+    run_shards(["reproduce", "table2"], 3)
+    assert started[2:] == ["0", "1", "0"]
+    assert "note: 3 workers share 2 GPUs" in capsys.readouterr().err
 
 
 def _run_units(run):
