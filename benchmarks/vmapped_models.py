@@ -103,7 +103,7 @@ def chunk_function(step, vmapped):
     import jax
 
     one = jax.vmap(step) if vmapped else step
-    return jax.jit(lambda state, xs, ys: jax.lax.scan(lambda s, b: one(s, b), state, (xs, ys)),
+    return jax.jit(lambda state, xs, ys: jax.lax.scan(one, state, (xs, ys)),
                    donate_argnums=0)
 
 
