@@ -71,8 +71,15 @@ def run_round(args, processes):
     """Start `processes` children at once; their reports and the round's wall time."""
     env = {**os.environ, **SHARED_DEVICE_ENV}
     start = time.time()
-    children = [subprocess.Popen(command(args), stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]
-    outputs = [process.communicate()[0] for process in children]
+    children = []
+    try:
+        for _ in range(processes):
+            children.append(subprocess.Popen(command(args), stdout=subprocess.PIPE, text=True, env=env))
+        outputs = [process.communicate()[0] for process in children]
+    finally:
+        for process in children:
+            if process.poll() is None:
+                process.kill()
     failed = [process.returncode for process in children if process.returncode]
     if failed:
         raise SystemExit(f"{len(failed)} of {processes} training processes failed (exit {failed[0]})")

@@ -11,7 +11,8 @@
 # after it), BENCH_LIMIT (20000: training images of the benchmark and the steps sweep), STAGES ("tests
 # sweep benchmark table2": which stages run, in that order; also `concurrency` and `vmap`), SWEEP_STEPS
 # (16,64: steps per execution the sweep times), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each
-# round), TESTS_LIMIT_S (150), TABLE2_FLAGS (extra reproduce options).
+# round), TESTS_LIMIT_S (150), MIN_STAGE_S (20: a stage starts only with that much budget left),
+# TABLE2_FLAGS (extra reproduce options).
 set -uo pipefail
 OUT=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
 cd "$(dirname "$0")/.."
@@ -54,7 +55,7 @@ STAGES=${STAGES:-tests sweep benchmark table2}
 stage_tests() {
   log "GPU tests"
   timeout "$(within "${TESTS_LIMIT_S:-150}")" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests >"$OUT/gpu-tests.log" 2>&1
-  log "GPU tests: $(tail -n 1 "$OUT/gpu-tests.log")"
+  log "GPU tests: exit $?, $(tail -n 1 "$OUT/gpu-tests.log")"
 }
 
 stage_sweep() {
@@ -103,6 +104,8 @@ stage_table2() {
 }
 
 for name in $STAGES; do
-  if declare -F "stage_$name" >/dev/null; then "stage_$name"; else log "unknown stage $name"; fi
+  if ! declare -F "stage_$name" >/dev/null; then log "unknown stage $name"
+  elif (( $(left) < ${MIN_STAGE_S:-20} )); then log "$name: skipped, $(left) s of the budget left"
+  else "stage_$name"; fi
 done
 log "done"
