@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 # Processes that share a GPU must not take all its memory up front (as `reproduce --workers` does).
 SHARED_DEVICE_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 LAYERS = [-1, -2, -3, -4]
@@ -35,30 +37,24 @@ def dataset(limit):
 
 def child(args):
     """Train once with an epoch timer; print one JSON line with the epochs' wall-clock marks."""
-    import keras
-
+    from cladec_cli.benchmark import EpochTimer
     from cladec_cli.classifier import load_classifier, train_classifier
     from cladec_cli.cladec import train_decoders
     from cladec_cli.training import TrainSettings
 
-    marks = []
-
-    class Marks(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            marks.append(time.time())
-
-        def on_train_end(self, logs=None):
-            marks.append(time.time())
-
     data = dataset(args.limit)
     work = Path(args.work)
-    settings = TrainSettings(epochs=args.epochs, verbose=0, overwrite=True, extra_callbacks=[Marks()])
+    timer = EpochTimer()
+    settings = TrainSettings(epochs=args.epochs, verbose=0, overwrite=True, extra_callbacks=[timer])
     if args.what == "classifier":
         train_classifier(data, settings, work / f"classifier-{os.getpid()}.h5")
     else:
         classifier, provenance = load_classifier(work / "classifier.h5")
         outs = [work / f"d{os.getpid()}-{i}.h5" for i in range(len(LAYERS))]
         train_decoders(classifier, provenance, data, LAYERS, 0.0, settings, outs, cache_codes="no")
+    # The timer's clock is this process's own; the processes are compared on the wall clock.
+    to_wall_clock = time.time() - time.perf_counter()
+    marks = [wall + to_wall_clock for wall, _ in timer.fits[0]]
     print(json.dumps({"marks": marks, "train_images": len(data.train)}), flush=True)
 
 
@@ -88,7 +84,9 @@ def run_round(args, processes):
 
 def summary(reports, round_s):
     """One result row from the children's reports."""
-    per_process = [statistics.median(b - a for a, b in zip(r["marks"][1:], r["marks"][2:])) for r in reports]
+    from cladec_cli.benchmark import steady_seconds
+
+    per_process = [steady_seconds([np.diff(r["marks"])])[1] for r in reports]
     starts, ends = [r["marks"][1] for r in reports], [r["marks"][-1] for r in reports]
     mean_span = statistics.mean(e - s for s, e in zip(starts, ends))
     overlap = max(0.0, min(ends) - max(starts)) / mean_span

@@ -79,8 +79,10 @@ def train_step(model, loss_fn, optimizer):
     return step
 
 
-def initial_states(build, count):
-    """A template model and optimizer, and the states of `count` models initialised with seeds 0.."""
+def prepared(name, count):
+    """For `count` models of case `name`, initialised with seeds 0..: a template model, their training
+    step as a pure function, their states and the case's random batch maker."""
+    build, loss_fn, batches = CASES[name]()
     states = []
     for seed in range(count):
         keras.utils.set_random_seed(seed)
@@ -89,7 +91,7 @@ def initial_states(build, count):
         optimizer.build(model.trainable_variables)
         states.append(tuple([v.value for v in variables] for variables in
                             (model.trainable_variables, model.non_trainable_variables, optimizer.variables)))
-    return model, optimizer, states
+    return model, train_step(model, loss_fn, optimizer), states, batches
 
 
 def stacked(states):
@@ -111,9 +113,7 @@ def time_case(name, count, steps, chunks, seed=0):
     """Milliseconds per step and images per second of `count` models (vmapped when above 1)."""
     import jax
 
-    build, loss_fn, batches = CASES[name]()
-    model, optimizer, states = initial_states(build, count)
-    step = train_step(model, loss_fn, optimizer)
+    _, step, states, batches = prepared(name, count)
     vmapped = count > 1
     state = stacked(states) if vmapped else states[0]
     shape = (steps, count, BATCH) if vmapped else (steps, BATCH)
@@ -141,9 +141,7 @@ def check(name, count=3, steps=3):
     scales up, and only the batch statistics cancel it exactly."""
     import jax
 
-    build, loss_fn, batches = CASES[name]()
-    model, optimizer, states = initial_states(build, count)
-    step = train_step(model, loss_fn, optimizer)
+    model, step, states, batches = prepared(name, count)
     rng = np.random.default_rng(1)
     xs, ys = batches(rng, (steps, count, BATCH))
     probe, _ = batches(rng, (BATCH,))
@@ -156,9 +154,10 @@ def check(name, count=3, steps=3):
         a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
         return float(np.linalg.norm(a - b) / np.linalg.norm(a))
 
+    one_at_a_time = chunk_function(step, False)
     worst = 0.0
     for k in range(count):
-        alone, alone_losses = chunk_function(step, False)(states[k], xs[:, k], ys[:, k])
+        alone, alone_losses = one_at_a_time(states[k], xs[:, k], ys[:, k])
         mine = jax.tree.map(lambda leaf: leaf[k], together)
         worst = max(worst, relative(alone_losses, together_losses[:, k]), relative(outputs(alone), outputs(mine)))
     return worst

@@ -49,7 +49,8 @@ def run_shards(argv, count):
     """Run the command `argv` as `count` shard processes at once, each line of their output prefixed
     with its shard; returns when all have finished, raises CladecError if one failed."""
     gpus = visible_gpus()
-    if gpus and count > len(gpus):
+    sharing = bool(gpus) and count > len(gpus)
+    if sharing:
         sys.stderr.write(f"note: {count} workers share {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}; processes "
                          "sharing a GPU were measured no faster together than one alone, so one worker a GPU "
                          "is enough\n")
@@ -58,7 +59,7 @@ def run_shards(argv, count):
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_ARRAY_") and k not in _PARENT_VARIABLES}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-            if count > len(gpus):  # processes share a GPU: none may take all its memory up front
+            if sharing:  # processes share a GPU: none may take all its memory up front
                 env.update(XLA_PYTHON_CLIENT_PREALLOCATE="false", TF_FORCE_GPU_ALLOW_GROWTH="true")
         process = subprocess.Popen([sys.executable, "-m", "cladec_cli", *shard_arguments(argv, index, count)],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
