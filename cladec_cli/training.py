@@ -104,9 +104,12 @@ def batches_per_call(settings, data):
     `settings` for in-memory feeds, which `fit` serves in chunks (see `chunked_steps`); 1 for other
     feeds, which Keras' own `steps_per_execution` loops over instead, and for distributed training,
     whose engine splits each batch between replicas."""
-    setup = settings.runtime()
-    chunkable = isinstance(data, ArrayFeed) and setup.distribute == "none"
-    return setup.steps_per_execution if chunkable else 1
+    return settings.runtime().steps_per_execution if _local_array_feed(settings, data) else 1
+
+
+def _local_array_feed(settings, data):
+    """Whether `data` is an in-memory feed that `fit` serves itself: in chunks, or through tf.data."""
+    return isinstance(data, ArrayFeed) and settings.runtime().distribute == "none"
 
 
 def compile_model(model, settings, data, loss, loss_weights=None):
@@ -298,6 +301,8 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
         on_gpu = runtime.current_device().is_gpu
         chunked_steps.install(model, train_data.batch_size, on_gpu)
         train_data = train_data.in_chunks(chunk, on_device=on_gpu and runtime.backend() == "jax")
+    elif _local_array_feed(settings, train_data) and runtime.has_tensorflow():
+        train_data = train_data.tf_dataset()
     if settings.runtime().distribute == "multiworker":
         _build_from_local_batch(model, train_data, settings.distribution())
     guard = StopOnNonFinite()

@@ -10,13 +10,16 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
+from cladec_cli import runtime
 from cladec_cli.classifier import load_classifier, train_classifier
 from cladec_cli.cladec import train_decoder
 from cladec_cli.data.datasets import load_dataset
+from cladec_cli.data.feed import ArrayFeed, epoch_order
 from cladec_cli.errors import TrainingError, UsageError
-from cladec_cli.training import TrainSettings, backup_folder, prepare_backup
+from cladec_cli.training import TrainSettings, backup_folder, fit, prepare_backup
 from conftest import invoke, read_group, write_npz
 
 
@@ -226,3 +229,37 @@ def test_a_resumed_run_may_move_to_another_device_but_not_another_precision():
     assert _differences({"runs": [run]}, {"runs": [moved]}) == []
     changed = {**moved, "runtime": {**moved["runtime"], "precision": "float32"}}
     assert _differences(run, changed) == ["runtime {'precision': 'bfloat16'} -> {'precision': 'float32'}"]
+
+
+@pytest.mark.skipif(not runtime.has_tensorflow(), reason="tf.data serves batches under TensorFlow only")
+def test_fit_serves_in_memory_batches_through_tf_data_in_each_epochs_order(monkeypatch):
+    import tensorflow as tf
+
+    seen = []
+
+    class Recorder(keras.Model):
+        """Records the labels of every training batch, in the order `fit` serves them."""
+
+        def __init__(self):
+            super().__init__()
+            self.scale = self.add_weight(shape=(), initializer="ones")
+
+        def call(self, x):
+            return x * self.scale
+
+        def train_step(self, data):
+            tf.py_function(lambda labels: seen.append(labels.numpy()), [data[1]], [])
+            return {"loss": tf.constant(0.0)}
+
+    n, seed, epochs = 40, 3, 3
+    feed = ArrayFeed(np.zeros((n, 1), np.float32), np.arange(n), 16, shuffle=True, seed=seed)
+    model = Recorder()
+    model.compile(optimizer="adam", loss="mse")
+    served = []
+    keras_fit = model.fit
+    monkeypatch.setattr(model, "fit", lambda data, **kw: served.append(data) or keras_fit(data, **kw))
+    fit(model, feed, TrainSettings(epochs=epochs, batch_size=16, seed=seed, verbose=0))
+    assert isinstance(served[0], tf.data.Dataset)
+    per_epoch = np.split(np.concatenate(seen), epochs)
+    for epoch, labels in enumerate(per_epoch):
+        np.testing.assert_array_equal(labels, epoch_order(n, seed, epoch))

@@ -2,7 +2,8 @@
 
 In-memory arrays are served by `ArrayFeed`, a `keras.utils.PyDataset` whose order in epoch e is a
 permutation drawn from (seed, e) alone. So every backend sees the same order for the same seed, and a
-run resumed at epoch e continues with exactly the batches an uninterrupted run would have seen.
+run resumed at epoch e continues with exactly the batches an uninterrupted run would have seen. Under
+TensorFlow, `ArrayFeed.tf_dataset` serves the same batches through tf.data, without a Python call per batch.
 """
 
 import math
@@ -41,6 +42,17 @@ class EpochOrder:
         return order
 
 
+def tf_epoch_indices(order):
+    """A tf.data pipeline of one element: the item order of the epoch `order` stands at when an iterator
+    starts reading it. Keras makes a new iterator after each epoch's `on_epoch_begin`, where `fit` sets
+    the epoch (`set_start_epoch`); the order is only read here, because Keras also makes, and throws
+    away, an iterator at the end of each epoch."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_generator(lambda: iter([order.current()]),
+                                          output_signature=tf.TensorSpec((None,), tf.int64))
+
+
 def set_start_epoch(data, epoch):
     """Make a feed (or a tf.data pipeline made by `Split.dataset`) serve epoch `epoch`'s order next."""
     order = getattr(data, "order", None)
@@ -50,11 +62,11 @@ def set_start_epoch(data, epoch):
             data.refresh()
 
 
-def _take(arrays, chosen):
+def _take(arrays, chosen, take=lambda a, chosen: a[chosen]):
     """Items `chosen` of an array, or of each array in a tuple (a model with several inputs)."""
     if isinstance(arrays, (tuple, list)):
-        return tuple(a[chosen] for a in arrays)
-    return arrays[chosen]
+        return tuple(take(a, chosen) for a in arrays)
+    return take(arrays, chosen)
 
 
 class ArrayFeed(keras.utils.PyDataset):
@@ -89,6 +101,24 @@ class ArrayFeed(keras.utils.PyDataset):
             inputs, second = jax.device_put((inputs, second))
         return ArrayFeed(inputs, second, self.batch_size * batches, self.arrange, self.order.shuffle,
                          self.order.seed, self.order.epoch)
+
+    def tf_dataset(self):
+        """The same batches, in the same order, as a tf.data pipeline gathering them from tensors (TensorFlow
+        only). Keras' array adapter feeds `fit` this way; a PyDataset costs a Python call per batch
+        (about 0.6 ms of CPU time a batch on a 2-core CPU). `fit` sets the epoch through `set_start_epoch`."""
+        import tensorflow as tf
+
+        inputs = tuple(map(tf.constant, self.inputs)) if isinstance(self.inputs, (tuple, list)) \
+            else tf.constant(self.inputs)
+        second = tf.constant(self.second)
+
+        def batch(chosen):
+            return self.arrange(_take(inputs, chosen, tf.gather), tf.gather(second, chosen))
+
+        data = tf_epoch_indices(self.order).unbatch().batch(self.batch_size).map(batch)
+        data = data.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(tf.data.AUTOTUNE)
+        data.order = self.order
+        return data
 
     def refresh(self):
         """Take the order of the epoch that `self.order` stands at."""

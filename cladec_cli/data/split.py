@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from cladec_cli import runtime
-from cladec_cli.data.feed import ArrayFeed, EpochOrder, images_and_labels, images_only
+from cladec_cli.data.feed import ArrayFeed, EpochOrder, images_and_labels, images_only, tf_epoch_indices
 from cladec_cli.data.preprocess import convert_channels, resize_images
 
 
@@ -71,8 +71,7 @@ def _tf_file_dataset(split, batch_size, arrange, shuffle, seed):
     import tensorflow as tf
 
     order = EpochOrder(len(split), shuffle, seed)
-    indices = tf.data.Dataset.from_generator(lambda: iter([order.next()]),
-                                             output_signature=tf.TensorSpec((None,), tf.int64))
+    indices = tf_epoch_indices(order)
     paths, labels = tf.constant(split.paths.astype(str)), tf.constant(split.labels)
     shape, resize = tuple(split.image_shape), split.resize
     ds = indices.unbatch().map(lambda i: (decode_image_file(tf.gather(paths, i), shape, resize), tf.gather(labels, i)),
