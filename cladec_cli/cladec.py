@@ -59,39 +59,42 @@ def should_cache(split, layers, mode):
 
 
 def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, cache, pixel_range="0,1"):
-    """(model, dataset, losses, loss weights) for one of the three set-ups. The model has an output
-    `rec_<i>` per decoder and, with alpha > 0, `ce_<i>`: the frozen classifier's output on it."""
+    """(model, dataset, losses, loss weights). The model takes images, or with `cache` the frozen
+    encoder's codes of them, computed once; it has an output `rec_<i>` per decoder and, with alpha > 0,
+    `ce_<i>`: the frozen classifier's output on that reconstruction."""
     recs = [f"rec_{i}" for i in range(1, len(decoders) + 1)]
+    ces = [f"ce_{i}" for i in range(1, len(decoders) + 1)] if alpha > 0.0 else []
     losses, weights = {r: rec for r in recs}, {r: 1.0 - alpha for r in recs}
-    if alpha == 0.0 and cache:
+
+    def targets(images, labels):
+        return {**{r: images for r in recs}, **{ce: labels for ce in ces}}
+
+    if cache:
         if not split.in_memory:
             raise UsageError(f"{option('cache_codes')} yes needs a dataset held in memory; this one streams "
                              f"image files from disk (use {option('cache_codes')} auto or no)")
         codes = predict(encoder, split.images)
         codes = list(codes) if len(decoders) > 1 else [codes]
         inputs = [keras.Input(shape=d.inputs[0].shape[1:], name=f"code_{i}") for i, d in enumerate(decoders, start=1)]
-        outputs = {r: named_output(d(x), r) for r, d, x in zip(recs, decoders, inputs)}
-        model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name="cladec")
-        data = ArrayFeed(tuple(codes) if len(codes) > 1 else codes[0], split.images, settings.batch_size,
-                         lambda c, x: (c, {r: x for r in recs}), shuffle=True, seed=settings.seed)
-        return model, data, losses, weights
-    image = keras.Input(shape=encoder.inputs[0].shape[1:], name="image")
-    codes = encoder(image, training=False)
-    codes = codes if len(decoders) > 1 else [codes]
-    outputs = {r: named_output(d(c), r) for r, d, c in zip(recs, decoders, codes)}
-    if alpha == 0.0:
-        data = split.dataset(settings.batch_size, True, settings.seed, arrange=lambda x, y: (x, {r: x for r in recs}))
-        return keras.Model(image, outputs, name="cladec"), data, losses, weights
-    classifier.trainable = False
-    scaled = in_range(classifier, pixel_range)
-    ces = [f"ce_{i}" for i in range(1, len(decoders) + 1)]
-    for r, ce in zip(recs, ces):
-        outputs[ce] = named_output(scaled(outputs[r], training=False), ce)
-    data = split.dataset(settings.batch_size, True, settings.seed,
-                         arrange=lambda x, y: (x, {**{r: x for r in recs}, **{ce: y for ce in ces}}))
-    losses.update({ce: classification_loss(classifier) for ce in ces})
-    weights.update({ce: alpha for ce in ces})
-    return keras.Model(image, outputs, name="cladec_extended"), data, losses, weights
+        model_inputs, code_tensors = (inputs if len(inputs) > 1 else inputs[0]), inputs
+        # The images ride along with the codes, as the reconstruction targets.
+        data = ArrayFeed((*codes, split.images), split.labels, settings.batch_size,
+                         lambda c, y: (c[:-1] if len(c) > 2 else c[0], targets(c[-1], y)),
+                         shuffle=True, seed=settings.seed)
+    else:
+        model_inputs = keras.Input(shape=encoder.inputs[0].shape[1:], name="image")
+        code_tensors = encoder(model_inputs, training=False)
+        code_tensors = code_tensors if len(decoders) > 1 else [code_tensors]
+        data = split.dataset(settings.batch_size, True, settings.seed, arrange=lambda x, y: (x, targets(x, y)))
+    outputs = {r: named_output(d(c), r) for r, d, c in zip(recs, decoders, code_tensors)}
+    if ces:
+        classifier.trainable = False
+        scaled = in_range(classifier, pixel_range)
+        for r, ce in zip(recs, ces):
+            outputs[ce] = named_output(scaled(outputs[r], training=False), ce)
+        losses.update({ce: classification_loss(classifier) for ce in ces})
+        weights.update({ce: alpha for ce in ces})
+    return keras.Model(model_inputs, outputs, name="cladec_extended" if ces else "cladec"), data, losses, weights
 
 
 def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alpha, settings, outs,
@@ -109,7 +112,7 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
-    cache = alpha == 0.0 and should_cache(dataset.train, layers, cache_codes)
+    cache = should_cache(dataset.train, layers, cache_codes)
     runs = [run_settings("cladec_decoder", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
                          alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache, decoder_output=decoder_output)
             for layer in layers]

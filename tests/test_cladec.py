@@ -21,11 +21,12 @@ def settings(**changes):
 
 @pytest.fixture(scope="module")
 def variants(setup, tmp_path_factory):
-    """Decoders for layer -2 trained in this process: cached and uncached codes at alpha 0, and alpha 0.99."""
+    """Decoders for layer -2 trained in this process: cached and uncached codes at alpha 0 and at alpha 0.99."""
     classifier, provenance, data = setup
     root = tmp_path_factory.mktemp("decoders")
     made = {}
-    for key, alpha, cache in (("cached", 0.0, "yes"), ("uncached", 0.0, "no"), ("alpha", 0.99, "auto")):
+    for key, alpha, cache in (("cached", 0.0, "yes"), ("uncached", 0.0, "no"), ("alpha", 0.99, "auto"),
+                              ("alpha_uncached", 0.99, "no")):
         out = root / f"{key}.h5"
         decoder, record = train_decoder(classifier, provenance, data, -2, alpha, settings(), out,
                                         cache_codes=cache)
@@ -70,7 +71,8 @@ def test_round_trip(variants, setup, key):
 
 def test_alpha_recorded(variants):
     assert variants["alpha"][1]["alpha"] == 0.99
-    assert variants["alpha"][1]["cached_codes"] is False
+    assert variants["alpha"][1]["cached_codes"] is True
+    assert variants["alpha_uncached"][1]["cached_codes"] is False
     assert variants["cached"][1]["alpha"] == 0.0
     assert variants["cached"][1]["cached_codes"] is True
     assert variants["uncached"][1]["cached_codes"] is False
@@ -85,10 +87,11 @@ def test_alpha_gives_another_decoder(variants, setup):
     assert variants["alpha"][1]["metrics"]["test_rec_loss"] != variants["uncached"][1]["metrics"]["test_rec_loss"]
 
 
-def test_cached_and_uncached_codes_agree(variants):
-    cached = variants["cached"][1]["metrics"]["test_rec_loss"]
-    uncached = variants["uncached"][1]["metrics"]["test_rec_loss"]
-    assert cached == pytest.approx(uncached, rel=1e-5)
+@pytest.mark.parametrize("cached_key, uncached_key", [("cached", "uncached"), ("alpha", "alpha_uncached")])
+def test_cached_and_uncached_codes_agree(variants, cached_key, uncached_key):
+    cached, uncached = variants[cached_key][1]["metrics"], variants[uncached_key][1]["metrics"]
+    assert cached["test_rec_loss"] == pytest.approx(uncached["test_rec_loss"], rel=1e-5)
+    assert cached["train_loss"] == pytest.approx(uncached["train_loss"], rel=1e-5)
 
 
 def test_training_leaves_the_classifier_alone(variants, setup, trained):
@@ -190,7 +193,7 @@ def test_fused_run_with_alpha_matches_a_separate_run(setup, variants, tmp_path):
     results = train_decoders(classifier, provenance, data, [-2, "block3"], 0.99, settings(),
                              [tmp_path / "a.h5", tmp_path / "b.h5"])
     single = variants["alpha"][1]
-    assert results[0][1]["alpha"] == 0.99 and results[0][1]["cached_codes"] is False
+    assert results[0][1]["alpha"] == 0.99 and results[0][1]["cached_codes"] is True
     assert results[0][1]["metrics"]["test_rec_loss"] == pytest.approx(single["metrics"]["test_rec_loss"], rel=1e-3)
     # Each decoder's training loss is (1 - alpha) * its SSE + alpha * its CE, as in a one-layer run.
     assert results[0][1]["metrics"]["train_loss"] == pytest.approx(single["metrics"]["train_loss"], rel=1e-3)

@@ -203,7 +203,7 @@ def info_cmd(path, quiet, as_json):
               help="Weight of the classifier's loss: (1-alpha)*SSE + alpha*CE; 0 is plain ClaDec.")
 @rec_loss_option
 @click.option("--cache-codes", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
-              help="Compute the frozen layer's activations once (alpha 0 only).")
+              help="Compute the frozen layer's activations once, not in every step.")
 @data_options()
 @train_options()
 @output_options("Checkpoint to write, for one layer.", "models/<dataset>/cladec_L<index>_a<alpha>.h5")

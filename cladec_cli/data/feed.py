@@ -108,9 +108,10 @@ class ArrayFeed(keras.utils.PyDataset):
         (about 0.6 ms of CPU time a batch on a 2-core CPU). `fit` sets the epoch through `set_start_epoch`."""
         import tensorflow as tf
 
-        inputs = tuple(map(tf.constant, self.inputs)) if isinstance(self.inputs, (tuple, list)) \
-            else tf.constant(self.inputs)
-        second = tf.constant(self.second)
+        with tf.device("/cpu:0"):  # tf.data reads them on the host, also where a GPU is the default device
+            inputs = tuple(map(tf.constant, self.inputs)) if isinstance(self.inputs, (tuple, list)) \
+                else tf.constant(self.inputs)
+            second = tf.constant(self.second)
 
         def batch(chosen):
             return self.arrange(_take(inputs, chosen, tf.gather), tf.gather(second, chosen))
