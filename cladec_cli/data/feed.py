@@ -104,8 +104,9 @@ class ArrayFeed(keras.utils.PyDataset):
 
     def tf_dataset(self):
         """The same batches, in the same order, as a tf.data pipeline gathering them from tensors (TensorFlow
-        only). Keras' array adapter feeds `fit` this way; a PyDataset costs a Python call per batch
-        (about 0.6 ms of CPU time a batch on a 2-core CPU). `fit` sets the epoch through `set_start_epoch`."""
+        only). Keras' array adapter feeds `fit` this way; a PyDataset costs a Python call per batch (about
+        0.5 ms of CPU time more a batch on a 2-core CPU: benchmarks/feed_overhead.py). `fit` sets the
+        epoch through `set_start_epoch`."""
         import tensorflow as tf
 
         with tf.device("/cpu:0"):  # tf.data reads them on the host, also where a GPU is the default device
