@@ -45,13 +45,14 @@ def test_chunks_train_like_single_batches(tiny):
     np.testing.assert_allclose(single.predict(images, verbose=0), chunked.predict(images, verbose=0), atol=1e-2)
 
 
-def test_a_chunked_decoder_matches_the_unchunked_one(tmp_path, setup):
+@pytest.mark.parametrize("alpha, cache", [(0.0, "no"), (0.99, "yes")])
+def test_a_chunked_decoder_matches_the_unchunked_one(tmp_path, setup, alpha, cache):
     classifier, provenance, tiny = setup
     losses = []
     for steps in (1, 4):
         settings = TrainSettings(epochs=1, batch_size=32, seed=2, verbose=0, steps_per_execution=steps)
-        _, record = train_decoder(classifier, provenance, tiny, -1, 0.0, settings, tmp_path / f"d{steps}.h5",
-                                  cache_codes="no")
+        _, record = train_decoder(classifier, provenance, tiny, -1, alpha, settings, tmp_path / f"d{steps}.h5",
+                                  cache_codes=cache)
         losses.append(record["metrics"]["test_rec_loss"])
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
