@@ -5,7 +5,7 @@ import numpy as np
 
 from cladec_cli.classifier import accuracy, classifier_on, fit_classifier, fresh_copy
 from cladec_cli.data.split import Split
-from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
+from cladec_cli.reconstruction import rec_loss, split_rec_losses, sse_outputs  # noqa: F401  (API)
 from cladec_cli.training import predict, start
 
 
@@ -39,28 +39,11 @@ def split_measures(classifier, reconstructors, split, batch_size=256):
                           for m in reconstructors}}
 
 
-def split_rec_losses(reconstructors, split, batch_size=256):
-    """{method: Rec. Loss over `split`} of image -> image `reconstructors`, in one pass over the split."""
-    if len(split) == 0:
-        return {m: float("nan") for m in reconstructors}
-    model = next(iter(reconstructors.values()))
-    outputs = predict(_measuring_model(None, reconstructors, tuple(model.inputs[0].shape[1:])),
-                      split.dataset(batch_size, labels=False))
-    return {m: float(np.mean(outputs[f"sse_{m}"], dtype=np.float64)) for m in reconstructors}
-
-
-def _measuring_model(classifier, reconstructors, image_shape=None):
-    """image -> per method, its reconstruction's per-image SSE and, given a `classifier`, the classifier's
-    scores of the image and of each reconstruction."""
-    shape = image_shape or tuple(classifier.inputs[0].shape[1:])
-    images = keras.Input(shape=shape, name="image")
-    outputs = {} if classifier is None else {"original": classifier(images, training=False)}
-    for method, model in reconstructors.items():
-        recs = model(images, training=False)
-        pixels = tuple(range(1, len(images.shape)))
-        outputs[f"sse_{method}"] = keras.ops.sum(keras.ops.square(images - recs), axis=pixels)
-        if classifier is not None:
-            outputs[f"scores_{method}"] = classifier(recs, training=False)
+def _measuring_model(classifier, reconstructors):
+    """image -> the classifier's scores of the image and, per method, its reconstruction's per-image
+    SSE and the classifier's scores of the reconstruction."""
+    images = keras.Input(shape=tuple(classifier.inputs[0].shape[1:]), name="image")
+    outputs = {"original": classifier(images, training=False), **sse_outputs(images, reconstructors, classifier)}
     return keras.Model(images, outputs, name="measures")
 
 

@@ -1,8 +1,10 @@
 """Reconstructions and their losses, shared by training, explanation and evaluation."""
 
+import keras
 import numpy as np
 
 from cladec_cli import distribute
+from cladec_cli.training import predict
 
 
 def per_image_sse(images, reconstructions):
@@ -16,18 +18,35 @@ def rec_loss(images, reconstructions):
     return float(per_image_sse(images, reconstructions).mean()) if len(images) else float("nan")
 
 
-def split_rec_loss(model, split, batch_size=64):
-    """Rec. Loss of an image -> image model over a split, batch by batch: a split that streams from
-    disk is never held in memory as a whole. Batches are small because `per_image_sse` works on
-    float64 copies (four per batch)."""
-    sse = [per_image_sse(images, predict_batch(model, images)) for images in split.batches(batch_size)]
-    return float(np.concatenate(sse).mean()) if sse else float("nan")
-
-
-def predict_batch(model, images):
-    """The model's outputs for one batch of images, as a NumPy array. Inside a distributed training,
-    the model runs as one plain call on this process's whole batch: Keras' batch prediction would
-    hand that batch to every replica and join their copies."""
+def split_rec_loss(model, split):
+    """Rec. Loss of an image -> image model over a split (see `split_rec_losses`)."""
     if distribute.active():
-        return np.asarray(model(images, training=False))
-    return np.asarray(model.predict_on_batch(images))
+        # Inside a distributed training, batch by batch as plain calls: Keras' batch prediction would
+        # hand this process's whole batch to every replica and join their copies.
+        sse = [per_image_sse(images, np.asarray(model(images, training=False))) for images in split.batches(64)]
+        return float(np.concatenate(sse).mean()) if sse else float("nan")
+    return split_rec_losses({"model": model}, split)["model"]
+
+
+def split_rec_losses(reconstructors, split, batch_size=256):
+    """{method: Rec. Loss over `split`} of image -> image `reconstructors`, in one prediction pass over
+    the split, batch by batch, so a split that streams from disk is never held whole."""
+    if len(split) == 0:
+        return {m: float("nan") for m in reconstructors}
+    images = keras.Input(shape=tuple(split.image_shape), name="image")
+    model = keras.Model(images, sse_outputs(images, reconstructors), name="rec_losses")
+    outputs = predict(model, split.dataset(batch_size, labels=False))
+    return {m: float(np.mean(outputs[f"sse_{m}"], dtype=np.float64)) for m in reconstructors}
+
+
+def sse_outputs(images, reconstructors, then=None):
+    """For a symbolic image batch, per method the per-image SSE of its reconstruction (`sse_<method>`)
+    and, given a model `then`, that model's output on the reconstruction (`scores_<method>`)."""
+    outputs = {}
+    pixels = tuple(range(1, len(images.shape)))
+    for method, model in reconstructors.items():
+        recs = model(images, training=False)
+        outputs[f"sse_{method}"] = keras.ops.sum(keras.ops.square(images - recs), axis=pixels)
+        if then is not None:
+            outputs[f"scores_{method}"] = then(recs, training=False)
+    return outputs
