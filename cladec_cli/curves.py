@@ -2,7 +2,7 @@
 
 import keras
 
-from cladec_cli.reconstruction import split_rec_loss
+from cladec_cli.reconstruction import rec_loss_model, split_rec_losses
 
 
 class TestRecLoss(keras.callbacks.Callback):
@@ -12,13 +12,17 @@ class TestRecLoss(keras.callbacks.Callback):
 
     def __init__(self, models, split):
         super().__init__()
-        self.models, self.split = list(models), split
+        self.models = {str(i): model for i, model in enumerate(models)}
+        self.split = split
+        # Built once: one pass over the split measures every model, with one compiled prediction.
+        self.measuring = rec_loss_model(self.models, split.image_shape)
         self.epochs, self.curves = [], [[] for _ in self.models]
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs.append(epoch + 1)
-        for curve, model in zip(self.curves, self.models):
-            curve.append(split_rec_loss(model, self.split))
+        losses = split_rec_losses(self.models, self.split, measuring=self.measuring)
+        for curve, key in zip(self.curves, self.models):
+            curve.append(losses[key])
 
 
 def curve_record(tracker, index, train_losses):

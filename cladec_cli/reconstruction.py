@@ -20,23 +20,31 @@ def rec_loss(images, reconstructions):
 
 def split_rec_loss(model, split):
     """Rec. Loss of an image -> image model over a split (see `split_rec_losses`)."""
-    if distribute.active():
-        # Inside a distributed training, batch by batch as plain calls: Keras' batch prediction would
-        # hand this process's whole batch to every replica and join their copies.
-        sse = [per_image_sse(images, np.asarray(model(images, training=False))) for images in split.batches(64)]
-        return float(np.concatenate(sse).mean()) if sse else float("nan")
     return split_rec_losses({"model": model}, split)["model"]
 
 
-def split_rec_losses(reconstructors, split, batch_size=256):
+def split_rec_losses(reconstructors, split, batch_size=256, measuring=None):
     """{method: Rec. Loss over `split`} of image -> image `reconstructors`, in one prediction pass over
-    the split, batch by batch, so a split that streams from disk is never held whole."""
+    the split, batch by batch, so a split that streams from disk is never held whole. `measuring`, a
+    `rec_loss_model` of the same reconstructors, spares a caller that measures every epoch a new model
+    (and a new compiled prediction) each time."""
     if len(split) == 0:
         return {m: float("nan") for m in reconstructors}
-    images = keras.Input(shape=tuple(split.image_shape), name="image")
-    model = keras.Model(images, sse_outputs(images, reconstructors), name="rec_losses")
-    outputs = predict(model, split.dataset(batch_size, labels=False))
+    if distribute.active():
+        # Inside a distributed training, batch by batch as plain calls: Keras' batch prediction would
+        # hand this process's whole batch to every replica and join their copies.
+        return {m: float(np.concatenate([per_image_sse(images, np.asarray(model(images, training=False)))
+                                         for images in split.batches(64)]).mean())
+                for m, model in reconstructors.items()}
+    measuring = measuring or rec_loss_model(reconstructors, split.image_shape)
+    outputs = predict(measuring, split.dataset(batch_size, labels=False))
     return {m: float(np.mean(outputs[f"sse_{m}"], dtype=np.float64)) for m in reconstructors}
+
+
+def rec_loss_model(reconstructors, image_shape):
+    """image -> per method, the per-image SSE of its reconstruction (`sse_<method>`)."""
+    images = keras.Input(shape=tuple(image_shape), name="image")
+    return keras.Model(images, sse_outputs(images, reconstructors), name="rec_losses")
 
 
 def sse_outputs(images, reconstructors, then=None):

@@ -244,3 +244,30 @@ def test_interrupted_fused_run_resumes(setup, tmp_path):
     assert stopper.started == [1, 2]
     assert all(out.exists() for out in outs) and not backup.exists()
     assert [record["epochs"] for _, record in results] == [3, 3]
+
+
+def test_cached_codes_with_alpha_feed_codes_and_skip_the_encoder(setup):
+    from cladec_cli.cladec import _training_setup, decoder_for
+    from cladec_cli.data.feed import epoch_order
+    from cladec_cli.layers import resolve_layers
+    from cladec_cli.losses import reconstruction_loss
+
+    classifier, provenance, data = setup
+    layers = resolve_layers(classifier, [-2, "block3"])
+    for chosen in (layers[:1], layers):
+        encoder = frozen_encoder(classifier, chosen if len(chosen) > 1 else chosen[0])
+        decoders = [decoder_for(classifier, layer, provenance, name=f"decoder_{i}")
+                    for i, layer in enumerate(chosen, start=1)]
+        model, feed, losses, weights = _training_setup(classifier, encoder, decoders, data.train, settings(), 0.99,
+                                                       reconstruction_loss("sse"), cache=True)
+        numbers = range(1, len(chosen) + 1)
+        assert [tensor.name for tensor in model.inputs] == [f"code_{i}" for i in numbers]
+        assert weights == {**{f"rec_{i}": pytest.approx(0.01) for i in numbers}, **{f"ce_{i}": 0.99 for i in numbers}}
+        codes, targets = feed[0]
+        served = epoch_order(len(data.train), 0, 0)[:32]
+        codes = codes if len(chosen) > 1 else (codes,)
+        for i, layer in enumerate(chosen):
+            assert codes[i].shape[1:] == tuple(layer.shape)
+        for i in numbers:
+            np.testing.assert_array_equal(targets[f"rec_{i}"], data.train.images[served])
+            np.testing.assert_array_equal(targets[f"ce_{i}"], data.train.labels[served])

@@ -258,7 +258,8 @@ def test_fit_serves_in_memory_batches_through_tf_data_in_each_epochs_order(monke
     served = []
     keras_fit = model.fit
     monkeypatch.setattr(model, "fit", lambda data, **kw: served.append(data) or keras_fit(data, **kw))
-    fit(model, feed, TrainSettings(epochs=epochs, batch_size=16, seed=seed, verbose=0))
+    fit(model, feed, TrainSettings(epochs=epochs, batch_size=16, seed=seed, verbose=0, steps_per_execution=1,
+                                   precision="float32"))
     assert isinstance(served[0], tf.data.Dataset)
     per_epoch = np.split(np.concatenate(seen), epochs)
     for epoch, labels in enumerate(per_epoch):

@@ -28,18 +28,13 @@ def images_only(x, y):
 
 
 class EpochOrder:
-    """The item order of successive epochs: `next()` gives epoch e's order and moves on to e + 1."""
+    """The item order of the epoch `epoch` (set by `set_start_epoch`, or by a feed at the end of a pass)."""
 
     def __init__(self, n, shuffle, seed=0, start_epoch=0):
         self.n, self.shuffle, self.seed, self.epoch = int(n), shuffle, seed, int(start_epoch)
 
     def current(self):
         return epoch_order(self.n, self.seed, self.epoch) if self.shuffle else np.arange(self.n)
-
-    def next(self):
-        order = self.current()
-        self.epoch += 1
-        return order
 
 
 def tf_epoch_indices(order):
@@ -54,7 +49,8 @@ def tf_epoch_indices(order):
 
 
 def set_start_epoch(data, epoch):
-    """Make a feed (or a tf.data pipeline made by `Split.dataset`) serve epoch `epoch`'s order next."""
+    """Make a feed (or a tf.data pipeline made by `ArrayFeed.tf_dataset` or `Split.dataset`) serve epoch
+    `epoch`'s order next."""
     order = getattr(data, "order", None)
     if order is not None:
         order.epoch = int(epoch)
@@ -73,8 +69,9 @@ class ArrayFeed(keras.utils.PyDataset):
     """Batches of two aligned in-memory arrays (inputs and a second array such as labels or images),
     arranged by `arrange(x_batch, second_batch)` into what the model's fit or predict expects.
 
-    With `shuffle`, epoch e is served in `epoch_order(n, seed, e)`; the epoch advances by one at the end
-    of each pass, starting from `start_epoch` (set it when a run resumes).
+    With `shuffle`, epoch e is served in `epoch_order(n, seed, e)`; as a PyDataset the epoch advances by
+    one at the end of each pass, starting from `start_epoch` (set it when a run resumes). `tf_dataset`
+    never advances it: `fit` sets it at each epoch's start.
     """
 
     def __init__(self, inputs, second, batch_size, arrange=images_and_labels, shuffle=False, seed=0,

@@ -115,7 +115,8 @@ class Split:
         """Batches for `fit`/`predict`: (images, labels), images alone, or `arrange(images, labels)`.
 
         Shuffled per epoch by (seed, epoch) when asked. Files stream through tf.data under TensorFlow
-        and through Pillow under the other backends.
+        and through Pillow under the other backends; a tf.data pipeline serves the epoch last set by
+        `set_start_epoch` (as `fit` does through its `FeedEpoch` callback) and does not advance by itself.
         """
         arrange = arrange or (images_and_labels if labels else images_only)
         if self.in_memory:
