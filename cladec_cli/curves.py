@@ -21,8 +21,8 @@ class TestRecLoss(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epochs.append(epoch + 1)
         losses = split_rec_losses(self.models, self.split, measuring=self.measuring)
-        for curve, key in zip(self.curves, self.models):
-            curve.append(losses[key])
+        for curve, loss in zip(self.curves, losses.values()):
+            curve.append(loss)
 
 
 def curve_record(tracker, index, train_losses):

@@ -7,7 +7,8 @@ from pathlib import Path
 from cladec_cli import artifacts
 from cladec_cli.data.split import Split
 from cladec_cli.methods import build, explain_all, reconstructors
-from cladec_cli.metrics import acc_eval_on, split_measures, split_rec_losses
+from cladec_cli.metrics import acc_eval_on, split_measures
+from cladec_cli.reconstruction import split_rec_losses
 from cladec_cli.training import predict
 
 MAP_IMAGES = 256

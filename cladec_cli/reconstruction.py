@@ -34,7 +34,7 @@ def split_rec_losses(reconstructors, split, batch_size=256, measuring=None):
         # Inside a distributed training, batch by batch as plain calls: Keras' batch prediction would
         # hand this process's whole batch to every replica and join their copies.
         return {m: float(np.concatenate([per_image_sse(images, np.asarray(model(images, training=False)))
-                                         for images in split.batches(64)]).mean())
+                                         for images in split.batches(batch_size)]).mean())
                 for m, model in reconstructors.items()}
     measuring = measuring or rec_loss_model(reconstructors, split.image_shape)
     outputs = predict(measuring, split.dataset(batch_size, labels=False))

@@ -107,9 +107,7 @@ class ArrayFeed(keras.utils.PyDataset):
         import tensorflow as tf
 
         with tf.device("/cpu:0"):  # tf.data reads them on the host, also where a GPU is the default device
-            inputs = tuple(map(tf.constant, self.inputs)) if isinstance(self.inputs, (tuple, list)) \
-                else tf.constant(self.inputs)
-            second = tf.constant(self.second)
+            inputs, second = tf.nest.map_structure(tf.constant, (self.inputs, self.second))
 
         def batch(chosen):
             return self.arrange(_take(inputs, chosen, tf.gather), tf.gather(second, chosen))
