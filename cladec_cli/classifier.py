@@ -118,15 +118,14 @@ def accuracy(model, split, batch_size=512):
     return float(np.mean(scores.argmax(axis=1) == split.labels))
 
 
-def fit_classifier(model, train_split, settings, backup=None, pixel_range="0,1", inputs_from=None):
+def fit_classifier(model, train_split, settings, backup=None, pixel_range="0,1"):
     """Train a classifier model on a split with the shared settings; returns the history.
 
-    The split's [0, 1] images reach the model as `classifier_on` describes (rescaled to the model's
-    `pixel_range`, or reconstructed by `inputs_from` first); only `model`'s weights are trained.
+    The split's [0, 1] images reach the model rescaled to its `pixel_range` (`classifier_on`).
     """
     start(settings)
     data = train_split.dataset(settings.batch_size, shuffle=True, seed=settings.seed)
-    trained = classifier_on(model, pixel_range, inputs_from)
+    trained = classifier_on(model, pixel_range)
     compile_classifier(trained, settings, data, loss=classification_loss(model))
     return fit(trained, data, settings, backup)
 

@@ -4,14 +4,18 @@ attribution maps."""
 
 from pathlib import Path
 
+import numpy as np
+
 from cladec_cli import artifacts
 from cladec_cli.data.split import Split
 from cladec_cli.methods import build, explain_all, reconstructors
-from cladec_cli.metrics import acc_eval_on, split_measures
-from cladec_cli.reconstruction import split_rec_losses
+from cladec_cli.metrics import acc_evals, agreement, split_measures
+from cladec_cli.reconstruction import rec_loss, split_rec_losses
 from cladec_cli.training import predict
 
 MAP_IMAGES = 256
+# Reconstructions of both splits by all methods held at once, above which methods are measured one by one.
+HELD_BYTES = 1 << 30
 
 
 def default_methods(explainer):
@@ -29,12 +33,15 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     curves (`faithfulness`) on the first `map_images` test images, beside a random order's.
 
     Acc Eval trains a fresh classifier of the explained architecture on each method's reconstructions
-    of the training split (settings `eval_settings`); with `keep_dir` those classifiers are saved.
-    A split that streams from disk is never held in memory whole (see `acc_eval_of`).
+    of the training split (settings `eval_settings`), all methods in one pass; with `keep_dir` those
+    classifiers are saved. A split that streams from disk is never held in memory whole
+    (`streamed_measures`); splits held in memory are reconstructed once (`held_measures`).
     """
     chosen = build(methods or default_methods(explainer), explainer, dataset.train)
     pictures = reconstructors(chosen)
-    measured = split_measures(explainer.scaled_classifier, pictures, dataset.test)
+    held = dataset.train.in_memory and dataset.test.in_memory
+    measure = held_measures if held else streamed_measures
+    measured, acc = measure(explainer, pictures, dataset, eval_settings if with_acc_eval else None)
     result = {
         "layer_name": explainer.decoder_provenance["layer_name"],
         "layer_index": explainer.decoder_provenance["layer_index"],
@@ -45,14 +52,12 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         "methods": [m.name for m in chosen],
     }
     if pictures:
-        result.update({"rec_loss": measured["rec_loss"], "train_rec_loss": split_rec_losses(pictures, dataset.train),
+        result.update({"rec_loss": measured["rec_loss"], "train_rec_loss": measured["train_rec_loss"],
                        "loop_loss": training_loop_losses(explainer, pictures), "agreement": measured["agreement"]})
-    if with_acc_eval and pictures:
-        result["acc_eval"] = {}
+    if acc:
+        result["acc_eval"] = {method: score for method, (score, _) in acc.items()}
         result["eval_settings"] = eval_settings.provenance()
-        for method, reconstructor in pictures.items():
-            score, model = acc_eval_of(explainer, reconstructor, dataset, eval_settings)
-            result["acc_eval"][method] = score
+        for method, (score, model) in acc.items():
             if keep_dir:
                 _save_eval_classifier(model, Path(keep_dir) / f"eval_{method}.h5", method, score,
                                       explainer, dataset, eval_settings)
@@ -85,18 +90,49 @@ def training_loop_losses(explainer, pictures):
     return {m: loss for m, loss in losses.items() if loss is not None and m in pictures}
 
 
-def acc_eval_of(explainer, reconstructor, dataset, settings):
-    """Acc Eval of one reconstructor on `dataset`: (accuracy, trained evaluation classifier).
+def streamed_measures(explainer, pictures, dataset, eval_settings=None):
+    """The classifier's test accuracy and, per method of `pictures` ({method: image -> image model}),
+    Rec. Loss on the test and training images and agreement: ({measure: value or {method: value}},
+    {method: (Acc Eval, evaluation classifier)}), the latter empty without `eval_settings`. Every split
+    is read batch by batch and the reconstructions are made as they are needed, so no split is held
+    in memory whole."""
+    measured = split_measures(explainer.scaled_classifier, pictures, dataset.test)
+    measured["train_rec_loss"] = split_rec_losses(pictures, dataset.train)
+    if eval_settings is None or not pictures:
+        return measured, {}
+    train, test = ({m: split for m in pictures} for split in (dataset.train, dataset.test))
+    return measured, acc_evals(explainer.classifier, train, test, eval_settings, explainer.pixel_range, pictures)
 
-    Splits held in memory are reconstructed once, which costs no more memory than their images and
-    makes each epoch train the classifier alone (twice as fast as reconstructing in every step);
-    splits that stream from disk are reconstructed batch by batch as training goes.
-    """
+
+def held_measures(explainer, pictures, dataset, eval_settings=None, limit_bytes=HELD_BYTES):
+    """What `streamed_measures` gives, for splits held in memory: each split is reconstructed once per
+    method and every measure taken from those reconstructions, so each epoch of the Acc Eval
+    classifiers trains the classifiers alone (twice as fast as reconstructing in every step).
+    The methods whose reconstructions fit in `limit_bytes` together are measured, and their Acc Eval
+    classifiers trained, together; above it, one method at a time."""
     train, test = dataset.train, dataset.test
-    if train.in_memory and test.in_memory:
-        train, test = reconstructed(train, reconstructor), reconstructed(test, reconstructor)
-        reconstructor = None
-    return acc_eval_on(explainer.classifier, reconstructor, train, test, settings, explainer.pixel_range)
+    classify = explainer.classify
+    predicted = classify(test.images)
+    measured = {"accuracy": float(np.mean(predicted == test.labels)) if len(test) else float("nan"),
+                "rec_loss": {}, "train_rec_loss": {}, "agreement": {}}
+    acc = {}
+    for group in _groups(list(pictures), train.images.nbytes + test.images.nbytes, limit_bytes):
+        recs = {m: (reconstructed(train, pictures[m]), reconstructed(test, pictures[m])) for m in group}
+        for m, (train_recs, test_recs) in recs.items():
+            measured["rec_loss"][m] = rec_loss(test.images, test_recs.images)
+            measured["train_rec_loss"][m] = rec_loss(train.images, train_recs.images)
+            measured["agreement"][m] = agreement(classify, test.images, test_recs.images, predicted)
+        if eval_settings is not None:
+            acc.update(acc_evals(explainer.classifier, {m: r[0] for m, r in recs.items()},
+                                 {m: r[1] for m, r in recs.items()}, eval_settings, explainer.pixel_range))
+    return measured, acc
+
+
+def _groups(methods, bytes_each, limit_bytes):
+    """All `methods` in one group when their reconstructions fit in `limit_bytes`, else one by one."""
+    if not methods:
+        return []
+    return [methods] if bytes_each * len(methods) <= limit_bytes else [[m] for m in methods]
 
 
 def reconstructed(split, reconstructor, batch_size=256):

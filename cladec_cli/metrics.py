@@ -3,11 +3,13 @@
 import keras
 import numpy as np
 
-from cladec_cli.classifier import accuracy, classifier_on, fit_classifier, fresh_copy
+from cladec_cli.classifier import accuracy, classification_loss, classifier_on, compile_classifier, fresh_copy
+from cladec_cli.data.feed import ArrayFeed
 from cladec_cli.data.split import Split
 from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
+from cladec_cli.fused import named_output, renamed, seeded
 from cladec_cli.reconstruction import sse_outputs
-from cladec_cli.training import predict, start
+from cladec_cli.training import fit, predict, start
 
 
 def agreement(predict_classes, images, reconstructions, original_classes=None):
@@ -48,24 +50,65 @@ def _measuring_model(classifier, reconstructors):
     return keras.Model(images, outputs, name="measures")
 
 
-def acc_eval_on(classifier, reconstructor, train_split, test_split, settings, pixel_range="0,1"):
-    """Acc Eval of `reconstructor`: test accuracy of a fresh classifier of `classifier`'s architecture
-    trained on the reconstructions of `train_split`'s images and tested on those of `test_split`.
+def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructors=None):
+    """Acc Eval of several methods in one training pass: for each method, the test accuracy of a fresh
+    classifier of `classifier`'s architecture trained on its reconstructions of the training images and
+    tested on those of the test images. Returns {method: (accuracy, trained classifier)}.
 
-    The reconstructions are made batch by batch as training goes (the reconstructor frozen, in
-    inference mode), so no split is held in memory; `reconstructor` None uses the images themselves.
-    The fresh classifier sees its inputs in `pixel_range`. Returns (accuracy, trained classifier).
+    `train` and `test` map each method to a Split of its reconstructions (all with the same labels); with
+    `reconstructors` ({method: frozen image -> image model}), the splits hold the images and each
+    method's reconstructions are made batch by batch as training goes, so no split is held in memory.
+    The classifiers train side by side in one model (`side_by_side`); each starts from the weights it
+    would get alone and sees the same batches, so each is the classifier that training it alone gives.
+    They see their inputs in `pixel_range`.
     """
+    methods = list(train)
+    reconstructors = reconstructors or {}
     start(settings)
-    model = fresh_copy(classifier)
-    fit_classifier(model, train_split, settings, pixel_range=pixel_range, inputs_from=reconstructor)
-    return accuracy(classifier_on(model, pixel_range, reconstructor), test_split, 256), model
+    copies = {m: seeded(settings.seed, lambda: fresh_copy(classifier)) for m in methods}
+    model, losses = side_by_side(copies, pixel_range, reconstructors)
+    start(settings)
+    data = _side_by_side_feed(train, settings, methods)
+    compile_classifier(model, settings, data, loss=losses)
+    fit(model, data, settings)
+    return {m: (accuracy(classifier_on(copies[m], pixel_range, reconstructors.get(m)), test[m], 256), copies[m])
+            for m in methods}
+
+
+def side_by_side(copies, pixel_range="0,1", reconstructors=None):
+    """One model training the classifiers `copies` ({method: classifier}) together: an input per method
+    (`image_<method>`), on which that method's reconstructor, if any, runs frozen in inference mode before
+    its classifier, and an output `scores_<method>` with the loss that fits that classifier.
+    Returns (model, {output: loss})."""
+    reconstructors = reconstructors or {}
+    inputs, outputs, losses = [], {}, {}
+    for method, copy in copies.items():
+        source = reconstructors.get(method)
+        shape = (copy if source is None else source).inputs[0].shape[1:]
+        inputs.append(keras.Input(shape=tuple(shape), name=f"image_{method}"))
+        branch = renamed(classifier_on(copy, pixel_range, source), f"classifier_{method}")
+        outputs[f"scores_{method}"] = named_output(branch(inputs[-1]), f"scores_{method}")
+        losses[f"scores_{method}"] = classification_loss(copy)
+    return keras.Model(inputs, outputs, name="acc_eval_classifiers"), losses
+
+
+def _side_by_side_feed(train, settings, methods):
+    """Shuffled batches of ((one image batch per method), {scores_<method>: labels})."""
+    def arrange(images, labels):
+        return tuple(images), {f"scores_{m}": labels for m in methods}
+
+    splits = [train[m] for m in methods]
+    if all(s is splits[0] for s in splits) or not all(s.in_memory for s in splits):
+        return splits[0].dataset(settings.batch_size, True, settings.seed,
+                                 arrange=lambda x, y: arrange((x,) * len(methods), y))
+    return ArrayFeed(tuple(s.images for s in splits), splits[0].labels, settings.batch_size, arrange,
+                     shuffle=True, seed=settings.seed)
 
 
 def acc_eval(classifier, train_images, train_labels, test_images, test_labels, settings, pixel_range="0,1"):
-    """Acc Eval on reconstructions given as arrays (see `acc_eval_on`). Returns (accuracy, trained model)."""
+    """Acc Eval on reconstructions given as arrays (see `acc_evals`). Returns (accuracy, trained model)."""
     def split(images, labels):
         return Split(np.asarray(labels), tuple(images.shape[1:]), images=images)
 
-    return acc_eval_on(classifier, None, split(train_images, train_labels), split(test_images, test_labels),
-                       settings, pixel_range)
+    return acc_evals(classifier, {"given": split(train_images, train_labels)},
+                     {"given": split(test_images, test_labels)}, settings, pixel_range)["given"]

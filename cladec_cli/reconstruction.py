@@ -7,10 +7,15 @@ from cladec_cli import distribute
 from cladec_cli.training import predict
 
 
-def per_image_sse(images, reconstructions):
-    """Sum of squared errors of each image over all pixels and channels."""
-    diff = np.asarray(images, np.float64) - np.asarray(reconstructions, np.float64)
-    return np.square(diff).reshape(len(diff), -1).sum(axis=1)
+def per_image_sse(images, reconstructions, batch_size=1024):
+    """Sum of squared errors of each image over all pixels and channels (in float64, `batch_size` images
+    at a time, so a whole split needs no float64 copy of itself)."""
+    def sse(start):
+        diff = (np.asarray(images[start:start + batch_size], np.float64)
+                - np.asarray(reconstructions[start:start + batch_size], np.float64))
+        return np.square(diff).reshape(len(diff), -1).sum(axis=1)
+
+    return np.concatenate([sse(start) for start in range(0, len(images), batch_size)] or [np.zeros(0)])
 
 
 def rec_loss(images, reconstructions):

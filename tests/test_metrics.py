@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from cladec_cli import artifacts
-from cladec_cli.metrics import acc_eval, agreement, rec_loss
+from cladec_cli.classifier import fresh_copy
+from cladec_cli.data.split import Split
+from cladec_cli.metrics import acc_eval, acc_evals, agreement, rec_loss, side_by_side
 from cladec_cli.reconstruction import per_image_sse
 from cladec_cli.training import TrainSettings
 from conftest import flipped, quadrant_classifier, synthetic_images
@@ -93,5 +95,33 @@ def test_acc_eval_loss_fits_the_classifiers_output(images, softmax):
     scores = keras.layers.Dense(4)(head_in)
     head = keras.Model(head_in, keras.layers.Softmax()(scores) if softmax else scores, name="head")
     classifier = keras.Model(inputs, head(features))
-    _, model = acc_eval(classifier, x[:32], y[:32], x[:8], y[:8], TrainSettings(epochs=1, batch_size=16, verbose=0))
-    assert model.loss.get_config()["from_logits"] is not softmax
+    _, losses = side_by_side({"a": fresh_copy(classifier), "b": fresh_copy(classifier)})
+    assert [loss.get_config()["from_logits"] for loss in losses.values()] == [not softmax] * 2
+    score, _ = acc_eval(classifier, x[:32], y[:32], x[:8], y[:8], TrainSettings(epochs=1, batch_size=16, verbose=0))
+    assert 0.0 <= score <= 1.0
+
+
+def small_conv_classifier():
+    """Randomly initialised, with BatchNorm: classifiers trained side by side must start and train alike."""
+    inputs = keras.Input((32, 32, 1))
+    h = keras.layers.Conv2D(4, 3, strides=2)(inputs)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
+    return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(h)))
+
+
+def test_classifiers_trained_side_by_side_are_those_trained_alone(images):
+    x, y = images
+    sources = {"flipped": flipped(x), "same": x, "dark": x * 0.5}
+    settings = TrainSettings(epochs=2, batch_size=32, lr=0.01, verbose=0)
+
+    def split(images, part):
+        return Split(y[part], (32, 32, 1), images=np.ascontiguousarray(images[part]))
+
+    together = acc_evals(small_conv_classifier(), {m: split(a, slice(0, 240)) for m, a in sources.items()},
+                         {m: split(a, slice(240, 320)) for m, a in sources.items()}, settings)
+    for method, images_of_method in sources.items():
+        alone = acc_eval(small_conv_classifier(), images_of_method[:240], y[:240], images_of_method[240:], y[240:],
+                         settings)
+        assert together[method][0] == alone[0]
+        for a, b in zip(together[method][1].get_weights(), alone[1].get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
