@@ -224,6 +224,18 @@ def _without_placement(run):
     return run
 
 
+def _codes_hint(before, now):
+    """Which option gives back the interrupted run's choice of cached codes, when that differs: the
+    choice follows the data and the version (alpha > 0 runs were not cached before), not only an option."""
+    def cached(run):
+        return {r.get("cached_codes") for r in run.get("runs", [run])}
+
+    was = cached(before)
+    if was == cached(now) or len(was) != 1 or not isinstance(next(iter(was)), bool):
+        return ""
+    return f" (here {option('cache_codes', 'yes' if was.pop() else 'no')})"
+
+
 def _show(value):
     if value is None:
         return "none"
@@ -254,8 +266,8 @@ def prepare_backup(out, settings, run=None):
         changed = _differences(before, run)
         if changed:
             raise UsageError(f"the interrupted run in {folder} was started with other settings "
-                             f"({'; '.join(changed)}); resume it with the same ones or pass {option('overwrite')} to "
-                             "start again")
+                             f"({'; '.join(changed)}); resume it with the same ones{_codes_hint(before, run)} or "
+                             f"pass {option('overwrite')} to start again")
     else:
         folder.mkdir(parents=True)
         artifacts.write_json(record, run)

@@ -97,6 +97,21 @@ def test_left_over_run_needs_resume_or_overwrite(tmp_path):
     assert json.loads((backup_folder(out) / "run.json").read_text())["lr"] == 0.001
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_resuming_names_the_option_that_gives_back_cached_codes(tmp_path, fused):
+    def run(cached):
+        one = {"kind": "cladec_decoder", "alpha": 0.99, "cached_codes": cached}
+        return {"runs": [one, {**one, "layer_index": -2}]} if fused else one
+
+    out = tmp_path / "decoder.h5"
+    prepare_backup(out, TrainSettings(), run(False))
+    with pytest.raises(UsageError, match="the same ones \\(here `cache_codes` no\\) or pass") as refused:
+        prepare_backup(out, TrainSettings(resume=True), run(True))
+    assert fused or "(cached_codes False -> True)" in str(refused.value)
+    with pytest.raises(UsageError, match="same ones or pass"):
+        prepare_backup(out, TrainSettings(resume=True), {**run(False), "kind": "refae"})
+
+
 def test_a_backup_without_settings_is_not_resumed(tmp_path):
     out = tmp_path / "model.h5"
     backup_folder(out).mkdir()
