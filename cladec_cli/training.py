@@ -120,6 +120,10 @@ def compile_model(model, settings, data, loss, loss_weights=None):
     keras_steps = setup.steps_per_execution if batches_per_call(settings, data) == 1 else 1
     model.compile(optimizer=make_optimizer(settings, len(data)), loss=loss, loss_weights=loss_weights,
                   jit_compile=setup.xla, steps_per_execution=keras_steps)
+    # Without a distribution strategy, Keras would create the optimizer's variables inside the first
+    # traced training step, which makes that trace take about a second longer for the paper's
+    # classifier on a 2-core CPU (first step 2.1-2.8 s against 1.0-1.3 s).
+    model.optimizer.build(model.trainable_variables)
 
 
 class PeriodicBackup(keras.callbacks.BackupAndRestore):

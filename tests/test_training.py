@@ -19,7 +19,7 @@ from cladec_cli.cladec import train_decoder
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.data.feed import ArrayFeed, epoch_order
 from cladec_cli.errors import TrainingError, UsageError
-from cladec_cli.training import TrainSettings, backup_folder, fit, prepare_backup
+from cladec_cli.training import TrainSettings, backup_folder, compile_model, fit, prepare_backup
 from conftest import invoke, read_group, write_npz
 
 
@@ -279,3 +279,14 @@ def test_fit_serves_in_memory_batches_through_tf_data_in_each_epochs_order(monke
     per_epoch = np.split(np.concatenate(seen), epochs)
     for epoch, labels in enumerate(per_epoch):
         np.testing.assert_array_equal(labels, epoch_order(n, seed, epoch))
+
+
+def test_compiling_builds_the_optimizers_variables_before_the_first_step():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    feed = ArrayFeed(np.zeros((8, 3), np.float32), np.zeros((8, 2), np.float32), 4)
+    compile_model(model, TrainSettings(precision="float32"), feed, "mse")
+    assert model.optimizer.built
+    # Adam's two moments for each of the kernel and the bias, created eagerly, not in the traced step.
+    names = [v.path for v in model.optimizer.variables]
+    assert sum("momentum" in n for n in names) == 2 and sum("velocity" in n for n in names) == 2
