@@ -6,8 +6,8 @@ import numpy as np
 from cladec_cli.classifier import accuracy, classification_loss, classifier_on, compile_classifier, fresh_copy
 from cladec_cli.data.feed import ArrayFeed
 from cladec_cli.data.split import Split
-from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
 from cladec_cli.fused import named_output, renamed, seeded
+from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
 from cladec_cli.reconstruction import sse_outputs
 from cladec_cli.training import fit, predict, start
 
@@ -93,14 +93,18 @@ def side_by_side(copies, pixel_range="0,1", reconstructors=None):
 
 
 def _side_by_side_feed(train, settings, methods):
-    """Shuffled batches of ((one image batch per method), {scores_<method>: labels})."""
+    """Shuffled batches of ((one image batch per method), {scores_<method>: labels}): the same batch for
+    every method when they share one split (which may stream from disk), else each method's own images
+    (held in memory)."""
     def arrange(images, labels):
         return tuple(images), {f"scores_{m}": labels for m in methods}
 
     splits = [train[m] for m in methods]
-    if all(s is splits[0] for s in splits) or not all(s.in_memory for s in splits):
+    if all(s is splits[0] for s in splits):
         return splits[0].dataset(settings.batch_size, True, settings.seed,
                                  arrange=lambda x, y: arrange((x,) * len(methods), y))
+    if not all(s.in_memory for s in splits):
+        raise ValueError("methods trained on their own images need them held in memory")
     return ArrayFeed(tuple(s.images for s in splits), splits[0].labels, settings.batch_size, arrange,
                      shuffle=True, seed=settings.seed)
 
