@@ -13,7 +13,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for round in $(seq "$rounds"); do
   start=$(date +%s.%N)
-  "$cladec" demo --limit 4000 --epochs 3 --class Bag --out-dir "$work/demo" --overwrite > "$work/demo.log" 2>&1
+  if ! "$cladec" demo --limit 4000 --epochs 3 --class Bag --out-dir "$work/demo" --overwrite > "$work/demo.log" 2>&1; then
+    cat "$work/demo.log" >&2
+    exit 1
+  fi
   end=$(date +%s.%N)
   echo "round $round demo wall $(echo "$end - $start" | bc) s; load $(cut -d' ' -f1-3 /proc/loadavg)"
   grep "^demo:" "$work/demo.log" | grep -v "explanation grid in" || true

@@ -14,7 +14,8 @@ from cladec_cli.reconstruction import rec_loss, split_rec_losses
 from cladec_cli.training import predict
 
 MAP_IMAGES = 256
-# Reconstructions of both splits by all methods held at once, above which methods are measured one by one.
+# Reconstructions of both splits by all methods held at once (with fit's copy of the training split's),
+# above which methods are measured one by one.
 HELD_BYTES = 1 << 30
 
 
@@ -33,13 +34,15 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     curves (`faithfulness`) on the first `map_images` test images, beside a random order's.
 
     Acc Eval trains a fresh classifier of the explained architecture on each method's reconstructions
-    of the training split (settings `eval_settings`), all methods in one pass; with `keep_dir` those
-    classifiers are saved. A split that streams from disk is never held in memory whole
-    (`streamed_measures`); splits held in memory are reconstructed once (`held_measures`).
+    of the training split (settings `eval_settings`), all methods side by side in one pass where
+    memory allows (`held_measures`); with `keep_dir` those classifiers are saved. A split that streams
+    from disk is never held in memory whole (`streamed_measures`); splits held in memory are
+    reconstructed once (`held_measures`).
     """
     chosen = build(methods or default_methods(explainer), explainer, dataset.train)
     pictures = reconstructors(chosen)
-    held = dataset.train.in_memory and dataset.test.in_memory
+    # Without Acc Eval, holding the reconstructions would save nothing: each split is still read once.
+    held = dataset.train.in_memory and dataset.test.in_memory and with_acc_eval
     measure = held_measures if held else streamed_measures
     measured, acc = measure(explainer, pictures, dataset, eval_settings if with_acc_eval else None)
     result = {
@@ -104,27 +107,39 @@ def streamed_measures(explainer, pictures, dataset, eval_settings=None):
     return measured, acc_evals(explainer.classifier, train, test, eval_settings, explainer.pixel_range, pictures)
 
 
-def held_measures(explainer, pictures, dataset, eval_settings=None, limit_bytes=HELD_BYTES):
+def held_measures(explainer, pictures, dataset, eval_settings):
     """What `streamed_measures` gives, for splits held in memory: each split is reconstructed once per
     method and every measure taken from those reconstructions, so each epoch of the Acc Eval
     classifiers trains the classifiers alone (twice as fast as reconstructing in every step).
-    The methods whose reconstructions fit in `limit_bytes` together are measured, and their Acc Eval
+    The methods whose reconstructions fit in `HELD_BYTES` together (those of the training split
+    counted twice, for the tensors `fit` copies them into) are measured, and their Acc Eval
     classifiers trained, together; above it, one method at a time."""
     train, test = dataset.train, dataset.test
-    classify = explainer.classify
-    predicted = classify(test.images)
+    predicted = explainer.classify(test.images)
     measured = {"accuracy": float(np.mean(predicted == test.labels)) if len(test) else float("nan"),
                 "rec_loss": {}, "train_rec_loss": {}, "agreement": {}}
     acc = {}
-    for group in _groups(list(pictures), train.images.nbytes + test.images.nbytes, limit_bytes):
-        recs = {m: (reconstructed(train, pictures[m]), reconstructed(test, pictures[m])) for m in group}
-        for m, (train_recs, test_recs) in recs.items():
-            measured["rec_loss"][m] = rec_loss(test.images, test_recs.images)
-            measured["train_rec_loss"][m] = rec_loss(train.images, train_recs.images)
-            measured["agreement"][m] = agreement(classify, test.images, test_recs.images, predicted)
-        if eval_settings is not None:
-            acc.update(acc_evals(explainer.classifier, {m: r[0] for m, r in recs.items()},
-                                 {m: r[1] for m, r in recs.items()}, eval_settings, explainer.pixel_range))
+    for group in _groups(list(pictures), 2 * train.images.nbytes + test.images.nbytes, HELD_BYTES):
+        group_measures, group_acc = _held_group(explainer, {m: pictures[m] for m in group}, dataset, eval_settings,
+                                                predicted)
+        for key, values in group_measures.items():
+            measured[key].update(values)
+        acc.update(group_acc)
+    return measured, acc
+
+
+def _held_group(explainer, pictures, dataset, eval_settings, predicted):
+    """`held_measures` for the methods of one group, whose reconstructions are dropped on return."""
+    train, test = dataset.train, dataset.test
+    recs = {m: (reconstructed(train, model), reconstructed(test, model)) for m, model in pictures.items()}
+    measured = {"rec_loss": {m: rec_loss(test.images, r[1].images) for m, r in recs.items()},
+                "train_rec_loss": {m: rec_loss(train.images, r[0].images) for m, r in recs.items()},
+                "agreement": {m: agreement(explainer.classify, test.images, r[1].images, predicted)
+                              for m, r in recs.items()}}
+    acc = {}
+    if eval_settings is not None:
+        acc = acc_evals(explainer.classifier, {m: r[0] for m, r in recs.items()}, {m: r[1] for m, r in recs.items()},
+                        eval_settings, explainer.pixel_range)
     return measured, acc
 
 

@@ -60,11 +60,15 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     method's reconstructions are made batch by batch as training goes, so no split is held in memory.
     The classifiers train side by side in one model (`side_by_side`); each starts from the weights it
     would get alone and sees the same batches, so each is the classifier that training it alone gives.
-    They see their inputs in `pixel_range`.
+    Under float16 they train one after another instead: one dynamic loss scale would skip every
+    classifier's step when one of them overflows. They see their inputs in `pixel_range`.
     """
-    methods = list(train)
     reconstructors = reconstructors or {}
     start(settings)
+    if len(train) > 1 and settings.runtime().precision == "float16":
+        return {m: acc_evals(classifier, {m: train[m]}, {m: test[m]}, settings, pixel_range, reconstructors)[m]
+                for m in train}
+    methods = list(train)
     copies = {m: seeded(settings.seed, lambda: fresh_copy(classifier)) for m in methods}
     model, losses = side_by_side(copies, pixel_range, reconstructors)
     start(settings)
@@ -105,6 +109,8 @@ def _side_by_side_feed(train, settings, methods):
                                  arrange=lambda x, y: arrange((x,) * len(methods), y))
     if not all(s.in_memory for s in splits):
         raise ValueError("methods trained on their own images need them held in memory")
+    if not all(np.array_equal(s.labels, splits[0].labels) for s in splits):
+        raise ValueError("methods trained side by side need the same labels in the same order")
     return ArrayFeed(tuple(s.images for s in splits), splits[0].labels, settings.batch_size, arrange,
                      shuffle=True, seed=settings.seed)
 

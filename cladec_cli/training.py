@@ -229,15 +229,17 @@ def _without_placement(run):
 
 
 def _codes_hint(before, now):
-    """Which option gives back the interrupted run's choice of cached codes, when that differs: the
-    choice follows the data and the version (alpha > 0 runs were not cached before), not only an option."""
+    """How `train-decoder` gives back the interrupted run's choice of cached codes, when that choice
+    differs between two decoder runs: it follows the data and the version (alpha > 0 runs were not
+    cached before), not only an option."""
     def cached(run):
-        return {r.get("cached_codes") for r in run.get("runs", [run])}
+        values = {r.get("cached_codes") for r in run.get("runs", [run])}
+        return values.pop() if len(values) == 1 and isinstance(next(iter(values)), bool) else None
 
-    was = cached(before)
-    if was == cached(now) or len(was) != 1 or not isinstance(next(iter(was)), bool):
+    was, wanted = cached(before), cached(now)
+    if was is None or wanted is None or was == wanted:
         return ""
-    return f" (here {option('cache_codes', 'yes' if was.pop() else 'no')})"
+    return f" (for train-decoder: {option('cache_codes', 'yes' if was else 'no')})"
 
 
 def _show(value):

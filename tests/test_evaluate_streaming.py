@@ -6,6 +6,8 @@ import pytest
 
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.data.split import Split
+from cladec_cli import evaluate as evaluate_module
+from cladec_cli import metrics, training
 from cladec_cli.evaluate import evaluate
 from cladec_cli.explainer import load_explainer
 from cladec_cli.training import TrainSettings
@@ -41,15 +43,35 @@ def test_evaluate_never_holds_a_folder_in_memory(monkeypatch, folder, explainer)
     assert result["test_images"] == 24
 
 
-def test_streamed_and_in_memory_data_give_the_same_numbers(tmp_path, folder, explainer):
+@pytest.fixture(scope="module")
+def in_memory(tmp_path_factory, folder):
+    """The folder's images, held in memory."""
     streamed = load_dataset(folder, image_shape=(32, 32, 1))
     (x_train, y_train), (x_test, y_test) = streamed.train.arrays(), streamed.test.arrays()
-    path = tmp_path / "same.npz"
+    path = tmp_path_factory.mktemp("held") / "same.npz"
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    in_memory = load_dataset(f"npz:{path}")
-    assert in_memory.train.in_memory
+    dataset = load_dataset(f"npz:{path}")
+    assert dataset.train.in_memory
+    return dataset
+
+
+def test_streamed_and_in_memory_data_give_the_same_numbers(folder, in_memory, explainer):
+    streamed = load_dataset(folder, image_shape=(32, 32, 1))
     a, b = evaluate(explainer, streamed, SETTINGS), evaluate(explainer, in_memory, SETTINGS)
     assert a["classifier_test_accuracy"] == b["classifier_test_accuracy"]
-    for group in ("rec_loss", "agreement", "acc_eval"):
+    for group in ("rec_loss", "train_rec_loss", "agreement", "acc_eval"):
         for method in ("cladec", "refae"):
             assert a[group][method] == pytest.approx(b[group][method], rel=1e-5), (group, method)
+
+
+def test_methods_measured_one_at_a_time_give_the_numbers_of_methods_measured_together(monkeypatch, in_memory,
+                                                                                   explainer):
+    together = evaluate(explainer, in_memory, SETTINGS)
+    trained = []
+    monkeypatch.setattr(metrics, "fit", lambda model, *args, **kwargs: trained.append(model.name) or
+                        training.fit(model, *args, **kwargs))
+    monkeypatch.setattr(evaluate_module, "HELD_BYTES", 1)
+    one_at_a_time = evaluate(explainer, in_memory, SETTINGS)
+    assert len(trained) == 2
+    for group in ("rec_loss", "train_rec_loss", "agreement", "acc_eval"):
+        assert one_at_a_time[group] == pytest.approx(together[group], rel=1e-6), group

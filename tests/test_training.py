@@ -105,11 +105,11 @@ def test_resuming_names_the_option_that_gives_back_cached_codes(tmp_path, fused)
 
     out = tmp_path / "decoder.h5"
     prepare_backup(out, TrainSettings(), run(False))
-    with pytest.raises(UsageError, match="the same ones \\(here `cache_codes` no\\) or pass") as refused:
+    with pytest.raises(UsageError, match="the same ones \\(for train-decoder: `cache_codes` no\\) or pass") as refused:
         prepare_backup(out, TrainSettings(resume=True), run(True))
     assert fused or "(cached_codes False -> True)" in str(refused.value)
-    with pytest.raises(UsageError, match="same ones or pass"):
-        prepare_backup(out, TrainSettings(resume=True), {**run(False), "kind": "refae"})
+    with pytest.raises(UsageError, match="same ones or pass"):  # a RefAE run records no cached codes
+        prepare_backup(out, TrainSettings(resume=True), {"kind": "refae", "alpha": 0.99})
 
 
 def test_a_backup_without_settings_is_not_resumed(tmp_path):
