@@ -17,7 +17,7 @@ from cladec_cli.fused import model_history, named_output, one_output_each, renam
 from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.pixels import in_range
-from cladec_cli.reconstruction import split_rec_loss
+from cladec_cli.reconstruction import split_rec_losses
 from cladec_cli.training import compile_model, fit, predict, run_settings, trained_provenance, training_run
 
 CACHE_LIMIT_BYTES = 1 << 30
@@ -124,24 +124,27 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
         model, data, losses, weights = _training_setup(
             classifier, encoder, decoders, dataset.train, settings, alpha, rec, cache, dataset.pixel_range)
         compile_model(model, settings, data, losses, weights)
+        # image -> reconstruction, one per layer (named apart: they are measured together)
+        whole = [stacked(frozen_encoder(classifier, layer, dataset.pixel_range), decoder, f"cladec_{i}")
+                 for i, (layer, decoder) in enumerate(zip(layers, decoders), start=1)]
         tracker = None
         if curves:
-            tracker = TestRecLoss([stacked(frozen_encoder(classifier, layer, dataset.pixel_range), decoder, "cladec")
-                                   for layer, decoder in zip(layers, decoders)], dataset.test)
+            tracker = TestRecLoss(whole, dataset.test)
             settings = dataclasses.replace(settings, extra_callbacks=[*settings.extra_callbacks, tracker])
         history = fit(model, data, settings, backup)
+        # The curves' last points are the trained decoders' test Rec. Losses: no second pass.
+        measured = tracker is not None and all(tracker.curves)
+        test_losses = None if measured else list(split_rec_losses(dict(enumerate(whole)), dataset.test).values())
         results = []
-        for i, (layer, decoder, out, run) in enumerate(zip(layers, decoders, outs, runs), start=1):
+        for i, (decoder, out, run) in enumerate(zip(decoders, outs, runs), start=1):
             decoder = renamed(decoder, "decoder")
             own = {name: weight for name, weight in weights.items() if name in (f"rec_{i}", f"ce_{i}")}
             own_history = model_history(history, own)
-            if tracker is not None and tracker.curves[i - 1]:
-                # The curve's last point is the trained decoder's test Rec. Loss: no second pass.
+            if measured:
                 metrics = {"test_rec_loss": tracker.curves[i - 1][-1],
                            "curve": curve_record(tracker, i - 1, own_history["loss"])}
             else:
-                encoder = frozen_encoder(classifier, layer, dataset.pixel_range)
-                metrics = {"test_rec_loss": split_rec_loss(stacked(encoder, decoder, "cladec"), dataset.test)}
+                metrics = {"test_rec_loss": test_losses[i - 1]}
             provenance = trained_provenance(run, own_history, metrics)
             results.append((decoder, artifacts.save_model(decoder, out, provenance, settings.overwrite)))
     return results

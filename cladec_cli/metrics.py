@@ -63,12 +63,12 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     Under float16 they train one after another instead: one dynamic loss scale would skip every
     classifier's step when one of them overflows. They see their inputs in `pixel_range`.
     """
-    reconstructors = reconstructors or {}
-    start(settings)
     if len(train) > 1 and settings.runtime().precision == "float16":
         return {m: acc_evals(classifier, {m: train[m]}, {m: test[m]}, settings, pixel_range, reconstructors)[m]
                 for m in train}
+    reconstructors = reconstructors or {}
     methods = list(train)
+    start(settings)
     copies = {m: seeded(settings.seed, lambda: fresh_copy(classifier)) for m in methods}
     model, losses = side_by_side(copies, pixel_range, reconstructors)
     start(settings)

@@ -23,11 +23,6 @@ def rec_loss(images, reconstructions):
     return float(per_image_sse(images, reconstructions).mean()) if len(images) else float("nan")
 
 
-def split_rec_loss(model, split):
-    """Rec. Loss of an image -> image model over a split (see `split_rec_losses`)."""
-    return split_rec_losses({"model": model}, split)["model"]
-
-
 def split_rec_losses(reconstructors, split, batch_size=256, measuring=None):
     """{method: Rec. Loss over `split`} of image -> image `reconstructors`, in one prediction pass over
     the split, batch by batch, so a split that streams from disk is never held whole. `measuring`, a

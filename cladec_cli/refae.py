@@ -10,7 +10,7 @@ from cladec_cli.cladec import decoder_for, layer_provenance
 from cladec_cli.fused import model_history, named_output, one_output_each, renamed, seeded
 from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
-from cladec_cli.reconstruction import split_rec_loss
+from cladec_cli.reconstruction import split_rec_losses
 from cladec_cli.pixels import rescaled
 from cladec_cli.training import compile_model, fit, run_settings, trained_provenance, training_run
 
@@ -52,11 +52,11 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
                                      arrange=lambda x, y: (x, {r: x for r in recs}))
         compile_model(model, settings, data, {r: rec for r in recs})
         history = fit(model, data, settings, backup)
+        test_losses = split_rec_losses(dict(zip(recs, refaes)), dataset.test)  # all in one pass
         results = []
         for r, refae, out, run in zip(recs, refaes, outs, runs):
             refae = renamed(refae, "refae")
-            provenance = trained_provenance(run, model_history(history, {r: 1.0}),
-                                            {"test_rec_loss": split_rec_loss(refae, dataset.test)})
+            provenance = trained_provenance(run, model_history(history, {r: 1.0}), {"test_rec_loss": test_losses[r]})
             results.append((refae, artifacts.save_model(refae, out, provenance, settings.overwrite)))
     return results
 

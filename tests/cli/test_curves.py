@@ -22,6 +22,17 @@ def test_curves_are_recorded_and_plotted(tmp_path, trained):
         assert image.size == (800, 500)
 
 
+def test_curves_of_layers_trained_in_one_pass(tmp_path, trained):
+    invoke("train-decoder", "--classifier", trained["classifier"], "--layer", "-1,-2", "--curves", "--epochs", 1,
+           "--batch-size", 32, "-q", "--out-dir", tmp_path)
+    files = sorted(tmp_path.glob("*.h5"))
+    assert len(files) == 2
+    losses = [read_group(f)["metrics"] for f in files]
+    for metrics in losses:
+        assert metrics["curve"]["test_rec_loss"] == [metrics["test_rec_loss"]]
+    assert losses[0]["test_rec_loss"] != losses[1]["test_rec_loss"]
+
+
 def test_a_file_without_curves_is_refused(tmp_path, trained):
     result = invoke("plot-curves", trained["decoder"], "--out", tmp_path / "c.png", expect=2)
     assert "no learning curve" in result.stderr and not (tmp_path / "c.png").exists()
