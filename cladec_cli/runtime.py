@@ -270,11 +270,15 @@ def jax_cache_dir():
 
 
 def _keep_compiled_programs():
-    """Turn on JAX's persistent compilation cache. Every model of a reproduction is compiled afresh
-    (a new model is a new program to trace), and for models this small compiling takes longer than
-    training an epoch on a GPU; runs after the first find the same programs in the cache."""
+    """Turn on JAX's persistent compilation cache for every program, however fast it compiles. Every
+    model of a reproduction is compiled afresh (a new model is a new program to trace), and for models
+    this small compiling takes longer than training an epoch on a GPU; runs after the first find the
+    same programs in the cache. JAX's own threshold (1 s) would leave the many prediction programs out,
+    which take a fraction of a second each; $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS still sets it."""
     import jax
 
+    if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     if jax.config.jax_compilation_cache_dir:
         return
     folder = jax_cache_dir()
@@ -283,7 +287,6 @@ def _keep_compiled_programs():
     except OSError:
         return  # a read-only home: compile every time, as without the cache
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _set_determinism(on):

@@ -57,6 +57,40 @@ def test_device_line_and_runtime_provenance_through_the_cli(tmp_path, npz_datase
     assert '"precision": "bfloat16"' in recorded and '"steps_per_execution": 2' in recorded
 
 
+class _FakeJaxConfig:
+    """The part of `jax.config` the compilation cache set-up reads and writes."""
+
+    def __init__(self, cache_dir=None):
+        self.jax_compilation_cache_dir = cache_dir
+        self.updated = {}
+
+    def update(self, name, value):
+        self.updated[name] = value
+        setattr(self, name, value)
+
+
+@pytest.mark.parametrize("env, cache_dir, threshold, folder", [
+    ({}, None, 0.0, "home"),  # every program is kept, in cladec's folder
+    ({"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "2"}, None, None, "home"),  # the user's threshold stands
+    ({}, "/theirs", 0.0, "/theirs"),  # a folder set through JAX (e.g. $JAX_COMPILATION_CACHE_DIR) stands
+])
+def test_jax_keeps_every_compiled_program(monkeypatch, tmp_path, env, cache_dir, threshold, folder):
+    import sys
+    import types
+
+    config = _FakeJaxConfig(cache_dir)
+    monkeypatch.setitem(sys.modules, "jax", types.SimpleNamespace(config=config))
+    monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    runtime._keep_compiled_programs()
+    assert config.updated.get("jax_persistent_cache_min_compile_time_secs") == threshold
+    expected = str(tmp_path / "cladec" / "jax") if folder == "home" else folder
+    assert config.jax_compilation_cache_dir == expected
+
+
 @pytest.fixture(scope="module")
 def tiny(npz_dataset):
     return load_dataset(npz_dataset)
