@@ -9,10 +9,11 @@
 # Knobs: PYTHON (python3), GPU_BUNDLE (gpu-bundle), TABLE2_EPOCHS (64), BUDGET_S (450: the whole check's
 # seconds; the Table II run gets what the earlier stages leave, less TABLE2_RESERVE_S, 10 s, for the stages
 # after it), BENCH_LIMIT (20000: training images of the benchmark and the steps sweep), STAGES ("tests
-# sweep benchmark table2": which stages run, in that order; also `concurrency` and `vmap`), SWEEP_STEPS
+# sweep benchmark table2": which stages run, in that order; also `concurrency`, `vmap` and `protocol`), SWEEP_STEPS
 # (16,64: steps per execution the sweep times), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each
 # round), TESTS_LIMIT_S (150), MIN_STAGE_S (20: a stage starts only with that much budget left),
-# TABLE2_FLAGS (extra reproduce options).
+# TABLE2_FLAGS (extra reproduce options), PROTOCOL_EPOCHS (1,4) and PROTOCOL_RUNS (2: the `protocol` stage's
+# reproductions, benchmarks/protocol_projection.py; its budget is that of the Table II stage).
 set -uo pipefail
 OUT=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
 cd "$(dirname "$0")/.."
@@ -92,6 +93,14 @@ stage_vmap() {
     >"$OUT/vmapped.log" 2>&1
   log "vmap: exit $?"
   grep '^{' "$OUT/vmapped.log"
+}
+
+stage_protocol() {
+  log "Table II protocol projected from reproductions of ${PROTOCOL_RUNS:-2} runs at ${PROTOCOL_EPOCHS:-1,4} epochs ($(left) s left)"
+  timeout "$(within $(( $(left) - ${TABLE2_RESERVE_S:-10} )))" "$PY" benchmarks/protocol_projection.py "$OUT/protocol" \
+    --epochs "${PROTOCOL_EPOCHS:-1,4}" --runs "${PROTOCOL_RUNS:-2}" >"$OUT/protocol.log" 2>&1
+  log "protocol: exit $? (124: stopped at the time budget; each finished reproduction's log is in protocol/)"
+  tail -n 4 "$OUT/protocol.log"
 }
 
 stage_table2() {

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from cladec_cli import artifacts, chunked_steps, distribute, runtime
-from cladec_cli.data.feed import ArrayFeed, set_start_epoch
+from cladec_cli.data.feed import ArrayFeed, WholeBatches, padded_to, set_start_epoch
 from cladec_cli.errors import TrainingError, UsageError, option
 
 
@@ -400,10 +400,32 @@ def trained_provenance(run, history, metrics):
     return {**artifacts.base_provenance(run["kind"]), **run, "metrics": {**metrics, "train_loss": final_loss}}
 
 
-def predict(model, data, batch_size=512):
-    """Model outputs for a NumPy array or a feed of image batches: NumPy arrays (a list for several outputs)."""
+def predict(model, data, batch_size=512, whole_batches=None):
+    """Model outputs for a NumPy array or a feed of image batches: NumPy arrays (a list or dict for
+    several outputs).
+
+    With `whole_batches` (default: under JAX, which compiles a program per input shape) the last,
+    shorter batch is padded to a whole one and its padding dropped, so each model compiles one
+    prediction program, not one more per split size; a tf.data pipeline is fed as it is.
+    """
+    if whole_batches is None:
+        whole_batches = runtime.backend() == "jax"
     if isinstance(data, np.ndarray):
-        if len(data) == 0:
+        n = len(data)
+        if n == 0:
             return np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
-        return model.predict(data, batch_size=batch_size, verbose=0)
+        if not whole_batches or n % batch_size == 0:
+            return model.predict(data, batch_size=batch_size, verbose=0)
+        full = n - n % batch_size
+        parts = [model.predict(data[:full], batch_size=batch_size, verbose=0)] if full else []
+        parts.append(model.predict(padded_to(data[full:], batch_size), batch_size=batch_size, verbose=0))
+        return _first(keras.tree.map_structure(lambda *p: np.concatenate(p), *parts), n)
+    if whole_batches and isinstance(data, keras.utils.PyDataset) and hasattr(data, "order"):
+        data = WholeBatches(data)
+        return _first(model.predict(data, verbose=0), data.n)
     return model.predict(data, verbose=0)
+
+
+def _first(outputs, n):
+    """The first `n` items of every output."""
+    return keras.tree.map_structure(lambda o: o[:n], outputs)

@@ -1,6 +1,8 @@
 """reproduce runs the experiment matrix once and resumes without training finished cells again."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +111,12 @@ def test_table2_trains_each_runs_layers_in_one_pass(tmp_path, npz_dataset):
         for kind, file in (("cladec_decoder", "cladec_a0.h5"), ("refae", "refae.h5")):
             group = read_group(out / "run0" / f"c1_L{layer}" / file)
             assert (group["kind"], group["layer_name"], group["layer_index"]) == (kind, name, layer)
+    # The protocol projection reads each unit's seconds from this log.
+    done = _protocol_projection().unit_seconds("\n".join(logged))
+    assert [(run, kind) for run, kind, _ in done] == [
+        (0, "classifier"), (0, "cladec-a0"), (0, "refae"),
+        *[(0, f"evaluate-L{layer}-a0") for layer in (-1, -2, -3, -4)]]
+    assert all(seconds >= 0 for _, _, seconds in done)
 
     # A folder whose run stopped with two decoders missing trains those two, in one pass.
     for layer in (-2, -4):
@@ -158,3 +166,26 @@ def test_reproduce_measures_the_methods_asked_for(tmp_path, npz_dataset):
     assert ",deletion,gradcam," in (out / "results.csv").read_text()
     with pytest.raises(UsageError, match="methods"):
         reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)
+
+
+def _protocol_projection():
+    path = Path(__file__).parents[1] / "benchmarks" / "protocol_projection.py"
+    spec = importlib.util.spec_from_file_location("protocol_projection", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_protocol_projection_fits_warm_runs_and_adds_the_cold_start():
+    projection = _protocol_projection()
+    warm = {"classifier": 1.0, "cladec-a0": 2.0}
+    measured = [{"epochs": 1, "runs": {0: {"classifier": 11.0, "cladec-a0": 12.0}, 1: warm}},
+                {"epochs": 3, "runs": {0: {"classifier": 9.0, "cladec-a0": 9.0},
+                                       1: {"classifier": 2.0, "cladec-a0": 5.0}}}]
+    result = projection.project(measured, full_runs=10, full_epochs=64)
+    assert result["cold_extra_s"] == pytest.approx(20.0)  # the first reproduction's run 1 less its run 2
+    # classifier 0.5 + 0.5 e, decoders 0.5 + 1.5 e, at 64 epochs
+    assert result["units_at_full_epochs"]["cladec-a0"]["per_epoch_s"] == pytest.approx(1.5)
+    assert result["warm_run_s"] == pytest.approx(32.5 + 96.5)
+    assert result["protocol_s"] == pytest.approx(20.0 + 10 * 129.0)
+

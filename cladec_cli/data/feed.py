@@ -132,3 +132,28 @@ class ArrayFeed(keras.utils.PyDataset):
     def on_epoch_end(self):
         self.order.epoch += 1
         self.refresh()
+
+
+def padded_to(arrays, size):
+    """The batch `arrays` (one array or a structure of them) grown to `size` items by repeating its last item."""
+    def pad(a):
+        a = np.asarray(a)
+        return a if len(a) >= size else np.concatenate([a, np.repeat(a[-1:], size - len(a), axis=0)])
+
+    return keras.tree.map_structure(pad, arrays)
+
+
+class WholeBatches(keras.utils.PyDataset):
+    """A feed of prediction batches whose last, shorter batch is padded to a whole one (see `padded_to`),
+    so a backend that compiles a program per batch shape compiles one. Outputs past `n` are padding."""
+
+    def __init__(self, feed):
+        super().__init__(workers=feed.workers, use_multiprocessing=feed.use_multiprocessing)
+        self.feed, self.n = feed, feed.order.n
+
+    def __len__(self):
+        return len(self.feed)
+
+    def __getitem__(self, index):
+        return padded_to(self.feed[index], self.feed.batch_size)
+
