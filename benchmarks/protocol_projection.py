@@ -1,34 +1,36 @@
-"""The full Table II protocol's wall time (10 runs of 64 epochs), projected from short reproductions
-measured on this machine: what a run costs once programs are compiled, and what the first run adds.
+"""The full Table II protocol's wall time (10 runs of 64 epochs), projected from one short reproduction
+measured on this machine: what a run costs once its programs are compiled, and what the first run adds.
 
-    python benchmarks/protocol_projection.py OUTDIR [--epochs 1,4] [--runs 2] [--limit N]
+    python benchmarks/protocol_projection.py OUTDIR [--epochs 3] [--runs 2] [--limit N]
         [--full-runs 10] [--full-epochs 64] [--flags "..."]
 
-For each value of `--epochs` it runs `cladec reproduce table2 --runs R --epochs E` in a fresh process
-(into OUTDIR/e<E>), all with one JAX compilation cache, fresh in OUTDIR/jax-cache, and reads each
-unit's seconds (classifier, fused decoders, fused RefAEs, each row's evaluation) from its log. A run
-after the first finds its programs compiled (the Keras adapter traces again, XLA does not compile
-again), so the last run of each reproduction gives a warm run's unit times. With two or more epoch
-counts, each unit's warm seconds are fitted as a + b x epochs (least squares) and taken at
-`--full-epochs`. The first reproduction's first run minus its last is what a cold cache adds; the
-projection is that plus `--full-runs` warm runs. Process start-up and the report at the end are left
-out (seconds). Settings that change a compiled program between epoch counts (the cosine schedule's
-length) make each reproduction's first run compile again, which is why the last run is used.
+It runs `cladec reproduce table2 --runs R --epochs E` in a fresh process (into OUTDIR/table2, with a
+fresh JAX compilation cache in OUTDIR/jax-cache) and reads its log: each unit's seconds (the classifier,
+the fused decoders, the fused RefAEs, each row's evaluation with its Acc Eval classifiers) and, from
+Keras' epoch lines, each of the unit's trainings' steady epoch (the median of epochs 2..E). A run after
+the first finds its programs compiled, so the last run gives a warm run's units; each is carried to
+`--full-epochs` by adding its steady epochs, and the warm run is their sum. The first run's units less
+the same units of the last run are what a cold cache adds; the projection is that plus `--full-runs`
+warm runs. Left out: process start-up, the report at the end and what happens between units (loading a
+classifier, locks), which `wall_s` less the units' sum shows.
 """
 
 import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 UNIT_LINE = re.compile(r"^run (\d+)/(\d+), \w+: (\S+)$")
 SECONDS_LINE = re.compile(r"^  (?:trained .* in|evaluated in) ([\d.]+) s$")
+FIT_START = re.compile(r"^Epoch 1/\d+$")
+# Keras' line at the end of an epoch (verbose 2): "8/8 - 1s - 129ms/step - loss: ..."
+EPOCH_LINE = re.compile(r"^(\d+)/\d+ - \d+s - (\d+)(us|ms|s)/step")
+SECONDS_PER = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
 def unit_kind(name):
@@ -37,94 +39,81 @@ def unit_kind(name):
     return re.sub(r"-[ce]\d+", "", name)
 
 
-def unit_seconds(log_text):
-    """[(run index from 0, unit kind, seconds)] of the units a reproduce log reports as done."""
+def units_in(log_text):
+    """[{run (from 0), kind, seconds, epoch_s}] of the units a reproduce log reports as done; `epoch_s`
+    sums the steady epochs of the unit's trainings (None without epoch lines, or when a training ran fewer
+    than 2 epochs)."""
     done, current = [], None
     for line in log_text.splitlines():
         if match := UNIT_LINE.match(line):
-            current = (int(match.group(1)) - 1, unit_kind(match.group(3)))
-        elif (match := SECONDS_LINE.match(line)) and current is not None:
-            done.append((*current, float(match.group(1))))
+            current = {"run": int(match.group(1)) - 1, "kind": unit_kind(match.group(3)), "fits": []}
+        elif current is None:
+            continue
+        elif FIT_START.match(line):
+            current["fits"].append([])
+        elif (match := EPOCH_LINE.match(line)) and current["fits"]:
+            steps, per_step, unit = match.groups()
+            current["fits"][-1].append(int(steps) * int(per_step) * SECONDS_PER[unit])
+        elif match := SECONDS_LINE.match(line):
+            fits = current.pop("fits")
+            steady = [statistics.median(epochs[1:]) if len(epochs) > 1 else None for epochs in fits]
+            done.append({**current, "seconds": float(match.group(1)),
+                         "epoch_s": None if not steady or None in steady else sum(steady)})
             current = None
     return done
 
 
-def per_run(done):
-    """{run: {unit kind: seconds}}."""
+def project(units, full_runs, full_epochs, epochs):
+    """The projection from `units_in`'s list for a reproduction of `epochs` epochs and 2 or more runs."""
     runs = {}
-    for run, kind, seconds in done:
-        runs.setdefault(run, {})[kind] = seconds
-    return runs
-
-
-def fit_line(epochs, seconds, at):
-    """Least-squares a + b x epochs through the points, evaluated at `at`; (value, a, b)."""
-    b, a = np.polyfit(np.asarray(epochs, float), np.asarray(seconds, float), 1)
-    return float(a + b * at), float(a), float(b)
-
-
-def project(measured, full_runs, full_epochs):
-    """The projection from [{epochs, runs: {run: {kind: seconds}}}] (the first with a fresh cache)."""
-    first = measured[0]["runs"]
-    if len(first) < 2:
-        raise SystemExit("each reproduction needs at least 2 runs: the last gives a warm run")
-    warm = {m["epochs"]: m["runs"][max(m["runs"])] for m in measured}
-    kinds = list(warm[measured[0]["epochs"]])
-    cold_extra = sum(first[0].values()) - sum(first[max(first)].values())
-    result = {"cold_extra_s": cold_extra, "warm_units": warm}
-    if len(warm) < 2:
-        return result
-    units = {}
-    for kind in kinds:
-        points = [(e, units_at[kind]) for e, units_at in warm.items() if kind in units_at]
-        value, fixed, per_epoch = fit_line([p[0] for p in points], [p[1] for p in points], full_epochs)
-        units[kind] = {"seconds": value, "fixed_s": fixed, "per_epoch_s": per_epoch}
-    warm_run = sum(u["seconds"] for u in units.values())
-    return {**result, "units_at_full_epochs": units, "warm_run_s": warm_run,
+    for unit in units:
+        runs.setdefault(unit["run"], []).append(unit)
+    if len(runs) < 2:
+        raise SystemExit("the reproduction finished fewer than 2 runs: the last one gives a warm run")
+    first, last = runs[min(runs)], runs[max(runs)]
+    if any(u["epoch_s"] is None for u in last):
+        raise SystemExit("a warm unit has no steady epoch: reproduce with --epochs 2 or more")
+    at_full = {u["kind"]: u["seconds"] + (full_epochs - epochs) * u["epoch_s"] for u in last}
+    warm = {u["kind"]: u["seconds"] for u in last}
+    cold_extra = sum(u["seconds"] - warm[u["kind"]] for u in first if u["kind"] in warm)
+    warm_run = sum(at_full.values())
+    return {"cold_extra_s": cold_extra, "warm_units_at_full_epochs": at_full, "warm_run_s": warm_run,
             "protocol_s": cold_extra + full_runs * warm_run}
-
-
-def reproduce(out, epochs, runs, limit, flags, env):
-    """Run one reproduction; return its log text and wall seconds."""
-    command = [sys.executable, "-m", "cladec_cli", "reproduce", "table2", "--runs", str(runs), "--epochs",
-               str(epochs), "--out", str(out / f"e{epochs}"), *flags]
-    if limit:
-        command += ["--limit", str(limit)]
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wall = time.perf_counter() - started
-    (out / f"e{epochs}.log").write_text(done.stdout)
-    if done.returncode != 0:
-        raise SystemExit(f"reproduce --epochs {epochs} failed ({done.returncode}): see {out / f'e{epochs}.log'}")
-    return done.stdout, wall
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
-    parser.add_argument("--epochs", default="1,4")
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--full-runs", type=int, default=10)
     parser.add_argument("--full-epochs", type=int, default=64)
     parser.add_argument("--flags", default="", help="extra reproduce options, as one string")
     args = parser.parse_args()
+    if args.runs < 2 or args.epochs < 2:
+        parser.error("--runs and --epochs must be at least 2: a warm run, and a steady epoch")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
-        parser.error(f"{out} is not empty: the first reproduction needs a fresh compilation cache")
+        parser.error(f"{out} is not empty: the reproduction needs a fresh compilation cache")
     out.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "cladec_cli", "reproduce", "table2", "--runs", str(args.runs),
+               "--epochs", str(args.epochs), "--out", str(out / "table2"), *args.flags.split(),
+               *(["--limit", str(args.limit)] if args.limit else [])]
     env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(out / "jax-cache")}
-    measured, device = [], None
-    for epochs in [int(e) for e in args.epochs.split(",")]:
-        log, wall = reproduce(out, epochs, args.runs, args.limit, args.flags.split(), env)
-        measured.append({"epochs": epochs, "wall_s": wall, "runs": per_run(unit_seconds(log))})
-        device = device or next((line for line in log.splitlines() if line.startswith("device: ")), None)
-        print(json.dumps(measured[-1]), flush=True)
-        # Written after each reproduction, so a check stopped by its time budget keeps what finished.
-        result = {"device": device, "settings": vars(args), "measured": measured,
-                  **project(measured, args.full_runs, args.full_epochs)}
-        (out / "projection.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("cold_extra_s", "warm_run_s", "protocol_s") if k in result}))
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall = time.perf_counter() - started
+    (out / "table2.log").write_text(done.stdout)
+    if done.returncode != 0:
+        raise SystemExit(f"reproduce failed ({done.returncode}): see {out / 'table2.log'}")
+    units = units_in(done.stdout)
+    device = next((line for line in done.stdout.splitlines() if line.startswith("device: ")), None)
+    result = {"device": device, "settings": vars(args), "wall_s": wall,
+              "units_s": sum(u["seconds"] for u in units), "units": units,
+              **project(units, args.full_runs, args.full_epochs, args.epochs)}
+    (out / "projection.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: result[k] for k in ("wall_s", "units_s", "cold_extra_s", "warm_run_s", "protocol_s")}))
 
 
 if __name__ == "__main__":

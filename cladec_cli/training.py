@@ -15,7 +15,8 @@ import keras
 import numpy as np
 
 from cladec_cli import artifacts, chunked_steps, distribute, runtime
-from cladec_cli.data.feed import ArrayFeed, WholeBatches, padded_to, set_start_epoch
+from cladec_cli.data.feed import ArrayFeed, WholeBatches, images_only, set_start_epoch
+from cladec_cli.data.split import FileFeed
 from cladec_cli.errors import TrainingError, UsageError, option
 
 
@@ -404,28 +405,21 @@ def predict(model, data, batch_size=512, whole_batches=None):
     """Model outputs for a NumPy array or a feed of image batches: NumPy arrays (a list or dict for
     several outputs).
 
-    With `whole_batches` (default: under JAX, which compiles a program per input shape) the last,
-    shorter batch is padded to a whole one and its padding dropped, so each model compiles one
-    prediction program, not one more per split size; a tf.data pipeline is fed as it is.
+    With `whole_batches` (default: under JAX, which compiles a program per input shape), an input of
+    several batches whose last one is shorter has that batch padded to a whole one and the padding's
+    outputs dropped, so each model compiles one prediction program, not one more per split size. An
+    input of one batch is fed as it is (padding it would add work and save no program), and so is a
+    tf.data pipeline.
     """
+    if isinstance(data, np.ndarray) and len(data) == 0:
+        return np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
     if whole_batches is None:
-        whole_batches = runtime.backend() == "jax"
+        whole_batches = keras.backend.backend() == "jax"
+    if whole_batches and isinstance(data, np.ndarray) and len(data) > batch_size:
+        data = ArrayFeed(data, np.zeros(len(data), np.int8), batch_size, images_only)
+    if whole_batches and isinstance(data, (ArrayFeed, FileFeed)) and len(data) > 1 and data.order.n % data.batch_size:
+        padded = WholeBatches(data)
+        return keras.tree.map_structure(lambda o: o[:padded.n], model.predict(padded, verbose=0))
     if isinstance(data, np.ndarray):
-        n = len(data)
-        if n == 0:
-            return np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
-        if not whole_batches or n % batch_size == 0:
-            return model.predict(data, batch_size=batch_size, verbose=0)
-        full = n - n % batch_size
-        parts = [model.predict(data[:full], batch_size=batch_size, verbose=0)] if full else []
-        parts.append(model.predict(padded_to(data[full:], batch_size), batch_size=batch_size, verbose=0))
-        return _first(keras.tree.map_structure(lambda *p: np.concatenate(p), *parts), n)
-    if whole_batches and isinstance(data, keras.utils.PyDataset) and hasattr(data, "order"):
-        data = WholeBatches(data)
-        return _first(model.predict(data, verbose=0), data.n)
+        return model.predict(data, batch_size=batch_size, verbose=0)
     return model.predict(data, verbose=0)
-
-
-def _first(outputs, n):
-    """The first `n` items of every output."""
-    return keras.tree.map_structure(lambda o: o[:n], outputs)

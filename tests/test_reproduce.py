@@ -112,11 +112,11 @@ def test_table2_trains_each_runs_layers_in_one_pass(tmp_path, npz_dataset):
             group = read_group(out / "run0" / f"c1_L{layer}" / file)
             assert (group["kind"], group["layer_name"], group["layer_index"]) == (kind, name, layer)
     # The protocol projection reads each unit's seconds from this log.
-    done = _protocol_projection().unit_seconds("\n".join(logged))
-    assert [(run, kind) for run, kind, _ in done] == [
+    done = _protocol_projection().units_in("\n".join(logged))
+    assert [(u["run"], u["kind"]) for u in done] == [
         (0, "classifier"), (0, "cladec-a0"), (0, "refae"),
         *[(0, f"evaluate-L{layer}-a0") for layer in (-1, -2, -3, -4)]]
-    assert all(seconds >= 0 for _, _, seconds in done)
+    assert all(u["seconds"] >= 0 for u in done)
 
     # A folder whose run stopped with two decoders missing trains those two, in one pass.
     for layer in (-2, -4):
@@ -176,16 +176,60 @@ def _protocol_projection():
     return module
 
 
-def test_protocol_projection_fits_warm_runs_and_adds_the_cold_start():
-    projection = _protocol_projection()
-    warm = {"classifier": 1.0, "cladec-a0": 2.0}
-    measured = [{"epochs": 1, "runs": {0: {"classifier": 11.0, "cladec-a0": 12.0}, 1: warm}},
-                {"epochs": 3, "runs": {0: {"classifier": 9.0, "cladec-a0": 9.0},
-                                       1: {"classifier": 2.0, "cladec-a0": 5.0}}}]
-    result = projection.project(measured, full_runs=10, full_epochs=64)
-    assert result["cold_extra_s"] == pytest.approx(20.0)  # the first reproduction's run 1 less its run 2
-    # classifier 0.5 + 0.5 e, decoders 0.5 + 1.5 e, at 64 epochs
-    assert result["units_at_full_epochs"]["cladec-a0"]["per_epoch_s"] == pytest.approx(1.5)
-    assert result["warm_run_s"] == pytest.approx(32.5 + 96.5)
-    assert result["protocol_s"] == pytest.approx(20.0 + 10 * 129.0)
+def test_protocol_projection_reads_keras_epoch_lines(capsys):
+    import keras
+    import numpy as np
 
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(np.zeros((64, 3)), np.zeros(64), batch_size=16, epochs=3, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    projection = _protocol_projection()
+    assert sum(bool(projection.FIT_START.match(line)) for line in lines) == 1
+    epochs = [m for line in lines if (m := projection.EPOCH_LINE.match(line))]
+    assert [m.group(1) for m in epochs] == ["4", "4", "4"]
+
+
+def test_protocol_projection_carries_warm_units_to_full_epochs_and_adds_the_cold_start():
+    projection = _protocol_projection()
+    log = """run 1/2, table2: classifier-e3
+Epoch 1/3
+8/8 - 7s - 900ms/step - loss: 1
+Epoch 2/3
+8/8 - 0s - 25ms/step - loss: 1
+Epoch 3/3
+8/8 - 0s - 27ms/step - loss: 1
+  trained the classifier for 3 epochs in 10.0 s
+run 2/2, table2: classifier-e3
+Epoch 1/3
+8/8 - 1s - 100ms/step - loss: 1
+Epoch 2/3
+8/8 - 0s - 25ms/step - loss: 1
+Epoch 3/3
+8/8 - 0s - 25ms/step - loss: 1
+  trained the classifier for 3 epochs in 2.0 s
+run 2/2, table2: evaluate-c3-L-1-a0
+Epoch 1/3
+8/8 - 1s - 125ms/step - loss: 1
+Epoch 2/3
+8/8 - 0s - 50ms/step - loss: 1
+Epoch 3/3
+8/8 - 0s - 50ms/step - loss: 1
+Epoch 1/3
+8/8 - 1s - 125ms/step - loss: 1
+Epoch 2/3
+8/8 - 0s - 500us/step - loss: 1
+Epoch 3/3
+8/8 - 0s - 500us/step - loss: 1
+  evaluated in 3.0 s
+"""
+    units = projection.units_in(log)
+    assert [(u["run"], u["kind"]) for u in units] == [(0, "classifier"), (1, "classifier"), (1, "evaluate-L-1-a0")]
+    assert units[0]["epoch_s"] == pytest.approx(0.208)  # 8 x the median of 25 and 27 ms
+    assert units[2]["epoch_s"] == pytest.approx(0.4 + 0.004)  # two trainings' steady epochs added
+    # The cold start is what run 1's units took beyond the same units of run 2.
+    result = projection.project(units, full_runs=10, full_epochs=64, epochs=3)
+    assert result["warm_units_at_full_epochs"]["classifier"] == pytest.approx(2.0 + 61 * 0.2)
+    assert result["warm_run_s"] == pytest.approx(2.0 + 61 * 0.2 + 3.0 + 61 * 0.404)
+    assert result["cold_extra_s"] == pytest.approx(10.0 - 2.0)
+    assert result["protocol_s"] == pytest.approx(8.0 + 10 * result["warm_run_s"])

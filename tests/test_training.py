@@ -292,45 +292,49 @@ def test_compiling_builds_the_optimizers_variables_before_the_first_step():
     assert sum("momentum" in n for n in names) == 2 and sum("velocity" in n for n in names) == 2
 
 
-class _BatchSizes(keras.layers.Layer):
-    """Passes its input through, noting the batch size of each call (a traced call, under TensorFlow)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.seen = []
-
-    def call(self, x):
-        self.seen.append(x.shape[0])
-        return x
-
-
 def _two_output_model():
     images = keras.Input((8, 8, 1))
-    noted = _BatchSizes()
-    h = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(noted(images)))
-    model = keras.Model(images, {"scores": keras.layers.Dense(3)(keras.layers.Flatten()(h)),
-                                 "sse": keras.ops.sum(keras.ops.square(h), axis=(1, 2, 3))})
-    noted.seen.clear()  # building the model called it on a symbolic batch
-    return model, noted
+    h = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(images))
+    return keras.Model(images, {"scores": keras.layers.Dense(3)(keras.layers.Flatten()(h)),
+                                "sse": keras.ops.sum(keras.ops.square(h), axis=(1, 2, 3))})
+
+
+def _fed_batch_sizes(model, monkeypatch):
+    """The sizes of the batches `model.predict` is given from now on (a list that fills as it runs)."""
+    sizes, real = [], model.predict
+
+    def spy(data, batch_size=None, verbose="auto"):
+        if isinstance(data, keras.utils.PyDataset):
+            sizes.extend(len(keras.tree.flatten(data[i])[0]) for i in range(len(data)))
+        else:
+            sizes.extend(len(data[start:start + batch_size]) for start in range(0, len(data), batch_size))
+        return real(data, batch_size=batch_size, verbose=verbose)
+
+    monkeypatch.setattr(model, "predict", spy)
+    return sizes
 
 
 @pytest.mark.parametrize("as_feed", [False, True])
-def test_whole_batch_prediction_shows_the_model_whole_batches_and_gives_plain_outputs(as_feed):
+def test_whole_batch_prediction_feeds_whole_batches_and_gives_plain_outputs(monkeypatch, as_feed):
     from cladec_cli.data.feed import images_only
     from cladec_cli.training import predict
 
     images = np.random.default_rng(0).uniform(size=(70, 8, 8, 1)).astype("float32")
-    model, noted = _two_output_model()
+    model = _two_output_model()
+    fed = _fed_batch_sizes(model, monkeypatch)
 
-    def data():
-        return ArrayFeed(images, np.zeros(70), 32, images_only) if as_feed else images
+    def data(n=70):
+        return ArrayFeed(images[:n], np.zeros(n), 32, images_only) if as_feed else images[:n]
 
     padded = predict(model, data(), batch_size=32, whole_batches=True)
-    assert set(noted.seen) == {32}
+    assert fed == [32, 32, 32]  # the last 6 images padded to a whole batch
+    fed.clear()
     plain = predict(model, data(), batch_size=32, whole_batches=False)
-    assert 32 in noted.seen and len(set(noted.seen)) > 1  # the last batch of 6 reached the model
+    assert fed == [32, 32, 6]
     for name in ("scores", "sse"):
         assert padded[name].shape == plain[name].shape == (70,) + plain[name].shape[1:]
         np.testing.assert_allclose(padded[name], plain[name], rtol=1e-5, atol=1e-6)
-    few = predict(model, images[:5], batch_size=32, whole_batches=True)
+    fed.clear()
+    few = predict(model, data(5), batch_size=32, whole_batches=True)
+    assert fed == [5]  # one batch: nothing to pad it for
     np.testing.assert_allclose(few["sse"], plain["sse"][:5], rtol=1e-5)
