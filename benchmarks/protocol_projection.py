@@ -11,8 +11,10 @@ Keras' epoch lines, each of the unit's trainings' steady epoch (the median of ep
 the first finds its programs compiled, so the last run gives a warm run's units; each is carried to
 `--full-epochs` by adding its steady epochs, and the warm run is their sum. The first run's units less
 the same units of the last run are what a cold cache adds; the projection is that plus `--full-runs`
-warm runs. Left out: process start-up, the report at the end and what happens between units (loading a
-classifier, locks), which `wall_s` less the units' sum shows.
+warm runs. Keras gives a step's time in whole seconds once it takes 1 s or more (`coarse_units` lists
+the units where it did: a slow CPU, not a GPU's chunked steps of tens of milliseconds). Left out:
+process start-up, the report at the end and what happens between units (loading a classifier, locks),
+which `wall_s` less the units' sum shows.
 """
 
 import argparse
@@ -40,13 +42,15 @@ def unit_kind(name):
 
 
 def units_in(log_text):
-    """[{run (from 0), kind, seconds, epoch_s}] of the units a reproduce log reports as done; `epoch_s`
-    sums the steady epochs of the unit's trainings (None without epoch lines, or when a training ran fewer
-    than 2 epochs)."""
+    """[{run (from 0), kind, seconds, epoch_s, coarse}] of the units a reproduce log reports as done;
+    `epoch_s` sums the steady epochs of the unit's trainings (None without epoch lines, or when a training
+    ran fewer than 2 epochs); `coarse` says that Keras gave a steady epoch's time per step in whole
+    seconds, so `epoch_s` is rounded that much."""
     done, current = [], None
     for line in log_text.splitlines():
         if match := UNIT_LINE.match(line):
-            current = {"run": int(match.group(1)) - 1, "kind": unit_kind(match.group(3)), "fits": []}
+            current = {"run": int(match.group(1)) - 1, "kind": unit_kind(match.group(3)), "fits": [],
+                       "coarse": False}
         elif current is None:
             continue
         elif FIT_START.match(line):
@@ -54,6 +58,7 @@ def units_in(log_text):
         elif (match := EPOCH_LINE.match(line)) and current["fits"]:
             steps, per_step, unit = match.groups()
             current["fits"][-1].append(int(steps) * int(per_step) * SECONDS_PER[unit])
+            current["coarse"] |= unit == "s" and len(current["fits"][-1]) > 1
         elif match := SECONDS_LINE.match(line):
             fits = current.pop("fits")
             steady = [statistics.median(epochs[1:]) if len(epochs) > 1 else None for epochs in fits]
@@ -78,7 +83,8 @@ def project(units, full_runs, full_epochs, epochs):
     cold_extra = sum(u["seconds"] - warm[u["kind"]] for u in first if u["kind"] in warm)
     warm_run = sum(at_full.values())
     return {"cold_extra_s": cold_extra, "warm_units_at_full_epochs": at_full, "warm_run_s": warm_run,
-            "protocol_s": cold_extra + full_runs * warm_run}
+            "protocol_s": cold_extra + full_runs * warm_run,
+            "coarse_units": [u["kind"] for u in last if u["coarse"]]}
 
 
 def main():
@@ -113,7 +119,8 @@ def main():
               "units_s": sum(u["seconds"] for u in units), "units": units,
               **project(units, args.full_runs, args.full_epochs, args.epochs)}
     (out / "projection.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("wall_s", "units_s", "cold_extra_s", "warm_run_s", "protocol_s")}))
+    print(json.dumps({k: result[k] for k in ("wall_s", "units_s", "cold_extra_s", "warm_run_s", "protocol_s",
+                                             "coarse_units")}))
 
 
 if __name__ == "__main__":

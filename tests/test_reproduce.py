@@ -233,3 +233,6 @@ Epoch 3/3
     assert result["warm_run_s"] == pytest.approx(2.0 + 61 * 0.2 + 3.0 + 61 * 0.404)
     assert result["cold_extra_s"] == pytest.approx(10.0 - 2.0)
     assert result["protocol_s"] == pytest.approx(8.0 + 10 * result["warm_run_s"])
+    assert result["coarse_units"] == []
+    coarse = projection.units_in(log.replace("8/8 - 0s - 50ms/step", "8/8 - 8s - 1s/step"))
+    assert [u["coarse"] for u in coarse] == [False, False, True] and coarse[2]["epoch_s"] == pytest.approx(8.004)
