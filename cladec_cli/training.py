@@ -415,7 +415,7 @@ def predict(model, data, batch_size=512, whole_batches=None):
         return np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
     if whole_batches is None:
         whole_batches = keras.backend.backend() == "jax"
-    if whole_batches and isinstance(data, np.ndarray) and len(data) > batch_size:
+    if whole_batches and isinstance(data, np.ndarray) and len(data) > batch_size and len(data) % batch_size:
         data = ArrayFeed(data, np.zeros(len(data), np.int8), batch_size, images_only)
     if whole_batches and isinstance(data, (ArrayFeed, FileFeed)) and len(data) > 1 and data.order.n % data.batch_size:
         padded = WholeBatches(data)

@@ -192,37 +192,16 @@ def test_protocol_projection_reads_keras_epoch_lines(capsys):
 
 def test_protocol_projection_carries_warm_units_to_full_epochs_and_adds_the_cold_start():
     projection = _protocol_projection()
-    log = """run 1/2, table2: classifier-e3
-Epoch 1/3
-8/8 - 7s - 900ms/step - loss: 1
-Epoch 2/3
-8/8 - 0s - 25ms/step - loss: 1
-Epoch 3/3
-8/8 - 0s - 27ms/step - loss: 1
-  trained the classifier for 3 epochs in 10.0 s
-run 2/2, table2: classifier-e3
-Epoch 1/3
-8/8 - 1s - 100ms/step - loss: 1
-Epoch 2/3
-8/8 - 0s - 25ms/step - loss: 1
-Epoch 3/3
-8/8 - 0s - 25ms/step - loss: 1
-  trained the classifier for 3 epochs in 2.0 s
-run 2/2, table2: evaluate-c3-L-1-a0
-Epoch 1/3
-8/8 - 1s - 125ms/step - loss: 1
-Epoch 2/3
-8/8 - 0s - 50ms/step - loss: 1
-Epoch 3/3
-8/8 - 0s - 50ms/step - loss: 1
-Epoch 1/3
-8/8 - 1s - 125ms/step - loss: 1
-Epoch 2/3
-8/8 - 0s - 500us/step - loss: 1
-Epoch 3/3
-8/8 - 0s - 500us/step - loss: 1
-  evaluated in 3.0 s
-"""
+    def fit(*per_step):
+        """Keras' lines for a 3-epoch training of 8 steps a epoch, each epoch's time per step given."""
+        return "".join(f"Epoch {e}/3\n8/8 - 0s - {t}/step - loss: 1\n" for e, t in enumerate(per_step, start=1))
+
+    log = ("run 1/2, table2: classifier-e3\n" + fit("900ms", "25ms", "27ms")
+           + "  trained the classifier for 3 epochs in 10.0 s\n"
+           + "run 2/2, table2: classifier-e3\n" + fit("100ms", "25ms", "25ms")
+           + "  trained the classifier for 3 epochs in 2.0 s\n"
+           + "run 2/2, table2: evaluate-c3-L-1-a0\n" + fit("125ms", "50ms", "50ms") + fit("125ms", "500us", "500us")
+           + "  evaluated in 3.0 s\n")
     units = projection.units_in(log)
     assert [(u["run"], u["kind"]) for u in units] == [(0, "classifier"), (1, "classifier"), (1, "evaluate-L-1-a0")]
     assert units[0]["epoch_s"] == pytest.approx(0.208)  # 8 x the median of 25 and 27 ms
@@ -234,5 +213,5 @@ Epoch 3/3
     assert result["cold_extra_s"] == pytest.approx(10.0 - 2.0)
     assert result["protocol_s"] == pytest.approx(8.0 + 10 * result["warm_run_s"])
     assert result["coarse_units"] == []
-    coarse = projection.units_in(log.replace("8/8 - 0s - 50ms/step", "8/8 - 8s - 1s/step"))
+    coarse = projection.units_in(log.replace("0s - 50ms/step", "8s - 1s/step"))
     assert [u["coarse"] for u in coarse] == [False, False, True] and coarse[2]["epoch_s"] == pytest.approx(8.004)
