@@ -7,12 +7,13 @@
 # no network, it installs keras, namex, optree and cladec from the bundle `make gpu-wheels` writes
 # (gpu-bundle/, with the Fashion-MNIST files) and runs under Keras' JAX backend.
 # Knobs: PYTHON (python3), GPU_BUNDLE (gpu-bundle), TABLE2_EPOCHS (64), BUDGET_S (450: the whole check's
-# seconds; the Table II run gets what the earlier stages leave, less TABLE2_RESERVE_S, 10 s, for the stages
-# after it), BENCH_LIMIT (20000: training images of the benchmark and the steps sweep), STAGES ("tests
-# sweep benchmark table2": which stages run, in that order; also `concurrency`, `vmap` and `protocol`), SWEEP_STEPS
-# (16,64: steps per execution the sweep times), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each
-# round), TESTS_LIMIT_S (150), MIN_STAGE_S (20: a stage starts only with that much budget left),
-# TABLE2_FLAGS (extra reproduce options), PROTOCOL_EPOCHS (3) and PROTOCOL_RUNS (2: the `protocol` stage's
+# seconds; the Table II run gets what the earlier stages leave, less TABLE2_RESERVE_S, 10 s, for the
+# stages after it), BENCH_LIMIT (20000: training images of the benchmark and the steps sweep), STAGES
+# ("tests sweep benchmark table2": which stages run, in that order; also `concurrency`, `vmap`, `profile`
+# and `protocol`), SWEEP_STEPS (16,64: steps per execution the sweep times), PROFILE_LIMIT (16384:
+# training images of the `profile` stage), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each round),
+# TESTS_LIMIT_S (150), MIN_STAGE_S (20: a stage starts only with that much budget left), TABLE2_FLAGS
+# (extra reproduce options), PROTOCOL_EPOCHS (3) and PROTOCOL_RUNS (2: the `protocol` stage's
 # reproduction, benchmarks/protocol_projection.py). The `protocol` and `table2` stages each take what the
 # budget has left, less TABLE2_RESERVE_S: name one of them in a call.
 set -uo pipefail
@@ -94,6 +95,15 @@ stage_vmap() {
     >"$OUT/vmapped.log" 2>&1
   log "vmap: exit $?"
   grep '^{' "$OUT/vmapped.log"
+}
+
+stage_profile() {
+  if [ "$BACKEND" != jax ]; then log "profile: needs the JAX backend, skipped"; return; fi
+  log "where a steady epoch's time goes: kernels a step and busy time, cladec against plain Keras"
+  timeout "$(within $(( $(left) / 2 )))" "$PY" benchmarks/step_profile.py "$OUT" --limit "${PROFILE_LIMIT:-16384}" \
+    >"$OUT/profile.log" 2>&1
+  log "profile: exit $? (step-profile.json)"
+  grep '^{' "$OUT/profile.log"
 }
 
 stage_protocol() {

@@ -3,13 +3,15 @@ stacked weights, each model on its own batches) against one model a step: the me
 training a reproduction's runs, or a run's Acc Eval classifiers, side by side on one GPU.
 
     KERAS_BACKEND=jax python benchmarks/vmapped_models.py OUT.json [--models 1,2,4,8] [--steps 64]
-        [--chunks 6] [--precision auto|float32|bfloat16] [--check]
+        [--chunks 6] [--precision auto|float32|bfloat16] [--check] [--no-wide]
 
 Models: the paper's classifier (32x32x1 images, 10 classes, cross-entropy on logits) and the layer -1
 decoder (10-value codes to 32x32x1 images, summed squared error), each with Adam at batch 128. A chunk
 of `--steps` optimizer steps runs in one `lax.scan`, as cladec's chunked steps do. The first chunk
 (compilation) is left out and the median of the others gives milliseconds per step. One model is
-trained without vmap, as cladec trains today. Inputs are uniform random images and normal codes, two
+trained without vmap, as cladec trains today. Unless `--no-wide`, one model also trains at 2, 4, ...
+times the batch (rows with `batch_size` above 128): as much work a step with plain weights, the upper
+bound of what stacking that many models could give. Inputs are uniform random images and normal codes, two
 sets taken in turn: these layers take the same time whatever the values.
 `--check` first trains, in float32, a few steps of three models at once and the same three one at a
 time, from the same weights on the same batches, and prints the largest relative difference of their
@@ -109,14 +111,15 @@ def chunk_function(step, vmapped):
                    donate_argnums=0)
 
 
-def time_case(name, count, steps, chunks, seed=0):
-    """Milliseconds per step and images per second of `count` models (vmapped when above 1)."""
+def time_case(name, count, steps, chunks, seed=0, wide=False):
+    """Milliseconds per step and images per second of `count` models (vmapped when above 1), or, `wide`,
+    of one model at `count` times the batch: as much work a step without vmap's batched weights."""
     import jax
 
-    _, step, states, batches = prepared(name, count)
-    vmapped = count > 1
+    _, step, states, batches = prepared(name, 1 if wide else count)
+    vmapped = count > 1 and not wide
     state = stacked(states) if vmapped else states[0]
-    shape = (steps, count, BATCH) if vmapped else (steps, BATCH)
+    shape = (steps, count, BATCH) if vmapped else (steps, count * BATCH if wide else BATCH)
     rng = np.random.default_rng(seed)
     inputs = [tuple(jax.device_put(a) for a in batches(rng, shape)) for _ in range(2)]
     run = chunk_function(step, vmapped)
@@ -129,7 +132,8 @@ def time_case(name, count, steps, chunks, seed=0):
     if not np.all(np.isfinite(np.asarray(losses))):
         raise SystemExit(f"{name}: a loss is not finite")
     per_chunk = statistics.median(seconds[1:])
-    return {"model": name, "models": count, "vmapped": vmapped, "ms_per_step": 1000 * per_chunk / steps,
+    return {"model": name, "models": 1 if wide else count, "batch_size": count * BATCH if wide else BATCH,
+            "vmapped": vmapped, "ms_per_step": 1000 * per_chunk / steps,
             "images_per_s": count * BATCH * steps / per_chunk, "first_chunk_s": seconds[0]}
 
 
@@ -171,6 +175,8 @@ def main():
     parser.add_argument("--chunks", type=int, default=6)
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto")
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--no-wide", dest="wide", action="store_false",
+                        help="leave out the rows of one model at 2, 4, ... times the batch")
     args = parser.parse_args()
     if keras.backend.backend() != "jax":
         parser.error("needs Keras' JAX backend (KERAS_BACKEND=jax)")
@@ -190,8 +196,9 @@ def main():
     rows = []
     for name in CASES:
         base = None
-        for count in [int(k) for k in args.models.split(",")]:
-            row = time_case(name, count, args.steps, args.chunks)
+        counts = [int(k) for k in args.models.split(",")]
+        for count, wide in [(k, False) for k in counts] + [(k, True) for k in counts if k > 1 and args.wide]:
+            row = time_case(name, count, args.steps, args.chunks, wide=wide)
             if count == 1:
                 base = row["images_per_s"]
             row["speedup_vs_one"] = row["images_per_s"] / base if base else None

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny synthetic datasets and small trained artifacts, made once per session."""
 
 import gzip
+import importlib.util
 import json
 import struct
 from pathlib import Path
@@ -76,6 +77,15 @@ def write_idx_dataset(folder, n_train=200, n_test=60, compress=True):
         write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images[..., 0], compress)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, compress)
     return folder
+
+
+def benchmark_script(name):
+    """The module of benchmarks/<name>.py (the benchmarks are scripts, not a package)."""
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def invoke(*args, expect=0):

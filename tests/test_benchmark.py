@@ -1,11 +1,14 @@
 import json
+from types import SimpleNamespace
 
+import keras
+import numpy as np
 import pytest
 
 from cladec_cli import benchmark
 from cladec_cli.benchmark import Case, EpochTimer, matmul_gflops, steady_seconds, time_case
 from cladec_cli.benchmark_report import default_out, device_slug, markdown_table
-from conftest import invoke, write_npz
+from conftest import benchmark_script, invoke, write_npz
 
 COMMANDS = ["train-classifier", "train-decoder --layer -1,-2,-3,-4", "train-decoder --layer -1 --alpha 0",
             "train-refae --layer -1", "train-decoder --layer -1 --alpha 0.99", "train-decoder --layer -2 --alpha 0"]
@@ -123,3 +126,59 @@ def test_benchmark_refuses_to_overwrite_results(benchmarked):
     result = invoke("benchmark", "--dataset", "npz:/nonexistent.npz", "--out", out, expect=2)
     assert "already exists" in result.output
     assert out.read_text() == before
+
+
+def _profile(*planes):
+    """A stand-in for jax.profiler.ProfileData: planes of lines of (start_ns, duration_ns, name) events."""
+    def event(start, duration, name):
+        return SimpleNamespace(start_ns=start, duration_ns=duration, name=name)
+
+    return SimpleNamespace(planes=[SimpleNamespace(name=name, lines=[
+        SimpleNamespace(name=line, events=[event(*e) for e in events]) for line, events in lines.items()])
+        for name, lines in planes])
+
+
+def test_step_profile_counts_each_busy_nanosecond_once():
+    busy_ns = benchmark_script("step_profile").busy_ns
+    assert busy_ns([]) == 0
+    # two streams overlapping by 10, one kernel inside another, a gap of 40 before the last
+    assert busy_ns([(0, 30, "a"), (20, 20, "b"), (22, 5, "c"), (80, 10, "d")]) == 50
+
+
+def test_step_profile_summarizes_the_device_streams_and_falls_back_to_the_host():
+    step_profile = benchmark_script("step_profile")
+    device = ("/device:GPU:0", {
+        "Stream #13(Compute)": [(0, 400, "conv"), (500, 100, "fusion"), (1000, 400, "conv"), (1500, 100, "fusion")],
+        "Stream #14(MemcpyH2D)": [(450, 100, "MemcpyH2D")],
+        "XLA Ops": [(0, 2000, "derived: counted already on the streams")],
+    })
+    host = ("/host:CPU", {"python": [(0, 5000, "fit")], "tf_XLAEigen/1": [(0, 300, "conv"), (300, 0, "marker")]})
+    summary = step_profile.summarize(_profile(("/host:metadata", {}), host, device), steps=2, epoch_s=2e-6, top=2)
+    assert summary["plane"] == "/device:GPU:0"
+    assert summary["events"] == 5 and summary["events_per_step"] == 2.5
+    assert summary["activity_ms_per_step"] == pytest.approx(1100 / 1e6 / 2)
+    assert summary["busy_ms_per_step"] == pytest.approx(1050 / 1e6 / 2)  # the copy overlaps a fusion by 50
+    assert summary["busy_fraction"] == pytest.approx(1050 / 2000)
+    assert summary["wall_ms_per_step"] == pytest.approx(1e-3)
+    assert [(k["name"], k["count"]) for k in summary["top"]] == [("conv", 2), ("fusion", 2)]
+    assert summary["top"][0]["share_of_activity"] == pytest.approx(800 / 1100)
+    assert summary["lines"]["/device:GPU:0"]["XLA Ops"] == {"events": 1, "ms": 2000 / 1e6}
+    on_cpu = step_profile.summarize(_profile(("/host:metadata", {}), host), steps=1, epoch_s=1e-6)
+    assert on_cpu["plane"] == "/host:CPU" and on_cpu["events"] == 1 and on_cpu["busy_fraction"] == pytest.approx(0.3)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="reads JAX profiler traces")
+def test_step_profile_traces_the_last_epoch_of_a_real_fit(tmp_path):
+    step_profile = benchmark_script("step_profile")
+    x = np.random.default_rng(0).uniform(size=(64, 8)).astype("float32")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    model.compile("adam", "mse")
+
+    def run(epochs, callbacks):
+        model.fit(x, x[:, :4], batch_size=16, epochs=epochs, verbose=0, callbacks=callbacks)
+
+    side = step_profile.profile_side(run, 3, 4, tmp_path / "traces")
+    assert len(side["untraced_epoch_s"]) == 2 and side["steady_untraced_epoch_s"] > 0
+    [traced] = side["fits"]
+    assert traced["events"] > 0 and traced["steps"] == 4 and 0 < traced["busy_fraction"] <= 1
+    assert list((tmp_path / "traces").glob("fit0/**/*.xplane.pb"))

@@ -1,8 +1,6 @@
 """reproduce runs the experiment matrix once and resumes without training finished cells again."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +9,7 @@ from cladec_cli.errors import UsageError
 from cladec_cli.reproduce import cells, paper_comparison, reproduce, summarize
 from cladec_cli.reproduce_report import markdown
 from cladec_cli.training import TrainSettings
-from conftest import read_group
+from conftest import benchmark_script, read_group
 
 
 def test_cells_follow_the_paper():
@@ -112,7 +110,7 @@ def test_table2_trains_each_runs_layers_in_one_pass(tmp_path, npz_dataset):
             group = read_group(out / "run0" / f"c1_L{layer}" / file)
             assert (group["kind"], group["layer_name"], group["layer_index"]) == (kind, name, layer)
     # The protocol projection reads each unit's seconds from this log.
-    done = _protocol_projection().units_in("\n".join(logged))
+    done = benchmark_script("protocol_projection").units_in("\n".join(logged))
     assert [(u["run"], u["kind"]) for u in done] == [
         (0, "classifier"), (0, "cladec-a0"), (0, "refae"),
         *[(0, f"evaluate-L{layer}-a0") for layer in (-1, -2, -3, -4)]]
@@ -168,14 +166,6 @@ def test_reproduce_measures_the_methods_asked_for(tmp_path, npz_dataset):
         reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)
 
 
-def _protocol_projection():
-    path = Path(__file__).parents[1] / "benchmarks" / "protocol_projection.py"
-    spec = importlib.util.spec_from_file_location("protocol_projection", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_protocol_projection_reads_keras_epoch_lines(capsys):
     import keras
     import numpy as np
@@ -184,14 +174,14 @@ def test_protocol_projection_reads_keras_epoch_lines(capsys):
     model.compile("sgd", "mse")
     model.fit(np.zeros((64, 3)), np.zeros(64), batch_size=16, epochs=3, verbose=2)
     lines = capsys.readouterr().out.splitlines()
-    projection = _protocol_projection()
+    projection = benchmark_script("protocol_projection")
     assert sum(bool(projection.FIT_START.match(line)) for line in lines) == 1
     epochs = [m for line in lines if (m := projection.EPOCH_LINE.match(line))]
     assert [m.group(1) for m in epochs] == ["4", "4", "4"]
 
 
 def test_protocol_projection_carries_warm_units_to_full_epochs_and_adds_the_cold_start():
-    projection = _protocol_projection()
+    projection = benchmark_script("protocol_projection")
     def fit(*per_step):
         """Keras' lines for a 3-epoch training of 8 steps a epoch, each epoch's time per step given."""
         return "".join(f"Epoch {e}/3\n8/8 - 0s - {t}/step - loss: 1\n" for e, t in enumerate(per_step, start=1))
