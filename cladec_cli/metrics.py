@@ -9,6 +9,7 @@ from cladec_cli.data.split import Split
 from cladec_cli.fused import named_output, renamed, seeded
 from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
 from cladec_cli.reconstruction import sse_outputs
+from cladec_cli.stacked import Stacked
 from cladec_cli.training import fit, predict, start
 
 
@@ -58,8 +59,9 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     `train` and `test` map each method to a Split of its reconstructions (all with the same labels); with
     `reconstructors` ({method: frozen image -> image model}), the splits hold the images and each
     method's reconstructions are made batch by batch as training goes, so no split is held in memory.
-    The classifiers train side by side in one model (`side_by_side`); each starts from the weights it
-    would get alone and sees the same batches, so each is the classifier that training it alone gives.
+    The classifiers train side by side in one model (`side_by_side`, stacked with `settings.stack_models`);
+    each starts from the weights it would get alone and sees the same batches, so each is the classifier
+    that training it alone gives (stacked, up to rounding).
     Under float16 they train one after another instead: one dynamic loss scale would skip every
     classifier's step when one of them overflows. They see their inputs in `pixel_range`.
     """
@@ -70,30 +72,45 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     methods = list(train)
     start(settings)
     copies = {m: seeded(settings.seed, lambda: fresh_copy(classifier)) for m in methods}
-    model, losses = side_by_side(copies, pixel_range, reconstructors)
+    model, losses, stack = side_by_side(copies, pixel_range, reconstructors,
+                                        stacked=settings.stack_models and len(methods) > 1)
     start(settings)
     data = _side_by_side_feed(train, settings, methods)
     compile_classifier(model, settings, data, loss=losses)
     fit(model, data, settings)
+    if stack is not None:
+        stack.write_back()
     return {m: (accuracy(classifier_on(copies[m], pixel_range, reconstructors.get(m)), test[m], 256), copies[m])
             for m in methods}
 
 
-def side_by_side(copies, pixel_range="0,1", reconstructors=None):
+def side_by_side(copies, pixel_range="0,1", reconstructors=None, stacked=False):
     """One model training the classifiers `copies` ({method: classifier}) together: an input per method
     (`image_<method>`), on which that method's reconstructor, if any, runs frozen in inference mode before
-    its classifier, and an output `scores_<method>` with the loss that fits that classifier.
-    Returns (model, {output: loss})."""
+    its classifier, and an output `scores_<method>` with the loss that fits that classifier. The
+    classifiers are separate branches, or, `stacked`, one `Stacked` layer (Keras' JAX backend).
+    Returns (model, {output: loss}, the Stacked layer or None)."""
     reconstructors = reconstructors or {}
-    inputs, outputs, losses = [], {}, {}
+    inputs, images, outputs = [], [], {}
     for method, copy in copies.items():
         source = reconstructors.get(method)
         shape = (copy if source is None else source).inputs[0].shape[1:]
         inputs.append(keras.Input(shape=tuple(shape), name=f"image_{method}"))
-        branch = renamed(classifier_on(copy, pixel_range, source), f"classifier_{method}")
-        outputs[f"scores_{method}"] = named_output(branch(inputs[-1]), f"scores_{method}")
-        losses[f"scores_{method}"] = classification_loss(copy)
-    return keras.Model(inputs, outputs, name="acc_eval_classifiers"), losses
+        if not stacked:
+            branch = renamed(classifier_on(copy, pixel_range, source), f"classifier_{method}")
+            outputs[f"scores_{method}"] = named_output(branch(inputs[-1]), f"scores_{method}")
+        elif source is None:
+            images.append(inputs[-1])
+        else:
+            source.trainable = False
+            images.append(source(inputs[-1], training=False))
+    stack = None
+    if stacked:
+        stack = Stacked([classifier_on(copy, pixel_range) for copy in copies.values()], name="classifiers")
+        scores = stack(keras.ops.stack(images, axis=1))
+        outputs = {f"scores_{m}": named_output(scores[:, k], f"scores_{m}") for k, m in enumerate(copies)}
+    losses = {f"scores_{m}": classification_loss(copy) for m, copy in copies.items()}
+    return keras.Model(inputs, outputs, name="acc_eval_classifiers"), losses, stack
 
 
 def _side_by_side_feed(train, settings, methods):

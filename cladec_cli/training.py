@@ -47,6 +47,7 @@ class TrainSettings:
     backup_interval: float = 60.0
     lr_schedule: str = "cosine"
     distribute: str = "auto"
+    stack_models: bool = False
 
     def __post_init__(self):
         if self.epochs < 0:
@@ -59,6 +60,9 @@ class TrainSettings:
             raise UsageError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose cosine or constant")
         if self.tensorboard:
             check_tensorboard()
+        if self.stack_models and runtime.backend() != "jax":
+            raise UsageError(f"{option('stack_models')} needs Keras' JAX backend (KERAS_BACKEND=jax); "
+                             f"this is {runtime.backend()}")
         self._runtime = None
 
     def runtime(self):
@@ -79,7 +83,7 @@ class TrainSettings:
         """What a trained model records about how it was trained."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "lr_schedule": self.lr_schedule, "optimizer": "adam", "seed": self.seed, "trust_model": self.trust_model,
-                **self.runtime().provenance()}
+                "stack_models": self.stack_models, **self.runtime().provenance()}
 
     def with_epochs(self, epochs):
         """A copy of these settings with another epoch count."""

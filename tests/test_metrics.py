@@ -95,7 +95,7 @@ def test_acc_eval_loss_fits_the_classifiers_output(images, softmax):
     scores = keras.layers.Dense(4)(head_in)
     head = keras.Model(head_in, keras.layers.Softmax()(scores) if softmax else scores, name="head")
     classifier = keras.Model(inputs, head(features))
-    _, losses = side_by_side({"a": fresh_copy(classifier), "b": fresh_copy(classifier)})
+    _, losses, _ = side_by_side({"a": fresh_copy(classifier), "b": fresh_copy(classifier)})
     assert [loss.get_config()["from_logits"] for loss in losses.values()] == [not softmax] * 2
 
 

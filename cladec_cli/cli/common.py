@@ -25,7 +25,8 @@ def train_settings(opts, quiet):
                              announce=lambda line: announce_once(line, quiet),
                              backup_interval=opts.get("backup_interval", 60.0),
                              lr_schedule=opts.get("lr_schedule") or "cosine",
-                             distribute=opts.get("distribute") or "auto")
+                             distribute=opts.get("distribute") or "auto",
+                             stack_models=opts.get("stack_models") or False)
     if settings.distribute not in ("auto", "none"):
         settings.runtime()  # a multi-worker engine has to exist before TensorFlow runs anything
     return settings

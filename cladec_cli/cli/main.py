@@ -14,7 +14,8 @@ from cladec_cli.cli.options import (ATTRIBUTION_METHODS, batch_size_option, bn_s
                                     classifier_option, data_options, decoder_option, decoder_output_option,
                                     device_options, layer_convention_option, layer_option, lr_option,
                                     map_images_option, methods_option, out_dir_option, output_options,
-                                    rec_loss_option, report_options, train_options, trust_model_option, with_default)
+                                    rec_loss_option, report_options, stack_models_option, train_options, trust_model_option,
+                                    with_default)
 from cladec_cli.errors import CladecError, UsageError, for_cli
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -483,6 +484,7 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for the evaluation classifiers' initial weights and shuffling.")
 @device_options()
+@stack_models_option
 @output_options("Metrics JSON to write; a .md table is written beside it.",
                 "reports/<dataset>/metrics_L<index>_a<alpha>.json")
 @report_options
@@ -503,7 +505,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
                                       "resume": False, "tensorboard": None, "overwrite": overwrite,
                                       "trust_model": trust_model, "precision": precision,
                                       "deterministic": deterministic, "steps_per_execution": steps_per_execution,
-                                      "xla": xla}, quiet)
+                                      "xla": xla, "stack_models": opts.get("stack_models")}, quiet)
     explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
     common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
@@ -539,6 +541,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
 @methods_option(with_default("Methods to measure in every cell, repeatable: cladec always, refae trained only "
                              "when named; ridge and attribution maps measured beside them.", "cladec, refae"))
 @bn_statistics_option
+@stack_models_option
 @click.option("--report-only", is_flag=True, help="Write the results from the finished cells; train nothing.")
 @click.option("--lock-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
               help="Seconds without a heartbeat after which another process's unit of work counts as abandoned "

@@ -88,6 +88,12 @@ def device_options():
     )
 
 
+stack_models_option = click.option(
+    "--stack-models/--no-stack-models", default=False, show_default=True,
+    help="Train the Acc Eval classifiers that train together as one model with stacked weights "
+         "(jax.vmap; Keras' JAX backend only).")
+
+
 def train_options(epochs=64):
     """--epochs, --batch-size, --lr, --seed, --resume, --tensorboard and the device options."""
     return compose(

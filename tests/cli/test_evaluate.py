@@ -102,3 +102,14 @@ def test_evaluate_refuses_refae_without_its_file(tmp_path, trained):
     result = invoke("evaluate", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
                     "--method", "refae", "--out", out, expect=2)
     assert "--refae" in result.stderr and not out.exists()
+
+
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="stacking is refused on the other backends")
+def test_evaluate_refuses_stacked_models_off_jax_in_one_line(tmp_path, trained):
+    out = tmp_path / "metrics.json"
+    result = invoke("evaluate", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                    "--stack-models", "--out", out, expect=2)
+    assert result.stderr.strip().splitlines() == [
+        f"cladec: error: --stack-models needs Keras' JAX backend (KERAS_BACKEND=jax); this is "
+        f"{keras.backend.backend()}"]
+    assert not out.exists()
