@@ -90,7 +90,7 @@ stage_concurrency() {
 
 stage_vmap() {
   if [ "$BACKEND" != jax ]; then log "vmap: needs the JAX backend, skipped"; return; fi
-  log "models side by side in one step (vmap): classifier and layer -1 decoder, 1, 2, 4 and 8 at once"
+  log "models side by side in one step (vmap): classifier and layer -1 decoder, 1, 2, 4 and 8 at once, and one at 2, 4 and 8 times the batch"
   timeout "$(within $(( $(left) / 2 )))" "$PY" benchmarks/vmapped_models.py "$OUT/vmapped.json" --check \
     >"$OUT/vmapped.log" 2>&1
   log "vmap: exit $?"

@@ -8,11 +8,13 @@ Each case is a row of `cladec benchmark` (`cladec_cli.benchmark`): `train-classi
 --layer -1 --alpha 0`, the fused `--layer -1,-2,-3,-4` run and `train-refae --layer -1`. Each side
 (cladec, and the plain Keras `fit` where the row has one) trains for `--epochs` epochs; the last epoch
 is traced with `jax.profiler` and read back with `jax.profiler.ProfileData`. The activity counted is
-that of the device planes' stream lines (kernels and copies); on a machine without one (a CPU), that of
-the host's XLA threads, which is enough to try the script out but says little. Busy time is the union
-of the activity intervals, so overlapping streams count once; `busy_fraction` is busy time over the
-traced epoch's wall time. The profiler slows each kernel launch a little, so the traced epoch is
-reported beside the untraced one before it. Writes OUTDIR/step-profile.json; with `--traces DIR`, keeps
+that of the device planes' stream lines (kernels and copies); on a CPU, that of the host's XLA threads,
+which is enough to try the script out but says little. On a GPU without a device plane in its trace
+(CUPTI missing) the script stops with an error instead. Busy time is the union of the activity
+intervals, so overlapping streams count once; `busy_fraction` is busy time over the traced epoch's wall
+time. The trace leaves out Python function calls, and XLA keeps its CUDA graphs while tracing (it drops
+them by default), so the traced epoch runs as the others do; it is reported beside the untraced ones
+before it all the same. Writes OUTDIR/step-profile.json; with `--traces DIR`, keeps
 each trace under DIR/<case>-<side>/ (TensorBoard's profile plugin or xprof open them).
 """
 
@@ -26,14 +28,17 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import keras
+# Set before JAX starts: XLA reads its flags once.
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_enable_command_buffers_during_profiling=true".strip()
 
-from cladec_cli import runtime
+import keras  # noqa: E402
+
+from cladec_cli import runtime  # noqa: E402
 from cladec_cli.benchmark import (Bench, classifier_case, decoder_case, fused_case, refae_case, steady_seconds,
-                                  EpochTimer)
-from cladec_cli.classifier import load_classifier
-from cladec_cli.data.datasets import load_dataset
-from cladec_cli.training import TrainSettings
+                                  EpochTimer)  # noqa: E402
+from cladec_cli.classifier import load_classifier  # noqa: E402
+from cladec_cli.data.datasets import load_dataset  # noqa: E402
+from cladec_cli.training import TrainSettings  # noqa: E402
 
 CASES = ("classifier", "decoder", "fused", "refae")
 
@@ -50,8 +55,10 @@ class TracedEpoch(keras.callbacks.Callback):
         if epoch == self.epoch:
             import jax
 
+            options = jax.profiler.ProfileOptions()
+            options.python_tracer_level = 0  # Python calls would slow a per-batch loop more than a chunked one
             self.folders.append(self.root / f"fit{len(self.folders)}")
-            jax.profiler.start_trace(str(self.folders[-1]))
+            jax.profiler.start_trace(str(self.folders[-1]), profiler_options=options)
             self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -102,9 +109,13 @@ def line_totals(profile):
             for plane in profile.planes if plane.lines}
 
 
-def summarize(profile, steps, epoch_s, top=12):
-    """What one traced epoch of `steps` optimizer steps and `epoch_s` wall seconds did on the device."""
+def summarize(profile, steps, epoch_s, top=12, need_device=False):
+    """What one traced epoch of `steps` optimizer steps and `epoch_s` wall seconds did on the device;
+    with `need_device`, a trace without a device plane is an error."""
     plane, events = activity(profile)
+    if need_device and not (plane or "").startswith("/device:"):
+        raise SystemExit("the trace has no device activity (is CUPTI installed?); planes: "
+                         + ", ".join(p.name for p in profile.planes))
     by_name = defaultdict(lambda: [0, 0.0])
     for _, duration, name in events:
         by_name[name][0] += 1
@@ -133,14 +144,15 @@ def read_trace(folder):
     return ProfileData.from_file(paths[-1])
 
 
-def profile_side(run, epochs, steps, folder):
+def profile_side(run, epochs, steps, folder, need_device=False):
     """Train one side for `epochs` epochs, tracing the last; its summary (one per `fit`, for a side that
     fits several times) with the untraced epochs' times."""
     timer, traced = EpochTimer(), TracedEpoch(epochs - 1, folder)
     run(epochs, [timer, traced])
     untraced = timer.epoch_seconds()[:-1]
     return {"untraced_epoch_s": untraced, "steady_untraced_epoch_s": steady_seconds([untraced])[0] if len(untraced) > 1
-            else None, "fits": [summarize(read_trace(f), steps, s) for f, s in zip(traced.folders, traced.seconds)]}
+            else None, "fits": [summarize(read_trace(f), steps, s, need_device=need_device)
+                                for f, s in zip(traced.folders, traced.seconds)]}
 
 
 def cases_for(bench, names):
@@ -170,8 +182,9 @@ def main():
     args = parser.parse_args()
     if keras.backend.backend() != "jax":
         parser.error("reads JAX profiler traces: run it under Keras' JAX backend (KERAS_BACKEND=jax)")
-    if args.epochs < 2:
-        parser.error("--epochs must be at least 2: the first compiles")
+    if args.epochs < 3:
+        parser.error("--epochs must be at least 3: the first compiles, the last is traced")
+    from jax.profiler import ProfileData  # noqa: F401  (refuse now, not after the first training)
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
     if unknown := [n for n in names if n not in CASES]:
         parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
@@ -183,6 +196,7 @@ def main():
               "train_images": len(dataset.train), "batch_size": settings.batch_size, "epochs": args.epochs,
               "cases": []}
     steps = -(-len(dataset.train) // settings.batch_size)
+    on_gpu = runtime.current_device().is_gpu
     with tempfile.TemporaryDirectory(prefix="cladec-profile-") as work:
         traces = Path(args.traces) if args.traces else Path(work) / "traces"
         bench = Bench(dataset, settings, work)
@@ -190,9 +204,9 @@ def main():
             row = {"case": name, "command": case.name}
             sides = [("cladec", case.tool)] + ([("peer", case.peer)] if name != "fused" else [])
             for side, run in sides:
-                row[side] = profile_side(run, args.epochs, steps, traces / f"{name}-{side}")
+                row[side] = profile_side(run, args.epochs, steps, traces / f"{name}-{side}", need_device=on_gpu)
                 first = row[side]["fits"][0]
-                print(json.dumps({"case": name, "side": side, **{k: first[k] for k in (
+                print(json.dumps({"case": name, "side": side, **{k: first[k] for k in ("plane",
                     "events_per_step", "activity_ms_per_step", "busy_ms_per_step", "wall_ms_per_step",
                     "busy_fraction")}}), flush=True)
             result["cases"].append(row)

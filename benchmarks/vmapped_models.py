@@ -204,10 +204,11 @@ def main():
             row["speedup_vs_one"] = row["images_per_s"] / base if base else None
             rows.append(row)
             print(json.dumps(row), flush=True)
-    result = {"device": f"{device.platform.upper()} {device.device_kind}", "jax": jax.__version__,
-              "keras": keras.__version__, "precision": precision, "batch_size": BATCH, "steps_per_chunk": args.steps,
-              "chunks": args.chunks, "checks": checks, "rows": rows}
-    Path(args.out).write_text(json.dumps(result, indent=1))
+            # Written after each row: a time limit that stops the script keeps what it measured.
+            result = {"device": f"{device.platform.upper()} {device.device_kind}", "jax": jax.__version__,
+                      "keras": keras.__version__, "precision": precision, "batch_size": BATCH,
+                      "steps_per_chunk": args.steps, "chunks": args.chunks, "checks": checks, "rows": rows}
+            Path(args.out).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

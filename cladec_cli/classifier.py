@@ -105,9 +105,14 @@ def classifier_on(model, pixel_range="0,1", inputs_from=None):
     scaled = in_range(model, pixel_range)
     if inputs_from is None:
         return scaled
-    inputs_from.trainable = False
     inputs = keras.Input(shape=tuple(inputs_from.inputs[0].shape[1:]), name="image")
-    return keras.Model(inputs, scaled(inputs_from(inputs, training=False)), name=f"{model.name}_on_outputs")
+    return keras.Model(inputs, scaled(frozen_outputs(inputs_from, inputs)), name=f"{model.name}_on_outputs")
+
+
+def frozen_outputs(model, tensor):
+    """`model` frozen and called on `tensor` in inference mode."""
+    model.trainable = False
+    return model(tensor, training=False)
 
 
 def accuracy(model, split, batch_size=512):

@@ -58,12 +58,13 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         result.update({"rec_loss": measured["rec_loss"], "train_rec_loss": measured["train_rec_loss"],
                        "loop_loss": training_loop_losses(explainer, pictures), "agreement": measured["agreement"]})
     if acc:
-        result["acc_eval"] = {method: score for method, (score, _) in acc.items()}
-        result["eval_settings"] = eval_settings.provenance()
-        for method, (score, model) in acc.items():
+        result["acc_eval"] = {method: r.accuracy for method, r in acc.items()}
+        result["eval_settings"] = {**eval_settings.provenance(),
+                                   "stacked_methods": [method for method, r in acc.items() if r.stacked]}
+        for method, r in acc.items():
             if keep_dir:
-                _save_eval_classifier(model, Path(keep_dir) / f"eval_{method}.h5", method, score,
-                                      explainer, dataset, eval_settings)
+                _save_eval_classifier(r, Path(keep_dir) / f"eval_{method}.h5", method, explainer, dataset,
+                                      eval_settings)
     maps = [m for m in chosen if m.kind == "map"]
     if maps:
         result.update(map_scores(explainer, dataset.test, maps, map_images))
@@ -96,7 +97,7 @@ def training_loop_losses(explainer, pictures):
 def streamed_measures(explainer, pictures, dataset, eval_settings=None):
     """The classifier's test accuracy and, per method of `pictures` ({method: image -> image model}),
     Rec. Loss on the test and training images and agreement: ({measure: value or {method: value}},
-    {method: (Acc Eval, evaluation classifier)}), the latter empty without `eval_settings`. Every split
+    {method: metrics.AccEval}), the latter empty without `eval_settings`. Every split
     is read batch by batch and the reconstructions are made as they are needed, so no split is held
     in memory whole."""
     measured = split_measures(explainer.scaled_classifier, pictures, dataset.test)
@@ -156,14 +157,15 @@ def reconstructed(split, reconstructor, batch_size=256):
                  resize=split.resize)
 
 
-def _save_eval_classifier(model, path, method, score, explainer, dataset, settings):
+def _save_eval_classifier(acc, path, method, explainer, dataset, settings):
     provenance = {
         **artifacts.base_provenance("eval_classifier"),
         **dataset.provenance(),
         **settings.provenance(),
+        "stacked": acc.stacked,
         "trained_on": f"{method} reconstructions",
         "layer_name": explainer.decoder_provenance["layer_name"],
         "classifier_digest": explainer.decoder_provenance["classifier_digest"],
-        "metrics": {"test_accuracy": score},
+        "metrics": {"test_accuracy": acc.accuracy},
     }
-    artifacts.save_model(model, path, provenance, overwrite=settings.overwrite)
+    artifacts.save_model(acc.model, path, provenance, overwrite=settings.overwrite)

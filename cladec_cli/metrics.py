@@ -1,9 +1,12 @@
 """The paper's measures of an explanation: Rec. Loss, Acc Eval and (cheap) agreement."""
 
+from typing import NamedTuple
+
 import keras
 import numpy as np
 
-from cladec_cli.classifier import accuracy, classification_loss, classifier_on, compile_classifier, fresh_copy
+from cladec_cli.classifier import (accuracy, classification_loss, classifier_on, compile_classifier, fresh_copy,
+                                   frozen_outputs)
 from cladec_cli.data.feed import ArrayFeed
 from cladec_cli.data.split import Split
 from cladec_cli.fused import named_output, renamed, seeded
@@ -51,17 +54,27 @@ def _measuring_model(classifier, reconstructors):
     return keras.Model(images, outputs, name="measures")
 
 
+class AccEval(NamedTuple):
+    """One method's Acc Eval: the test accuracy, the trained classifier, and whether it trained stacked
+    with the other methods' (`settings.stack_models`)."""
+
+    accuracy: float
+    model: object
+    stacked: bool = False
+
+
 def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructors=None):
     """Acc Eval of several methods in one training pass: for each method, the test accuracy of a fresh
     classifier of `classifier`'s architecture trained on its reconstructions of the training images and
-    tested on those of the test images. Returns {method: (accuracy, trained classifier)}.
+    tested on those of the test images. Returns {method: AccEval}.
 
     `train` and `test` map each method to a Split of its reconstructions (all with the same labels); with
     `reconstructors` ({method: frozen image -> image model}), the splits hold the images and each
     method's reconstructions are made batch by batch as training goes, so no split is held in memory.
     The classifiers train side by side in one model (`side_by_side`, stacked with `settings.stack_models`);
     each starts from the weights it would get alone and sees the same batches, so each is the classifier
-    that training it alone gives (stacked, up to rounding).
+    that training it alone gives (stacked, up to rounding; classifiers with regularization losses are
+    never stacked, since a stacked model's call leaves them out).
     Under float16 they train one after another instead: one dynamic loss scale would skip every
     classifier's step when one of them overflows. They see their inputs in `pixel_range`.
     """
@@ -72,16 +85,16 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     methods = list(train)
     start(settings)
     copies = {m: seeded(settings.seed, lambda: fresh_copy(classifier)) for m in methods}
-    model, losses, stack = side_by_side(copies, pixel_range, reconstructors,
-                                        stacked=settings.stack_models and len(methods) > 1)
+    stacked = settings.stack_models and len(methods) > 1 and not any(copy.losses for copy in copies.values())
+    model, losses, stack = side_by_side(copies, pixel_range, reconstructors, stacked=stacked)
     start(settings)
     data = _side_by_side_feed(train, settings, methods)
     compile_classifier(model, settings, data, loss=losses)
     fit(model, data, settings)
     if stack is not None:
         stack.write_back()
-    return {m: (accuracy(classifier_on(copies[m], pixel_range, reconstructors.get(m)), test[m], 256), copies[m])
-            for m in methods}
+    return {m: AccEval(accuracy(classifier_on(copies[m], pixel_range, reconstructors.get(m)), test[m], 256), copies[m],
+                       stacked) for m in methods}
 
 
 def side_by_side(copies, pixel_range="0,1", reconstructors=None, stacked=False):
@@ -99,11 +112,8 @@ def side_by_side(copies, pixel_range="0,1", reconstructors=None, stacked=False):
         if not stacked:
             branch = renamed(classifier_on(copy, pixel_range, source), f"classifier_{method}")
             outputs[f"scores_{method}"] = named_output(branch(inputs[-1]), f"scores_{method}")
-        elif source is None:
-            images.append(inputs[-1])
         else:
-            source.trainable = False
-            images.append(source(inputs[-1], training=False))
+            images.append(inputs[-1] if source is None else frozen_outputs(source, inputs[-1]))
     stack = None
     if stacked:
         stack = Stacked([classifier_on(copy, pixel_range) for copy in copies.values()], name="classifiers")
@@ -138,4 +148,4 @@ def acc_eval(classifier, train_images, train_labels, test_images, test_labels, s
         return Split(np.asarray(labels), tuple(images.shape[1:]), images=images)
 
     return acc_evals(classifier, {"given": split(train_images, train_labels)},
-                     {"given": split(test_images, test_labels)}, settings, pixel_range)["given"]
+                     {"given": split(test_images, test_labels)}, settings, pixel_range)["given"][:2]

@@ -18,8 +18,10 @@ def supported():
 
 
 class Stacked(keras.layers.Layer):
-    """`models` (one input, one output each, all of one architecture) as one layer taking inputs of
-    shape (batch, K, ...) and giving outputs of shape (batch, K, ...): model k sees `inputs[:, k]`.
+    """`models` (one input, one output each, all of one architecture: copies of one model, since only
+    their weights' shapes are compared and the first one's layers run for all) as one layer taking
+    inputs of shape (batch, K, ...) and giving outputs of shape (batch, K, ...): model k sees
+    `inputs[:, k]`.
     The layer starts from each model's current weights; `write_back()` gives them the trained ones.
     Its own dtype is float32: each model's layers cast as their dtype policies say, as they would alone."""
 

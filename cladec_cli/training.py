@@ -83,7 +83,7 @@ class TrainSettings:
         """What a trained model records about how it was trained."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "lr_schedule": self.lr_schedule, "optimizer": "adam", "seed": self.seed, "trust_model": self.trust_model,
-                "stack_models": self.stack_models, **self.runtime().provenance()}
+                **self.runtime().provenance()}
 
     def with_epochs(self, epochs):
         """A copy of these settings with another epoch count."""

@@ -165,6 +165,8 @@ def test_step_profile_summarizes_the_device_streams_and_falls_back_to_the_host()
     assert summary["lines"]["/device:GPU:0"]["XLA Ops"] == {"events": 1, "ms": 2000 / 1e6}
     on_cpu = step_profile.summarize(_profile(("/host:metadata", {}), host), steps=1, epoch_s=1e-6)
     assert on_cpu["plane"] == "/host:CPU" and on_cpu["events"] == 1 and on_cpu["busy_fraction"] == pytest.approx(0.3)
+    with pytest.raises(SystemExit, match="no device activity"):  # a GPU run whose trace lacks CUPTI's planes
+        step_profile.summarize(_profile(("/host:metadata", {}), host), steps=1, epoch_s=1e-6, need_device=True)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="reads JAX profiler traces")

@@ -113,3 +113,14 @@ def test_evaluate_refuses_stacked_models_off_jax_in_one_line(tmp_path, trained):
         f"cladec: error: --stack-models needs Keras' JAX backend (KERAS_BACKEND=jax); this is "
         f"{keras.backend.backend()}"]
     assert not out.exists()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="stacking runs on Keras' JAX backend")
+def test_evaluate_stacks_the_acc_eval_classifiers_and_says_so(tmp_path, trained):
+    out, keep = tmp_path / "metrics.json", tmp_path / "eval_models"
+    invoke("evaluate", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--refae",
+           trained["refae"], "--eval-epochs", 1, "--batch-size", 32, "--stack-models", "--keep-eval-models", keep,
+           "--out", out, "-q")
+    saved = json.loads(out.read_text())
+    assert saved["eval_settings"]["stacked_methods"] == ["cladec", "refae"]
+    assert artifacts.inspect(keep / "eval_cladec.h5")["stacked"] is True
