@@ -2,11 +2,12 @@
 step, kernel time a step, and how much of the epoch the device was busy, from a JAX profiler trace.
 
     KERAS_BACKEND=jax python benchmarks/step_profile.py OUTDIR [--limit 16384] [--epochs 3]
-        [--cases classifier,decoder,fused,refae] [--top 12] [--traces DIR]
+        [--cases classifier,decoder,fused,refae,acc_eval] [--top 12] [--traces DIR]
 
 Each case is a row of `cladec benchmark` (`cladec_cli.benchmark`): `train-classifier`, `train-decoder
---layer -1 --alpha 0`, the fused `--layer -1,-2,-3,-4` run and `train-refae --layer -1`. Each side
-(cladec, and the plain Keras `fit` where the row has one) trains for `--epochs` epochs; the last epoch
+--layer -1 --alpha 0`, the fused `--layer -1,-2,-3,-4` run and `train-refae --layer -1`; `acc_eval`
+is a cell's two Acc Eval classifiers trained stacked (`--stack-models`) against side by side. Each side
+(cladec, and its peer where the row has one) trains for `--epochs` epochs; the last epoch
 is traced with `jax.profiler` and read back with `jax.profiler.ProfileData`. The activity counted is
 that of the device planes' stream lines (kernels and copies); on a CPU, that of the host's XLA threads,
 which is enough to try the script out but says little. On a GPU without a device plane in its trace
@@ -19,6 +20,7 @@ each trace under DIR/<case>-<side>/ (TensorBoard's profile plugin or xprof open 
 """
 
 import argparse
+import dataclasses
 import glob
 import json
 import os
@@ -34,13 +36,16 @@ os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_enable_comma
 import keras  # noqa: E402
 
 from cladec_cli import runtime  # noqa: E402
-from cladec_cli.benchmark import (Bench, classifier_case, decoder_case, fused_case, refae_case, steady_seconds,
-                                  EpochTimer)  # noqa: E402
+from cladec_cli.architectures import build_classifier  # noqa: E402
+from cladec_cli.benchmark import (Bench, Case, classifier_case, decoder_case, fused_case, refae_case,  # noqa: E402
+                                  steady_seconds, EpochTimer)
+from cladec_cli.flops import training_flops  # noqa: E402
+from cladec_cli.metrics import acc_evals  # noqa: E402
 from cladec_cli.classifier import load_classifier  # noqa: E402
 from cladec_cli.data.datasets import load_dataset  # noqa: E402
 from cladec_cli.training import TrainSettings  # noqa: E402
 
-CASES = ("classifier", "decoder", "fused", "refae")
+CASES = ("classifier", "decoder", "fused", "refae", "acc_eval")
 
 
 class TracedEpoch(keras.callbacks.Callback):
@@ -155,6 +160,21 @@ def profile_side(run, epochs, steps, folder, need_device=False):
                                 for f, s in zip(traced.folders, traced.seconds)]}
 
 
+def acc_eval_case(bench, classifier):
+    """Two methods' Acc Eval classifiers (both on the training images) trained stacked, as
+    `--stack-models` trains them, against side by side, as they train by default."""
+    train, test = bench.dataset.train, bench.dataset.test
+
+    def side(stack):
+        def run(epochs, callbacks):
+            settings = dataclasses.replace(bench.tool_settings(epochs, callbacks), stack_models=stack)
+            acc_evals(classifier, {"a": train, "b": train}, {"a": test, "b": test}, settings)
+        return run
+
+    work = 2 * training_flops(build_classifier(bench.dataset.image_shape, bench.dataset.n_classes))
+    return Case("2 Acc Eval classifiers, --stack-models", side(True), side(False), work, peer_name="side by side")
+
+
 def cases_for(bench, names):
     """The benchmark cases named, the classifier's first: it is built only after the classifier's own
     case has run (which trains the classifier the others use), or after a one-epoch classifier."""
@@ -165,7 +185,8 @@ def cases_for(bench, names):
     classifier, provenance = load_classifier(bench.path("classifier.h5"))
     builders = {"decoder": lambda: decoder_case(bench, classifier, provenance, -1, 0.0),
                 "fused": lambda: fused_case(bench, classifier, provenance),
-                "refae": lambda: refae_case(bench, classifier, provenance, -1)}
+                "refae": lambda: refae_case(bench, classifier, provenance, -1),
+                "acc_eval": lambda: acc_eval_case(bench, classifier)}
     for name in names:
         if name != "classifier":
             yield name, builders[name]()
@@ -201,7 +222,7 @@ def main():
         traces = Path(args.traces) if args.traces else Path(work) / "traces"
         bench = Bench(dataset, settings, work)
         for name, case in cases_for(bench, names):
-            row = {"case": name, "command": case.name}
+            row = {"case": name, "command": case.name, "peer_name": case.peer_name}
             sides = [("cladec", case.tool)] + ([("peer", case.peer)] if name != "fused" else [])
             for side, run in sides:
                 row[side] = profile_side(run, args.epochs, steps, traces / f"{name}-{side}", need_device=on_gpu)
