@@ -39,10 +39,10 @@ from cladec_cli import runtime  # noqa: E402
 from cladec_cli.architectures import build_classifier  # noqa: E402
 from cladec_cli.benchmark import (Bench, Case, classifier_case, decoder_case, fused_case, refae_case,  # noqa: E402
                                   steady_seconds, EpochTimer)
-from cladec_cli.flops import training_flops  # noqa: E402
-from cladec_cli.metrics import acc_evals  # noqa: E402
 from cladec_cli.classifier import load_classifier  # noqa: E402
 from cladec_cli.data.datasets import load_dataset  # noqa: E402
+from cladec_cli.flops import training_flops  # noqa: E402
+from cladec_cli.metrics import acc_evals  # noqa: E402
 from cladec_cli.training import TrainSettings  # noqa: E402
 
 CASES = ("classifier", "decoder", "fused", "refae", "acc_eval")
@@ -79,18 +79,16 @@ class TracedEpoch(keras.callbacks.Callback):
 def activity(profile):
     """(plane name, [(start_ns, duration_ns, name)]) of a trace: the events of the first device plane's
     stream lines, or, without a device plane, the events of the host's XLA threads."""
-    devices = [plane for plane in profile.planes if plane.name.startswith("/device:")]
-    for plane in devices:
-        events = [(e.start_ns, e.duration_ns, e.name) for line in plane.lines if line.name.startswith("Stream")
-                  for e in line.events if e.duration_ns > 0]
-        if events:
-            return plane.name, events
-    for plane in profile.planes:
-        events = [(e.start_ns, e.duration_ns, e.name) for line in plane.lines if line.name.startswith("tf_XLA")
-                  for e in line.events if e.duration_ns > 0]
-        if plane.name.startswith("/host:") and events:
-            return plane.name, events
+    for plane_prefix, line_prefix in (("/device:", "Stream"), ("/host:", "tf_XLA")):
+        for plane in profile.planes:
+            if plane.name.startswith(plane_prefix) and (events := _events(plane, line_prefix)):
+                return plane.name, events
     return None, []
+
+
+def _events(plane, line_prefix):
+    return [(e.start_ns, e.duration_ns, e.name) for line in plane.lines if line.name.startswith(line_prefix)
+            for e in line.events if e.duration_ns > 0]
 
 
 def busy_ns(events):
@@ -149,14 +147,14 @@ def read_trace(folder):
     return ProfileData.from_file(paths[-1])
 
 
-def profile_side(run, epochs, steps, folder, need_device=False):
+def profile_side(run, epochs, steps, folder, need_device=False, top=12):
     """Train one side for `epochs` epochs, tracing the last; its summary (one per `fit`, for a side that
     fits several times) with the untraced epochs' times."""
     timer, traced = EpochTimer(), TracedEpoch(epochs - 1, folder)
     run(epochs, [timer, traced])
     untraced = timer.epoch_seconds()[:-1]
     return {"untraced_epoch_s": untraced, "steady_untraced_epoch_s": steady_seconds([untraced])[0] if len(untraced) > 1
-            else None, "fits": [summarize(read_trace(f), steps, s, need_device=need_device)
+            else None, "fits": [summarize(read_trace(f), steps, s, top, need_device)
                                 for f, s in zip(traced.folders, traced.seconds)]}
 
 
@@ -225,7 +223,7 @@ def main():
             row = {"case": name, "command": case.name, "peer_name": case.peer_name}
             sides = [("cladec", case.tool)] + ([("peer", case.peer)] if name != "fused" else [])
             for side, run in sides:
-                row[side] = profile_side(run, args.epochs, steps, traces / f"{name}-{side}", need_device=on_gpu)
+                row[side] = profile_side(run, args.epochs, steps, traces / f"{name}-{side}", on_gpu, args.top)
                 first = row[side]["fits"][0]
                 print(json.dumps({"case": name, "side": side, **{k: first[k] for k in ("plane",
                     "events_per_step", "activity_ms_per_step", "busy_ms_per_step", "wall_ms_per_step",

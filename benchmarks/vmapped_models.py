@@ -10,8 +10,8 @@ decoder (10-value codes to 32x32x1 images, summed squared error), each with Adam
 of `--steps` optimizer steps runs in one `lax.scan`, as cladec's chunked steps do. The first chunk
 (compilation) is left out and the median of the others gives milliseconds per step. One model is
 trained without vmap, as cladec trains today. Unless `--no-wide`, one model also trains at 2, 4, ...
-times the batch (rows with `batch_size` above 128): as much work a step with plain weights, the upper
-bound of what stacking that many models could give. Inputs are uniform random images and normal codes, two
+times the batch (rows with `batch_size` above 128): as much work a step with plain weights, a rough
+ceiling for stacking that many models (one Adam update where stacking makes K). Inputs are uniform random images and normal codes, two
 sets taken in turn: these layers take the same time whatever the values.
 `--check` first trains, in float32, a few steps of three models at once and the same three one at a
 time, from the same weights on the same batches, and prints the largest relative difference of their
@@ -194,6 +194,9 @@ def main():
         ("bfloat16" if device.platform == "gpu" else "float32")
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     rows = []
+    result = {"device": f"{device.platform.upper()} {device.device_kind}", "jax": jax.__version__,
+              "keras": keras.__version__, "precision": precision, "batch_size": BATCH, "steps_per_chunk": args.steps,
+              "chunks": args.chunks, "checks": checks, "rows": rows}
     for name in CASES:
         base = None
         counts = [int(k) for k in args.models.split(",")]
@@ -205,9 +208,6 @@ def main():
             rows.append(row)
             print(json.dumps(row), flush=True)
             # Written after each row: a time limit that stops the script keeps what it measured.
-            result = {"device": f"{device.platform.upper()} {device.device_kind}", "jax": jax.__version__,
-                      "keras": keras.__version__, "precision": precision, "batch_size": BATCH,
-                      "steps_per_chunk": args.steps, "chunks": args.chunks, "checks": checks, "rows": rows}
             Path(args.out).write_text(json.dumps(result, indent=1))
 
 

@@ -12,11 +12,6 @@ import numpy as np
 from cladec_cli.errors import UsageError
 
 
-def supported():
-    """Whether models can be stacked under the Keras backend in use."""
-    return keras.backend.backend() == "jax"
-
-
 class Stacked(keras.layers.Layer):
     """`models` (one input, one output each, all of one architecture: copies of one model, since only
     their weights' shapes are compared and the first one's layers run for all) as one layer taking
@@ -27,7 +22,7 @@ class Stacked(keras.layers.Layer):
 
     def __init__(self, models, **kwargs):
         super().__init__(dtype="float32", **kwargs)
-        if not supported():
+        if keras.backend.backend() != "jax":
             raise UsageError("stacked models need Keras' JAX backend (KERAS_BACKEND=jax)")
         models = list(models)
         shapes = [[tuple(v.shape) for v in m.weights] for m in models]

@@ -79,6 +79,24 @@ def write_idx_dataset(folder, n_train=200, n_test=60, compress=True):
     return folder
 
 
+def small_conv_classifier():
+    """Randomly initialised, with BatchNorm: classifiers trained side by side (or stacked) must start and
+    train alike, BatchNorm's statistics included."""
+    import keras
+
+    inputs = keras.Input((32, 32, 1))
+    h = keras.layers.Conv2D(4, 3, strides=2)(inputs)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
+    return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(h)))
+
+
+def held_split(images, labels, part):
+    """The in-memory Split of `images[part]` with `labels[part]` (32x32 gray)."""
+    from cladec_cli.data.split import Split
+
+    return Split(labels[part], (32, 32, 1), images=np.ascontiguousarray(images[part]))
+
+
 def benchmark_script(name):
     """The module of benchmarks/<name>.py (the benchmarks are scripts, not a package)."""
     path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"

@@ -10,7 +10,7 @@ from cladec_cli.data.split import Split
 from cladec_cli.metrics import acc_eval, acc_evals, agreement, rec_loss, side_by_side
 from cladec_cli.reconstruction import per_image_sse
 from cladec_cli.training import TrainSettings, start
-from conftest import flipped, quadrant_classifier, synthetic_images
+from conftest import flipped, held_split, quadrant_classifier, small_conv_classifier, synthetic_images
 
 # Enough for the quadrant classifier's Dense to learn any consistent labelling of the quadrants.
 EVAL = TrainSettings(epochs=3, batch_size=16, lr=0.1, verbose=0)
@@ -99,14 +99,6 @@ def test_acc_eval_loss_fits_the_classifiers_output(images, softmax):
     assert [loss.get_config()["from_logits"] for loss in losses.values()] == [not softmax] * 2
 
 
-def small_conv_classifier():
-    """Randomly initialised, with BatchNorm: classifiers trained side by side must start and train alike."""
-    inputs = keras.Input((32, 32, 1))
-    h = keras.layers.Conv2D(4, 3, strides=2)(inputs)
-    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
-    return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(h)))
-
-
 def trained_alone(build, images, labels, settings):
     """A fresh copy of the classifier `build()` makes, trained by itself as `train-classifier` trains one."""
     original = build()
@@ -116,16 +108,12 @@ def trained_alone(build, images, labels, settings):
     return model
 
 
-def split(images, labels, part):
-    return Split(labels[part], (32, 32, 1), images=np.ascontiguousarray(images[part]))
-
-
 def test_classifiers_trained_side_by_side_are_those_trained_alone(images):
     x, y = images
     sources = {"flipped": flipped(x), "same": x, "dark": x * 0.5}
     settings = TrainSettings(epochs=2, batch_size=32, lr=0.01, verbose=0)
-    together = acc_evals(small_conv_classifier(), {m: split(a, y, slice(0, 240)) for m, a in sources.items()},
-                         {m: split(a, y, slice(240, 320)) for m, a in sources.items()}, settings)
+    together = acc_evals(small_conv_classifier(), {m: held_split(a, y, slice(0, 240)) for m, a in sources.items()},
+                         {m: held_split(a, y, slice(240, 320)) for m, a in sources.items()}, settings)
     for method, images_of_method in sources.items():
         alone = trained_alone(small_conv_classifier, images_of_method[:240], y[:240], settings)
         for a, b in zip(together[method][1].get_weights(), alone.get_weights()):
@@ -142,8 +130,8 @@ def test_under_float16_no_classifier_skips_a_step_for_another(images):
     settings = TrainSettings(epochs=2, batch_size=32, lr=0.01, verbose=0, precision="float16")
 
     def evaluated(classifier, methods):
-        return acc_evals(classifier, {m: split(sources[m], y, slice(0, 240)) for m in methods},
-                         {m: split(sources[m], y, slice(240, 320)) for m in methods}, settings)
+        return acc_evals(classifier, {m: held_split(sources[m], y, slice(0, 240)) for m in methods},
+                         {m: held_split(sources[m], y, slice(240, 320)) for m in methods}, settings)
 
     keras.mixed_precision.set_global_policy("mixed_float16")  # the copies keep their layers' policy
     try:
@@ -160,6 +148,6 @@ def test_under_float16_no_classifier_skips_a_step_for_another(images):
 
 def test_side_by_side_refuses_splits_whose_labels_differ(images):
     x, y = images
-    train = {"a": split(x, y, slice(0, 32)), "b": split(x, y[::-1].copy(), slice(0, 32))}
+    train = {"a": held_split(x, y, slice(0, 32)), "b": held_split(x, y[::-1].copy(), slice(0, 32))}
     with pytest.raises(ValueError, match="same labels"):
         acc_evals(small_conv_classifier(), train, train, TrainSettings(epochs=1, batch_size=16, verbose=0))

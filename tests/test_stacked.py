@@ -4,11 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from cladec_cli.classifier import fresh_copy
 from cladec_cli.errors import UsageError
 from cladec_cli.metrics import acc_evals
 from cladec_cli.training import TrainSettings
-from conftest import flipped, synthetic_images
+from conftest import flipped, held_split, small_conv_classifier, synthetic_images
 
 jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="stacking runs on Keras' JAX backend")
 
@@ -20,12 +19,9 @@ def images():
 
 
 def conv_classifier(seed):
-    """A small classifier with BatchNorm (its statistics are state the stack must carry)."""
+    """`small_conv_classifier` initialised from `seed`."""
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((32, 32, 1))
-    h = keras.layers.Conv2D(4, 3, strides=2)(inputs)
-    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
-    return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(h)))
+    return small_conv_classifier()
 
 
 def relative(a, b):
@@ -81,21 +77,16 @@ def test_stacked_acc_eval_classifiers_train_as_the_side_by_side_ones(images, str
 
     monkeypatch.setattr("cladec_cli.metrics.Stacked", Counted)
 
-    def split(a, part):
-        from cladec_cli.data.split import Split
-
-        return Split(y[part], (32, 32, 1), images=np.ascontiguousarray(a[part]))
-
     def evaluated(stack_models, seed=0):
         chosen = TrainSettings(epochs=2, batch_size=32, lr=0.01, verbose=0, seed=seed, stack_models=stack_models)
         if not streamed:
-            return acc_evals(conv_classifier(0), {m: split(a, slice(0, 240)) for m, a in sources.items()},
-                             {m: split(a, slice(240, 320)) for m, a in sources.items()}, chosen)
+            return acc_evals(conv_classifier(0), {m: held_split(a, y, slice(0, 240)) for m, a in sources.items()},
+                             {m: held_split(a, y, slice(240, 320)) for m, a in sources.items()}, chosen)
         # The same images reconstructed batch by batch, each method by its own frozen model.
         reconstructors = {m: keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Lambda(
             lambda t, m=m: {"flipped": keras.ops.flip(t, axis=1), "same": t, "dark": t * 0.5}[m])])
             for m in sources}
-        train, test = split(x, slice(0, 240)), split(x, slice(240, 320))
+        train, test = held_split(x, y, slice(0, 240)), held_split(x, y, slice(240, 320))
         return acc_evals(conv_classifier(0), dict.fromkeys(sources, train), dict.fromkeys(sources, test), chosen,
                          reconstructors=reconstructors)
 
@@ -124,9 +115,7 @@ def test_classifiers_with_regularization_losses_are_not_stacked(images):
     x, y = images
     inputs = keras.Input((32, 32, 1))
     regularized = keras.Model(inputs, keras.layers.Dense(4, kernel_regularizer="l2")(keras.layers.Flatten()(inputs)))
-    from cladec_cli.data.split import Split
-
-    train = Split(y[:64], (32, 32, 1), images=np.ascontiguousarray(x[:64]))
+    train = held_split(x, y, slice(0, 64))
     settings = TrainSettings(epochs=1, batch_size=32, verbose=0, stack_models=True)
     result = acc_evals(regularized, {"a": train, "b": train}, {"a": train, "b": train}, settings)
     assert not any(r.stacked for r in result.values())
