@@ -11,7 +11,7 @@
 # stages after it), BENCH_LIMIT (20000: training images of the benchmark and the steps sweep), STAGES
 # ("tests sweep benchmark table2": which stages run, in that order; also `concurrency`, `vmap`, `profile`
 # and `protocol`), SWEEP_STEPS (16,64: steps per execution the sweep times), PROFILE_LIMIT (16384:
-# training images of the `profile` stage), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each round),
+# training images of the `profile` stage), VMAP_MODELS (1,2,4,8: models side by side in the `vmap` stage), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each round),
 # TESTS_LIMIT_S (150), MIN_STAGE_S (20: a stage starts only with that much budget left), TABLE2_FLAGS
 # (extra reproduce options), PROTOCOL_EPOCHS (3) and PROTOCOL_RUNS (2: the `protocol` stage's
 # reproduction, benchmarks/protocol_projection.py). The `protocol` and `table2` stages each take what the
@@ -91,7 +91,7 @@ stage_concurrency() {
 stage_vmap() {
   if [ "$BACKEND" != jax ]; then log "vmap: needs the JAX backend, skipped"; return; fi
   log "models side by side in one step (vmap): classifier and layer -1 decoder, 1, 2, 4 and 8 at once, and one at 2, 4 and 8 times the batch"
-  timeout "$(within $(( $(left) / 2 )))" "$PY" benchmarks/vmapped_models.py "$OUT/vmapped.json" --check \
+  timeout "$(within $(( $(left) / 2 )))" "$PY" benchmarks/vmapped_models.py "$OUT/vmapped.json" --check --models "${VMAP_MODELS:-1,2,4,8}" \
     >"$OUT/vmapped.log" 2>&1
   log "vmap: exit $?"
   grep '^{' "$OUT/vmapped.log"
