@@ -31,6 +31,8 @@ log() { echo "[gpu_check +$(( $(date +%s) - START ))s] $*" | tee -a "$OUT/check.
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 # A time limit of $1 seconds, cut to what the budget has left, and at least 1 (`timeout 0` would mean none).
 within() { local s=$1 l; l=$(left); (( s > l )) && s=$l; (( s < 1 )) && s=1; echo "$s"; }
+# A stage's share of what is left: half, or all of it for the last stage named.
+share() { if [ "$name" = "${STAGES##* }" ]; then left; else echo $(( $(left) / 2 )); fi; }
 
 if ! "$PY" -c "import tensorflow" >/dev/null 2>&1; then
   export KERAS_BACKEND=${KERAS_BACKEND:-jax}
@@ -74,7 +76,7 @@ stage_sweep() {
 
 stage_benchmark() {
   log "benchmark --quick"
-  timeout "$(within $(( $(left) / 2 )))" "$PY" -m cladec_cli benchmark --quick --limit "${BENCH_LIMIT:-20000}" --epochs 3 --out "$OUT/speed-gpu-$BACKEND.json" \
+  timeout "$(within $(share))" "$PY" -m cladec_cli benchmark --quick --limit "${BENCH_LIMIT:-20000}" --epochs 3 --out "$OUT/speed-gpu-$BACKEND.json" \
     >"$OUT/benchmark.log" 2>&1
   log "benchmark: exit $?"
   tail -n 25 "$OUT/benchmark.log"
@@ -82,7 +84,7 @@ stage_benchmark() {
 
 stage_concurrency() {
   log "processes sharing the GPU: ${CONCURRENCY_PROCS:-1,4}, fused 4-layer decoders, all training images"
-  timeout "$(within $(( $(left) / 2 )))" "$PY" benchmarks/concurrent_trainings.py "$OUT/concurrency.json" \
+  timeout "$(within $(share))" "$PY" benchmarks/concurrent_trainings.py "$OUT/concurrency.json" \
     --procs "${CONCURRENCY_PROCS:-1,4}" --epochs 8 >"$OUT/concurrency.log" 2>&1
   log "concurrency: exit $?"
   grep '^{' "$OUT/concurrency.log"
@@ -91,7 +93,7 @@ stage_concurrency() {
 stage_vmap() {
   if [ "$BACKEND" != jax ]; then log "vmap: needs the JAX backend, skipped"; return; fi
   log "models side by side in one step (vmap): classifier and layer -1 decoder, 1, 2, 4 and 8 at once, and one at 2, 4 and 8 times the batch"
-  timeout "$(within $(( $(left) / 2 )))" "$PY" benchmarks/vmapped_models.py "$OUT/vmapped.json" --check --models "${VMAP_MODELS:-1,2,4,8}" \
+  timeout "$(within $(share))" "$PY" benchmarks/vmapped_models.py "$OUT/vmapped.json" --check --models "${VMAP_MODELS:-1,2,4,8}" \
     >"$OUT/vmapped.log" 2>&1
   log "vmap: exit $?"
   grep '^{' "$OUT/vmapped.log"
@@ -100,7 +102,7 @@ stage_vmap() {
 stage_profile() {
   if [ "$BACKEND" != jax ]; then log "profile: needs the JAX backend, skipped"; return; fi
   log "where a steady epoch's time goes: kernels a step and busy time, cladec against plain Keras"
-  timeout "$(within $(( $(left) / 2 )))" "$PY" benchmarks/step_profile.py "$OUT" --limit "${PROFILE_LIMIT:-16384}" \
+  timeout "$(within $(share))" "$PY" benchmarks/step_profile.py "$OUT" --limit "${PROFILE_LIMIT:-16384}" \
     >"$OUT/profile.log" 2>&1
   log "profile: exit $? (step-profile.json)"
   grep '^{' "$OUT/profile.log"
