@@ -9,8 +9,8 @@
 # Knobs: PYTHON (python3), GPU_BUNDLE (gpu-bundle), TABLE2_EPOCHS (64), BUDGET_S (450: the whole check's
 # seconds; the Table II run gets what the earlier stages leave, less TABLE2_RESERVE_S, 10 s, for the
 # stages after it), BENCH_LIMIT (20000: training images of the benchmark and the steps sweep), STAGES
-# ("tests sweep benchmark table2": which stages run, in that order; also `concurrency`, `vmap`, `profile`
-# and `protocol`), SWEEP_STEPS (16,64: steps per execution the sweep times), PROFILE_LIMIT (16384:
+# ("tests sweep benchmark table2": which stages run, in that order; also `concurrency`, `vmap`, `profile`,
+# `outlayer` and `protocol`), SWEEP_STEPS (16,64: steps per execution the sweep times), PROFILE_LIMIT (16384:
 # training images of the `profile` stage), VMAP_MODELS (1,2,4,8: models side by side in the `vmap` stage), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each round),
 # TESTS_LIMIT_S (150), MIN_STAGE_S (20: a stage starts only with that much budget left), TABLE2_FLAGS
 # (extra reproduce options), PROTOCOL_EPOCHS (3) and PROTOCOL_RUNS (2: the `protocol` stage's
@@ -106,6 +106,14 @@ stage_profile() {
     >"$OUT/profile.log" 2>&1
   log "profile: exit $? (step-profile.json)"
   grep '^{' "$OUT/profile.log"
+}
+
+stage_outlayer() {
+  log "the decoder's last convolution in float32 against the compute dtype: layer -1 alone and layers -1 to -4 in one model"
+  timeout "$(within $(share))" "$PY" benchmarks/output_layer_ab.py "$OUT/output-layer.json" \
+    >"$OUT/output-layer.log" 2>&1
+  log "outlayer: exit $?"
+  grep '^{' "$OUT/output-layer.log" | tail -n 1
 }
 
 stage_protocol() {

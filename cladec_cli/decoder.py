@@ -38,9 +38,10 @@ def layer_widths(steps, width=1):
 OUTPUTS = ("sigmoid", "relu")
 
 
-def build_decoder(code_shape, image_shape, width=1, name="decoder", output="sigmoid"):
+def build_decoder(code_shape, image_shape, width=1, name="decoder", output="sigmoid", output_dtype=None):
     """A decoder from a code of `code_shape` (a vector or H x W x C) to images of `image_shape`, ending
-    in `output` ("sigmoid" or "relu")."""
+    in `output` ("sigmoid" or "relu"). Its last convolution runs in `output_dtype` (None: the global
+    dtype policy, like the other layers); the reconstructions are float32 either way."""
     if output not in OUTPUTS:
         raise UsageError(f"unknown decoder output {output!r}; choose one of {', '.join(OUTPUTS)}")
     code_shape, image_shape = tuple(code_shape), tuple(image_shape)
@@ -57,11 +58,13 @@ def build_decoder(code_shape, image_shape, width=1, name="decoder", output="sigm
     for i, filters in enumerate(layer_widths(steps, width), start=1):
         h = layers.Conv2DTranspose(filters, 5, strides=2, padding="same", activation="relu",
                                    name=f"dec_deconv{i}")(h)
-    # The output layers run in float32 under mixed precision: reconstructions and their SSE keep full precision.
+    # Under mixed precision the last convolution computes like the others (in float32, a 1- or 3-channel
+    # convolution ran in slow cuDNN kernels on GPUs); the resize and the output activation run in float32,
+    # so reconstructions and their SSE keep full precision, as Keras' mixed-precision guide does for logits.
     if steps > 0:
-        h = layers.Conv2DTranspose(channels, 5, strides=2, padding="same", name="dec_out", dtype="float32")(h)
+        h = layers.Conv2DTranspose(channels, 5, strides=2, padding="same", name="dec_out", dtype=output_dtype)(h)
     else:
-        h = layers.Conv2D(channels, 5, padding="same", name="dec_out", dtype="float32")(h)
+        h = layers.Conv2D(channels, 5, padding="same", name="dec_out", dtype=output_dtype)(h)
     if tuple(h.shape[1:3]) != (height, width_px):
         h = layers.Resizing(height, width_px, interpolation="bilinear", name="dec_resize", dtype="float32")(h)
     outputs = layers.Activation(output, name="reconstruction", dtype="float32")(h)

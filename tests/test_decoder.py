@@ -1,5 +1,6 @@
 """The decoder of Table I and its twin inside the RefAE."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -128,3 +129,20 @@ def test_relu_output_is_not_bounded_above():
     assert build_decoder((4,), (32, 32, 1)).get_layer("reconstruction").activation.__name__ == "sigmoid"
     with pytest.raises(UsageError, match="unknown decoder output"):
         build_decoder((4,), (32, 32, 1), output="tanh")
+
+
+@pytest.mark.parametrize("code_shape,image_shape", [((10,), (32, 32, 1)), ((4, 4, 8), (28, 28, 1))])
+def test_mixed_precision_decoder_computes_its_last_conv_in_low_precision_and_outputs_float32(code_shape, image_shape):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = build_decoder(code_shape, image_shape)
+        full = build_decoder(code_shape, image_shape, output_dtype="float32")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert mixed.get_layer("dec_out").compute_dtype == "bfloat16"
+    assert full.get_layer("dec_out").compute_dtype == "float32"
+    for decoder in (mixed, full):
+        assert decoder.get_layer("reconstruction").compute_dtype == "float32"
+        assert decoder.get_layer("dec_out").variable_dtype == "float32"
+        out = decoder(np.ones((2,) + code_shape, np.float32))
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
