@@ -184,3 +184,26 @@ def test_step_profile_traces_the_last_epoch_of_a_real_fit(tmp_path):
     [traced] = side["fits"]
     assert traced["events"] > 0 and traced["steps"] == 4 and 0 < traced["busy_fraction"] <= 1
     assert list((tmp_path / "traces").glob("fit0/**/*.xplane.pb"))
+
+
+def test_output_layer_ab_times_both_last_convolutions_and_writes_their_ratio(tmp_path):
+    ab = benchmark_script("output_layer_ab")
+    out = tmp_path / "ab.json"
+    try:
+        assert ab.main([str(out), "--limit", "256", "--epochs", "2", "--rounds", "1",
+                        "--steps-per-execution", "2"]) == 0
+        model = ab.decoders_model([(10,), (2, 2, 128)], output_dtype=None)
+        full = ab.decoders_model([(10,)], output_dtype="float32")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    result = json.loads(out.read_text())
+    assert result["precision"] == "bfloat16" and len(result["code_shapes"]) == 4
+    assert {(r["case"], r["output_layer"]) for r in result["rows"]} == \
+        {(case, v) for case in ("layer -1", "layers -1 to -4") for v in ("float32", "compute")}
+    for case, summary in result["summary"].items():
+        assert summary["compute_speedup"] == pytest.approx(
+            summary["float32_s_per_epoch"] / summary["compute_s_per_epoch"])
+    outs = [layer for layer in model._flatten_layers() if layer.name == "dec_out"]
+    assert [layer.compute_dtype for layer in outs] == ["bfloat16", "bfloat16"]
+    assert [layer.compute_dtype for layer in full._flatten_layers() if layer.name == "dec_out"] == ["float32"]
+    assert [keras.backend.standardize_dtype(o.dtype) for o in model.outputs] == ["float32", "float32"]
