@@ -109,7 +109,7 @@ stage_profile() {
 }
 
 stage_outlayer() {
-  log "the decoder's last convolution in float32 against the compute dtype: layer -1 alone and layers -1 to -4 in one model"
+  log "the decoder's last convolution in float32 against the compute dtype, through cladec's training: fused decoders, layer -1 decoder, RefAE"
   timeout "$(within $(share))" "$PY" benchmarks/output_layer_ab.py "$OUT/output-layer.json" \
     >"$OUT/output-layer.log" 2>&1
   log "outlayer: exit $?"

@@ -186,24 +186,33 @@ def test_step_profile_traces_the_last_epoch_of_a_real_fit(tmp_path):
     assert list((tmp_path / "traces").glob("fit0/**/*.xplane.pb"))
 
 
-def test_output_layer_ab_times_both_last_convolutions_and_writes_their_ratio(tmp_path):
+def test_output_layer_ab_times_cladecs_training_with_both_last_convolutions(tmp_path, npz_dataset):
+    from cladec_cli.architectures import build_classifier
+    from cladec_cli.cladec import decoder_for
+    from cladec_cli.layers import resolve_layer
+
     ab = benchmark_script("output_layer_ab")
     out = tmp_path / "ab.json"
     try:
-        assert ab.main([str(out), "--limit", "256", "--epochs", "2", "--rounds", "1",
-                        "--steps-per-execution", "2"]) == 0
-        model = ab.decoders_model([(10,), (2, 2, 128)], output_dtype=None)
-        full = ab.decoders_model([(10,)], output_dtype="float32")
+        assert ab.main([str(out), "--dataset", npz_dataset, "--epochs", "2", "--rounds", "1",
+                        "--precision", "bfloat16"]) == 0
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        classifier = build_classifier((32, 32, 1), 4)
+        layer = resolve_layer(classifier, -1)
+        built = {}
+        for variant, dtype in ab.VARIANTS.items():
+            with ab.decoders_built_with(dtype):
+                built[variant] = decoder_for(classifier, layer).get_layer("dec_out").compute_dtype
+        default = decoder_for(classifier, layer).get_layer("dec_out").compute_dtype
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    assert built == {"float32": "float32", "compute": "bfloat16"} and default == "bfloat16"
     result = json.loads(out.read_text())
-    assert result["precision"] == "bfloat16" and len(result["code_shapes"]) == 4
+    assert result["runtime"]["precision"] == "bfloat16"
+    cases = {"layers -1 to -4 fused", "decoder layer -1", "refae layer -1"}
     assert {(r["case"], r["output_layer"]) for r in result["rows"]} == \
-        {(case, v) for case in ("layer -1", "layers -1 to -4") for v in ("float32", "compute")}
-    for case, summary in result["summary"].items():
+        {(case, v) for case in cases for v in ("float32", "compute")}
+    assert all(r["s_per_epoch"] > 0 for r in result["rows"])
+    for summary in result["summary"].values():
         assert summary["compute_speedup"] == pytest.approx(
             summary["float32_s_per_epoch"] / summary["compute_s_per_epoch"])
-    outs = [layer for layer in model._flatten_layers() if layer.name == "dec_out"]
-    assert [layer.compute_dtype for layer in outs] == ["bfloat16", "bfloat16"]
-    assert [layer.compute_dtype for layer in full._flatten_layers() if layer.name == "dec_out"] == ["float32"]
-    assert [keras.backend.standardize_dtype(o.dtype) for o in model.outputs] == ["float32", "float32"]
