@@ -31,8 +31,8 @@ log() { echo "[gpu_check +$(( $(date +%s) - START ))s] $*" | tee -a "$OUT/check.
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 # A time limit of $1 seconds, cut to what the budget has left, and at least 1 (`timeout 0` would mean none).
 within() { local s=$1 l; l=$(left); (( s > l )) && s=$l; (( s < 1 )) && s=1; echo "$s"; }
-# A stage's share of what is left: half, or all of it for the last stage named.
-share() { if [ "$name" = "${STAGES##* }" ]; then left; else echo $(( $(left) / 2 )); fi; }
+# A stage's share of what is left: half, or all of it for the last stage named (LAST, set by the loop).
+share() { if (( LAST )); then left; else echo $(( $(left) / 2 )); fi; }
 
 if ! "$PY" -c "import tensorflow" >/dev/null 2>&1; then
   export KERAS_BACKEND=${KERAS_BACKEND:-jax}
@@ -92,7 +92,7 @@ stage_concurrency() {
 
 stage_vmap() {
   if [ "$BACKEND" != jax ]; then log "vmap: needs the JAX backend, skipped"; return; fi
-  log "models side by side in one step (vmap): classifier and layer -1 decoder, 1, 2, 4 and 8 at once, and one at 2, 4 and 8 times the batch"
+  log "models side by side in one step (vmap): classifier and layer -1 decoder, ${VMAP_MODELS:-1,2,4,8} at once, and one at as many times the batch"
   timeout "$(within $(share))" "$PY" benchmarks/vmapped_models.py "$OUT/vmapped.json" --check --models "${VMAP_MODELS:-1,2,4,8}" \
     >"$OUT/vmapped.log" 2>&1
   log "vmap: exit $?"
@@ -133,7 +133,10 @@ stage_table2() {
   grep -E "^(device|run|  )|saved|wrote" "$OUT/table2.log" | tail -n 40
 }
 
-for name in $STAGES; do
+read -ra STAGE_LIST <<<"$(echo $STAGES)"
+for i in "${!STAGE_LIST[@]}"; do
+  name=${STAGE_LIST[i]}
+  LAST=$(( i == ${#STAGE_LIST[@]} - 1 ))
   if ! declare -F "stage_$name" >/dev/null; then log "unknown stage $name"
   elif (( $(left) < ${MIN_STAGE_S:-20} )); then log "$name: skipped, $(left) s of the budget left"
   else "stage_$name"; fi

@@ -59,8 +59,9 @@ def build_decoder(code_shape, image_shape, width=1, name="decoder", output="sigm
         h = layers.Conv2DTranspose(filters, 5, strides=2, padding="same", activation="relu",
                                    name=f"dec_deconv{i}")(h)
     # Under mixed precision the last convolution computes like the others (in float32, a 1- or 3-channel
-    # convolution ran in slow cuDNN kernels on GPUs); the resize and the output activation run in float32,
-    # so reconstructions and their SSE keep full precision, as Keras' mixed-precision guide does for logits.
+    # convolution ran in slow cuDNN kernels on GPUs) and its output is rounded to the compute dtype; the
+    # resize, the output activation and the SSE run in float32, as Keras' mixed-precision guide keeps a
+    # softmax in float32 after a low-precision Dense.
     if steps > 0:
         h = layers.Conv2DTranspose(channels, 5, strides=2, padding="same", name="dec_out", dtype=output_dtype)(h)
     else:

@@ -190,6 +190,7 @@ def test_output_layer_ab_times_cladecs_training_with_both_last_convolutions(tmp_
     from cladec_cli.architectures import build_classifier
     from cladec_cli.cladec import decoder_for
     from cladec_cli.layers import resolve_layer
+    from cladec_cli.refae import build_refae
 
     ab = benchmark_script("output_layer_ab")
     out = tmp_path / "ab.json"
@@ -199,14 +200,17 @@ def test_output_layer_ab_times_cladecs_training_with_both_last_convolutions(tmp_
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
         classifier = build_classifier((32, 32, 1), 4)
         layer = resolve_layer(classifier, -1)
-        built = {}
+        built, in_refae = {}, {}
         for variant, dtype in ab.VARIANTS.items():
             with ab.decoders_built_with(dtype):
                 built[variant] = decoder_for(classifier, layer).get_layer("dec_out").compute_dtype
+                in_refae[variant] = [l.compute_dtype for l in build_refae(classifier, layer)._flatten_layers()
+                                     if l.name == "dec_out"]
         default = decoder_for(classifier, layer).get_layer("dec_out").compute_dtype
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert built == {"float32": "float32", "compute": "bfloat16"} and default == "bfloat16"
+    assert in_refae == {"float32": ["float32"], "compute": ["bfloat16"]}
     result = json.loads(out.read_text())
     assert result["runtime"]["precision"] == "bfloat16"
     cases = {"layers -1 to -4 fused", "decoder layer -1", "refae layer -1"}
