@@ -10,8 +10,9 @@
 # seconds; the Table II run gets what the earlier stages leave, less TABLE2_RESERVE_S, 10 s, for the
 # stages after it), BENCH_LIMIT (20000: training images of the benchmark and the steps sweep), STAGES
 # ("tests sweep benchmark table2": which stages run, in that order; also `concurrency`, `vmap`, `profile`,
-# `outlayer` and `protocol`), SWEEP_STEPS (16,64: steps per execution the sweep times), PROFILE_LIMIT (16384:
-# training images of the `profile` stage), VMAP_MODELS (1,2,4,8: models side by side in the `vmap` stage), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each round),
+# `outlayer`, `xlaflags` and `protocol`), SWEEP_STEPS (16,64: steps per execution the sweep times), PROFILE_LIMIT (16384:
+# training images of the `profile` stage), VMAP_MODELS (1,2,4,8: models side by side in the `vmap` stage), XLA_FLAGS_ROUNDS (2: rounds of the
+# `xlaflags` stage), CONCURRENCY_PROCS (1,4: processes sharing the GPU, each round),
 # TESTS_LIMIT_S (150), MIN_STAGE_S (20: a stage starts only with that much budget left), TABLE2_FLAGS
 # (extra reproduce options), PROTOCOL_EPOCHS (3) and PROTOCOL_RUNS (2: the `protocol` stage's
 # reproduction, benchmarks/protocol_projection.py). The `protocol` and `table2` stages each take what the
@@ -114,6 +115,14 @@ stage_outlayer() {
     >"$OUT/output-layer.log" 2>&1
   log "outlayer: exit $?"
   grep '^{' "$OUT/output-layer.log" | tail -n 1
+}
+
+stage_xlaflags() {
+  log "XLA flags, each in its own process: defaults, CUDA graphs off, command buffers for every command"
+  timeout "$(within $(share))" "$PY" benchmarks/xla_flags_ab.py "$OUT/xla-flags.json" --rounds "${XLA_FLAGS_ROUNDS:-2}" \
+    >"$OUT/xla-flags.log" 2>&1
+  log "xlaflags: exit $?"
+  grep '^{' "$OUT/xla-flags.log" | tail -n 1
 }
 
 stage_protocol() {

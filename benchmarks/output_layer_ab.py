@@ -22,7 +22,7 @@ import time
 from unittest import mock
 
 from cladec_cli import cladec, runtime
-from cladec_cli.benchmark import Bench, EpochTimer, classifier_case, decoder_case, fused_case, refae_case, steady_seconds
+from cladec_cli.benchmark import Bench, classifier_case, decoder_case, fastest_steady_epoch, fused_case, refae_case
 from cladec_cli.classifier import load_classifier
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.decoder import build_decoder
@@ -40,11 +40,8 @@ def decoders_built_with(output_dtype):
 
 def time_run(case, epochs, output_dtype):
     """Steady seconds per epoch of `case`'s cladec side with decoders built with `output_dtype`."""
-    timer = EpochTimer()
     with decoders_built_with(output_dtype):
-        case.tool(epochs, [timer])
-    fastest, _ = steady_seconds([timer.epoch_seconds()])
-    return fastest
+        return fastest_steady_epoch(case.tool, epochs)
 
 
 def main(argv=None):

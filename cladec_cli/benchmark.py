@@ -211,6 +211,13 @@ def steady_seconds(epoch_seconds_per_run):
     return min(steady), statistics.median(steady)
 
 
+def fastest_steady_epoch(run, epochs):
+    """Wall-clock seconds of the fastest epoch after the first of `run(epochs, callbacks)`."""
+    timer = EpochTimer()
+    run(epochs, [timer])
+    return steady_seconds([timer.epoch_seconds()])[0]
+
+
 def time_case(case, epochs, repeats, n_images, peaks):
     """Run a case's cladec and peer sides in turn, `repeats` times each; a result row.
 

@@ -220,3 +220,22 @@ def test_output_layer_ab_times_cladecs_training_with_both_last_convolutions(tmp_
     for summary in result["summary"].values():
         assert summary["compute_speedup"] == pytest.approx(
             summary["float32_s_per_epoch"] / summary["compute_s_per_epoch"])
+
+
+def test_xla_flags_ab_runs_each_variant_in_its_own_process_with_its_flags(tmp_path, npz_dataset, monkeypatch):
+    ab = benchmark_script("xla_flags_ab")
+    out = tmp_path / "flags.json"
+    dump = f"--xla_dump_to={tmp_path / 'dump'}"
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert ab.main([str(out), "--variant", "plain=", "--variant", f"dumped={dump}", "--cases", "decoder",
+                    "--dataset", npz_dataset, "--epochs", "2", "--rounds", "2"]) == 0
+    result = json.loads(out.read_text())
+    assert [(r["variant"], r["round"], r["case"]) for r in result["rows"]] == \
+        [("plain", 0, "decoder"), ("dumped", 0, "decoder"), ("plain", 1, "decoder"), ("dumped", 1, "decoder")]
+    assert {r["variant"]: r["xla_flags"] for r in result["rows"]} == {"plain": "", "dumped": dump}
+    for name in ("plain", "dumped"):
+        assert result["best_s_per_epoch"][name]["decoder"] == min(
+            r["s_per_epoch"] for r in result["rows"] if r["variant"] == name)
+    for bad in (["--variant", "noequals"], ["--cases", "fused,nope"]):
+        with pytest.raises(SystemExit):
+            ab.main([str(tmp_path / "x.json"), *bad])
