@@ -118,7 +118,7 @@ stage_outlayer() {
 }
 
 stage_xlaflags() {
-  log "XLA flags, each in its own process: defaults, CUDA graphs off, command buffers for every command"
+  log "XLA flags, each in its own process: defaults, CUDA graphs off, command buffers for most commands"
   timeout "$(within $(share))" "$PY" benchmarks/xla_flags_ab.py "$OUT/xla-flags.json" --rounds "${XLA_FLAGS_ROUNDS:-2}" \
     >"$OUT/xla-flags.log" 2>&1
   log "xlaflags: exit $?"

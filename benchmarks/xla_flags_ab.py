@@ -6,11 +6,12 @@ decoder and the classifier, as `train-decoder` and `train-classifier` train them
         [--dataset fashion_mnist] [--limit 16384] [--epochs 3] [--rounds 2]
 
 Without `--variant` it compares XLA's defaults, CUDA graphs (command buffers) off, and command buffers
-for every kind of command with graphs of any size: on a GPU a fused decoder step runs about 290 kernels
+for fusions, cuBLAS, cuDNN, custom calls, loops and conditionals with graphs of any size: on a GPU a fused decoder step runs about 290 kernels
 and the GPU waited between them for about 40 % of the step. Each process adds its variant's flags to the
 `XLA_FLAGS` it inherits. The first process trains a classifier for one epoch; the others load it. A
 case's steady epoch is the fastest after its first. One JSON line per process and case, and OUT.json
-(written after each process) with the rows and each variant's best epoch per case.
+(written after each process) with the rows and each variant's best epoch per case. A process that fails
+is recorded with the end of its error output, the others still run, and the exit status is then 1.
 """
 
 import argparse
@@ -47,12 +48,16 @@ def child(args):
     from cladec_cli.data.datasets import load_dataset
     from cladec_cli.training import TrainSettings
 
+    flags = os.environ.get("XLA_FLAGS", "")  # as XLA reads them: cladec may add its own later
     dataset = load_dataset(args.dataset, data_dir=os.environ.get("CLADEC_DATA_DIR"), limit=args.limit)
     settings = TrainSettings(epochs=1, verbose=0, overwrite=True)
-    bench = Bench(dataset, settings, args.work)
-    if not bench.path("classifier.h5").exists():
-        classifier_case(bench).tool(1, [])
-    classifier, provenance = load_classifier(bench.path("classifier.h5"))
+    shared = Bench(dataset, settings, args.work)  # the classifier that every process uses
+    if not shared.path("classifier.h5").exists():
+        classifier_case(shared).tool(1, [])
+    classifier, provenance = load_classifier(shared.path("classifier.h5"))
+    own = Path(args.work) / f"process-{os.getpid()}"
+    own.mkdir()
+    bench = Bench(dataset, settings, own)
     builders = {"fused": lambda: fused_case(bench, classifier, provenance),
                 "decoder": lambda: decoder_case(bench, classifier, provenance, -1, 0.0),
                 "classifier": lambda: classifier_case(bench)}
@@ -60,17 +65,18 @@ def child(args):
         seconds = fastest_steady_epoch(builders[name]().tool, args.epochs)
         print(json.dumps({"case": name, "s_per_epoch": seconds, "images_per_s": len(dataset.train) / seconds,
                           "device": runtime.current_device().description,
-                          "xla_flags": os.environ.get("XLA_FLAGS", "")}), flush=True)
+                          "xla_flags": flags}), flush=True)
 
 
 def run_child(args, flags, work):
-    """The JSON lines a child process printed, run with `flags` added to XLA_FLAGS."""
+    """The JSON lines a child process printed, run with `flags` added to XLA_FLAGS, or one line with the
+    end of its error output when it failed."""
     env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()}
     command = [sys.executable, __file__, "--child", "--work", str(work), "--cases", args.cases,
                "--dataset", args.dataset, "--limit", str(args.limit), "--epochs", str(args.epochs)]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"the process with XLA_FLAGS={env['XLA_FLAGS']!r} failed:\n{done.stderr[-3000:]}")
+        return [{"error": f"exit {done.returncode} with XLA_FLAGS={env['XLA_FLAGS']!r}: {done.stderr[-3000:]}"}]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
@@ -97,6 +103,8 @@ def main(argv=None):
     if args.out is None:
         parser.error("the following arguments are required: out")
     variants = dict(args.variant) if args.variant else VARIANTS
+    if args.variant and len(variants) < len(args.variant):
+        parser.error("two variants have the same name")
     result = {"variants": variants, "xla_flags_inherited": os.environ.get("XLA_FLAGS", ""), "dataset": args.dataset,
               "limit": args.limit, "epochs": args.epochs, "rows": [], "best_s_per_epoch": {}}
     with tempfile.TemporaryDirectory(prefix="cladec-xla-flags-") as work:
@@ -107,13 +115,14 @@ def main(argv=None):
                     row = {"variant": name, "round": round_, **row, "process_s": time.perf_counter() - start}
                     print(json.dumps(row), flush=True)
                     result["rows"].append(row)
+                timed = [r for r in result["rows"] if "error" not in r]
                 result["best_s_per_epoch"] = {
-                    v: {c: min(r["s_per_epoch"] for r in result["rows"] if r["variant"] == v and r["case"] == c)
-                        for c in {r["case"] for r in result["rows"] if r["variant"] == v}}
-                    for v in {r["variant"] for r in result["rows"]}}
+                    v: {c: min(r["s_per_epoch"] for r in timed if r["variant"] == v and r["case"] == c)
+                        for c in {r["case"] for r in timed if r["variant"] == v}}
+                    for v in {r["variant"] for r in timed}}
                 Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result["best_s_per_epoch"]), flush=True)
-    return 0
+    return 1 if any("error" in r for r in result["rows"]) else 0
 
 
 if __name__ == "__main__":

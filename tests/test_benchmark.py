@@ -1,4 +1,5 @@
 import json
+import os
 from types import SimpleNamespace
 
 import keras
@@ -239,3 +240,36 @@ def test_xla_flags_ab_runs_each_variant_in_its_own_process_with_its_flags(tmp_pa
     for bad in (["--variant", "noequals"], ["--cases", "fused,nope"]):
         with pytest.raises(SystemExit):
             ab.main([str(tmp_path / "x.json"), *bad])
+
+
+def test_xla_flags_ab_records_a_failed_process_and_goes_on(tmp_path, monkeypatch):
+    ab = benchmark_script("xla_flags_ab")
+
+    def fake_child(args, flags, work):
+        if flags == "--bad":
+            return [{"error": "exit 1 with XLA_FLAGS='--bad': unknown flag"}]
+        return [{"case": "decoder", "s_per_epoch": 2.0 if flags else 1.0, "images_per_s": 1.0}]
+
+    monkeypatch.setattr(ab, "run_child", fake_child)
+    out = tmp_path / "flags.json"
+    assert ab.main([str(out), "--variant", "a=", "--variant", "bad=--bad", "--variant", "b=-x", "--cases", "decoder",
+                    "--rounds", "1"]) == 1
+    result = json.loads(out.read_text())
+    assert [r["variant"] for r in result["rows"]] == ["a", "bad", "b"]
+    assert "unknown flag" in result["rows"][1]["error"]
+    assert result["best_s_per_epoch"] == {"a": {"decoder": 1.0}, "b": {"decoder": 2.0}}
+    with pytest.raises(SystemExit):
+        ab.main([str(out), "--variant", "a=", "--variant", "a=-y"])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="XLA reads these flags through JAX here")
+@pytest.mark.parametrize("name", ["graphs-off", "graphs-all"])
+def test_xla_accepts_each_default_variants_flags(name):
+    import subprocess
+    import sys
+
+    flags = benchmark_script("xla_flags_ab").VARIANTS[name]
+    done = subprocess.run([sys.executable, "-c", "import jax; print(jax.jit(lambda x: x + 1)(1))"],
+                          env={**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr[-2000:]
