@@ -30,9 +30,9 @@ LAYERS = [-1, -2, -3, -4]
 
 
 def dataset(limit):
-    from cladec_cli.data.datasets import load_dataset
+    from cladec_cli.benchmark import script_dataset
 
-    return load_dataset("fashion_mnist", data_dir=os.environ.get("CLADEC_DATA_DIR"), limit=limit)
+    return script_dataset(limit=limit)
 
 
 def child(args):

@@ -15,16 +15,13 @@ import argparse
 import contextlib
 import functools
 import json
-import os
 import sys
 import tempfile
 import time
 from unittest import mock
 
 from cladec_cli import cladec, runtime
-from cladec_cli.benchmark import Bench, classifier_case, decoder_case, fastest_steady_epoch, fused_case, refae_case
-from cladec_cli.classifier import load_classifier
-from cladec_cli.data.datasets import load_dataset
+from cladec_cli.benchmark import Bench, decoder_case, fastest_steady_epoch, fused_case, refae_case, script_dataset
 from cladec_cli.decoder import build_decoder
 from cladec_cli.training import TrainSettings
 
@@ -55,14 +52,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch compiles)")
-    dataset = load_dataset(args.dataset, data_dir=os.environ.get("CLADEC_DATA_DIR"), limit=args.limit)
+    dataset = script_dataset(args.dataset, args.limit)
     settings = TrainSettings(epochs=1, verbose=0, overwrite=True, precision=args.precision)
     setup = settings.runtime()
     rows = []
     with tempfile.TemporaryDirectory(prefix="cladec-output-layer-") as work:
         bench = Bench(dataset, settings, work)
-        classifier_case(bench).tool(1, [])
-        classifier, provenance = load_classifier(bench.path("classifier.h5"))
+        classifier, provenance = bench.classifier()
         cases = {"layers -1 to -4 fused": fused_case(bench, classifier, provenance),
                  "decoder layer -1": decoder_case(bench, classifier, provenance, -1, 0.0),
                  "refae layer -1": refae_case(bench, classifier, provenance, -1)}

@@ -38,9 +38,7 @@ import keras  # noqa: E402
 from cladec_cli import runtime  # noqa: E402
 from cladec_cli.architectures import build_classifier  # noqa: E402
 from cladec_cli.benchmark import (Bench, Case, classifier_case, decoder_case, fused_case, refae_case,  # noqa: E402
-                                  steady_seconds, EpochTimer)
-from cladec_cli.classifier import load_classifier  # noqa: E402
-from cladec_cli.data.datasets import load_dataset  # noqa: E402
+                                  script_dataset, steady_seconds, EpochTimer)
 from cladec_cli.flops import training_flops  # noqa: E402
 from cladec_cli.metrics import acc_evals  # noqa: E402
 from cladec_cli.training import TrainSettings  # noqa: E402
@@ -178,9 +176,7 @@ def cases_for(bench, names):
     case has run (which trains the classifier the others use), or after a one-epoch classifier."""
     if "classifier" in names:
         yield "classifier", classifier_case(bench)
-    if not bench.path("classifier.h5").exists():
-        classifier_case(bench).tool(1, [])
-    classifier, provenance = load_classifier(bench.path("classifier.h5"))
+    classifier, provenance = bench.classifier()
     builders = {"decoder": lambda: decoder_case(bench, classifier, provenance, -1, 0.0),
                 "fused": lambda: fused_case(bench, classifier, provenance),
                 "refae": lambda: refae_case(bench, classifier, provenance, -1),
@@ -209,7 +205,7 @@ def main():
         parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset("fashion_mnist", data_dir=os.environ.get("CLADEC_DATA_DIR"), limit=args.limit)
+    dataset = script_dataset(limit=args.limit)
     settings = TrainSettings(epochs=1, verbose=0, overwrite=True)
     result = {**settings.runtime().provenance(), "device": runtime.current_device().description,
               "train_images": len(dataset.train), "batch_size": settings.batch_size, "epochs": args.epochs,

@@ -8,16 +8,14 @@ execution, on the device at hand: the measurement behind the GPU's default steps
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 from cladec_cli import chunked_steps, runtime
-from cladec_cli.benchmark import EpochTimer, steady_seconds
+from cladec_cli.benchmark import EpochTimer, script_dataset, steady_seconds
 from cladec_cli.classifier import load_classifier, train_classifier
 from cladec_cli.cladec import train_decoders
-from cladec_cli.data.datasets import load_dataset
 from cladec_cli.training import TrainSettings
 
 
@@ -30,7 +28,7 @@ def main():
     parser.add_argument("--unroll", action="store_true")
     args = parser.parse_args()
     chunked_steps.UNROLL_ON_GPU = args.unroll
-    dataset = load_dataset("fashion_mnist", data_dir=os.environ.get("CLADEC_DATA_DIR"), limit=args.limit)
+    dataset = script_dataset(limit=args.limit)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)

@@ -43,18 +43,14 @@ def variant(text):
 def child(args):
     """Time the cases in this process (started with the variant's XLA_FLAGS); print one JSON line each."""
     from cladec_cli import runtime
-    from cladec_cli.benchmark import Bench, classifier_case, decoder_case, fastest_steady_epoch, fused_case
-    from cladec_cli.classifier import load_classifier
-    from cladec_cli.data.datasets import load_dataset
+    from cladec_cli.benchmark import (Bench, classifier_case, decoder_case, fastest_steady_epoch, fused_case,
+                                      script_dataset)
     from cladec_cli.training import TrainSettings
 
     flags = os.environ.get("XLA_FLAGS", "")  # as XLA reads them: cladec may add its own later
-    dataset = load_dataset(args.dataset, data_dir=os.environ.get("CLADEC_DATA_DIR"), limit=args.limit)
+    dataset = script_dataset(args.dataset, args.limit)
     settings = TrainSettings(epochs=1, verbose=0, overwrite=True)
-    shared = Bench(dataset, settings, args.work)  # the classifier that every process uses
-    if not shared.path("classifier.h5").exists():
-        classifier_case(shared).tool(1, [])
-    classifier, provenance = load_classifier(shared.path("classifier.h5"))
+    classifier, provenance = Bench(dataset, settings, args.work).classifier()  # every process uses this one
     own = Path(args.work) / f"process-{os.getpid()}"
     own.mkdir()
     bench = Bench(dataset, settings, own)

@@ -29,6 +29,7 @@ from cladec_cli import runtime
 from cladec_cli.architectures import build_classifier
 from cladec_cli.classifier import classification_loss, load_classifier, train_classifier
 from cladec_cli.cladec import decoder_for, frozen_encoder, stacked, train_decoder, train_decoders
+from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import UsageError
 from cladec_cli.flops import training_flops
 from cladec_cli.layers import resolve_layer
@@ -109,6 +110,19 @@ class Bench:
 
     def path(self, name):
         return self.work_dir / name
+
+    def classifier(self):
+        """(classifier, provenance) that the layer cases explain: classifier.h5 in the work folder,
+        trained for one epoch first where it is not there yet."""
+        if not self.path("classifier.h5").exists():
+            classifier_case(self).tool(1, [])
+        return load_classifier(self.path("classifier.h5"))
+
+
+def script_dataset(name="fashion_mnist", limit=None):
+    """The dataset a benchmark script trains on: `name`, read from $CLADEC_DATA_DIR where that is set
+    (as the CLI's --data-dir)."""
+    return load_dataset(name, data_dir=os.environ.get("CLADEC_DATA_DIR"), limit=limit)
 
 
 def classifier_case(bench):
