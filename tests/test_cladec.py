@@ -271,3 +271,30 @@ def test_cached_codes_with_alpha_feed_codes_and_skip_the_encoder(setup):
         for i in numbers:
             np.testing.assert_array_equal(targets[f"rec_{i}"], data.train.images[served])
             np.testing.assert_array_equal(targets[f"ce_{i}"], data.train.labels[served])
+
+
+
+@pytest.fixture
+def float16_afterwards_float32():
+    """Training under float16 sets the global dtype policy; later tests build float32 models."""
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+
+def test_under_float16_fused_decoders_are_those_trained_alone(setup, tmp_path, float16_afterwards_float32):
+    # A fused pass has one dynamic loss scale: a step whose gradients overflow float16 in any decoder is
+    # skipped for all. The SSE's gradients overflow at the decoders' output end, alike for every layer,
+    # so each decoder skips the steps it would skip alone.
+    classifier, provenance, data = setup
+    half = settings(epochs=2, precision="float16")
+    layers = [-1, "block4"]
+    together = train_decoders(classifier, provenance, data, layers, 0.0, half,
+                              [tmp_path / "logits.h5", tmp_path / "block4.h5"])
+    for layer, (decoder, record) in zip(layers, together):
+        alone, alone_record = train_decoder(classifier, provenance, data, layer, 0.0, half,
+                                            tmp_path / f"alone_{layer}.h5")
+        assert record["runtime"]["precision"] == "float16"
+        for a, b in zip(decoder.get_weights(), alone.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert record["metrics"]["test_rec_loss"] == alone_record["metrics"]["test_rec_loss"]
