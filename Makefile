@@ -69,7 +69,8 @@ gpu-wheels: install data  ## Bundle the wheels and data a bare CUDA machine (Pyt
 	  --python-version 3.12 --implementation cp -d $(GPU_BUNDLE)/wheels \
 	  "keras==$$($(PY) -c 'import keras; print(keras.__version__)')" namex optree
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w $(GPU_BUNDLE)/wheels .
-	cp $(DATA_DIR)/*-ubyte.gz $(GPU_BUNDLE)/fashion-mnist/
+	src=$(DATA_DIR); [ -f $$src/train-images-idx3-ubyte.gz ] || src=$$HOME/.keras/datasets/fashion-mnist; \
+	  cp $$src/*-ubyte.gz $(GPU_BUNDLE)/fashion-mnist/
 	@du -sh $(GPU_BUNDLE)
 
 demo: install data  ## Classifier, ClaDec decoder and RefAE on a Fashion-MNIST subset; explain; evaluate
