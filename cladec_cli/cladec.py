@@ -13,7 +13,7 @@ from cladec_cli.curves import TestRecLoss, curve_record
 from cladec_cli.decoder import build_decoder
 from cladec_cli.data.feed import ArrayFeed
 from cladec_cli.errors import UsageError, option
-from cladec_cli.fused import model_history, named_output, one_output_each, renamed, seeded
+from cladec_cli.fused import in_turn, model_history, named_output, one_at_a_time, one_output_each, renamed, seeded
 from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.pixels import in_range
@@ -103,7 +103,8 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
 
     One frozen encoder computes all the layers' codes; each decoder has its own loss,
     (1 - alpha) * reconstruction loss + alpha * the classifier's cross-entropy on its reconstruction,
-    and its own parameters, so each is the decoder that training it alone gives. Each saved model is the
+    and its own parameters, so each is the decoder that training it alone gives (under float16 they
+    train one after another: `fused.one_at_a_time`). Each saved model is the
     decoder alone (its input is the layer's activation), with the provenance of a one-layer run; with
     `curves`, that records each epoch's test Rec. Loss beside its training loss (metrics.curve).
     Returns [(decoder, provenance record)] in the order of `layer_specs`.
@@ -112,10 +113,19 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
-    cache = should_cache(dataset.train, layers, cache_codes)
-    runs = [run_settings("cladec_decoder", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
-                         alpha=alpha, rec_loss=rec_loss_name, cached_codes=cache, decoder_output=decoder_output)
-            for layer in layers]
+
+    def runs_of(chosen):
+        cache = should_cache(dataset.train, chosen, cache_codes)
+        return cache, [run_settings("cladec_decoder", dataset, settings,
+                                    **layer_provenance(classifier, layer, classifier_provenance), alpha=alpha,
+                                    rec_loss=rec_loss_name, cached_codes=cache, decoder_output=decoder_output)
+                       for layer in chosen]
+
+    if one_at_a_time(settings, len(layers)):
+        return in_turn(outs, [runs_of([layer])[1][0] for layer in layers], settings, lambda i: train_decoders(
+            classifier, classifier_provenance, dataset, [layer_specs[i]], alpha, settings, [outs[i]], rec_loss_name,
+            cache_codes, decoder_output, curves)[0])
+    cache, runs = runs_of(layers)
     with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup:
         encoder = frozen_encoder(classifier, layers if len(layers) > 1 else layers[0], dataset.pixel_range)
         decoders = [seeded(settings.seed, lambda layer=layer, i=i: decoder_for(

@@ -1,12 +1,15 @@
 """Several models trained in one pass: one multi-output Keras model in which every model keeps its own
 outputs, losses and parameters. The gradient of the summed loss with respect to one model's
-parameters is the gradient of that model's own loss, so each trains as it would alone."""
+parameters is the gradient of that model's own loss, so each trains as it would alone. Under float16
+they train one after another instead (`one_at_a_time`)."""
 
 from pathlib import Path
 
 import keras
 
-from cladec_cli.errors import UsageError
+from cladec_cli import artifacts
+from cladec_cli.errors import UsageError, option
+from cladec_cli.training import saved_by
 
 
 def seeded(seed, build):
@@ -44,3 +47,29 @@ def one_output_each(layers, outs):
     if len(set(outs)) != len(outs):
         raise UsageError("two layers would be saved to the same file")
     return outs
+
+
+def one_at_a_time(settings, n):
+    """Whether `n` models meant to train in one pass must train one after another instead: under float16
+    one dynamic loss scale would serve the whole pass, so a step whose gradients overflow in one model
+    would be skipped for all of them."""
+    return n > 1 and settings.runtime().precision == "float16"
+
+
+def in_turn(outs, runs, settings, train_one):
+    """Train the models of a several-model run one after another: `train_one(i)` trains and saves the
+    i-th (at `outs[i]`, with the settings `runs[i]`) and returns (model, provenance record).
+
+    Every output is checked before the first model trains. Resuming, a model that the interrupted run
+    already saved with its settings is loaded, not trained again.
+    """
+    done = [settings.resume and saved_by(out, run) for out, run in zip(outs, runs)]
+    for out, run, finished in zip(outs, runs, done):
+        if finished:
+            continue
+        if not settings.resume and not settings.overwrite and saved_by(out, run):
+            raise UsageError(f"{out} is there from a run with these settings (under float16 its models train one "
+                             f"after another); pass {option('resume')} to keep it and train the rest, or "
+                             f"{option('overwrite')} to start again")
+        artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
+    return [artifacts.load_model(out) if finished else train_one(i) for i, (out, finished) in enumerate(zip(outs, done))]

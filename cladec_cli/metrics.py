@@ -9,7 +9,7 @@ from cladec_cli.classifier import (accuracy, classification_loss, classifier_on,
                                    frozen_outputs)
 from cladec_cli.data.feed import ArrayFeed
 from cladec_cli.data.split import Split
-from cladec_cli.fused import named_output, renamed, seeded
+from cladec_cli.fused import named_output, one_at_a_time, renamed, seeded
 from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
 from cladec_cli.reconstruction import sse_outputs
 from cladec_cli.stacked import Stacked
@@ -78,7 +78,7 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     Under float16 they train one after another instead: one dynamic loss scale would skip every
     classifier's step when one of them overflows. They see their inputs in `pixel_range`.
     """
-    if len(train) > 1 and settings.runtime().precision == "float16":
+    if one_at_a_time(settings, len(train)):
         return {m: acc_evals(classifier, {m: train[m]}, {m: test[m]}, settings, pixel_range, reconstructors)[m]
                 for m in train}
     reconstructors = reconstructors or {}

@@ -7,7 +7,7 @@ import keras
 from cladec_cli import artifacts
 from cladec_cli.classifier import fresh_copy
 from cladec_cli.cladec import decoder_for, layer_provenance
-from cladec_cli.fused import model_history, named_output, one_output_each, renamed, seeded
+from cladec_cli.fused import in_turn, model_history, named_output, one_at_a_time, one_output_each, renamed, seeded
 from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_losses
@@ -32,14 +32,19 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     """Train one RefAE per layer of a classifier's architecture in one pass; save each at its `outs` entry.
 
     One model with one image input and one output per RefAE, each with its own loss and parameters,
-    so each is the RefAE that training it alone gives; each is saved with the provenance of a one-layer
-    run. Returns [(refae, provenance record)] in the order of `layer_specs`.
+    so each is the RefAE that training it alone gives (under float16 they train one after another:
+    `fused.one_at_a_time`); each is saved with the provenance of a one-layer run. Returns
+    [(refae, provenance record)] in the order of `layer_specs`.
     """
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
     runs = [run_settings("refae", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
                          rec_loss=rec_loss_name, decoder_output=decoder_output) for layer in layers]
+    if one_at_a_time(settings, len(layers)):
+        return in_turn(outs, runs, settings, lambda i: train_refaes(
+            classifier, classifier_provenance, dataset, [layer_specs[i]], settings, [outs[i]], rec_loss_name,
+            decoder_output)[0])
     with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup:
         refaes = [seeded(settings.seed, lambda layer=layer, i=i: build_refae(
             classifier, layer, classifier_provenance, dataset.pixel_range, name=f"refae_{i}",

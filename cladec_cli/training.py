@@ -285,6 +285,18 @@ def prepare_backup(out, settings, run=None):
     return folder
 
 
+def saved_by(out, run):
+    """Whether the model file `out` was saved by a run with the settings `run` (where it computed aside)."""
+    if not Path(out).is_file():
+        return False
+    try:
+        recorded = artifacts.read_provenance(out)
+    except (OSError, ValueError):
+        return False
+    run = _as_json(run)
+    return not _differences({key: recorded.get(key) for key in run}, run)
+
+
 def has_checkpoint(folder):
     """Whether a backup folder holds at least one finished epoch."""
     return (Path(folder) / "training_metadata.json").exists() or \

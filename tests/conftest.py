@@ -43,6 +43,29 @@ def quadrant_classifier(size=32, first=None):
     return keras.Model(inputs, logits, name="quadrant_classifier")
 
 
+@pytest.fixture
+def float16_afterwards_float32():
+    """Training under float16 sets the global dtype policy; later tests build float32 models."""
+    import keras
+
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def loud_classifier():
+    """A classifier with huge logits (a 1x1 convolution weighting each channel by 12,000 before them): in
+    the first steps of training in float16, a decoder of the logits overflows at other loss scales than
+    a decoder of the first layer."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 1))
+    quiet = keras.layers.Conv2D(4, 3, strides=2, name="quiet")(inputs)
+    loud = keras.layers.Conv2D(4, 1, kernel_initializer=keras.initializers.Constant(12000.0), name="loud")(quiet)
+    logits = keras.layers.Dense(4, name="logits")(keras.layers.GlobalAveragePooling2D()(loud))
+    return keras.Model(inputs, logits)
+
+
 def flipped(images):
     """Images turned by 180 degrees: the bright square moves to the opposite quadrant (class c -> 3 - c)."""
     return np.asarray(images)[:, ::-1, ::-1]

@@ -12,7 +12,7 @@ from cladec_cli.errors import UsageError
 from cladec_cli.layers import resolve_layer
 from cladec_cli.reconstruction import rec_loss
 from cladec_cli.training import TrainSettings, backup_folder
-from conftest import read_group
+from conftest import loud_classifier, read_group
 
 
 def settings(**changes):
@@ -274,27 +274,59 @@ def test_cached_codes_with_alpha_feed_codes_and_skip_the_encoder(setup):
 
 
 
-@pytest.fixture
-def float16_afterwards_float32():
-    """Training under float16 sets the global dtype policy; later tests build float32 models."""
-    yield
-    keras.mixed_precision.set_global_policy("float32")
-
-
-
 def test_under_float16_fused_decoders_are_those_trained_alone(setup, tmp_path, float16_afterwards_float32):
-    # A fused pass has one dynamic loss scale: a step whose gradients overflow float16 in any decoder is
-    # skipped for all. The SSE's gradients overflow at the decoders' output end, alike for every layer,
-    # so each decoder skips the steps it would skip alone.
-    classifier, provenance, data = setup
+    # One dynamic loss scale for a fused pass would skip every decoder's step whenever one decoder's
+    # gradients overflow, so the quiet layer's decoder would train otherwise than alone.
+    _, _, data = setup
+    classifier = loud_classifier()
     half = settings(epochs=2, precision="float16")
-    layers = [-1, "block4"]
-    together = train_decoders(classifier, provenance, data, layers, 0.0, half,
-                              [tmp_path / "logits.h5", tmp_path / "block4.h5"])
+    layers = ["quiet", -1]
+    together = train_decoders(classifier, None, data, layers, 0.0, half, [tmp_path / "q.h5", tmp_path / "l.h5"])
     for layer, (decoder, record) in zip(layers, together):
-        alone, alone_record = train_decoder(classifier, provenance, data, layer, 0.0, half,
-                                            tmp_path / f"alone_{layer}.h5")
+        alone, alone_record = train_decoder(classifier, None, data, layer, 0.0, half, tmp_path / f"alone_{layer}.h5")
         assert record["runtime"]["precision"] == "float16"
         for a, b in zip(decoder.get_weights(), alone.get_weights()):
             np.testing.assert_array_equal(a, b)
         assert record["metrics"]["test_rec_loss"] == alone_record["metrics"]["test_rec_loss"]
+
+
+class StopAtEpochBegin(keras.callbacks.Callback):
+    """Interrupts training as Ctrl-C would at the `stop_at`-th epoch begun (counted over every model a
+    callback sees, from 0; None: never), and records the epochs begun."""
+
+    def __init__(self, stop_at=None):
+        super().__init__()
+        self.stop_at, self.started = stop_at, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started.append(epoch)
+        if len(self.started) - 1 == self.stop_at:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_float16_run_keeps_its_finished_models_and_resumes_the_rest(setup, tmp_path,
+                                                                                  float16_afterwards_float32):
+    classifier, provenance, data = setup
+    outs = [tmp_path / "a.h5", tmp_path / "b.h5"]
+
+    def run(stopper, **changes):
+        return train_decoders(classifier, provenance, data, [-3, -4], 0.0,
+                              settings(epochs=3, precision="float16", backup_interval=0, extra_callbacks=[stopper],
+                                       **changes), outs)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(StopAtEpochBegin(4))  # the second model's second epoch
+    assert outs[0].exists() and not outs[1].exists() and backup_folder(outs[1]).exists()
+    first = outs[0].read_bytes()
+    with pytest.raises(UsageError, match="`resume` to keep it"):
+        run(StopAtEpochBegin())
+    stopper = StopAtEpochBegin()
+    results = run(stopper, resume=True)
+    assert stopper.started == [1, 2]  # the first model is loaded, the second resumes after its first epoch
+    assert outs[0].read_bytes() == first and outs[1].exists() and not backup_folder(outs[1]).exists()
+    assert [record["epochs"] for _, record in results] == [3, 3]
+    assert results[0][1] == read_group(outs[0])
+    # Another setting, and the saved model is not taken for this run's.
+    outs[1].unlink()
+    with pytest.raises(UsageError, match="already exists"):
+        run(StopAtEpochBegin(), resume=True, lr=0.5)

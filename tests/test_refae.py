@@ -10,7 +10,7 @@ from cladec_cli import artifacts
 from cladec_cli.reconstruction import rec_loss
 from cladec_cli.refae import train_refae, train_refaes
 from cladec_cli.training import TrainSettings
-from conftest import read_group
+from conftest import loud_classifier, read_group
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +120,18 @@ def test_fused_refaes_keep_their_own_encoders(fused):
     assert not any(id(w) in ids for w in second.weights)
     conv = [m.get_layer("refae_encoder").weights[0] for m in (first, second)]
     assert not np.array_equal(np.asarray(conv[0]), np.asarray(conv[1]))
+
+
+def test_under_float16_fused_refaes_are_those_trained_alone(setup, tmp_path, float16_afterwards_float32):
+    # As for ClaDec decoders (tests/test_cladec.py): one loss scale for a fused pass would skip a step
+    # for both RefAEs whenever one overflows.
+    _, _, data = setup
+    classifier = loud_classifier()
+    half = TrainSettings(epochs=2, batch_size=32, seed=0, verbose=0, precision="float16")
+    layers = ["quiet", -1]
+    together = train_refaes(classifier, None, data, layers, half, [tmp_path / "q.h5", tmp_path / "l.h5"])
+    for layer, (model, record) in zip(layers, together):
+        alone, alone_record = train_refae(classifier, None, data, layer, half, tmp_path / f"alone_{layer}.h5")
+        for a, b in zip(model.get_weights(), alone.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert record["metrics"]["test_rec_loss"] == alone_record["metrics"]["test_rec_loss"]
