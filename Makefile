@@ -40,7 +40,7 @@ $(VENV)/.installed: setup.py setup.cfg
 	touch $@
 
 data:  ## Make sure the real Fashion-MNIST files are installed (Debian package)
-	@if [ ! -f $(DATA_DIR)/train-images-idx3-ubyte.gz ] && [ ! -f $$HOME/.keras/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+	@if [ ! -f $(DATA_DIR)/train-images-idx3-ubyte.gz ] && [ ! -f $${KERAS_HOME:-$$HOME/.keras}/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null; \
 	  else \
@@ -69,7 +69,7 @@ gpu-wheels: install data  ## Bundle the wheels and data a bare CUDA machine (Pyt
 	  --python-version 3.12 --implementation cp -d $(GPU_BUNDLE)/wheels \
 	  "keras==$$($(PY) -c 'import keras; print(keras.__version__)')" namex optree
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w $(GPU_BUNDLE)/wheels .
-	src=$(DATA_DIR); [ -f $$src/train-images-idx3-ubyte.gz ] || src=$$HOME/.keras/datasets/fashion-mnist; \
+	src=$(DATA_DIR); [ -f $$src/train-images-idx3-ubyte.gz ] || src=$${KERAS_HOME:-$$HOME/.keras}/datasets/fashion-mnist; \
 	  cp $$src/*-ubyte.gz $(GPU_BUNDLE)/fashion-mnist/
 	@du -sh $(GPU_BUNDLE)
 

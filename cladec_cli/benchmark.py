@@ -191,7 +191,8 @@ FUSED_LAYERS = (-1, -2, -3, -4)
 
 
 def fused_case(bench, classifier, provenance):
-    """train-decoder --layer -1,-2,-3,-4 (one pass) against the four one-layer cladec runs in a row."""
+    """train-decoder --layer -1,-2,-3,-4 (one pass; under float16 one after another, as its peer) against the
+    four one-layer cladec runs in a row."""
     layers = [resolve_layer(classifier, spec) for spec in FUSED_LAYERS]
 
     def tool(epochs, callbacks):

@@ -1,5 +1,6 @@
 """ClaDec: a decoder trained on the frozen activations of one classifier layer (optionally with the
-classifier's loss on the reconstruction, weighted by alpha); the decoders of several layers train in one pass."""
+classifier's loss on the reconstruction, weighted by alpha); the decoders of several layers train in one pass
+(one after another under float16)."""
 
 import dataclasses
 
@@ -114,18 +115,18 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
 
-    def runs_of(chosen):
-        cache = should_cache(dataset.train, chosen, cache_codes)
-        return cache, [run_settings("cladec_decoder", dataset, settings,
-                                    **layer_provenance(classifier, layer, classifier_provenance), alpha=alpha,
-                                    rec_loss=rec_loss_name, cached_codes=cache, decoder_output=decoder_output)
-                       for layer in chosen]
+    def run_of(layer, cache):
+        return run_settings("cladec_decoder", dataset, settings,
+                            **layer_provenance(classifier, layer, classifier_provenance), alpha=alpha,
+                            rec_loss=rec_loss_name, cached_codes=cache, decoder_output=decoder_output)
 
     if one_at_a_time(settings, len(layers)):
-        return in_turn(outs, [runs_of([layer])[1][0] for layer in layers], settings, lambda i: train_decoders(
-            classifier, classifier_provenance, dataset, [layer_specs[i]], alpha, settings, [outs[i]], rec_loss_name,
+        runs = [run_of(layer, should_cache(dataset.train, [layer], cache_codes)) for layer in layers]
+        return in_turn(outs, runs, settings, lambda i, own: train_decoders(
+            classifier, classifier_provenance, dataset, [layer_specs[i]], alpha, own, [outs[i]], rec_loss_name,
             cache_codes, decoder_output, curves)[0])
-    cache, runs = runs_of(layers)
+    cache = should_cache(dataset.train, layers, cache_codes)
+    runs = [run_of(layer, cache) for layer in layers]
     with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup:
         encoder = frozen_encoder(classifier, layers if len(layers) > 1 else layers[0], dataset.pixel_range)
         decoders = [seeded(settings.seed, lambda layer=layer, i=i: decoder_for(

@@ -3,13 +3,14 @@ outputs, losses and parameters. The gradient of the summed loss with respect to 
 parameters is the gradient of that model's own loss, so each trains as it would alone. Under float16
 they train one after another instead (`one_at_a_time`)."""
 
+import dataclasses
 from pathlib import Path
 
 import keras
 
 from cladec_cli import artifacts
 from cladec_cli.errors import UsageError, option
-from cladec_cli.training import saved_by
+from cladec_cli.training import backup_folder, check_backup, finish_backup, saved_by
 
 
 def seeded(seed, build):
@@ -57,13 +58,19 @@ def one_at_a_time(settings, n):
 
 
 def in_turn(outs, runs, settings, train_one):
-    """Train the models of a several-model run one after another: `train_one(i)` trains and saves the
-    i-th (at `outs[i]`, with the settings `runs[i]`) and returns (model, provenance record).
+    """Train the models of a several-model run one after another: `train_one(i, settings)` trains the
+    i-th and saves it at `outs[i]` (its run settings: `runs[i]`), returning (model, provenance record).
 
-    Every output is checked before the first model trains. Resuming, a model that the interrupted run
-    already saved with its settings is loaded, not trained again.
+    Every output, and every interrupted run left for one, is checked before the first model trains.
+    Resuming, a model that the interrupted run already saved with its settings is loaded (the saved
+    float32 copy), not trained again. With --tensorboard each model logs to its own subfolder.
     """
     done = [settings.resume and saved_by(out, run) for out, run in zip(outs, runs)]
+    one_pass = backup_folder(outs)
+    if one_pass.exists() and not settings.overwrite:
+        raise UsageError(f"an interrupted run of these models in one pass is kept in {one_pass}; under float16 "
+                         f"they train one after another and cannot take it up; pass {option('overwrite')} to "
+                         f"start again")
     for out, run, finished in zip(outs, runs, done):
         if finished:
             continue
@@ -72,4 +79,12 @@ def in_turn(outs, runs, settings, train_one):
                              f"after another); pass {option('resume')} to keep it and train the rest, or "
                              f"{option('overwrite')} to start again")
         artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
-    return [artifacts.load_model(out) if finished else train_one(i) for i, (out, finished) in enumerate(zip(outs, done))]
+        check_backup(out, settings, run)
+    finish_backup(one_pass)
+
+    def own(out):
+        return settings if not settings.tensorboard else \
+            dataclasses.replace(settings, tensorboard=str(Path(settings.tensorboard) / Path(out).stem))
+
+    return [artifacts.load_model(out, run["kind"], settings.trust_model) if finished else train_one(i, own(out))
+            for i, (out, run, finished) in enumerate(zip(outs, runs, done))]

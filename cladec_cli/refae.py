@@ -1,6 +1,6 @@
 """RefAE: the reference autoencoder, a freshly initialised copy of the classifier up to the layer
 followed by the same decoder as ClaDec, trained end to end for reconstruction only. The RefAEs of
-several layers train in one pass, each with its own encoder copy."""
+several layers train in one pass, each with its own encoder copy (one after another under float16)."""
 
 import keras
 
@@ -42,8 +42,8 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     runs = [run_settings("refae", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
                          rec_loss=rec_loss_name, decoder_output=decoder_output) for layer in layers]
     if one_at_a_time(settings, len(layers)):
-        return in_turn(outs, runs, settings, lambda i: train_refaes(
-            classifier, classifier_provenance, dataset, [layer_specs[i]], settings, [outs[i]], rec_loss_name,
+        return in_turn(outs, runs, settings, lambda i, own: train_refaes(
+            classifier, classifier_provenance, dataset, [layer_specs[i]], own, [outs[i]], rec_loss_name,
             decoder_output)[0])
     with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup:
         refaes = [seeded(settings.seed, lambda layer=layer, i=i: build_refae(

@@ -16,6 +16,7 @@ from cladec_cli.cladec import train_decoders
 from cladec_cli.errors import TrainingError, UsageError, option
 from cladec_cli.evaluate import evaluate
 from cladec_cli.explainer import load_explainer
+from cladec_cli.fused import one_at_a_time
 from cladec_cli.locks import UnitLock, describe
 from cladec_cli.methods import in_order, measured_methods
 from cladec_cli.refae import train_refaes
@@ -211,10 +212,10 @@ class Experiment:
             classifier, provenance = load_classifier(self._classifier_path(run, epochs))
             settings = self._settings(run)
             if kind == "cladec":
-                self._timed(_what("ClaDec decoder", missing, f", alpha {alpha:g}"), lambda: train_decoders(
+                self._timed(_what("ClaDec decoder", missing, settings, f", alpha {alpha:g}"), lambda: train_decoders(
                     classifier, provenance, self.dataset, list(missing.values()), alpha, settings, list(missing)))
             else:
-                self._timed(_what("RefAE", missing), lambda: train_refaes(
+                self._timed(_what("RefAE", missing, settings), lambda: train_refaes(
                     classifier, provenance, self.dataset, list(missing.values()), settings, list(missing)))
             return len(missing)
         return Unit(name, run, tuple(path_of(run, c) for c in group), work, (classifier_unit,))
@@ -306,11 +307,13 @@ def _by_path(todo, path):
     return {p: c.layer for c in todo if not (p := path(c)).exists()}
 
 
-def _what(kind, missing, detail=""):
-    """'ClaDec decoder, layer -2, alpha 0', or 'ClaDec decoders, layers -1, -2, alpha 0, in one pass'."""
+def _what(kind, missing, settings, detail=""):
+    """'ClaDec decoder, layer -2, alpha 0', or 'ClaDec decoders, layers -1, -2, alpha 0, in one pass'
+    ('one after another' where `settings` train them so: `fused.one_at_a_time`)."""
     if len(missing) == 1:
         return f"{kind}, layer {next(iter(missing.values()))}{detail}"
-    return f"{kind}s, layers {', '.join(str(layer) for layer in missing.values())}{detail}, in one pass"
+    how = "one after another" if one_at_a_time(settings, len(missing)) else "in one pass"
+    return f"{kind}s, layers {', '.join(str(layer) for layer in missing.values())}{detail}, {how}"
 
 
 def summarize(table, results):

@@ -253,40 +253,49 @@ def _show(value):
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
+def check_backup(out, settings, run=None):
+    """Refuse a left-over interrupted run for `out` that --resume / --overwrite and, when resuming, the
+    settings `run` cannot take up, changing nothing; return its backup folder."""
+    folder = backup_folder(out)
+    if not folder.exists() or (settings.overwrite and not settings.resume):
+        return folder
+    if not settings.resume:
+        what = out if not isinstance(out, (list, tuple)) else ", ".join(map(str, out))
+        raise UsageError(
+            f"an interrupted run for {what} is kept in {folder}; pass {option('resume')} to continue it "
+            f"or {option('overwrite')} to start again"
+        )
+    record = folder / RUN_FILE
+    if not record.is_file():
+        raise UsageError(f"the interrupted run in {folder} does not record its settings, so it cannot be "
+                         f"checked before resuming; pass {option('overwrite')} to start again")
+    before, run = json.loads(record.read_text()), _as_json(run or {})
+    changed = _differences(before, run)
+    if changed:
+        raise UsageError(f"the interrupted run in {folder} was started with other settings "
+                         f"({'; '.join(changed)}); resume it with the same ones{_codes_hint(before, run)} or "
+                         f"pass {option('overwrite')} to start again")
+    return folder
+
+
 def prepare_backup(out, settings, run=None):
-    """Check a left-over interrupted run against --resume / --overwrite and, when resuming, against
-    the settings `run` it was started with; return the backup folder, which records `run`."""
+    """Check a left-over interrupted run (`check_backup`), remove it for --overwrite, or start a backup
+    folder recording `run`; return the backup folder."""
     folder = backup_folder(out)
     if not distribute.writes_files():
         return folder  # a non-chief worker: the chief checks, creates and removes the backup
+    check_backup(out, settings, run)
     if folder.exists() and not settings.resume:
-        if not settings.overwrite:
-            what = out if not isinstance(out, (list, tuple)) else ", ".join(map(str, out))
-            raise UsageError(
-                f"an interrupted run for {what} is kept in {folder}; pass {option('resume')} to continue it "
-                f"or {option('overwrite')} to start again"
-            )
-        shutil.rmtree(folder)
-    run = _as_json(run or {})
-    record = folder / RUN_FILE
-    if folder.exists():
-        if not record.is_file():
-            raise UsageError(f"the interrupted run in {folder} does not record its settings, so it cannot be "
-                             f"checked before resuming; pass {option('overwrite')} to start again")
-        before = json.loads(record.read_text())
-        changed = _differences(before, run)
-        if changed:
-            raise UsageError(f"the interrupted run in {folder} was started with other settings "
-                             f"({'; '.join(changed)}); resume it with the same ones{_codes_hint(before, run)} or "
-                             f"pass {option('overwrite')} to start again")
-    else:
+        shutil.rmtree(folder)  # --overwrite
+    if not folder.exists():
         folder.mkdir(parents=True)
-        artifacts.write_json(record, run)
+        artifacts.write_json(folder / RUN_FILE, _as_json(run or {}))
     return folder
 
 
 def saved_by(out, run):
-    """Whether the model file `out` was saved by a run with the settings `run` (where it computed aside)."""
+    """Whether the model file `out` was saved by a run with the settings `run`, ignoring where it computed
+    (devices, replicas), as a resumed run does."""
     if not Path(out).is_file():
         return False
     try:

@@ -273,7 +273,6 @@ def test_cached_codes_with_alpha_feed_codes_and_skip_the_encoder(setup):
             np.testing.assert_array_equal(targets[f"ce_{i}"], data.train.labels[served])
 
 
-
 def test_under_float16_fused_decoders_are_those_trained_alone(setup, tmp_path, float16_afterwards_float32):
     # One dynamic loss scale for a fused pass would skip every decoder's step whenever one decoder's
     # gradients overflow, so the quiet layer's decoder would train otherwise than alone.

@@ -4,8 +4,10 @@ import keras
 import numpy as np
 import pytest
 
+from cladec_cli import artifacts
 from cladec_cli.errors import UsageError
-from cladec_cli.fused import model_history, one_output_each, renamed, seeded
+from cladec_cli.fused import in_turn, model_history, one_at_a_time, one_output_each, renamed, seeded
+from cladec_cli.training import TrainSettings, backup_folder
 
 
 def test_model_history_weighs_a_models_own_outputs():
@@ -41,3 +43,71 @@ def test_one_output_each(tmp_path):
         one_output_each(["a", "b"], [tmp_path / "a.h5"])
     with pytest.raises(UsageError, match="same file"):
         one_output_each(["a", "b"], [tmp_path / "a.h5", tmp_path / "a.h5"])
+
+
+def test_only_float16_trains_several_models_one_after_another():
+    assert one_at_a_time(TrainSettings(precision="float16"), 2)
+    assert not one_at_a_time(TrainSettings(precision="float16"), 1)
+    assert not one_at_a_time(TrainSettings(precision="float32"), 4)
+    assert not one_at_a_time(TrainSettings(precision="bfloat16"), 4)
+
+
+RUNS = [{"kind": "cladec_decoder", "layer_name": name, "epochs": 2} for name in ("a", "b")]
+
+
+class Trainer:
+    """A stand-in for training one model: records what it was asked to train."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, i, settings):
+        self.calls.append((i, settings.tensorboard))
+        return f"model {i}", {"trained": i}
+
+
+def saved(path, run):
+    """A tiny model saved at `path` as a run with the settings `run` saves it."""
+    inputs = keras.Input((2,))
+    artifacts.save_model(keras.Model(inputs, keras.layers.Dense(1)(inputs)), path,
+                         {**artifacts.base_provenance(run["kind"]), **run})
+    return path
+
+
+@pytest.mark.parametrize("left_over", ["second output", "second model's interrupted run", "one-pass run"])
+def test_in_turn_checks_every_output_and_interrupted_run_before_training(tmp_path, left_over):
+    outs = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    if left_over == "second output":
+        outs[1].write_bytes(b"keep me")
+    elif left_over == "second model's interrupted run":
+        backup_folder(outs[1]).mkdir()
+    else:
+        backup_folder(outs).mkdir()
+    train = Trainer()
+    with pytest.raises(UsageError, match="already exists" if left_over == "second output" else "interrupted run"):
+        in_turn(outs, RUNS, TrainSettings(), train)
+    assert train.calls == [] and not outs[0].exists()
+    # --overwrite starts again.
+    assert in_turn(outs, RUNS, TrainSettings(overwrite=True), train) == [("model 0", {"trained": 0}),
+                                                                         ("model 1", {"trained": 1})]
+    assert not backup_folder(outs).exists()
+
+
+def test_in_turn_resumes_with_the_models_saved_under_the_same_settings(tmp_path):
+    outs = [saved(tmp_path / "a.h5", RUNS[0]), tmp_path / "b.h5"]
+    train = Trainer()
+    with pytest.raises(UsageError, match="`resume` to keep it"):
+        in_turn(outs, RUNS, TrainSettings(), train)
+    other = [{**run, "epochs": 3} for run in RUNS]
+    with pytest.raises(UsageError, match="already exists"):
+        in_turn(outs, other, TrainSettings(resume=True), train)
+    assert train.calls == []
+    (model, record), trained = in_turn(outs, RUNS, TrainSettings(resume=True), train)
+    assert train.calls == [(1, None)] and trained == ("model 1", {"trained": 1})
+    assert record["layer_name"] == "a" and isinstance(model, keras.Model)
+
+
+def test_in_turn_gives_each_model_its_own_tensorboard_folder(tmp_path):
+    train = Trainer()
+    in_turn([tmp_path / "a.h5", tmp_path / "b.h5"], RUNS, TrainSettings(tensorboard=str(tmp_path / "tb")), train)
+    assert train.calls == [(0, str(tmp_path / "tb" / "a")), (1, str(tmp_path / "tb" / "b"))]

@@ -212,7 +212,8 @@ def info_cmd(path, quiet, as_json):
 @report_options
 def train_decoder_cmd(classifier_path, layer, layer_convention, decoder_output, curves, alpha, rec_loss, cache_codes,
                       out, out_dir, overwrite, quiet, as_json, **opts):
-    """Train a ClaDec decoder on a frozen classifier layer (or one per layer, in one pass) and save it."""
+    """Train a ClaDec decoder on a frozen classifier layer (or one per layer, in one pass; one after another
+    under float16) and save it."""
     from cladec_cli.cladec import check_alpha, train_decoders
 
     check_alpha(alpha)
@@ -240,7 +241,7 @@ def train_decoder_cmd(classifier_path, layer, layer_convention, decoder_output, 
 def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, rec_loss, out, out_dir, overwrite,
                     quiet, as_json, **opts):
     """Train the reference autoencoder (same architecture, trained for reconstruction only) and save it;
-    one per layer, in one pass, for several layers."""
+    one per layer, in one pass (one after another under float16), for several layers."""
     from cladec_cli.refae import train_refaes
 
     job = common.layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet,

@@ -138,7 +138,8 @@ classifier_option = click.option("--classifier", "classifier_path", required=Tru
                                  type=click.Path(dir_okay=False), help="Classifier model file (.h5 or .keras).")
 layer_option = click.option("--layer", default="-1", show_default=True,
                             help="Layer to explain: a name or a negative index (-1 logits, -2 last conv block, ...); "
-                                 "several separated by commas (-1,-2,-3,-4) train one model each in one pass.")
+                                 "several separated by commas (-1,-2,-3,-4) train one model each in one pass "
+                                 "(one after another under float16).")
 layer_convention_option = click.option(
     "--layer-convention", type=click.Choice(["blocks", "layers"]), default="blocks", show_default=True,
     help="How --layer indices count: blocks (a conv, its BatchNorm and activation count once) or layers "
