@@ -107,6 +107,7 @@ def test_in_turn_resumes_with_the_models_saved_under_the_same_settings(tmp_path)
     assert record["layer_name"] == "a" and isinstance(model, keras.Model)
 
 
+@pytest.mark.tensorflow_only  # --tensorboard needs TensorFlow's summary writer
 def test_in_turn_gives_each_model_its_own_tensorboard_folder(tmp_path):
     train = Trainer()
     in_turn([tmp_path / "a.h5", tmp_path / "b.h5"], RUNS, TrainSettings(tensorboard=str(tmp_path / "tb")), train)
