@@ -218,7 +218,9 @@ def resolve_precision(choice, device):
 
 def resolve_xla(choice, device):
     """XLA (`jit_compile`): 'auto' is on for GPUs and off for CPUs under TensorFlow, where it was measured
-    slower for these models; JAX always compiles; PyTorch runs eagerly."""
+    slower for these models; JAX always compiles; PyTorch runs eagerly. `choice`: auto (or None), on or
+    off (or True / False)."""
+    choice = {"on": True, "off": False}.get(choice, choice)
     if choice in (True, False):
         return choice
     if choice not in (None, "auto"):

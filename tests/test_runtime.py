@@ -31,6 +31,10 @@ def test_auto_xla_is_off_on_cpu_and_on_on_gpu_under_tensorflow(monkeypatch):
     assert runtime.resolve_xla("auto", CPU) is False
     assert runtime.resolve_xla("auto", AMPERE) is True
     assert runtime.resolve_xla(False, AMPERE) is False
+    # The CLI's words work in the library too.
+    assert runtime.resolve_xla("on", CPU) is True and runtime.resolve_xla("off", AMPERE) is False
+    with pytest.raises(UsageError, match="choose auto, on or off"):
+        runtime.resolve_xla("yes", CPU)
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert runtime.resolve_xla("auto", CPU) is True
 
