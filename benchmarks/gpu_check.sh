@@ -40,7 +40,7 @@ if ! "$PY" -c "import tensorflow" >/dev/null 2>&1; then
 fi
 # PYTHONSAFEPATH (Python 3.11+) keeps the source tree's cladec_cli, importable from the repository root,
 # from passing for an installed one.
-if ! PYTHONSAFEPATH=1 "$PY" -c "import keras, cladec_cli" >/dev/null 2>&1; then
+if ! PYTHONSAFEPATH=1 "$PY" -c "import keras, click, h5py, PIL, cladec_cli" >/dev/null 2>&1; then
   log "installing from $BUNDLE/wheels (no index)"
   "$PY" -m pip install --quiet --no-index --find-links "$BUNDLE/wheels" keras namex optree cladec \
     >"$OUT/install.log" 2>&1 || { log "install failed: see install.log"; tail -5 "$OUT/install.log"; }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import keras
 
-from cladec_cli import artifacts
+from cladec_cli import artifacts, distribute
 from cladec_cli.errors import UsageError, option
 from cladec_cli.training import backup_folder, check_backup, finish_backup, saved_by
 
@@ -58,16 +58,18 @@ def one_at_a_time(settings, n):
 
 
 def in_turn(outs, runs, settings, train_one):
-    """Train the models of a several-model run one after another: `train_one(i, settings)` trains the
+    """Train the models of a several-model run one after another: `train_one(i, own_settings)` trains the
     i-th and saves it at `outs[i]` (its run settings: `runs[i]`), returning (model, provenance record).
+    `own_settings` are `settings` with, under --tensorboard, a log subfolder of the model's own.
 
-    Every output, and every interrupted run left for one, is checked before the first model trains.
-    Resuming, a model that the interrupted run already saved with its settings is loaded (the saved
-    float32 copy), not trained again. With --tensorboard each model logs to its own subfolder.
+    Before the first model trains, every output is checked, and so is every backup an interrupted run
+    left: each model's own, and that of a one-pass run of all of them, which cannot be taken up.
+    Resuming, the models that the interrupted run saved with their settings are loaded, as saved (float32
+    variables), not trained again.
     """
     done = [settings.resume and saved_by(out, run) for out, run in zip(outs, runs)]
     one_pass = backup_folder(outs)
-    if one_pass.exists() and not settings.overwrite:
+    if distribute.writes_files() and one_pass.exists() and not settings.overwrite:
         raise UsageError(f"an interrupted run of these models in one pass is kept in {one_pass}; under float16 "
                          f"they train one after another and cannot take it up; pass {option('overwrite')} to "
                          f"start again")
@@ -80,11 +82,20 @@ def in_turn(outs, runs, settings, train_one):
                              f"{option('overwrite')} to start again")
         artifacts.check_output(out, settings.overwrite, suffixes=(".h5",))
         check_backup(out, settings, run)
+    loaded = {i: artifacts.load_model(out, run["kind"], settings.trust_model)
+              for i, (out, run, finished) in enumerate(zip(outs, runs, done)) if finished}
     finish_backup(one_pass)
+    logs = _log_folders(outs, settings.tensorboard)
+    return [loaded[i] if i in loaded else
+            train_one(i, settings if logs[i] is None else dataclasses.replace(settings, tensorboard=logs[i]))
+            for i in range(len(outs))]
 
-    def own(out):
-        return settings if not settings.tensorboard else \
-            dataclasses.replace(settings, tensorboard=str(Path(settings.tensorboard) / Path(out).stem))
 
-    return [artifacts.load_model(out, run["kind"], settings.trust_model) if finished else train_one(i, own(out))
-            for i, (out, run, finished) in enumerate(zip(outs, runs, done))]
+def _log_folders(outs, tensorboard):
+    """Each output's TensorBoard subfolder of `tensorboard` (None without): named after the file, or, where
+    two files share a name, after its position as well."""
+    if not tensorboard:
+        return [None] * len(outs)
+    stems = [Path(out).stem for out in outs]
+    unique = len(set(stems)) == len(stems)
+    return [str(Path(tensorboard) / (stem if unique else f"{i + 1}_{stem}")) for i, stem in enumerate(stems)]

@@ -309,10 +309,10 @@ def _by_path(todo, path):
 
 def _what(kind, missing, settings, detail=""):
     """'ClaDec decoder, layer -2, alpha 0', or 'ClaDec decoders, layers -1, -2, alpha 0, in one pass'
-    ('one after another' where `settings` train them so: `fused.one_at_a_time`)."""
+    ('one after another (float16)' where `settings` train them so: `fused.one_at_a_time`)."""
     if len(missing) == 1:
         return f"{kind}, layer {next(iter(missing.values()))}{detail}"
-    how = "one after another" if one_at_a_time(settings, len(missing)) else "in one pass"
+    how = "one after another (float16)" if one_at_a_time(settings, len(missing)) else "in one pass"
     return f"{kind}s, layers {', '.join(str(layer) for layer in missing.values())}{detail}, {how}"
 
 

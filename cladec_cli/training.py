@@ -254,10 +254,12 @@ def _show(value):
 
 
 def check_backup(out, settings, run=None):
-    """Refuse a left-over interrupted run for `out` that --resume / --overwrite and, when resuming, the
-    settings `run` cannot take up, changing nothing; return its backup folder."""
+    """Raise UsageError when the backup folder of an interrupted run for `out` exists and cannot be taken
+    up: with neither --resume nor --overwrite, or resuming with settings other than the ones it recorded
+    (`run`). Changes nothing; returns the folder. A non-chief worker of a distributed training checks
+    nothing: the chief checks, creates and removes backups."""
     folder = backup_folder(out)
-    if not folder.exists() or (settings.overwrite and not settings.resume):
+    if not distribute.writes_files() or not folder.exists() or (settings.overwrite and not settings.resume):
         return folder
     if not settings.resume:
         what = out if not isinstance(out, (list, tuple)) else ", ".join(map(str, out))
@@ -279,8 +281,8 @@ def check_backup(out, settings, run=None):
 
 
 def prepare_backup(out, settings, run=None):
-    """Check a left-over interrupted run (`check_backup`), remove it for --overwrite, or start a backup
-    folder recording `run`; return the backup folder."""
+    """Check a left-over interrupted run (`check_backup`) and keep it to resume; otherwise (re)start the
+    backup folder, empty but for `run`. Returns the backup folder."""
     folder = backup_folder(out)
     if not distribute.writes_files():
         return folder  # a non-chief worker: the chief checks, creates and removes the backup

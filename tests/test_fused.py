@@ -1,10 +1,12 @@
 """Helpers for training several models in one pass."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
 
-from cladec_cli import artifacts
+from cladec_cli import artifacts, training
 from cladec_cli.errors import UsageError
 from cladec_cli.fused import in_turn, model_history, one_at_a_time, one_output_each, renamed, seeded
 from cladec_cli.training import TrainSettings, backup_folder
@@ -77,23 +79,34 @@ def saved(path, run):
 @pytest.mark.parametrize("left_over", ["second output", "second model's interrupted run", "one-pass run"])
 def test_in_turn_checks_every_output_and_interrupted_run_before_training(tmp_path, left_over):
     outs = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    left = {"second output": outs[1], "second model's interrupted run": backup_folder(outs[1]),
+            "one-pass run": backup_folder(outs)}[left_over]
     if left_over == "second output":
-        outs[1].write_bytes(b"keep me")
-    elif left_over == "second model's interrupted run":
-        backup_folder(outs[1]).mkdir()
+        left.write_bytes(b"keep me")
     else:
-        backup_folder(outs).mkdir()
+        left.mkdir()
     train = Trainer()
     with pytest.raises(UsageError, match="already exists" if left_over == "second output" else "interrupted run"):
         in_turn(outs, RUNS, TrainSettings(), train)
-    assert train.calls == [] and not outs[0].exists()
+    assert train.calls == [] and not outs[0].exists() and left.exists()
     # --overwrite starts again.
     assert in_turn(outs, RUNS, TrainSettings(overwrite=True), train) == [("model 0", {"trained": 0}),
                                                                          ("model 1", {"trained": 1})]
     assert not backup_folder(outs).exists()
 
 
-def test_in_turn_resumes_with_the_models_saved_under_the_same_settings(tmp_path):
+def test_in_turn_removes_nothing_when_a_later_check_refuses(tmp_path):
+    outs = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    backup_folder(outs).mkdir()
+    backup_folder(outs[1]).mkdir()
+    (backup_folder(outs[1]) / "run.json").write_text(json.dumps({**RUNS[1], "epochs": 9}))
+    train = Trainer()
+    with pytest.raises(UsageError, match="other settings"):
+        in_turn(outs, RUNS, TrainSettings(resume=True, overwrite=True), train)
+    assert train.calls == [] and backup_folder(outs).exists() and backup_folder(outs[1]).exists()
+
+
+def test_in_turn_resumes_with_the_models_saved_under_the_same_settings(tmp_path, monkeypatch):
     outs = [saved(tmp_path / "a.h5", RUNS[0]), tmp_path / "b.h5"]
     train = Trainer()
     with pytest.raises(UsageError, match="`resume` to keep it"):
@@ -102,13 +115,26 @@ def test_in_turn_resumes_with_the_models_saved_under_the_same_settings(tmp_path)
     with pytest.raises(UsageError, match="already exists"):
         in_turn(outs, other, TrainSettings(resume=True), train)
     assert train.calls == []
-    (model, record), trained = in_turn(outs, RUNS, TrainSettings(resume=True), train)
+    loads, load = [], artifacts.load_model
+
+    def load_model(path, kind=None, trust=False):
+        loads.append((path, kind, trust, len(train.calls)))
+        return load(path, kind, trust)
+
+    monkeypatch.setattr(artifacts, "load_model", load_model)
+    (model, record), trained = in_turn(outs, RUNS, TrainSettings(resume=True, trust_model=True), train)
     assert train.calls == [(1, None)] and trained == ("model 1", {"trained": 1})
     assert record["layer_name"] == "a" and isinstance(model, keras.Model)
+    # Loaded as the kind its run trains, trusting what the run trusts, before anything trains.
+    assert loads == [(outs[0], "cladec_decoder", True, 0)]
 
 
-@pytest.mark.tensorflow_only  # --tensorboard needs TensorFlow's summary writer
-def test_in_turn_gives_each_model_its_own_tensorboard_folder(tmp_path):
+def test_in_turn_gives_each_model_its_own_tensorboard_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "check_tensorboard", lambda: None)  # no summary writer is made here
     train = Trainer()
     in_turn([tmp_path / "a.h5", tmp_path / "b.h5"], RUNS, TrainSettings(tensorboard=str(tmp_path / "tb")), train)
     assert train.calls == [(0, str(tmp_path / "tb" / "a")), (1, str(tmp_path / "tb" / "b"))]
+    train = Trainer()
+    in_turn([tmp_path / "x" / "d.h5", tmp_path / "y" / "d.h5"], RUNS, TrainSettings(tensorboard=str(tmp_path / "tb")),
+            train)
+    assert train.calls == [(0, str(tmp_path / "tb" / "1_d")), (1, str(tmp_path / "tb" / "2_d"))]

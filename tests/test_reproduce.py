@@ -6,7 +6,7 @@ import pytest
 
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import UsageError
-from cladec_cli.reproduce import cells, paper_comparison, reproduce, summarize
+from cladec_cli.reproduce import _what, cells, paper_comparison, reproduce, summarize
 from cladec_cli.reproduce_report import markdown
 from cladec_cli.training import TrainSettings
 from conftest import benchmark_script, read_group
@@ -124,6 +124,15 @@ def test_table2_trains_each_runs_layers_in_one_pass(tmp_path, npz_dataset):
     again = reproduce("table2", dataset, settings, settings.with_epochs(0), 1, out, log=logged.append)
     assert again["trained"] == 2 + 4
     assert "  training ClaDec decoders, layers -2, -4, alpha 0, in one pass" in logged
+
+
+def test_the_log_says_how_a_groups_models_train():
+    missing = {"a.h5": -1, "b.h5": -2}
+    assert _what("RefAE", missing, TrainSettings()) == "RefAEs, layers -1, -2, in one pass"
+    assert _what("RefAE", missing, TrainSettings(precision="float16")) == \
+        "RefAEs, layers -1, -2, one after another (float16)"
+    assert _what("ClaDec decoder", {"a.h5": -3}, TrainSettings(precision="float16"), ", alpha 0") == \
+        "ClaDec decoder, layer -3, alpha 0"
 
 
 def test_summary_pairs_runs_and_tolerates_cells_from_before_train_rec_loss():

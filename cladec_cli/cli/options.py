@@ -111,7 +111,8 @@ def train_options(epochs=64):
                      help="Seconds between saves of the resumable backup, made at the end of an epoch; 0 saves "
                           "every epoch."),
         click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
-                     help="Write TensorBoard logs to this folder."),
+                     help="Write TensorBoard logs to this folder (models trained one after another: a "
+                          "subfolder each, named after its file)."),
         click.option("--distribute", type=click.Choice(DISTRIBUTIONS), default="auto", show_default=True,
                      envvar="CLADEC_DISTRIBUTE",
                      help="Spread one training over this machine's GPUs (mirrored) or over several machines "
