@@ -67,3 +67,15 @@ def test_relu_decoder_output_is_recorded_and_explained(tmp_path, trained):
     assert read_group(out)["decoder_output"] == "relu"
     invoke("explain", "--classifier", trained["classifier"], "--decoder", out, "--count", 2, "--out", tmp_path / "g.png")
     assert (tmp_path / "g.png").exists()
+
+
+def test_under_float16_the_layers_train_one_after_another_and_resume(tmp_path, trained, float16_afterwards_float32):
+    args = ["train-decoder", "--classifier", trained["classifier"], "--layer", "-1,-3", "--epochs", 1,
+            "--batch-size", 32, "--precision", "float16", "--out-dir", tmp_path]
+    result = invoke(*args)
+    assert "trained 2 models one after another (float16)" in result.stdout
+    first = (tmp_path / "cladec_L-1_a0.h5").read_bytes()
+    again = invoke(*args, expect=2)
+    assert again.stderr.count("\n") == 1 and "--resume" in again.stderr and "--overwrite" in again.stderr
+    invoke(*args, "--resume")
+    assert (tmp_path / "cladec_L-1_a0.h5").read_bytes() == first
