@@ -57,6 +57,11 @@ def one_at_a_time(settings, n):
     return n > 1 and settings.runtime().precision == "float16"
 
 
+def how_trained(settings, n):
+    """How `n` models of one run train, as messages say it: 'in one pass' or 'one after another (float16)'."""
+    return "one after another (float16)" if one_at_a_time(settings, n) else "in one pass"
+
+
 def in_turn(outs, runs, settings, train_one):
     """Train the models of a several-model run one after another: `train_one(i, own_settings)` trains the
     i-th and saves it at `outs[i]` (its run settings: `runs[i]`), returning (model, provenance record).

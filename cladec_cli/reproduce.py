@@ -16,7 +16,7 @@ from cladec_cli.cladec import train_decoders
 from cladec_cli.errors import TrainingError, UsageError, option
 from cladec_cli.evaluate import evaluate
 from cladec_cli.explainer import load_explainer
-from cladec_cli.fused import one_at_a_time
+from cladec_cli.fused import how_trained
 from cladec_cli.locks import UnitLock, describe
 from cladec_cli.methods import in_order, measured_methods
 from cladec_cli.refae import train_refaes
@@ -309,11 +309,11 @@ def _by_path(todo, path):
 
 def _what(kind, missing, settings, detail=""):
     """'ClaDec decoder, layer -2, alpha 0', or 'ClaDec decoders, layers -1, -2, alpha 0, in one pass'
-    ('one after another (float16)' where `settings` train them so: `fused.one_at_a_time`)."""
+    ('one after another (float16)' where `settings` train them so: `fused.how_trained`)."""
     if len(missing) == 1:
         return f"{kind}, layer {next(iter(missing.values()))}{detail}"
-    how = "one after another (float16)" if one_at_a_time(settings, len(missing)) else "in one pass"
-    return f"{kind}s, layers {', '.join(str(layer) for layer in missing.values())}{detail}, {how}"
+    layers = ", ".join(str(layer) for layer in missing.values())
+    return f"{kind}s, layers {layers}{detail}, {how_trained(settings, len(missing))}"
 
 
 def summarize(table, results):

@@ -44,8 +44,8 @@ def quadrant_classifier(size=32, first=None):
 
 
 @pytest.fixture
-def float16_afterwards_float32():
-    """Training under float16 sets the global dtype policy; later tests build float32 models."""
+def float32_afterwards():
+    """Training in a mixed precision sets the global dtype policy; later tests build float32 models."""
     import keras
 
     yield

@@ -273,7 +273,7 @@ def test_cached_codes_with_alpha_feed_codes_and_skip_the_encoder(setup):
             np.testing.assert_array_equal(targets[f"ce_{i}"], data.train.labels[served])
 
 
-def test_under_float16_fused_decoders_are_those_trained_alone(setup, tmp_path, float16_afterwards_float32):
+def test_under_float16_fused_decoders_are_those_trained_alone(setup, tmp_path, float32_afterwards):
     # One dynamic loss scale for a fused pass would skip every decoder's step whenever one decoder's
     # gradients overflow, so the quiet layer's decoder would train otherwise than alone.
     _, _, data = setup
@@ -304,7 +304,7 @@ class StopAtEpochBegin(keras.callbacks.Callback):
 
 
 def test_an_interrupted_float16_run_keeps_its_finished_models_and_resumes_the_rest(setup, tmp_path,
-                                                                                  float16_afterwards_float32):
+                                                                                  float32_afterwards):
     classifier, provenance, data = setup
     outs = [tmp_path / "a.h5", tmp_path / "b.h5"]
 

@@ -12,13 +12,7 @@ from cladec_cli.refae import train_refae
 from cladec_cli.training import TrainSettings
 from conftest import invoke
 
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def float32_afterwards():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("float32_afterwards")]
 
 
 def test_gpu_defaults():

@@ -12,6 +12,8 @@ from cladec_cli.errors import UsageError
 from cladec_cli.training import TrainSettings
 from conftest import invoke
 
+pytestmark = pytest.mark.usefixtures("float32_afterwards")
+
 CPU = runtime.Device("CPU", "CPU, 2 cores")
 AMPERE = runtime.Device("GPU", "GPU:0 NVIDIA A100", 8.0)
 VOLTA = runtime.Device("GPU", "GPU:0 Tesla V100", 7.0)
@@ -98,12 +100,6 @@ def test_jax_keeps_every_compiled_program(monkeypatch, tmp_path, env, cache_dir,
 @pytest.fixture(scope="module")
 def tiny(npz_dataset):
     return load_dataset(npz_dataset)
-
-
-@pytest.fixture(autouse=True)
-def float32_afterwards():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])

@@ -186,7 +186,7 @@ def report_layer_models(job, records, started, detail, quiet, as_json):
         layer, record = job.layers[0], records[0]
         return report_saved(record, job.outs[0], started, f"layer {layer.name} ({layer.index}){detail}, "
                             f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}", quiet, as_json)
-    from cladec_cli.fused import one_at_a_time
+    from cladec_cli.fused import how_trained
 
     seconds = round(time.time() - started, 1)
     lines = []
@@ -194,8 +194,7 @@ def report_layer_models(job, records, started, detail, quiet, as_json):
         record["path"], record["seconds"] = str(out), seconds
         lines.append(f"saved {out}: layer {layer.name} ({layer.index}){detail}, "
                      f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}")
-    how = "one after another (float16)" if one_at_a_time(job.settings, len(records)) else "in one pass"
-    lines.append(f"trained {len(records)} models {how} ({seconds} s)")
+    lines.append(f"trained {len(records)} models {how_trained(job.settings, len(records))} ({seconds} s)")
     report(records, lines, quiet, as_json)
 
 
