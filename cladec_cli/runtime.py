@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import UsageError, option
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 MIXED_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -216,21 +216,26 @@ def resolve_precision(choice, device):
     return "bfloat16" if (device.compute_capability or 0) >= 8.0 else "float16"
 
 
-def resolve_xla(choice, device):
+def resolve_xla(choice, device, deterministic=False):
     """XLA (`jit_compile`): 'auto' is on for GPUs and off for CPUs under TensorFlow, where it was measured
-    slower for these models; JAX always compiles; PyTorch runs eagerly. `choice`: auto (or None), on or
-    off (or True / False)."""
+    slower for these models, and off with TensorFlow's op determinism, under which Keras compiles
+    without XLA whatever it is asked; JAX always compiles; PyTorch runs eagerly. `choice`: auto (or
+    None), on or off (or True / False)."""
     choice = {"on": True, "off": False}.get(choice, choice)
+    name = backend()
+    if choice is True and deterministic and name == "tensorflow":
+        raise UsageError(f"{option('xla')} on and {option('deterministic')} do not go together under TensorFlow "
+                         "(determinism is the default on CPUs): Keras compiles without XLA while TensorFlow's op "
+                         "determinism is on; turn one of them off")
     if choice in (True, False):
         return choice
     if choice not in (None, "auto"):
         raise UsageError(f"unknown XLA setting {choice!r}; choose auto, on or off")
-    name = backend()
     if name == "jax":
         return True
     if name == "torch":
         return False
-    return device.is_gpu
+    return device.is_gpu and not deterministic
 
 
 def resolve_runtime(precision="auto", deterministic=None, steps_per_execution=None, xla="auto", distribute="auto"):
@@ -241,12 +246,13 @@ def resolve_runtime(precision="auto", deterministic=None, steps_per_execution=No
     device = current_device()
     if steps_per_execution is not None and steps_per_execution < 1:
         raise UsageError(f"steps per execution must be at least 1, got {steps_per_execution}")
+    deterministic = (not device.is_gpu) if deterministic is None else bool(deterministic)
     return Runtime(
         backend=backend(),
         device=device.description,
         precision=resolve_precision(precision, device),
-        xla=resolve_xla(xla, device),
-        deterministic=(not device.is_gpu) if deterministic is None else bool(deterministic),
+        xla=resolve_xla(xla, device, deterministic),
+        deterministic=deterministic,
         steps_per_execution=steps_per_execution or (GPU_STEPS_PER_EXECUTION if device.is_gpu else 1),
         **spread.provenance(),
     )

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,10 +107,21 @@ def make_optimizer(settings, steps_per_epoch):
 
 def batches_per_call(settings, data):
     """How many batches of `data` one compiled training call takes: the steps per execution of
-    `settings` for in-memory feeds, which `fit` serves in chunks (see `chunked_steps`); 1 for other
-    feeds, which Keras' own `steps_per_execution` loops over instead, and for distributed training,
-    whose engine splits each batch between replicas."""
-    return settings.runtime().steps_per_execution if _local_array_feed(settings, data) else 1
+    `settings` for in-memory feeds, which `fit` serves in chunks (see `chunked_steps`); 1 where Keras'
+    own `steps_per_execution` loops over the steps instead: for other feeds, for distributed training,
+    whose engine splits each batch between replicas, and under TensorFlow with XLA on a CPU."""
+    setup = settings.runtime()
+    if not _local_array_feed(settings, data) or _rolled_xla_loop_is_slow(setup):
+        return 1
+    return setup.steps_per_execution
+
+
+def _rolled_xla_loop_is_slow(setup):
+    """Whether a chunk's `tf.while_loop` would run inside XLA on a CPU. XLA:CPU runs the convolutions of
+    a rolled loop body many times slower (the paper's classifier at 4 steps a call: about 1 s a call
+    against 16 ms a step), and TensorFlow traces chunks with an unknown batch count, so they cannot be
+    unrolled; Keras' loop runs outside the compiled step."""
+    return setup.backend == "tensorflow" and setup.xla and not runtime.current_device().is_gpu
 
 
 def _local_array_feed(settings, data):
@@ -123,12 +135,34 @@ def compile_model(model, settings, data, loss, loss_weights=None):
     small."""
     setup = settings.runtime()
     keras_steps = setup.steps_per_execution if batches_per_call(settings, data) == 1 else 1
-    model.compile(optimizer=make_optimizer(settings, len(data)), loss=loss, loss_weights=loss_weights,
-                  jit_compile=setup.xla, steps_per_execution=keras_steps)
+    with warnings.catch_warnings():
+        # Keras' own warning names no layer; `_say_xla_is_off` does.
+        warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+        model.compile(optimizer=make_optimizer(settings, len(data)), loss=loss, loss_weights=loss_weights,
+                      jit_compile=setup.xla, steps_per_execution=keras_steps)
+    if setup.xla and not model.jit_compile:
+        _say_xla_is_off(model, settings)
     # Without a distribution strategy, Keras would create the optimizer's variables inside the first
     # traced training step, which makes that trace take about a second longer for the paper's
     # classifier on a 2-core CPU (first step 2.1-2.8 s against 1.0-1.3 s).
     model.optimizer.build(model.trainable_variables)
+
+
+def _say_xla_is_off(model, settings):
+    """One line for a model that Keras compiles without XLA although XLA is on: it has layers that
+    XLA cannot compile (the random augmentation layers, lookups, LSTM and GRU)."""
+    def walk(layer):
+        yield layer
+        for inner in getattr(layer, "layers", []):
+            yield from walk(inner)
+
+    kinds = sorted({type(layer).__name__ for layer in walk(model) if not layer.supports_jit})
+    why = f"XLA cannot compile its {', '.join(kinds)} layers" if kinds else "Keras does not support it"
+    message = f"warning: XLA is off for {model.name}: {why}"
+    if settings.announce is not None:
+        settings.announce(message)
+    else:
+        warnings.warn(message, stacklevel=3)
 
 
 class PeriodicBackup(keras.callbacks.BackupAndRestore):

@@ -37,8 +37,14 @@ def test_auto_xla_is_off_on_cpu_and_on_on_gpu_under_tensorflow(monkeypatch):
     assert runtime.resolve_xla("on", CPU) is True and runtime.resolve_xla("off", AMPERE) is False
     with pytest.raises(UsageError, match="choose auto, on or off"):
         runtime.resolve_xla("yes", CPU)
+    # Under TensorFlow's op determinism Keras compiles without XLA, so XLA is off (auto) or refused (on).
+    assert runtime.resolve_xla("auto", AMPERE, deterministic=True) is False
+    assert runtime.resolve_xla("on", CPU, deterministic=False) is True
+    with pytest.raises(UsageError, match="do not go together"):
+        runtime.resolve_xla("on", CPU, deterministic=True)
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert runtime.resolve_xla("auto", CPU) is True
+    assert runtime.resolve_xla("on", AMPERE, deterministic=True) is True
 
 
 def test_this_machine_resolves_to_deterministic_float32_without_xla():

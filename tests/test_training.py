@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -338,3 +339,20 @@ def test_whole_batch_prediction_feeds_whole_batches_and_gives_plain_outputs(monk
     few = predict(model, data(5), batch_size=32, whole_batches=True)
     assert fed == [5]  # one batch: nothing to pad it for
     np.testing.assert_allclose(few["sse"], plain["sse"][:5], rtol=1e-5)
+
+
+@pytest.mark.parametrize("xla", ["on", "off"])
+def test_a_model_that_xla_cannot_compile_is_named_in_one_line(xla):
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.RandomRotation(0.1), keras.layers.Flatten(),
+                              keras.layers.Dense(2)], name="augmented")
+    said = []
+    settings = TrainSettings(epochs=1, xla=xla, deterministic=False, announce=said.append)
+    data = ArrayFeed(np.zeros((4, 8, 8, 1), np.float32), np.zeros(4), 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_model(model, settings, data, "sparse_categorical_crossentropy")
+    assert not model.jit_compile
+    assert said == (["warning: XLA is off for augmented: XLA cannot compile its RandomRotation layers"]
+                    if xla == "on" else [])
+    # Keras' own warning, which names no layer, is not shown as well.
+    assert not [w for w in caught if "jit_compile" in str(w.message)]

@@ -2,6 +2,7 @@
 
 import os
 
+import keras
 import pytest
 from click.testing import CliRunner
 
@@ -80,6 +81,13 @@ def test_bad_epochs_for_classifier(tmp_path, npz_dataset):
 def test_not_a_number(tmp_path, npz_dataset):
     run_bad(["train-classifier", "--dataset", npz_dataset, "--epochs", "many", "--out", tmp_path / "c.h5"],
             tmp_path, words=["--epochs"])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow conflict")
+def test_xla_with_tensorflows_determinism(tmp_path, npz_dataset):
+    # Deterministic is the default on this CPU; Keras would train without XLA and the line would say on.
+    run_bad(["train-classifier", "--dataset", npz_dataset, "--xla", "on", "--out", tmp_path / "c.h5"],
+            tmp_path, words=["--xla on and --deterministic", "turn one of them off"])
 
 
 def test_unknown_dataset(tmp_path):
