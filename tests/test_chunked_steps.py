@@ -9,7 +9,7 @@ from cladec_cli.classifier import build_classifier, fit_classifier
 from cladec_cli.cladec import train_decoder
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.data.feed import ArrayFeed
-from cladec_cli.training import TrainSettings
+from cladec_cli.training import TrainSettings, compile_model, fit
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,30 @@ def test_under_tensorflow_with_xla_on_a_cpu_keras_loops_over_the_steps(tiny):
     assert "train_step" not in vars(model)  # not chunked
     assert model.steps_per_execution == 3
     assert int(model.optimizer.iterations) == 8
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's chunks loop inside XLA")
+def test_under_tensorflow_on_a_gpu_chunks_loop_inside_xla_and_train_like_single_batches(monkeypatch):
+    # The GPU path (XLA's rolled loop), run on this CPU by pretending it is a GPU.
+    monkeypatch.setattr(runtime, "current_device", lambda: runtime.Device("GPU", "GPU:0 (pretend)", 9.0))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 6, 6, 1), np.float32), rng.integers(0, 3, 40)
+    trained = []
+    for steps in (1, 3):
+        settings = TrainSettings(epochs=2, batch_size=8, verbose=0, steps_per_execution=steps, precision="float32",
+                                 xla="on", deterministic=False)
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                                  keras.layers.Dense(3)])
+        data = ArrayFeed(x, y, 8, shuffle=True, seed=1)
+        compile_model(model, settings, data, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        trained.append((model, fit(model, data, settings)))
+    (single, single_history), (chunked, chunked_history) = trained
+    assert "train_step" in vars(chunked) and chunked.steps_per_execution == 1 and chunked.jit_compile
+    assert int(chunked.optimizer.iterations) == int(single.optimizer.iterations) == 2 * 5
+    np.testing.assert_allclose(single_history["loss"], chunked_history["loss"], rtol=1e-5)
+    for a, b in zip(single.get_weights(), chunked.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_chunk_feed_serves_the_same_items_in_the_same_order():
