@@ -1,5 +1,8 @@
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import keras
@@ -273,3 +276,15 @@ def test_xla_accepts_each_default_variants_flags(name):
                           env={**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr[-2000:]
+
+
+def test_as_if_on_a_gpu_resolves_the_settings_of_an_older_gpu(tmp_path, npz_dataset):
+    script = Path(__file__).parents[1] / "benchmarks" / "as_if_on_a_gpu.py"
+    out = tmp_path / "c.h5"
+    done = subprocess.run([sys.executable, str(script), "train-classifier", "--dataset", npz_dataset, "--epochs", "0",
+                           "--out", str(out)], env={**os.environ, "CC": "7.0"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "device: GPU:0 (pretended, compute capability 7.0)" in done.stderr
+    assert "precision float16; XLA on; deterministic off; steps per execution 64" in done.stderr
+    assert out.exists()
