@@ -39,7 +39,8 @@ class TrainingError(CladecError):
 # API's keyword (`overwrite`) in str(error), the command-line option (--overwrite) through `for_cli`.
 _MARK = "\x1f"
 # Parameters whose command-line option is not their keyword with dashes.
-_CLI_NAMES = {"trust": "--trust-model", "sigma": "--noise", "rec_loss_name": "--rec-loss"}
+_CLI_NAMES = {"trust": "--trust-model", "sigma": "--noise", "rec_loss_name": "--rec-loss",
+              "deterministic=False": "--no-deterministic"}
 
 
 def option(name, value=None):

@@ -226,7 +226,7 @@ def resolve_xla(choice, device, deterministic=False):
     if choice is True and deterministic and name == "tensorflow":
         raise UsageError(f"{option('xla')} on and {option('deterministic')} do not go together under TensorFlow "
                          "(determinism is the default on CPUs): Keras compiles without XLA while TensorFlow's op "
-                         "determinism is on; turn one of them off")
+                         f"determinism is on; add {option('deterministic=False')} or drop {option('xla')} on")
     if choice in (True, False):
         return choice
     if choice not in (None, "auto"):

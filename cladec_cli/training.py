@@ -151,12 +151,8 @@ def compile_model(model, settings, data, loss, loss_weights=None):
 def _say_xla_is_off(model, settings):
     """One line for a model that Keras compiles without XLA although XLA is on: it has layers that
     XLA cannot compile (the random augmentation layers, lookups, LSTM and GRU)."""
-    def walk(layer):
-        yield layer
-        for inner in getattr(layer, "layers", []):
-            yield from walk(inner)
-
-    kinds = sorted({type(layer).__name__ for layer in walk(model) if not layer.supports_jit})
+    # The layers Keras itself looks through (`model_supports_jit`).
+    kinds = sorted({type(layer).__name__ for layer in model._flatten_layers() if not layer.supports_jit})
     why = f"XLA cannot compile its {', '.join(kinds)} layers" if kinds else "Keras does not support it"
     message = f"warning: XLA is off for {model.name}: {why}"
     if settings.announce is not None:

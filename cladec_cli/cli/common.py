@@ -36,12 +36,16 @@ _ANNOUNCED = set()
 
 
 def announce_once(line, quiet=False):
-    """Print the device line (and a warning when a GPU goes unused) once per process, on stderr."""
+    """Print the device line (and a warning when a GPU goes unused) once per process, on stderr; a
+    training warning ("warning: ...") once, also with `quiet`."""
     from cladec_cli import runtime
 
     if line in _ANNOUNCED:
         return
     _ANNOUNCED.add(line)
+    if line.startswith("warning: "):
+        note(line)
+        return
     reason = runtime.missing_gpu_reason()
     if reason:
         note(f"warning: nvidia-smi lists a GPU but this job runs on the CPU: {reason}")

@@ -571,6 +571,7 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, b
         run_shards(click.get_current_context().find_root().command.argv, workers)
     shard = parse_shard(shard) if shard else shard_from_environment()
     settings = common.train_settings(opts, quiet)
+    settings.runtime()  # settings that do not go together are refused before anything is written
     eval_settings = settings.with_epochs(settings.epochs if eval_epochs is None else eval_epochs)
     dataset = common.dataset_for(opts)
     summary = reproduce(table, dataset, settings, eval_settings, runs, out,

@@ -84,7 +84,8 @@ def device_options():
         click.option("--steps-per-execution", type=click.IntRange(min=1), default=None,
                      help="Training steps run per call from the host [default: 1 on CPUs, 64 on GPUs]."),
         click.option("--xla", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-                     help="Compile training steps with XLA; auto is on for GPUs and off for CPUs."),
+                     help="Compile training steps with XLA; auto is on for GPUs and off for CPUs, and under "
+                          "TensorFlow off with --deterministic, under which Keras compiles without XLA."),
     )
 
 

@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from cladec_cli import __version__
+from cladec_cli.cli import common
 from cladec_cli.cli.main import cli
 from conftest import invoke, read_group
 
@@ -40,3 +41,10 @@ def test_tensorboard_logs(tmp_path, npz_dataset):
     invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 1, "--tensorboard", logs, "-q",
            "--out", tmp_path / "c.h5")
     assert any(path.name.startswith("events.out.tfevents") for path in logs.rglob("*"))
+
+
+def test_quiet_hides_the_device_line_but_not_a_training_warning(capsys):
+    device, warning = "device: CPU, 2 cores (pretend)", "warning: XLA is off for m: XLA cannot compile its X layers"
+    for line in (device, warning, warning):
+        common.announce_once(line, quiet=True)
+    assert capsys.readouterr().err.splitlines() == [warning]

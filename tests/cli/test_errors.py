@@ -85,9 +85,12 @@ def test_not_a_number(tmp_path, npz_dataset):
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow conflict")
 def test_xla_with_tensorflows_determinism(tmp_path, npz_dataset):
-    # Deterministic is the default on this CPU; Keras would train without XLA and the line would say on.
-    run_bad(["train-classifier", "--dataset", npz_dataset, "--xla", "on", "--out", tmp_path / "c.h5"],
-            tmp_path, words=["--xla on and --deterministic", "turn one of them off"])
+    # Keras would train without XLA and the device line would say on.
+    run_bad(["train-classifier", "--dataset", npz_dataset, "--xla", "on", "--deterministic", "--out", tmp_path / "c.h5"],
+            tmp_path, words=["--xla on and --deterministic", "add --no-deterministic or drop --xla on"])
+    # reproduce refuses them before it writes its settings
+    run_bad(["reproduce", "table2", "--xla", "on", "--deterministic", "--out", tmp_path / "r"], tmp_path,
+            words=["--xla on and --deterministic"])
 
 
 def test_unknown_dataset(tmp_path):
