@@ -189,6 +189,11 @@ class Runtime:
     replicas: int = 1
     workers: int = 1
 
+    @property
+    def on_gpu(self):
+        """Whether the job computes on GPUs (its device as `current_device` described it)."""
+        return self.device.startswith("GPU")
+
     def line(self, batch_size=None):
         """The one line each job prints before it starts; with `batch_size`, a distributed job's line
         gives the images each replica takes per step."""

@@ -121,7 +121,7 @@ def _rolled_xla_loop_is_slow(setup):
     a rolled loop body many times slower (the paper's classifier at 4 steps a call: about 1 s a call
     against 16 ms a step), and TensorFlow traces chunks with an unknown batch count, so they cannot be
     unrolled; Keras' loop runs outside the compiled step."""
-    return setup.backend == "tensorflow" and setup.xla and not runtime.current_device().is_gpu
+    return setup.backend == "tensorflow" and setup.xla and not setup.on_gpu
 
 
 def _local_array_feed(settings, data):
@@ -374,7 +374,7 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
         return {}
     chunk = batches_per_call(settings, train_data)
     if chunk > 1:
-        on_gpu = runtime.current_device().is_gpu
+        on_gpu = settings.runtime().on_gpu
         chunked_steps.install(model, train_data.batch_size, on_gpu)
         train_data = train_data.in_chunks(chunk, on_device=on_gpu and runtime.backend() == "jax")
     elif _local_array_feed(settings, train_data) and runtime.has_tensorflow():

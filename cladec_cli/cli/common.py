@@ -15,13 +15,12 @@ def train_settings(opts, quiet):
     """TrainSettings from the shared training options."""
     from cladec_cli.training import TrainSettings
 
-    xla = {"on": True, "off": False}.get(opts.get("xla"), "auto")
     settings = TrainSettings(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
                              resume=opts["resume"], tensorboard=opts["tensorboard"],
                              overwrite=opts.get("overwrite", False), trust_model=opts.get("trust_model", False),
                              verbose=0 if quiet else "auto",
                              precision=opts.get("precision") or "auto", deterministic=opts.get("deterministic"),
-                             steps_per_execution=opts.get("steps_per_execution"), xla=xla,
+                             steps_per_execution=opts.get("steps_per_execution"), xla=opts.get("xla") or "auto",
                              announce=lambda line: announce_once(line, quiet),
                              backup_interval=opts.get("backup_interval", 60.0),
                              lr_schedule=opts.get("lr_schedule") or "cosine",
