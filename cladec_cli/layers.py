@@ -188,11 +188,58 @@ def _outputs_at(model, paths, h):
 
 
 def build_head(model, layer):
-    """The rest of `model` after `layer`: a model from the layer's output to the classifier's output,
-    sharing its weights. Layers inside nested models, or graphs that reach around the layer, are refused."""
-    if "/" in layer.name:
-        raise UsageError(f"layer {layer.name} lies inside a nested model; the classifier cannot be continued from it")
-    try:
-        return keras.Model(model.get_layer(layer.name).output, model.outputs[0], name="head")
-    except ValueError as e:
-        raise UsageError(f"the classifier cannot be continued from layer {layer.name} ({e})") from None
+    """The rest of `model` after `layer` (an `ExplainableLayer` or a path such as `features/conv2`): a
+    model from the layer's output to the classifier's output, sharing its weights. It runs the layers
+    downstream of the cut again on a new input, through nested models too; graphs that reach around
+    the layer (a residual connection across it) are refused."""
+    name = layer.name if isinstance(layer, ExplainableLayer) else str(layer)
+    check_supported(model)
+    path = name.split("/")
+    inputs = keras.Input(shape=_output_shape(model, path), name="activations")
+    return keras.Model(inputs, _run_after(model, path, inputs, name), name="head")
+
+
+def _graph(model):
+    # Keras 3 keeps a Sequential model's graph in a functional model of its own.
+    return model._functional if isinstance(model, keras.Sequential) else model
+
+
+def _node_of(model, name):
+    """The one node of `model`'s graph at which its layer `name` is called."""
+    layer = model.get_layer(name)
+    nodes = [node for depth in _graph(model)._nodes_by_depth.values() for node in depth if node.operation is layer]
+    if len(nodes) != 1 or len(nodes[0].outputs) != 1:
+        raise UsageError(f"layer {name} of {model.name!r} is called {len(nodes)} times or has several outputs; "
+                         "the classifier cannot be continued from it")
+    return nodes[0]
+
+
+def _output_shape(model, path):
+    for name in path[:-1]:
+        model = model.get_layer(name)
+    return tuple(_node_of(model, path[-1]).outputs[0].shape[1:])
+
+
+def _run_after(model, path, inputs, full_name):
+    """`model`'s output computed from `inputs` standing for the output of the layer at `path`."""
+    start = _node_of(model, path[0])
+    seed = inputs if len(path) == 1 else _run_after(model.get_layer(path[0]), path[1:], inputs, full_name)
+    graph = _graph(model)
+    tensors = {id(start.outputs[0]): seed}
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if node is start or node.operation is None or node.is_input:
+                continue
+            after = [id(x) in tensors for x in node.input_tensors]
+            if not any(after):
+                continue
+            if not all(after):
+                raise UsageError(f"the classifier cannot be continued from layer {full_name}: its layer "
+                                 f"{node.operation.name} also takes an output from before {full_name} "
+                                 "(a connection around it), so the activations alone do not determine the rest")
+            args, kwargs = node.arguments.fill_in(tensors)
+            outputs = node.operation(*args, **kwargs)
+            tensors.update({id(x): y for x, y in zip(node.outputs, keras.tree.flatten(outputs))})
+    if id(graph.outputs[0]) not in tensors:
+        raise UsageError(f"the classifier's output does not depend on layer {full_name}")
+    return tensors[id(graph.outputs[0])]

@@ -6,7 +6,7 @@ import pytest
 
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import UsageError
-from cladec_cli.layers import build_encoder, explainable_layers, resolve_layer, resolve_layers
+from cladec_cli.layers import build_encoder, build_head, explainable_layers, resolve_layer, resolve_layers
 
 EXPECTED = [("block1", -6, (16, 16, 16)), ("block2", -5, (8, 8, 32)), ("block3", -4, (4, 4, 64)),
             ("block4", -3, (2, 2, 128)), ("block5", -2, (1, 1, 256)), ("logits", -1, (4,))]
@@ -131,6 +131,49 @@ def test_sequential_classifier():
     assert [(l.name, l.index, l.shape) for l in found] == [("act", -2, (6, 6, 4)), ("out", -1, (3,))]
     encoder = build_encoder(model, resolve_layer(model, -2))
     assert tuple(encoder.outputs[0].shape[1:]) == (6, 6, 4)
+
+
+def _nested_classifier():
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Flatten()(_seq_conv_relu("features")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(h))
+
+
+def _sequential_classifier():
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+                             keras.layers.ReLU(name="act"), keras.layers.Conv2D(2, 3, name="conv2"),
+                             keras.layers.Flatten(), keras.layers.Dense(3, name="out")])
+
+
+@pytest.mark.parametrize("make, spec", [
+    (lambda: build_classifier((32, 32, 1), 4), -3), (lambda: build_classifier((32, 32, 1), 4), -1),
+    (_sequential_classifier, -2), (_sequential_classifier, -3), (_sequential_classifier, -1),
+    (_nested_classifier, "features/act")], ids=["paper -3", "paper logits", "sequential -2", "sequential -3",
+                                                "sequential logits", "nested"])
+def test_head_continues_the_classifier_from_the_layer(tmp_path, make, spec):
+    # A loaded file, as the commands see it: Keras rebuilds a Sequential model's graph on loading.
+    make().save(tmp_path / "m.keras")
+    model = keras.models.load_model(tmp_path / "m.keras")
+    layer = resolve_layer(model, spec)
+    before = explainable_layers(model)
+    head = build_head(model, layer)
+    x = np.random.default_rng(0).random((3,) + tuple(model.inputs[0].shape[1:]), np.float32)
+    np.testing.assert_allclose(np.asarray(head(build_encoder(model, layer)(x))), np.asarray(model(x)),
+                               rtol=1e-5, atol=1e-5)
+    assert {w.path for w in head.weights} <= {w.path for w in model.weights}
+    assert explainable_layers(model) == before
+
+
+def test_head_refuses_a_connection_around_the_layer():
+    inputs = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    b = keras.layers.ReLU(name="b")(keras.layers.Conv2D(4, 3, padding="same", name="b_conv")(a))
+    h = keras.layers.Flatten()(keras.layers.Add(name="add")([a, b]))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(h))
+    with pytest.raises(UsageError, match="cannot be continued from layer b: its layer add also takes an output "
+                                         "from before b"):
+        build_head(model, resolve_layer(model, "b"))
+    assert build_head(model, resolve_layer(model, "a")).outputs[0].shape[1:] == (3,)
 
 
 def test_unsupported_models():

@@ -219,8 +219,10 @@ def test_nested_sub_model(tmp_path, rgb48):
     assert record["layer_index"] == -3
     arrays = tmp_path / "a.npz"
     invoke("explain", "--classifier", path, "--decoder", tmp_path / "dec.h5", "--refae", tmp_path / "refae.h5",
-           "--dataset", rgb48, "--count", 2, "--out", tmp_path / "g.png", "--save-arrays", arrays, "-q")
+           "--dataset", rgb48, "--count", 2, "--out", tmp_path / "g.png", "--save-arrays", arrays,
+           "--method", "gradcam", "-q")
     assert np.load(arrays)["cladec"].shape == (2, 48, 48, 3)
+    assert np.load(arrays)["gradcam"].shape == (2, 48, 48)
 
 
 def test_sequential_gray_non_square_keras_file(tmp_path):
@@ -235,9 +237,13 @@ def test_sequential_gray_non_square_keras_file(tmp_path):
     assert tuple(keras.models.load_model(dec, compile=False).outputs[0].shape[1:]) == (40, 24, 1)
     arrays = tmp_path / "a.npz"
     invoke("explain", "--classifier", path, "--decoder", dec, "--refae", refae, "--dataset", dataset,
-           "--count", 2, "--out", tmp_path / "g.png", "--save-arrays", arrays, "-q")
+           "--count", 2, "--out", tmp_path / "g.png", "--save-arrays", arrays, "--method", "gradcam", "-q")
     saved = np.load(arrays)
     assert saved["original"].shape == saved["cladec"].shape == saved["refae"].shape == (2, 40, 24, 1)
+    assert saved["gradcam"].shape == (2, 40, 24) and saved["gradcam"].max() > 0
+    invoke("contrast", "--classifier", path, "--decoder", dec, "--dataset", dataset, "--index", 0,
+           "--to-class", "bottom-right", "--steps", 3, "--out", tmp_path / "c.png", "-q")
+    assert (tmp_path / "c.png").stat().st_size > 0
 
 
 @keras.saving.register_keras_serializable(package="cladec_tests")

@@ -195,7 +195,7 @@ def test_contrast_strip(trained, tmp_path):
     assert "--index or --image" in missing.output and not (tmp_path / "x.png").exists()
 
 
-def test_several_layers_side_by_side(trained, tmp_path):
+def test_several_layers_side_by_side(trained, setup, tmp_path):
     logits_decoder = tmp_path / "cladec_L-1.h5"
     invoke("train-decoder", "--classifier", trained["classifier"], "--layer", -1, "--epochs", 1, "--batch-size", 32,
            "-q", "--out", logits_decoder)
@@ -209,6 +209,13 @@ def test_several_layers_side_by_side(trained, tmp_path):
                         "--decoder", logits_decoder, "--refae", trained["refae"], "--indices", "0",
                         "--out", tmp_path / "bad.png", expect=2)
     assert "one RefAE per decoder" in with_refae.output and not (tmp_path / "bad.png").exists()
+    # The logits are the classifier's output: what follows them is nothing, and contrast starts there too.
+    contrast = json.loads(invoke("contrast", "--classifier", trained["classifier"], "--decoder", logits_decoder,
+                                 "--index", 0, "--to-class", "bottom-right", "--steps", 3,
+                                 "--out", tmp_path / "contrast.png", "--json").stdout)
+    classifier, _, data = setup
+    sees = data.class_names[int(np.argmax(classifier.predict(data.test.subset([0]).arrays()[0], verbose=0)))]
+    assert len(contrast["classes"]) == 3 and contrast["classes"][0] == sees
 
 
 def test_contrast_needs_one_readable_start(trained, tmp_path):
