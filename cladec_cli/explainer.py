@@ -30,6 +30,20 @@ def check_belongs(path, provenance, classifier_digest, classifier_path, layer_na
                             f"decoder with {pixel_range}; use files made for the same pixel range")
 
 
+# What a model file records about the images it was trained on.
+DATA_FIELDS = ("dataset", "limit", "split_seed", "test_fraction", "resize")
+
+
+def check_same_data(path, provenance, decoder_provenance):
+    """Refuse a RefAE trained on other images than the decoder (another dataset, subset, split or resize):
+    their reconstructions would not be comparable."""
+    differ = [f"{key} {provenance[key]} against {decoder_provenance[key]}" for key in DATA_FIELDS
+              if key in provenance and key in decoder_provenance and provenance[key] != decoder_provenance[key]]
+    if differ:
+        raise ArtifactError(f"{path} was trained on other images than the decoder ({'; '.join(differ)}); "
+                            "use files trained on the same data")
+
+
 def recorded_pixel_range(provenance):
     """The pixel range a decoder or RefAE was trained with (files from before ranges existed: 0,1)."""
     return provenance.get("pixel_range", "0,1")
@@ -53,6 +67,17 @@ class Explainer:
     @property
     def pixel_range(self):
         return recorded_pixel_range(self.decoder_provenance)
+
+    @property
+    def data_provenance(self):
+        """The record of the images the models were trained on: the classifier's when it has one (cladec
+        trained it), else the decoder's (a classifier of your own)."""
+        return self.classifier_provenance if self.classifier_provenance.get("dataset") else self.decoder_provenance
+
+    @property
+    def data_source(self):
+        """Whose record `data_provenance` is, as messages name it."""
+        return "the classifier" if self.classifier_provenance.get("dataset") else "the decoder"
 
     @property
     def resize(self):
@@ -103,4 +128,5 @@ def load_explainer(classifier_path, decoder_path, refae_path=None, trust=False):
     if refae_path:
         refae, refae_prov = artifacts.load_model(refae_path, kind="refae", trust=trust)
         check_belongs(refae_path, refae_prov, digest, classifier_path, layer.name, pixel_range)
+        check_same_data(refae_path, refae_prov, decoder_prov)
     return Explainer(classifier, classifier_prov, cladec, decoder_prov, refae, refae_prov)

@@ -66,18 +66,18 @@ def recorded_split(provenance):
             "test_fraction": provenance.get("test_fraction", 0.2)}
 
 
-def split_choices(opts, provenance, same_dataset):
-    """The limit, split seed and test fraction to load: the options, else the classifier's, else the
-    defaults. An option that contradicts the classifier's record is refused: the data would not be the
-    classifier's (with another split, its training images could end up among the test images)."""
+def split_choices(opts, provenance, same_dataset, source="the classifier"):
+    """The limit, split seed and test fraction to load: the options, else those `provenance` (the record
+    of `source`) names, else the defaults. An option that contradicts the record is refused: the data
+    would not be the model's (with another split, its training images could end up among the test images)."""
     recorded = recorded_split(provenance) if same_dataset else {}
     chosen = {}
     for key, (option, default) in SPLIT_OPTIONS.items():
         given = opts.get(key)
         if given is not None and key in recorded and given != recorded[key]:
             theirs = "none" if recorded[key] is None else recorded[key]
-            raise UsageError(f"{option} {given} differs from the classifier's {theirs}; leave {option} out "
-                             "to use the classifier's data")
+            raise UsageError(f"{option} {given} differs from {source}'s {theirs}; leave {option} out "
+                             f"to use {source}'s data")
         chosen[key] = given if given is not None else recorded.get(key, default)
     return chosen
 
@@ -98,19 +98,24 @@ def explainer_pixel_range(opts, explainer, decoder_path):
     opts["pixel_range"] = pixel_range_for(opts, {"pixel_range": explainer.pixel_range}, decoder_path)
 
 
-def dataset_for(opts, provenance=None, image_shape=None):
-    """Load the dataset the options name, defaulting to what the classifier's provenance records."""
+def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"):
+    """Load the dataset the options name, defaulting to what `provenance` (the record of `source`) names."""
     from cladec_cli.data.datasets import load_dataset
 
     provenance = provenance or {}
-    pixel_range = pixel_range_for(opts, provenance)
+    pixel_range = pixel_range_for(opts, provenance, source)
     name = opts.get("dataset") or provenance.get("dataset")
     if not name:
-        raise UsageError("the classifier records no dataset; pass --dataset")
+        raise UsageError(f"{source} records no dataset; pass --dataset")
     same = name == provenance.get("dataset")
     resize = opts.get("resize") or (provenance.get("resize") if same else None) or "bilinear"
     return load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, image_shape=image_shape,
-                        pixel_range=pixel_range, **split_choices(opts, provenance, same))
+                        pixel_range=pixel_range, **split_choices(opts, provenance, same, source))
+
+
+def explainer_dataset(opts, explainer):
+    """The dataset for a loaded explainer: the options, else the data its models were trained on."""
+    return dataset_for(opts, explainer.data_provenance, explainer.image_shape, explainer.data_source)
 
 
 def dataset_slug(name):

@@ -299,16 +299,16 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
     explainer, decoder_path = explainers[0], decoder_paths[0]
     common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
-    out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
+    out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
                              f"explain_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
                              root="reports")
-    class_names = explainer.classifier_provenance.get("class_names") or []
+    class_names = explainer.data_provenance.get("class_names") or []
     if prototypes:
         if images_dir or indices or class_name or method_names:
             raise UsageError("--prototypes shows every class; leave out --images, --indices, --class and --method")
         from cladec_cli.explain import prototype_arrays
 
-        dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
+        dataset = common.explainer_dataset(opts, explainer)
         check_fits(explainer.classifier, dataset)
         arrays = prototype_arrays(explainer, dataset.train)
         labels = arrays.pop("labels")
@@ -321,7 +321,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
         return
     dataset = None
     if not images_dir or "ridge" in method_names:  # the ridge decoder is fitted on the training images
-        dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
+        dataset = common.explainer_dataset(opts, explainer)
         check_fits(explainer.classifier, dataset)
     if images_dir:
         images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or explainer.resize)
@@ -377,7 +377,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
         raise UsageError("give the image to start from with either --index or --image")
     explainer = load_explainer(classifier_path, decoder_path, None, trust_model)
     common.explainer_pixel_range(opts, explainer, decoder_path)
-    dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
+    dataset = common.explainer_dataset(opts, explainer)
     check_fits(explainer.classifier, dataset)
     target = class_label(dataset.class_names, to_class)
     if image_path:
@@ -387,7 +387,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
         if index >= len(dataset.test):
             raise UsageError(f"--index {index} out of range: the test split has {len(dataset.test)} images")
         image, start = dataset.test.subset([index]).arrays()[0][0], f"test{index}"
-    out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
+    out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
                              f"contrast_{start}_to_{common.file_slug(dataset.class_names[target])}.png",
                              root="reports")
     artifacts.check_output(out, overwrite, suffixes=(".png",))
@@ -440,10 +440,10 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
 
     explainer = load_explainer(classifier_path, decoder_path, None, trust_model)
     common.explainer_pixel_range(opts, explainer, decoder_path)
-    dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
+    dataset = common.explainer_dataset(opts, explainer)
     check_fits(explainer.classifier, dataset)
     out_dir = Path(out_dir) if out_dir else Path(common.default_out(
-        None, opts["dataset"] or explainer.classifier_provenance, "sanity", root="reports"))
+        None, opts["dataset"] or explainer.data_provenance, "sanity", root="reports"))
     from cladec_cli import plots
     from cladec_cli.methods import METHODS
     from cladec_cli.sanity import stage_path, stages, structural_similarity
@@ -510,13 +510,13 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
     explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
     common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
-    out = common.default_out(out, opts["dataset"] or explainer.classifier_provenance,
+    out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
                              f"metrics_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.json",
                              root="reports")
     table_out = Path(out).with_suffix(".md")
     for path in (out, table_out):
         artifacts.check_output(path, overwrite)
-    dataset = common.dataset_for(opts, explainer.classifier_provenance, explainer.image_shape)
+    dataset = common.explainer_dataset(opts, explainer)
     check_fits(explainer.classifier, dataset)
     result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0,
                       methods=list(method_names) or None, map_images=map_images)

@@ -246,6 +246,28 @@ def test_sequential_gray_non_square_keras_file(tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 0
 
 
+def test_a_classifier_without_a_record_is_measured_on_the_decoders_data(tmp_path):
+    """Your own classifier records no dataset: the other commands take the images the decoder was
+    trained on (dataset, split, resize) and refuse options or a RefAE that contradict them."""
+    path = tmp_path / "seq.keras"
+    sequential_classifier().save(path)
+    dataset = f"npz:{write_npz(tmp_path / 'gray.npz', 32, 8)}"
+    dec, refae = tmp_path / "dec.h5", tmp_path / "refae.h5"
+    recorded = json.loads(invoke("train-decoder", "--classifier", path, "--layer", -1, "--dataset", dataset,
+                                 "--resize", "nearest", "--out", dec, *TRAIN, "--json").output)
+    invoke("train-refae", "--classifier", path, "--layer", -1, "--dataset", dataset, "--out", refae, *TRAIN)
+    result = json.loads(invoke("evaluate", "--classifier", path, "--decoder", dec, "--eval-epochs", 0,
+                               "--out", tmp_path / "e.json", "--json").output)
+    assert result["rec_loss"]["cladec"] == pytest.approx(recorded["metrics"]["test_rec_loss"], rel=1e-4)
+    other_split = invoke("evaluate", "--classifier", path, "--decoder", dec, "--eval-epochs", 0, "--split-seed", 1,
+                         "--out", tmp_path / "e2.json", expect=2)
+    assert "--split-seed 1 differs from the decoder's 0" in one_line_error(other_split)
+    mixed = invoke("explain", "--classifier", path, "--decoder", dec, "--refae", refae, "--count", 2,
+                   "--out", tmp_path / "g.png", expect=2)
+    assert "trained on other images than the decoder (resize bilinear against nearest)" in one_line_error(mixed)
+    assert not (tmp_path / "e2.json").exists() and not (tmp_path / "g.png").exists()
+
+
 @keras.saving.register_keras_serializable(package="cladec_tests")
 class Subclassed(keras.Model):
     def __init__(self, **kwargs):
