@@ -57,6 +57,8 @@ class TrainSettings:
             raise UsageError(f"{option('batch_size')} must be at least 1, got {self.batch_size}")
         if not self.lr > 0:
             raise UsageError(f"{option('lr')} must be positive, got {self.lr}")
+        if not 0 <= self.seed < 2**32:
+            raise UsageError(f"{option('seed')} must lie in 0 to 2**32 - 1, got {self.seed}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose cosine or constant")
         if self.tensorboard:
@@ -441,8 +443,8 @@ def training_run(out, settings, run=None):
     for path in out if isinstance(out, (list, tuple)) else [out]:
         artifacts.check_output(path, settings.overwrite, suffixes=(".h5",))
     backup = prepare_backup(out, settings, run)
-    start(settings)
     try:
+        start(settings)
         with settings.distribution().scope():
             yield backup
     except BaseException:

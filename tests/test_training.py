@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from cladec_cli import runtime
+from cladec_cli import runtime, training
 from cladec_cli.classifier import load_classifier, train_classifier
 from cladec_cli.cladec import train_decoder
 from cladec_cli.data.datasets import load_dataset
@@ -198,6 +198,23 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_no_backup(tmp_path, tiny
     with pytest.raises(KeyboardInterrupt):
         train_classifier(tiny, settings, out)
     assert not backup_folder(out).exists()
+
+
+def test_a_run_that_fails_while_setting_up_the_device_leaves_no_backup(tmp_path, tiny, monkeypatch):
+    def fail(settings):
+        raise ValueError("no such device")
+
+    monkeypatch.setattr(training, "start", fail)
+    out = tmp_path / "c.h5"
+    with pytest.raises(ValueError, match="no such device"):
+        train_classifier(tiny, TrainSettings(epochs=1, batch_size=32, verbose=0), out)
+    assert not backup_folder(out).exists()
+
+
+def test_seeds_outside_what_numpy_and_keras_take_are_refused():
+    for seed in (-1, 2**32):
+        with pytest.raises(UsageError, match="`seed` must lie in 0 to 2\\*\\*32 - 1"):
+            TrainSettings(seed=seed)
 
 
 def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(tmp_path, tiny):

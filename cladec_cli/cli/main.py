@@ -10,7 +10,7 @@ import click
 
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
-from cladec_cli.cli.options import (ATTRIBUTION_METHODS, batch_size_option, bn_statistics_option,
+from cladec_cli.cli.options import (ATTRIBUTION_METHODS, SEED, batch_size_option, bn_statistics_option,
                                     classifier_option, data_options, decoder_option, decoder_output_option,
                                     device_options, layer_convention_option, layer_option, lr_option,
                                     map_images_option, methods_option, out_dir_option, output_options,
@@ -418,7 +418,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
               help=with_default("How many layers with weights to randomise, from the top.", "all"))
 @data_options()
 @batch_size_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the randomisation and training.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for the randomisation and training.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help=with_default("Folder for sanity.json, sanity.md, sanity.png and the retrained decoders.",
                                 "reports/<dataset>/sanity"))
@@ -482,7 +482,7 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
 @data_options()
 @batch_size_option
 @lr_option
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed for the evaluation classifiers' initial weights and shuffling.")
 @device_options()
 @stack_models_option

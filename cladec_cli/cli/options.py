@@ -11,6 +11,8 @@ CLASSIFIERS = "the classifier's"
 # options needs no Keras).
 DECODING_METHODS = ("cladec", "refae", "ridge")
 ATTRIBUTION_METHODS = ("gradcam", "saliency", "occlusion")
+# Seeds as NumPy and Keras take them.
+SEED = click.IntRange(0, 2**32 - 1)
 
 
 def compose(*decorators):
@@ -56,7 +58,7 @@ def data_options(default_dataset=None):
         click.option("--resize", type=click.Choice(RESIZE_MODES), default=None,
                      help=with_default("How images are fitted to the model's input.",
                                        default("bilinear", f"{CLASSIFIERS}, else bilinear"))),
-        click.option("--split-seed", type=int, default=None,
+        click.option("--split-seed", type=SEED, default=None,
                      help=with_default("Seed that picks the --limit subset and the test images of folder: datasets "
                                        "without train/ and test/.", default(0))),
         click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
@@ -105,7 +107,7 @@ def train_options(epochs=64):
         click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
                      show_default=True, help="How the learning rate moves: cosine decays --lr to 0 over all epochs, "
                                              "constant keeps Adam at --lr throughout (Keras' default is 1e-3)."),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Seed for the initial weights and the shuffling (the data split has --split-seed)."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch."),
         click.option("--backup-interval", type=click.FloatRange(min=0), default=60.0, show_default=True,
