@@ -45,7 +45,8 @@ class ExplainableLayer:
 
 
 def check_supported(model):
-    """Refuse models that cannot be cut at a layer: subclassed without a graph, or several inputs."""
+    """Refuse models that cannot be cut at a layer (subclassed without a graph, several inputs or outputs)
+    or that take no image of fixed size."""
     if not is_submodel(model) or not model.built or not getattr(model, "inputs", None):
         raise UsageError(
             f"model {getattr(model, 'name', model)!r} has no functional graph (a subclassed model?); "
@@ -55,6 +56,13 @@ def check_supported(model):
         raise UsageError(
             f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
             "cladec explains classifiers with one image input and one output"
+        )
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or None in shape:
+        raise UsageError(
+            f"model {model.name!r} takes inputs of shape {shape}; cladec explains image classifiers whose input "
+            "is height x width x channels of fixed sizes: save it with keras.Input(shape=(H, W, C))"
+            + (", a Reshape in front of a flat model" if len(shape) != 3 else "")
         )
 
 

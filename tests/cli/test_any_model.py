@@ -290,6 +290,19 @@ def test_subclassed_model_is_refused(tmp_path, npz_dataset):
     assert not (tmp_path / "d.h5").exists()
 
 
+@pytest.mark.parametrize("shape, hint", [((32, 32), "a Reshape in front"), ((1024,), "a Reshape in front"),
+                                         ((None, None, 1), "keras.Input(shape=(H, W, C))")])
+def test_a_model_without_a_fixed_image_input_is_refused(tmp_path, npz_dataset, shape, hint):
+    inputs = keras.Input(shape)
+    h = layers.GlobalAveragePooling2D()(inputs) if len(shape) == 3 else layers.Flatten()(inputs)
+    path = tmp_path / "m.keras"
+    keras.Model(inputs, layers.Dense(4, name="logits")(h)).save(path)
+    for args in (("layers",), ("train-decoder", "--dataset", npz_dataset, "--out", tmp_path / "d.h5")):
+        line = one_line_error(invoke(*args, "--classifier", path, expect=2))
+        assert f"takes inputs of shape {shape}" in line and hint in line
+    assert not (tmp_path / "d.h5").exists()
+
+
 def test_two_input_model_is_refused(tmp_path, npz_dataset):
     a, b = keras.Input((32, 32, 1), name="a"), keras.Input((32, 32, 1), name="b")
     h = layers.Flatten()(layers.Concatenate()([a, b]))
