@@ -69,15 +69,23 @@ class Explainer:
         return recorded_pixel_range(self.decoder_provenance)
 
     @property
+    def _data_is_the_decoders(self):
+        # The decoder trained on the classifier's data (and split) unless the classifier records none (one
+        # of your own) or the decoder records another dataset.
+        decoder_dataset = self.decoder_provenance.get("dataset")
+        return not self.classifier_provenance.get("dataset") or (
+            decoder_dataset is not None and decoder_dataset != self.classifier_provenance["dataset"])
+
+    @property
     def data_provenance(self):
-        """The record of the images the models were trained on: the classifier's when it has one (cladec
-        trained it), else the decoder's (a classifier of your own)."""
-        return self.classifier_provenance if self.classifier_provenance.get("dataset") else self.decoder_provenance
+        """The record of the images the decoder was trained on: the classifier's when it trained on the
+        classifier's dataset, else its own."""
+        return self.decoder_provenance if self._data_is_the_decoders else self.classifier_provenance
 
     @property
     def data_source(self):
         """Whose record `data_provenance` is, as messages name it."""
-        return "the classifier" if self.classifier_provenance.get("dataset") else "the decoder"
+        return "the decoder" if self._data_is_the_decoders else "the classifier"
 
     @property
     def resize(self):

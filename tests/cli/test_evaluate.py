@@ -10,7 +10,7 @@ from cladec_cli import artifacts
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.explainer import load_explainer
 from cladec_cli.reconstruction import rec_loss
-from conftest import invoke, quadrant_classifier, read_group
+from conftest import invoke, quadrant_classifier, read_group, write_npz
 
 
 def test_evaluate_writes_json_table_and_eval_models(tmp_path, trained):
@@ -95,6 +95,18 @@ def test_evaluate_takes_a_list_of_methods(tmp_path, trained):
     assert all(0 <= v <= 1 for group in ("deletion", "insertion") for v in saved[group].values())
     table = out.with_suffix(".md").read_text()
     assert "| measure | ClaDec | Ridge |" in table and "| Deletion area (lower is better) |" in table
+
+
+def test_a_decoder_trained_on_other_images_than_the_classifier_is_measured_on_its_own(tmp_path, trained):
+    other = f"npz:{write_npz(tmp_path / 'other.npz', 96, 48, seed=7)}"
+    decoder = tmp_path / "d.h5"
+    recorded = json.loads(invoke("train-decoder", "--classifier", trained["classifier"], "--layer", -2,
+                                 "--dataset", other, "--epochs", 1, "--batch-size", 32, "--out", decoder,
+                                 "--json").stdout)
+    result = json.loads(invoke("evaluate", "--classifier", trained["classifier"], "--decoder", decoder,
+                               "--eval-epochs", 0, "--out", tmp_path / "m.json", "--json").stdout)
+    assert (result["dataset"], result["test_images"]) == (other, 48)
+    assert result["rec_loss"]["cladec"] == pytest.approx(recorded["metrics"]["test_rec_loss"], rel=1e-4)
 
 
 def test_evaluate_refuses_refae_without_its_file(tmp_path, trained):
