@@ -167,6 +167,13 @@ def load_classifier(path, trust=False):
     return model, provenance
 
 
+def sampled_accuracy(model, split, pixel_range="0,1", count=512, seed=0):
+    """The classifier's accuracy on `count` images drawn at random from `split` (all, when it has fewer)."""
+    chosen = np.random.default_rng(seed).choice(len(split), min(count, len(split)), replace=False)
+    images, labels = split.subset(sorted(chosen.tolist())).arrays()
+    return float(np.mean(predict(classifier_on(model, pixel_range), images).argmax(axis=1) == np.asarray(labels)))
+
+
 def check_fits(model, dataset):
     """Refuse data whose images or classes do not fit the classifier."""
     want = tuple(int(d) for d in model.inputs[0].shape[1:])

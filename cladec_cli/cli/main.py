@@ -518,6 +518,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
         artifacts.check_output(path, overwrite)
     dataset = common.explainer_dataset(opts, explainer)
     check_fits(explainer.classifier, dataset)
+    common.warn_at_chance(explainer.classifier, dataset)
     result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0,
                       methods=list(method_names) or None, map_images=map_images)
     table = write_result(result, out, table_out, overwrite)

@@ -2,13 +2,14 @@
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from cladec_cli import __version__
 from cladec_cli.cli import common
 from cladec_cli.cli.main import cli
-from conftest import invoke, read_group
+from conftest import invoke, quadrant_classifier, read_group
 
 
 def test_version():
@@ -48,3 +49,21 @@ def test_quiet_hides_the_device_line_but_not_a_training_warning(capsys):
     for line in (device, warning, warning):
         common.announce_once(line, quiet=True)
     assert capsys.readouterr().err.splitlines() == [warning]
+
+
+def test_a_classifier_at_chance_on_the_data_is_warned_about_before_training(tmp_path, npz_dataset):
+    # The quadrant classifier knows every synthetic image's class; rolled, it names the next class each time,
+    # as a classifier given its classes in another order would.
+    right, rolled = quadrant_classifier(), quadrant_classifier()
+    rolled.get_layer("logits").set_weights([np.roll(np.eye(4, dtype=np.float32) * 10, 1, axis=1), np.zeros(4)])
+    for model, warned in ((right, False), (rolled, True)):
+        path = tmp_path / f"classifier_{warned}.keras"
+        model.save(path)
+        decoder = tmp_path / f"d_{warned}.h5"
+        trained = invoke("train-decoder", "--classifier", path, "--dataset", npz_dataset, "--layer", -1,
+                         "--epochs", 0, "-q", "--out", decoder)
+        measured = invoke("evaluate", "--classifier", path, "--decoder", decoder, "--eval-epochs", 0, "-q",
+                          "--out", tmp_path / f"m_{warned}.json")
+        for result in (trained, measured):
+            assert ("warning: the classifier gets 0% of sampled test images right, about chance for 4 classes"
+                    in result.stderr) == warned, result.stderr
