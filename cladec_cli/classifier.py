@@ -66,10 +66,23 @@ def logits_model(model):
 
 
 def fresh_copy(model):
-    """A newly initialised, trainable model of the same architecture (weights are not copied)."""
+    """A newly initialised, trainable model of the same architecture. Weights are not copied, except the
+    statistics of adapted Normalization layers: they describe the data, are not trained, and a copy
+    without them would take unnormalised images."""
     copy = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
+    _keep_normalization(model, copy)
     _unfreeze(copy)
     return copy
+
+
+def _keep_normalization(model, copy):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _keep_normalization(layer, copy.get_layer(layer.name))
+        elif isinstance(layer, keras.layers.Normalization) and layer.built:
+            twin = copy.get_layer(layer.name)
+            twin.set_weights(layer.get_weights())
+            twin.finalize_state()  # what the layer computes with is derived from its weights here
 
 
 def clone_layer(layer):

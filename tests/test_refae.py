@@ -135,3 +135,29 @@ def test_under_float16_fused_refaes_are_those_trained_alone(setup, tmp_path, flo
         for a, b in zip(model.get_weights(), alone.get_weights()):
             np.testing.assert_array_equal(a, b)
         assert record["metrics"]["test_rec_loss"] == alone_record["metrics"]["test_rec_loss"]
+
+
+def test_refae_keeps_the_statistics_of_an_adapted_normalization(tmp_path):
+    from cladec_cli.layers import resolve_layer
+    from cladec_cli.refae import build_refae
+
+    images = np.random.default_rng(0).random((64, 8, 8, 1)).astype(np.float32) * 0.2 + 0.5
+    norm = keras.layers.Normalization(name="norm")
+    norm.adapt(images)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(norm(inputs))
+    classifier = keras.Model(inputs, keras.layers.Dense(3, name="logits")(keras.layers.Flatten()(h)))
+    classifier.save(tmp_path / "c.keras")
+    classifier = keras.models.load_model(tmp_path / "c.keras")
+    refae = build_refae(classifier, resolve_layer(classifier, "conv"))
+    copy = next(layer for layer in refae._flatten_layers() if layer.name == "norm")
+    kept = [np.asarray(w) for w in copy.get_weights()]
+    np.testing.assert_allclose(kept[0], [0.6], rtol=1e-2)
+    for theirs, ours in zip(classifier.get_layer("norm").get_weights(), kept):
+        np.testing.assert_array_equal(theirs, ours)
+    # What the copy computes uses them: normalised images have mean 0 and variance 1.
+    normalised = np.asarray(copy(images))
+    assert abs(normalised.mean()) < 1e-3 and abs(normalised.var() - 1) < 1e-2
+    # The convolution after it is newly initialised, as a RefAE's encoder is.
+    conv = next(layer for layer in refae._flatten_layers() if layer.name == "conv" and layer is not classifier.get_layer("conv"))
+    assert not np.array_equal(conv.get_weights()[0], classifier.get_layer("conv").get_weights()[0])

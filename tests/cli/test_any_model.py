@@ -76,7 +76,7 @@ def measured_rec_loss(classifier, decoder, refae, dataset):
 
 def layers_json(path):
     return [(row["name"], row["index"], tuple(row["shape"]))
-            for row in json.loads(invoke("layers", "--classifier", path, "--json").output)]
+            for row in json.loads(invoke("layers", "--classifier", path, "--json").stdout)]
 
 
 def one_line_error(result):
@@ -104,9 +104,9 @@ def residual(tmp_path_factory, rgb48):
              "root": root, "dataset": rgb48}
     model.save(paths["classifier"])
     decoder = json.loads(invoke("train-decoder", "--classifier", paths["classifier"], "--layer", "res_out",
-                                "--dataset", rgb48, "--out", paths["decoder"], *TRAIN, "--json").output)
+                                "--dataset", rgb48, "--out", paths["decoder"], *TRAIN, "--json").stdout)
     refae = json.loads(invoke("train-refae", "--classifier", paths["classifier"], "--layer", -6,
-                              "--dataset", rgb48, "--out", paths["refae"], *TRAIN, "--json").output)
+                              "--dataset", rgb48, "--out", paths["refae"], *TRAIN, "--json").stdout)
     return {**paths, "decoder_record": decoder, "refae_record": refae}
 
 
@@ -158,7 +158,7 @@ def test_explain_residual_model(residual, tmp_path):
     result = invoke("explain", "--classifier", residual["classifier"], "--decoder", residual["decoder"],
                     "--refae", residual["refae"], "--dataset", residual["dataset"], "--indices", "0,5,6",
                     "--out", out, "--save-arrays", arrays, "--json")
-    assert json.loads(result.output)["images"] == ["test #0", "test #5", "test #6"]
+    assert json.loads(result.stdout)["images"] == ["test #0", "test #5", "test #6"]
     with Image.open(out) as image:
         # 48 px images upscaled 3x to 144 px tiles: four columns, three rows with header, captions and gaps.
         assert image.format == "PNG" and image.size == (4 * 144 + 5 * 6, 36 + 3 * (144 + 30 + 6) + 6)
@@ -179,7 +179,7 @@ def test_explain_own_images_are_resized(residual, tmp_path):
     arrays = tmp_path / "own.npz"
     result = invoke("explain", "--classifier", residual["classifier"], "--decoder", residual["decoder"],
                     "--images", folder, "--out", tmp_path / "own.png", "--save-arrays", arrays, "--json")
-    assert json.loads(result.output)["images"] == ["a_gray.png", "b_wide.jpg"]
+    assert json.loads(result.stdout)["images"] == ["a_gray.png", "b_wide.jpg"]
     original = np.load(arrays)["original"]
     assert original.shape == (2, 48, 48, 3)
     np.testing.assert_allclose(original[0], 128 / 255, atol=1e-5)  # gray -> RGB, same value everywhere
@@ -190,7 +190,7 @@ def test_explain_own_images_are_resized(residual, tmp_path):
 def test_decoder_for_vector_layer_of_48px_model(residual, tmp_path):
     out = tmp_path / "logits.h5"
     record = json.loads(invoke("train-decoder", "--classifier", residual["classifier"], "--layer", "-1",
-                               "--dataset", residual["dataset"], "--out", out, *TRAIN, "--json").output)
+                               "--dataset", residual["dataset"], "--out", out, *TRAIN, "--json").stdout)
     assert record["layer_name"] == "scores" and record["layer_shape"] == [4]
     decoder = keras.models.load_model(out, compile=False)
     assert tuple(decoder.inputs[0].shape[1:]) == (4,) and tuple(decoder.outputs[0].shape[1:]) == (48, 48, 3)
@@ -210,12 +210,12 @@ def test_nested_sub_model(tmp_path, rgb48):
     assert layers_json(path) == [("backbone/act", -3, (24, 24, 8)), ("backbone/conv2", -2, (12, 12, 8)),
                                  ("probs", -1, (4,))]
     record = json.loads(invoke("train-decoder", "--classifier", path, "--layer", "backbone/act", "--alpha", 0.5,
-                               "--dataset", rgb48, "--out", tmp_path / "dec.h5", *TRAIN, "--json").output)
+                               "--dataset", rgb48, "--out", tmp_path / "dec.h5", *TRAIN, "--json").stdout)
     assert record["layer_name"] == "backbone/act" and record["alpha"] == 0.5
     assert record["metrics"]["test_rec_loss"] == pytest.approx(
         measured_rec_loss(path, tmp_path / "dec.h5", None, rgb48)["cladec"], rel=1e-4)
     record = json.loads(invoke("train-refae", "--classifier", path, "--layer", "backbone/act", "--dataset", rgb48,
-                               "--out", tmp_path / "refae.h5", *TRAIN, "--json").output)
+                               "--out", tmp_path / "refae.h5", *TRAIN, "--json").stdout)
     assert record["layer_index"] == -3
     arrays = tmp_path / "a.npz"
     invoke("explain", "--classifier", path, "--decoder", tmp_path / "dec.h5", "--refae", tmp_path / "refae.h5",
@@ -254,10 +254,10 @@ def test_a_classifier_without_a_record_is_measured_on_the_decoders_data(tmp_path
     dataset = f"npz:{write_npz(tmp_path / 'gray.npz', 32, 8)}"
     dec, refae = tmp_path / "dec.h5", tmp_path / "refae.h5"
     recorded = json.loads(invoke("train-decoder", "--classifier", path, "--layer", -1, "--dataset", dataset,
-                                 "--resize", "nearest", "--out", dec, *TRAIN, "--json").output)
+                                 "--resize", "nearest", "--out", dec, *TRAIN, "--json").stdout)
     invoke("train-refae", "--classifier", path, "--layer", -1, "--dataset", dataset, "--out", refae, *TRAIN)
     result = json.loads(invoke("evaluate", "--classifier", path, "--decoder", dec, "--eval-epochs", 0,
-                               "--out", tmp_path / "e.json", "--json").output)
+                               "--out", tmp_path / "e.json", "--json").stdout)
     assert result["rec_loss"]["cladec"] == pytest.approx(recorded["metrics"]["test_rec_loss"], rel=1e-4)
     other_split = invoke("evaluate", "--classifier", path, "--decoder", dec, "--eval-epochs", 0, "--split-seed", 1,
                          "--out", tmp_path / "e2.json", expect=2)

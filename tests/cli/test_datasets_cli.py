@@ -17,7 +17,7 @@ TRAIN = ("--epochs", 1, "--batch-size", 16, "-q", "--json")
 
 
 def run(*args):
-    return json.loads(invoke(*args).output)
+    return json.loads(invoke(*args).stdout)
 
 
 def conv_filters(path):
@@ -56,7 +56,7 @@ def test_tiny_imagenet_workflow(tiny_imagenet, tmp_path):
     filters = conv_filters(t["classifier"])
     # Twice the conv layers per block and four times the paper's width.
     assert filters == {f"block{b}_conv{c}": w for b, w in enumerate((64, 128, 256, 512, 1024), 1) for c in (1, 2)}
-    rows = json.loads(invoke("layers", "--classifier", t["classifier"], "--json").output)
+    rows = json.loads(invoke("layers", "--classifier", t["classifier"], "--json").stdout)
     assert [(r["name"], r["shape"]) for r in rows[-3:]] == [("block5_relu1", [2, 2, 1024]),
                                                              ("block5", [2, 2, 1024]), ("logits", [3])]
 
@@ -114,7 +114,7 @@ def test_mnist_bce_training_reports_sse(mnist, tmp_path):
     assert bce["metrics"]["train_loss"] > 1.5 * sse["metrics"]["train_loss"]
     assert ref["metrics"]["train_loss"] > 1.5 * ref["metrics"]["test_rec_loss"]
     assert bce["metrics"]["test_rec_loss"] != sse["metrics"]["test_rec_loss"]
-    info = json.loads(invoke("info", tmp_path / "bce.h5", "--json").output)
+    info = json.loads(invoke("info", tmp_path / "bce.h5", "--json").stdout)
     assert info["rec_loss"] == "bce" and info["dataset"] == "mnist"
     summary = run("explain", "--classifier", mnist["classifier"], "--decoder", tmp_path / "bce.h5",
                   "--refae", tmp_path / "refae.h5", "--data-dir", mnist["data"], "--indices", "3",

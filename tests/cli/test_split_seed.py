@@ -18,7 +18,7 @@ TRAIN = ("--epochs", 1, "--batch-size", 16, "-q")
 
 
 def run(*args):
-    return json.loads(invoke(*args, "--json").output)
+    return json.loads(invoke(*args, "--json").stdout)
 
 
 @pytest.fixture(scope="module")
