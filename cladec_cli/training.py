@@ -447,9 +447,14 @@ def training_run(out, settings, run=None):
         start(settings)
         with settings.distribution().scope():
             yield backup
-    except BaseException:
-        if backup.exists() and not has_checkpoint(backup):
+    except BaseException as e:
+        kept = backup.exists() and has_checkpoint(backup)
+        if backup.exists() and not kept:
             finish_backup(backup)
+        if isinstance(e, KeyboardInterrupt):
+            e.cladec_hint = (f"{backup} keeps the last backed-up epoch: rerun the same command with --resume"
+                             if kept else "no epoch had been backed up yet (a backup is saved at the end of an "
+                             f"epoch, at most every {option('backup_interval')} seconds), so nothing is kept")
         raise
     finish_backup(backup)
 

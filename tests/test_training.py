@@ -85,6 +85,28 @@ def test_kill_keeps_files_and_resume_finishes(tmp_path, npz_dataset):
     assert not backup_folder(out).exists()
 
 
+@pytest.mark.parametrize("interval, kept", [(0, True), (3600, False)])
+def test_ctrl_c_says_in_one_line_whether_a_backup_is_kept(tmp_path, npz_dataset, monkeypatch, interval, kept):
+    on_epoch_end = training.PeriodicBackup.on_epoch_end
+
+    def then_interrupt(self, epoch, logs=None):
+        on_epoch_end(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.PeriodicBackup, "on_epoch_end", then_interrupt)
+    out = tmp_path / "c.h5"
+    result = invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 4, "--batch-size", 32, "-q",
+                    "--backup-interval", interval, "--out", out, expect=130)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("cladec: error: interrupted; "), result.stderr
+    assert not out.exists() and backup_folder(out).exists() == kept
+    if kept:
+        assert "keeps the last backed-up epoch: rerun the same command with --resume" in lines[0]
+    else:
+        assert "no epoch had been backed up yet" in lines[0] and "at most every --backup-interval seconds" in lines[0]
+
+
 def test_left_over_run_needs_resume_or_overwrite(tmp_path):
     out = tmp_path / "model.h5"
     run = {"kind": "classifier", "lr": 0.002}

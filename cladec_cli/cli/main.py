@@ -16,7 +16,7 @@ from cladec_cli.cli.options import (ATTRIBUTION_METHODS, SEED, batch_size_option
                                     map_images_option, methods_option, out_dir_option, output_options,
                                     rec_loss_option, report_options, stack_models_option, train_options, trust_model_option,
                                     with_default)
-from cladec_cli.errors import CladecError, UsageError, for_cli
+from cladec_cli.errors import CladecError, TrainingError, UsageError, for_cli
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -35,10 +35,13 @@ class CladecGroup(click.Group):
         except click.UsageError as e:
             hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
             self._fail(f"{e.format_message()}{hint}", 2, debug)
-        except click.Abort:
-            self._fail("aborted", 130, debug)
-        except KeyboardInterrupt:
-            self._fail("interrupted; the last backed-up epoch is kept: rerun the same command with --resume", 130, debug)
+        except (click.Abort, KeyboardInterrupt) as e:
+            # Click turns Ctrl-C into Abort; training says what it kept.
+            interrupt = e if isinstance(e, KeyboardInterrupt) else e.__cause__
+            if not isinstance(interrupt, KeyboardInterrupt):
+                self._fail("aborted", 130, debug)
+            hint = getattr(interrupt, "cladec_hint", None)
+            self._fail(for_cli(TrainingError(f"interrupted; {hint}")) if hint else "interrupted", 130, debug)
         except CladecError as e:
             self._fail(for_cli(e), e.exit_code, debug)
         except click.ClickException as e:
