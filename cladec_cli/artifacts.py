@@ -27,7 +27,8 @@ KINDS = {
 
 
 def check_output(path, overwrite=False, suffixes=None):
-    """Refuse an output that exists (unless `overwrite`) or has the wrong suffix; create its folder."""
+    """Refuse an output that exists (unless `overwrite`), has the wrong suffix or lies in a folder that
+    cannot be written (checked by writing a file there, before any work); create its folder."""
     path = Path(path)
     if suffixes and path.suffix.lower() not in suffixes:
         raise UsageError(f"{path}: output must end in {' or '.join(suffixes)}")
@@ -35,7 +36,12 @@ def check_output(path, overwrite=False, suffixes=None):
         raise UsageError(f"{path} already exists; pass {option('overwrite')} to replace it")
     if path.exists() and path.is_dir():
         raise UsageError(f"{path} is a folder, not a file")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: the folder {path.parent} refuses new files ({e.strerror or e})") from None
     return path
 
 

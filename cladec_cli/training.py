@@ -323,7 +323,11 @@ def prepare_backup(out, settings, run=None):
         shutil.rmtree(folder)  # --overwrite
     if not folder.exists():
         folder.mkdir(parents=True)
-        artifacts.write_json(folder / RUN_FILE, _as_json(run or {}))
+        try:
+            artifacts.write_json(folder / RUN_FILE, _as_json(run or {}))
+        except BaseException:  # a folder without its settings would only block the next run
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     return folder
 
 

@@ -46,6 +46,8 @@ class CladecGroup(click.Group):
             self._fail(for_cli(e), e.exit_code, debug)
         except click.ClickException as e:
             self._fail(e.format_message(), e.exit_code, debug)
+        except OSError as e:  # the file system refused: a folder not writable, a disk full
+            self._fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", 1, debug)
         except MemoryError:
             self._fail("out of memory; try a smaller --batch-size or --limit", 1, debug)
         except Exception as e:  # anything else is a bug: one line unless --debug

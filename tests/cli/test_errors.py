@@ -142,6 +142,33 @@ def test_existing_output_is_not_overwritten(tmp_path, trained):
     assert out.read_bytes() == b"precious"
 
 
+def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_path, trained, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    run_bad(["train-classifier", "--dataset", trained["dataset"], "--epochs", "1", "--out", blocker / "c.h5"],
+            tmp_path, words=[f"cannot write {blocker / 'c.h5'}: the folder {blocker} refuses new files"])
+    # A read-only folder, as a user other than root finds it.
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x"))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    run_bad(["train-classifier", "--dataset", trained["dataset"], "--epochs", "1", "--out", tmp_path / "c.h5"],
+            tmp_path, words=["refuses new files (Permission denied)"])
+
+
+def test_a_file_system_error_is_one_line(tmp_path, trained, monkeypatch):
+    from cladec_cli import artifacts
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "c.h5"))
+
+    monkeypatch.setattr(artifacts, "atomic_path", full)
+    run_bad(["train-classifier", "--dataset", trained["dataset"], "--epochs", "0", "--out", tmp_path / "c.h5"],
+            tmp_path, code=1, words=[f"{tmp_path / 'c.h5'}: No space left on device"])
+
+
 def test_debug_shows_traceback(tmp_path):
     result = CliRunner().invoke(cli, ["--debug", "layers", "--classifier", str(tmp_path / "nope.h5")])
     assert result.exit_code == 2
