@@ -35,20 +35,29 @@ def _configured_backend():
 
 
 def require_backend():
-    """Refuse to go on, in one line, when Keras' backend is TensorFlow (its default) and TensorFlow is missing."""
+    """Refuse to go on, in one line, when Keras' backend cannot load: its package (TensorFlow, the
+    default, JAX or PyTorch) is missing, or KERAS_BACKEND names no backend."""
     import importlib.util
 
     from cladec_cli.errors import CladecError
 
-    if sys.modules.get("tensorflow") is not None or importlib.util.find_spec("tensorflow") is not None:
-        return
+    chosen = backend()
+    if chosen == "tensorflow" and (sys.modules.get("tensorflow") is not None
+                                   or importlib.util.find_spec("tensorflow") is not None):
+        return  # Keras is imported later, once TensorFlow has been loaded quietly
     try:
-        import keras  # noqa: F401  (loads the configured backend: TensorFlow unless KERAS_BACKEND says otherwise)
+        import keras  # noqa: F401  (loads the configured backend)
     except ModuleNotFoundError as e:
-        if (e.name or "").partition(".")[0] == "tensorflow":
+        package = (e.name or "").partition(".")[0]
+        if package == "tensorflow":
             raise CladecError("TensorFlow is not installed: pip install 'cladec[cpu]' (or 'cladec[gpu]'), "
                               "or pick another Keras backend with KERAS_BACKEND") from None
-        raise
+        raise CladecError(f"Keras' backend {chosen} needs the package {package}, which is not installed: install "
+                          "it, or choose another backend with KERAS_BACKEND (tensorflow, jax or torch)") from None
+    except ValueError as e:
+        if "backend" not in str(e):
+            raise
+        raise CladecError(f"KERAS_BACKEND={chosen} names no Keras backend; choose tensorflow, jax or torch") from None
 
 
 def import_tensorflow_quietly(any_backend=False):

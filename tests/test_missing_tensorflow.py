@@ -42,3 +42,17 @@ def test_missing_tensorflow_is_not_blamed_under_another_backend(tmp_path):
 def test_help_needs_no_tensorflow():
     result = cladec_without_tensorflow("--help")
     assert result.returncode == 0 and "train-decoder" in result.stdout
+
+
+def test_a_backend_that_cannot_load_is_one_clear_line(tmp_path):
+    without_torch = WITHOUT_TENSORFLOW.replace("sys.modules['tensorflow'] = None", "sys.modules['torch'] = None")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "torch"}
+    for script, backend, line in (
+            (without_torch, "torch", "cladec: error: Keras' backend torch needs the package torch, which is not "
+                                     "installed: install it, or choose another backend with KERAS_BACKEND"),
+            (WITHOUT_TENSORFLOW, "pytorch", "cladec: error: KERAS_BACKEND=pytorch names no Keras backend; choose "
+                                            "tensorflow, jax or torch")):
+        result = subprocess.run([sys.executable, "-c", script, "layers", "--classifier", tmp_path / "c.h5"],
+                                capture_output=True, text=True, env={**env, "KERAS_BACKEND": backend}, timeout=120)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(line), result.stderr
