@@ -13,6 +13,10 @@ from cladec_cli.methods import ClaDec, RefAE, explain_all
 from cladec_cli.methods.prototypes import class_prototypes
 
 
+# Images shown when neither indices nor a count are given.
+DEFAULT_COUNT = 8
+
+
 def parse_indices(text):
     """'0,5,9' -> [0, 5, 9]."""
     try:
@@ -31,15 +35,21 @@ def class_label(class_names, name):
     raise UsageError(f"unknown class {name!r}; classes are: {', '.join(class_names)}")
 
 
-def select(split, class_names, indices=None, class_name=None, count=8):
-    """Indices into `split`: the given ones, the first `count` of a class, or the first `count`."""
-    if count < 1:
-        raise UsageError(f"{option('count')} must be at least 1, got {count}")
-    if indices:
+def select(split, class_names, indices=None, class_name=None, count=None):
+    """Indices into `split`: the given ones, the first `count` (default 8) of a class, or the first `count`."""
+    if indices is not None:
+        if class_name is not None or count is not None:
+            raise UsageError(f"{option('indices')} names the images itself; leave out {option('class_name')} "
+                             f"and {option('count')}")
+        if not indices:
+            raise UsageError(f"{option('indices')} names no image; give test image numbers such as 0,5,9")
         bad = [i for i in indices if not 0 <= i < len(split)]
         if bad:
             raise UsageError(f"{option('indices')} {bad} out of range: the test split has {len(split)} images")
         return list(indices)
+    count = DEFAULT_COUNT if count is None else count
+    if count < 1:
+        raise UsageError(f"{option('count')} must be at least 1, got {count}")
     if class_name is not None:
         label = class_label(class_names, class_name)
         chosen = np.flatnonzero(split.labels == label)[:count]

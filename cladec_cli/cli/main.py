@@ -267,7 +267,8 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
                    "several --decoder, one per decoder in the same order.")
 @click.option("--indices", default=None, help="Test images to show, e.g. 0,5,9.")
 @click.option("--class", "class_name", default=None, help="Show images of this class (name or number).")
-@click.option("--count", type=int, default=8, show_default=True, help="How many images with --class or by default.")
+@click.option("--count", type=int, default=None,
+              help=with_default("How many images: of --class, of the test images, or of the --images files.", 8))
 @click.option("--images", "images_dir", type=click.Path(file_okay=False), default=None,
               help="Explain your own image files from this folder instead of test images.")
 @click.option("--save-arrays", type=click.Path(dir_okay=False), default=None,
@@ -329,11 +330,20 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
         dataset = common.explainer_dataset(opts, explainer)
         check_fits(explainer.classifier, dataset)
     if images_dir:
+        if indices is not None or class_name is not None:
+            raise UsageError("--images explains your own files; leave out --indices and --class")
+        if count is not None and count < 1:
+            raise UsageError(f"--count must be at least 1, got {count}")
         images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or explainer.resize)
+        images, names = images[:count], names[:count]
         labels = None
     else:
         class_names = dataset.class_names
-        chosen = select(dataset.test, class_names, parse_indices(indices) if indices else None, class_name, count)
+        chosen = select(dataset.test, class_names, parse_indices(indices) if indices is not None else None,
+                        class_name, count)
+        if class_name is not None and count is not None and len(chosen) < count:
+            common.note(f"warning: the test split has {len(chosen)} images of class {class_name}, fewer than "
+                        f"--count {count}")
         images, labels = dataset.test.subset(chosen).arrays()
         names = [f"test #{i}" for i in chosen]
     if len(explainers) > 1:

@@ -225,3 +225,23 @@ def test_contrast_needs_one_readable_start(trained, tmp_path):
     missing = invoke("contrast", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
                      "--image", tmp_path / "none.png", "--to-class", "top-left", "--out", tmp_path / "x.png", expect=2)
     assert "is not a file" in missing.output and "Traceback" not in missing.output
+
+
+def test_image_choices_that_contradict_each_other_are_refused(trained, tmp_path):
+    out = tmp_path / "grid.png"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(np.full((32, 32), 200, np.uint8), "L").save(mine / f"{name}.png")
+    for args, words in ((("--indices", "0", "--class", "top-left"), "--indices names the images itself; leave out "
+                                                                    "--class and --count"),
+                        (("--indices", "0,1", "--count", "3"), "--indices names the images itself"),
+                        (("--indices", ""), "--indices names no image"),
+                        (("--images", mine, "--class", "top-left"), "--images explains your own files")):
+        result = explain(trained, out, *args, expect=2)
+        assert words in result.stderr and result.stderr.count("\n") == 1 and not out.exists()
+    assert json.loads(explain(trained, out, "--images", mine, "--count", 2, "--json").stdout)["images"] == \
+        ["a.png", "b.png"]
+    fewer = explain(trained, tmp_path / "few.png", "--class", "top-left", "--count", 1000, "--json")
+    assert len(json.loads(fewer.stdout)["images"]) == 20
+    assert "the test split has 20 images of class top-left, fewer than --count 1000" in fewer.stderr
