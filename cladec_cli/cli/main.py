@@ -10,7 +10,7 @@ import click
 
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
-from cladec_cli.cli.options import (ATTRIBUTION_METHODS, SEED, batch_size_option, bn_statistics_option,
+from cladec_cli.cli.options import (ATTRIBUTION_METHODS, SEED, NonEmptyPath, batch_size_option, bn_statistics_option,
                                     classifier_option, data_options, decoder_option, decoder_output_option,
                                     device_options, layer_convention_option, layer_option, lr_option,
                                     map_images_option, methods_option, out_dir_option, output_options,
@@ -113,7 +113,7 @@ def train_classifier_cmd(out, overwrite, quiet, as_json, arch, bn_statistics, **
               help=with_default("Show test images of this class (name or number).", "the first test images"))
 @click.option("--count", type=int, default=6, show_default=True, help="Images in the grid.")
 @train_options(epochs=3)
-@click.option("--out-dir", type=click.Path(file_okay=False), default="demo", show_default=True,
+@click.option("--out-dir", type=NonEmptyPath(file_okay=False), default="demo", show_default=True,
               help="Folder for the models, the grid and the numbers.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @report_options
@@ -157,8 +157,8 @@ def layers_cmd(classifier_path, trust_model, layer_convention, quiet, as_json):
 
 
 @cli.command("plot-curves", short_help="Plot learning curves recorded with train-decoder --curves.")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG to write.")
+@click.argument("paths", nargs=-1, required=True, type=NonEmptyPath(dir_okay=False))
+@click.option("--out", type=NonEmptyPath(dir_okay=False), required=True, help="PNG to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @report_options
 def plot_curves_cmd(paths, out, overwrite, quiet, as_json):
@@ -170,7 +170,7 @@ def plot_curves_cmd(paths, out, overwrite, quiet, as_json):
 
 
 @cli.command("report", short_help="Turn a results folder into one self-contained HTML page.")
-@click.argument("folder", type=click.Path(file_okay=False))
+@click.argument("folder", type=NonEmptyPath(file_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.html.")
 @report_options
 def report_cmd(folder, overwrite, quiet, as_json):
@@ -183,7 +183,7 @@ def report_cmd(folder, overwrite, quiet, as_json):
 
 
 @cli.command("info", short_help="Print the provenance stored in a model file.")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=NonEmptyPath(dir_okay=False))
 @report_options
 def info_cmd(path, quiet, as_json):
     """Print the provenance stored in a model file."""
@@ -260,18 +260,18 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
 @cli.command("explain", short_help="Draw original, RefAE and ClaDec images as a PNG grid.")
 @classifier_option
 @trust_model_option
-@click.option("--decoder", "decoder_paths", required=True, multiple=True, type=click.Path(dir_okay=False),
+@click.option("--decoder", "decoder_paths", required=True, multiple=True, type=NonEmptyPath(dir_okay=False),
               help="ClaDec decoder file (from train-decoder); repeat it to show several layers side by side.")
-@click.option("--refae", "refae_paths", type=click.Path(dir_okay=False), multiple=True,
+@click.option("--refae", "refae_paths", type=NonEmptyPath(dir_okay=False), multiple=True,
               help="RefAE file (from train-refae) for the reference column and the difference heat map; with "
                    "several --decoder, one per decoder in the same order.")
 @click.option("--indices", default=None, help="Test images to show, e.g. 0,5,9.")
 @click.option("--class", "class_name", default=None, help="Show images of this class (name or number).")
 @click.option("--count", type=int, default=None,
               help=with_default("How many images: of --class, of the test images, or of the --images files.", 8))
-@click.option("--images", "images_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--images", "images_dir", type=NonEmptyPath(file_okay=False), default=None,
               help="Explain your own image files from this folder instead of test images.")
-@click.option("--save-arrays", type=click.Path(dir_okay=False), default=None,
+@click.option("--save-arrays", type=NonEmptyPath(dir_okay=False), default=None,
               help="Also write the images, reconstructions and predictions as .npz.")
 @click.option("--prototypes", is_flag=True,
               help="Instead of single images, one row per class: the class's mean image and the decoding of "
@@ -369,7 +369,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
 @trust_model_option
 @decoder_option()
 @click.option("--index", type=click.IntRange(min=0), default=None, help="Test image to start from.")
-@click.option("--image", "image_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--image", "image_path", type=NonEmptyPath(dir_okay=False), default=None,
               help="Or an image file of your own to start from.")
 @click.option("--to-class", "to_class", required=True, help="Class to move towards (name or number).")
 @click.option("--steps", type=click.IntRange(min=2), default=8, show_default=True,
@@ -434,7 +434,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
 @data_options()
 @batch_size_option
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for the randomisation and training.")
-@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out-dir", type=NonEmptyPath(file_okay=False), default=None,
               help=with_default("Folder for sanity.json, sanity.md, sanity.png and the retrained decoders.",
                                 "reports/<dataset>/sanity"))
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -485,14 +485,14 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
 @classifier_option
 @trust_model_option
 @decoder_option("ClaDec decoder file: the explained layer.")
-@click.option("--refae", "refae_path", default=None, type=click.Path(dir_okay=False), help="RefAE file.")
+@click.option("--refae", "refae_path", default=None, type=NonEmptyPath(dir_okay=False), help="RefAE file.")
 @methods_option(with_default("Methods to measure; repeatable. Those that decode pictures get Rec. Loss, agreement "
                              "and Acc Eval; attribution maps get deletion and insertion areas.",
                              "cladec, and refae when --refae is given"))
 @map_images_option
 @click.option("--eval-epochs", type=click.IntRange(min=0), default=64, show_default=True,
               help="Epochs of the evaluation classifiers (0 skips Acc Eval).")
-@click.option("--keep-eval-models", type=click.Path(file_okay=False), default=None,
+@click.option("--keep-eval-models", type=NonEmptyPath(file_okay=False), default=None,
               help="Save the evaluation classifiers in this folder.")
 @data_options()
 @batch_size_option
@@ -547,7 +547,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
               help=with_default("Epochs of the Acc Eval classifiers.", "--epochs"))
 @data_options(default_dataset="fashion_mnist")
 @train_options()
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", type=NonEmptyPath(file_okay=False), default=None,
               help=with_default("Folder for every artifact and the results.", "reports/<table>"))
 @click.option("--shard", default=None,
               help=with_default("Do the K-th of N shares of the work (K/N, K from 0), e.g. one task of a Slurm job "

@@ -15,6 +15,15 @@ ATTRIBUTION_METHODS = ("gradcam", "saliency", "occlusion")
 SEED = click.IntRange(0, 2**32 - 1)
 
 
+class NonEmptyPath(click.Path):
+    """click.Path that refuses an empty value, which would otherwise stand for the current folder."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty; give a path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def compose(*decorators):
     """Apply several Click decorators as one."""
     def apply(func):
@@ -50,7 +59,7 @@ def data_options(default_dataset=None):
         click.option("--dataset", default=default_dataset,
                      help=with_default("Dataset: fashion_mnist, mnist, tiny_imagenet, folder:PATH or npz:PATH.",
                                        default(default_dataset))),
-        click.option("--data-dir", type=click.Path(file_okay=False), envvar="CLADEC_DATA_DIR",
+        click.option("--data-dir", type=NonEmptyPath(file_okay=False), envvar="CLADEC_DATA_DIR",
                      help="Folder with the dataset's files, searched before Keras' cache and system folders."),
         click.option("--limit", type=click.IntRange(min=1), default=None,
                      help=with_default("Keep a class-stratified subset of at most N images of each split.",
@@ -113,7 +122,7 @@ def train_options(epochs=64):
         click.option("--backup-interval", type=click.FloatRange(min=0), default=60.0, show_default=True,
                      help="Seconds between saves of the resumable backup, made at the end of an epoch; 0 saves "
                           "every epoch."),
-        click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
+        click.option("--tensorboard", type=NonEmptyPath(file_okay=False), default=None,
                      help="Write TensorBoard logs to this folder (models trained one after another: a "
                           "subfolder each, named after its file)."),
         click.option("--distribute", type=click.Choice(DISTRIBUTIONS), default="auto", show_default=True,
@@ -128,7 +137,7 @@ def train_options(epochs=64):
 def output_options(help_text, default):
     """--out, --overwrite."""
     return compose(
-        click.option("--out", type=click.Path(dir_okay=False), default=None, help=with_default(help_text, default)),
+        click.option("--out", type=NonEmptyPath(dir_okay=False), default=None, help=with_default(help_text, default)),
         click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
     )
 
@@ -139,7 +148,7 @@ report_options = compose(
 )
 
 classifier_option = click.option("--classifier", "classifier_path", required=True,
-                                 type=click.Path(dir_okay=False), help="Classifier model file (.h5 or .keras).")
+                                 type=NonEmptyPath(dir_okay=False), help="Classifier model file (.h5 or .keras).")
 layer_option = click.option("--layer", default="-1", show_default=True,
                             help="Layer to explain: a name or a negative index (-1 logits, -2 last conv block, ...); "
                                  "several separated by commas (-1,-2,-3,-4) train one model each in one pass "
@@ -148,7 +157,7 @@ layer_convention_option = click.option(
     "--layer-convention", type=click.Choice(["blocks", "layers"]), default="blocks", show_default=True,
     help="How --layer indices count: blocks (a conv, its BatchNorm and activation count once) or layers "
          "(every layer with an output of its own, as indexing model.layers from the end does).")
-out_dir_option = click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+out_dir_option = click.option("--out-dir", type=NonEmptyPath(file_okay=False), default=None,
                               help="Folder for the models of several layers, under their usual names "
                                    "[default: models/<dataset>].")
 decoder_output_option = click.option(
@@ -163,7 +172,7 @@ trust_model_option = click.option("--trust-model", is_flag=True,
 
 def decoder_option(help_text="ClaDec decoder file (from train-decoder)."):
     """--decoder: one ClaDec decoder file."""
-    return click.option("--decoder", "decoder_path", required=True, type=click.Path(dir_okay=False), help=help_text)
+    return click.option("--decoder", "decoder_path", required=True, type=NonEmptyPath(dir_okay=False), help=help_text)
 
 
 def methods_option(help_text, choices=DECODING_METHODS + ATTRIBUTION_METHODS):
