@@ -11,8 +11,25 @@ CLASSIFIERS = "the classifier's"
 # options needs no Keras).
 DECODING_METHODS = ("cladec", "refae", "ridge")
 ATTRIBUTION_METHODS = ("gradcam", "saliency", "occlusion")
-# Seeds as NumPy and Keras take them.
-SEED = click.IntRange(0, 2**32 - 1)
+
+
+class Seed(click.ParamType):
+    """A seed as NumPy and Keras take it: a whole number from 0 to 2**32 - 1 (a range Click would print in
+    every seed option's help)."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        try:
+            seed = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if not 0 <= seed < 2**32:
+            self.fail(f"{seed} is outside 0 to {2**32 - 1}", param, ctx)
+        return seed
+
+
+SEED = Seed()
 
 
 class NonEmptyPath(click.Path):

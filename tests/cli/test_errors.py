@@ -67,7 +67,7 @@ def test_unknown_layer(tmp_path, trained):
     ("--alpha", "-0.1", ["--alpha"]),
     ("--epochs", "-1", ["--epochs"]),
     ("--batch-size", "0", ["--batch-size"]),
-    ("--seed", "-1", ["--seed", "0<=x<=4294967295"]),
+    ("--seed", "-1", ["--seed", "-1 is outside 0 to 4294967295"]),
     ("--seed", "4294967296", ["--seed"]),
 ])
 def test_bad_training_numbers(tmp_path, trained, option, value, words):
