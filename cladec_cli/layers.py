@@ -145,6 +145,12 @@ def resolve_layer(model, spec, convention="blocks"):
     for layer in candidates:
         if layer.name == text:
             return layer
+    if convention == "blocks":
+        # A layer named outright is explained even where a block hides it (the logits before a Softmax
+        # layer, a convolution before its BatchNorm); it is then counted as the layers convention counts.
+        for layer in explainable_layers(model, "layers"):
+            if layer.name == text:
+                return layer
     names = ", ".join(layer.name for layer in candidates)
     raise UsageError(f"unknown layer {text!r}; explainable layers are: {names}")
 

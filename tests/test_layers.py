@@ -55,8 +55,23 @@ def test_index_out_of_range(classifier, spec):
 def test_pre_activation_layers_are_not_explainable(classifier):
     names = {l.name for l in explainable_layers(classifier)}
     assert not names & {"block1_conv", "block1_bn", "flatten", "image"}
-    with pytest.raises(UsageError):
-        resolve_layer(classifier, "block1_conv")
+    for plumbing in ("flatten", "image"):
+        with pytest.raises(UsageError, match="unknown layer"):
+            resolve_layer(classifier, plumbing)
+
+
+def test_a_layer_a_block_hides_is_explained_when_named():
+    # The logits before a Softmax layer count as the probabilities' block; named, they are explained.
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs))
+    model = keras.Model(inputs, keras.layers.Softmax(name="prob")(keras.layers.Dense(3, name="logits")(h)))
+    assert [l.name for l in explainable_layers(model)] == ["conv", "prob"]
+    logits = resolve_layer(model, "logits")
+    assert (logits.name, logits.shape, logits.convention) == ("logits", (3,), "layers")
+    assert logits == resolve_layer(model, "logits", "layers")
+    x = np.random.default_rng(0).random((2, 8, 8, 1), np.float32)
+    scores = np.asarray(build_encoder(model, logits)(x))
+    np.testing.assert_allclose(np.asarray(keras.ops.softmax(scores)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("spec, shape", [("block2", (8, 8, 32)), (-2, (1, 1, 256)), (-1, (4,))])

@@ -173,7 +173,8 @@ layer_option = click.option("--layer", default="-1", show_default=True,
 layer_convention_option = click.option(
     "--layer-convention", type=click.Choice(["blocks", "layers"]), default="blocks", show_default=True,
     help="How --layer indices count: blocks (a conv, its BatchNorm and activation count once) or layers "
-         "(every layer with an output of its own, as indexing model.layers from the end does).")
+         "(every layer with an output of its own, pre-activation and BatchNorm outputs too; plumbing such as "
+         "Flatten, Dropout or Reshape still left out).")
 out_dir_option = click.option("--out-dir", type=NonEmptyPath(file_okay=False), default=None,
                               help="Folder for the models of several layers, under their usual names "
                                    "[default: models/<dataset>].")
