@@ -9,8 +9,9 @@ count explainable layers from the end: -1 is the last (the logits), -2 the one b
 
 That is the "blocks" convention: a conv, its BatchNorm and its activation count once, as the block's
 output. The "layers" convention counts every layer that has an output of its own, pre-activation and
-BatchNorm outputs included (plumbing still left out), as code that indexes `model.layers` from the
-end does; on the paper's classifier -2 is then block 5's ReLU, -3 its BatchNorm, -4 its convolution.
+BatchNorm outputs included (plumbing still left out, so it differs from indexing `model.layers` where
+a model has Dropout or Flatten layers); on the paper's classifier -2 is then block 5's ReLU, -3 its
+BatchNorm, -4 its convolution. A layer given by name is found under either convention.
 """
 
 from dataclasses import dataclass
