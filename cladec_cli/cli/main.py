@@ -27,7 +27,9 @@ class CladecGroup(click.Group):
     def main(self, args=None, prog_name=None, **extra):
         argv = sys.argv[1:] if args is None else list(args)
         self.argv = argv  # what this process was asked, for commands that start copies of themselves
-        debug = "--debug" in argv[:argv.index("--")] if "--" in argv else "--debug" in argv
+        # --debug is the group's option: it counts before the command's name only.
+        command_at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+        debug = "--debug" in argv[:command_at]
         try:
             return super().main(args=argv, prog_name=prog_name or "cladec", standalone_mode=False, **extra)
         except click.exceptions.Exit as e:

@@ -178,3 +178,7 @@ def test_debug_shows_traceback(tmp_path):
     result = CliRunner().invoke(cli, ["--debug", "layers", "--classifier", str(tmp_path / "nope.h5")])
     assert result.exit_code == 2
     assert "Traceback" in result.stderr
+
+
+def test_debug_after_the_command_is_an_unknown_option_not_a_traceback(tmp_path):
+    run_bad(["layers", "--classifier", tmp_path / "nope.h5", "--debug"], tmp_path, words=["No such option '--debug'"])
