@@ -16,7 +16,8 @@ CANDIDATES = 2000
 
 def contrast(explainer, image, split, target_class, steps=8):
     """The ContrastPath of `image` towards the nearest code of `target_class` among `split`'s images of
-    that class that the classifier also sees as that class, and that training image."""
+    that class that the classifier also sees as that class (all of them when it sees none so), that
+    training image, and whether the classifier saw any of them as that class."""
     indices = np.flatnonzero(np.asarray(split.labels) == target_class)[:CANDIDATES]
     if len(indices) == 0:
         raise DataError(f"the training split has no images of class {target_class}")
@@ -26,7 +27,7 @@ def contrast(explainer, image, split, target_class, steps=8):
         candidates = candidates[seen]
     encoder, decoder = ClaDec(explainer).parts()
     path = contrast_path(encoder, decoder, build_head(explainer.classifier, explainer.layer), image, candidates, steps)
-    return path, candidates[path.target_index]
+    return path, candidates[path.target_index], bool(seen.any())
 
 
 def write_strip(out, image, path, target_image, class_names, start_label, target_class, overwrite=False):

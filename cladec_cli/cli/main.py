@@ -408,7 +408,10 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
                              f"contrast_{start}_to_{common.file_slug(dataset.class_names[target])}.png",
                              root="reports")
     artifacts.check_output(out, overwrite, suffixes=(".png",))
-    path, nearest_image = contrast(explainer, image, dataset.train, target, steps)
+    path, nearest_image, seen_any = contrast(explainer, image, dataset.train, target, steps)
+    if not seen_any:
+        common.note(f"warning: the classifier sees none of the training images of class "
+                    f"{dataset.class_names[target]} as that class; the path leads to the nearest of them all")
     size = write_strip(out, image, path, nearest_image, dataset.class_names, int(explainer.classify(image[None])[0]),
                        target, overwrite)
     names = [dataset.class_names[c] for c in path.classes]

@@ -51,7 +51,7 @@ def test_quiet_hides_the_device_line_but_not_a_training_warning(capsys):
     assert capsys.readouterr().err.splitlines() == [warning]
 
 
-def test_a_classifier_at_chance_on_the_data_is_warned_about_before_training(tmp_path, npz_dataset):
+def test_a_classifier_at_chance_on_the_data_is_warned_about(tmp_path, npz_dataset):
     # The quadrant classifier knows every synthetic image's class; rolled, it names the next class each time,
     # as a classifier given its classes in another order would.
     right, rolled = quadrant_classifier(), quadrant_classifier()
@@ -67,3 +67,8 @@ def test_a_classifier_at_chance_on_the_data_is_warned_about_before_training(tmp_
         for result in (trained, measured):
             assert ("warning: the classifier gets 0% of sampled test images right, about chance for 4 classes"
                     in result.stderr) == warned, result.stderr
+        # Nor does the rolled classifier see any training image of a class as that class.
+        contrasted = invoke("contrast", "--classifier", path, "--decoder", decoder, "--index", 0, "--to-class",
+                            "top-right", "--steps", 2, "-q", "--out", tmp_path / f"c_{warned}.png")
+        assert ("warning: the classifier sees none of the training images of class top-right as that class"
+                in contrasted.stderr) == warned, contrasted.stderr
