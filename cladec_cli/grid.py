@@ -10,29 +10,36 @@ COLUMNS = ("original", "RefAE", "ClaDec", "|ClaDec - RefAE|")
 
 @dataclass(frozen=True)
 class GridLayout:
-    """Pixel geometry of a grid: tiles of `tile` px, a header row, a caption band under each tile."""
+    """Pixel geometry of a grid: tiles `tile` px wide and `tile_height` px high (default: square), a
+    header row, a caption band under each tile."""
 
     tile: int
     header: int = 36
     caption: int = 30
     gap: int = 6
+    tile_height: int = None
+
+    @property
+    def height(self):
+        return self.tile_height or self.tile
 
     def size(self, rows, columns):
         """(width, height) of a grid with `rows` x `columns` tiles."""
         width = columns * self.tile + (columns + 1) * self.gap
-        height = self.header + rows * (self.tile + self.caption + self.gap) + self.gap
+        height = self.header + rows * (self.height + self.caption + self.gap) + self.gap
         return width, height
 
     def origin(self, row, column):
         """Top-left corner of a tile."""
         return (self.gap + column * (self.tile + self.gap),
-                self.header + self.gap + row * (self.tile + self.caption + self.gap))
+                self.header + self.gap + row * (self.height + self.caption + self.gap))
 
 
 def layout_for(image_shape, min_tile=128):
-    """Tiles upscaled by a whole factor so that a small image is readable."""
+    """Tiles upscaled by a whole factor so that a small image is readable: as wide as the image's longer
+    side (room for captions), as high as the image."""
     scale = max(1, -(-min_tile // max(image_shape[0], image_shape[1])))
-    return GridLayout(tile=max(image_shape[0], image_shape[1]) * scale)
+    return GridLayout(tile=max(image_shape[0], image_shape[1]) * scale, tile_height=image_shape[0] * scale)
 
 
 def _font(size=12):
@@ -73,5 +80,5 @@ def render_grid(rows, layout, columns=COLUMNS):
         for c, (tile, caption) in enumerate(zip(tiles, captions)):
             x, y = layout.origin(r, c)
             image.paste(to_tile(tile, layout.tile), (x, y))
-            draw.multiline_text((x, y + layout.tile + 2), caption, fill="black", font=font, spacing=2)
+            draw.multiline_text((x, y + layout.height + 2), caption, fill="black", font=font, spacing=2)
     return image

@@ -33,3 +33,17 @@ def test_grid_tiles_show_the_arrays(tmp_path):
         second = tile(rgb, 1, 0)
         assert np.all(second[:TILE // 2] == 255) and np.all(second[TILE // 2:] == 64)  # upscaled, not blurred
         assert np.all(tile(rgb, 1, 3) == [255, 0, 0])  # half the largest difference: red
+
+
+def test_wide_images_leave_no_band_under_their_tiles(tmp_path):
+    # 4x8 images (wide) are upscaled 16x to 64 x 128 px tiles: a row is 64 px of image and its caption.
+    original = np.ones((2, 4, 8, 1), np.float32)
+    arrays = {"original": original, "cladec": original * 0.5, "pred_original": np.array([0, 1]),
+              "pred_cladec": np.array([0, 1])}
+    out = tmp_path / "wide.png"
+    width, height = write_grid(out, arrays, ["a", "b"], true_labels=np.array([0, 1]))
+    assert (width, height) == (2 * 128 + 3 * 6, 36 + 2 * (64 + 30 + 6) + 6)
+    with Image.open(out) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    second_row = 36 + 6 + 64 + 30 + 6
+    assert np.all(rgb[second_row:second_row + 64, 6 + 134:6 + 134 + 128] == 128)  # 0.5, the second row's ClaDec
