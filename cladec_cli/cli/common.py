@@ -108,7 +108,11 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     if not name:
         raise UsageError(f"{source} records no dataset; pass --dataset")
     same = name == provenance.get("dataset")
-    resize = opts.get("resize") or (provenance.get("resize") if same else None) or "bilinear"
+    recorded_resize = provenance.get("resize") if same else None
+    if opts.get("resize") and recorded_resize and opts["resize"] != recorded_resize:
+        raise UsageError(f"--resize {opts['resize']} differs from {source}'s {recorded_resize}; leave --resize out "
+                         f"to fit the images as {source}'s were")
+    resize = opts.get("resize") or recorded_resize or "bilinear"
     return load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, image_shape=image_shape,
                         pixel_range=pixel_range, **split_choices(opts, provenance, same, source))
 

@@ -169,6 +169,11 @@ def test_a_file_system_error_is_one_line(tmp_path, trained, monkeypatch):
             tmp_path, code=1, words=[f"{tmp_path / 'c.h5'}: No space left on device"])
 
 
+def test_a_resize_other_than_the_classifiers_is_refused(tmp_path, trained):
+    run_bad(["train-decoder", "--classifier", trained["classifier"], "--resize", "nearest", "--out", tmp_path / "d.h5"],
+            tmp_path, words=["--resize nearest differs from the classifier's bilinear"])
+
+
 def test_an_empty_path_is_refused(tmp_path, trained):
     run_bad(["train-decoder", "--classifier", trained["classifier"], "--out", ""], tmp_path,
             words=["Invalid value for '--out': is empty"])
