@@ -11,13 +11,54 @@ from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.data.names import RESIZE_MODES  # noqa: F401  (re-exported)
 
 
-def to_unit_float(images):
-    """uint8 images (or floats in [0, 255]) -> float32 in [0, 1] with a channel axis."""
+def _first_bad_image(x, is_bad, chunk=1024):
+    """(index, value) of the first image of `x` with a pixel for which `is_bad` holds, chunk by chunk, so
+    that the mask never takes more memory than `chunk` images."""
+    for start in range(0, len(x), chunk):
+        mask = is_bad(x[start:start + chunk])
+        if mask.any():
+            first = np.argwhere(mask)[0]
+            return start + int(first[0]), x[start:start + chunk][tuple(first)]
+    return None, None
+
+
+def check_pixels(images, where="the image array"):
+    """Refuse an image array whose values `to_unit_float` would misread: anything but numbers in [0, 1]
+    or [0, 255] (uint8 and bool arrays always pass). `where` names the array in the message.
+
+    Costs one min and one max over the array (NaN propagates through both); the offending image is
+    looked for only when the check fails."""
+    x = np.asarray(images)
+    if x.dtype == np.uint8 or x.dtype == np.bool_ or x.size == 0:
+        return
+    if x.dtype.kind not in "iuf":
+        raise DataError(f"{where} holds {x.dtype} values; images must be arrays of numbers "
+                        "(uint8, or floats in [0, 1] or [0, 255])")
+    low, high = x.min(), x.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        index, value = _first_bad_image(x, lambda part: ~np.isfinite(part))
+        raise DataError(f"{where} holds pixel values that are not finite numbers (image {index} has "
+                        f"{float(value)}); every pixel must be a number in [0, 1] or [0, 255]")
+    if low < 0 or high > 255:
+        index, value = _first_bad_image(x, lambda part: (part < 0) | (part > 255))
+        raise DataError(
+            f"{where} holds pixel values from {low:g} to {high:g} (image {index} has {value:g}); cladec "
+            "expects images in [0, 1] or [0, 255] (uint8 or float) and scales them to [0, 1] itself, so "
+            "rescale the array to one of these ranges (the range the classifier takes its input in is "
+            f"set with {option('pixel_range')})")
+
+
+def to_unit_float(images, where="the image array"):
+    """uint8 images (or floats in [0, 255]) -> float32 in [0, 1] with a channel axis.
+
+    Other values are refused (`check_pixels`): floats above 1 are read as [0, 255], so one outside
+    [0, 255] (or below 0) could only come out wrong."""
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
         raise DataError(f"images must be N x H x W or N x H x W x C arrays, got shape {x.shape}")
+    check_pixels(x, where)
     if x.dtype == np.uint8 or (x.size and float(x.max()) > 1.0):
         return x.astype(np.float32) / 255.0
     return x.astype(np.float32)
