@@ -1,6 +1,8 @@
 """Where dataset files live: explicit folders, Keras' cache, Debian's package, Keras' download."""
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 from cladec_cli.errors import DataError, option
@@ -73,7 +75,9 @@ def keras_download(name):
 
     loader = {"fashion_mnist": keras.datasets.fashion_mnist, "mnist": keras.datasets.mnist}[name]
     try:
-        return loader.load_data()
+        # Keras prints its download progress on stdout, which belongs to --json.
+        with contextlib.redirect_stdout(sys.stderr):
+            return loader.load_data()
     except Exception as e:  # the downloader raises many kinds of network errors
         raise DataError(
             f"no {name} data found locally and the download failed ({type(e).__name__}); {how_to_get(name)}"

@@ -198,3 +198,17 @@ def test_npz_dataset_with_image_shape(tmp_path):
 def test_missing_npz(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(f"npz:{tmp_path / 'absent.npz'}")
+
+
+def test_keras_download_progress_stays_off_stdout(monkeypatch, capsys):
+    import keras
+
+    def load_data():
+        print("Downloading data from https://example.org/mnist.npz")
+        return (np.zeros((1, 28, 28), np.uint8), np.zeros(1)), (np.zeros((1, 28, 28), np.uint8), np.zeros(1))
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", load_data)
+    (x_train, _), _ = sources.keras_download("mnist")
+    captured = capsys.readouterr()
+    assert x_train.shape == (1, 28, 28)
+    assert captured.out == "" and "Downloading data from" in captured.err
