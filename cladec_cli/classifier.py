@@ -180,7 +180,11 @@ def load_classifier(path, trust=False):
     return model, provenance
 
 
-def sampled_accuracy(model, split, pixel_range="0,1", count=512, seed=0):
+# Test images sampled to tell a classifier at chance on its data.
+CHANCE_SAMPLE = 512
+
+
+def sampled_accuracy(model, split, pixel_range="0,1", count=CHANCE_SAMPLE, seed=0):
     """The classifier's accuracy on `count` images drawn at random from `split` (all, when it has fewer)."""
     chosen = np.random.default_rng(seed).choice(len(split), min(count, len(split)), replace=False)
     images, labels = split.subset(sorted(chosen.tolist())).arrays()

@@ -89,8 +89,8 @@ class Explainer:
 
     @property
     def resize(self):
-        """How images are fitted to the model's input: as for the classifier's (else the decoder's) data."""
-        return self.classifier_provenance.get("resize") or self.decoder_provenance.get("resize") or "bilinear"
+        """How images are fitted to the model's input: as the images of `data_provenance` were."""
+        return self.data_provenance.get("resize") or "bilinear"
 
     @cached_property
     def scaled_classifier(self):

@@ -215,17 +215,24 @@ def build_head(model, layer):
 
 
 def _graph(model):
-    # Keras 3 keeps a Sequential model's graph in a functional model of its own.
-    return model._functional if isinstance(model, keras.Sequential) else model
+    # Keras 3 keeps a Sequential model's graph in a functional model of its own, made once it is built.
+    graph = model._functional if isinstance(model, keras.Sequential) else model
+    if graph is None:
+        raise UsageError(f"the Sequential model {model.name!r} has no graph (it was built without an input "
+                         "shape); the classifier cannot be continued from inside it")
+    return graph
 
 
 def _node_of(model, name):
     """The one node of `model`'s graph at which its layer `name` is called."""
     layer = model.get_layer(name)
     nodes = [node for depth in _graph(model)._nodes_by_depth.values() for node in depth if node.operation is layer]
-    if len(nodes) != 1 or len(nodes[0].outputs) != 1:
-        raise UsageError(f"layer {name} of {model.name!r} is called {len(nodes)} times or has several outputs; "
-                         "the classifier cannot be continued from it")
+    if len(nodes) != 1:
+        raise UsageError(f"layer {name} of {model.name!r} is used {len(nodes)} times in its graph (a shared "
+                         "layer); the classifier cannot be continued from one of its uses")
+    if len(nodes[0].outputs) != 1:
+        raise UsageError(f"layer {name} of {model.name!r} has {len(nodes[0].outputs)} outputs; the classifier "
+                         "cannot be continued from it")
     return nodes[0]
 
 

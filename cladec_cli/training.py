@@ -456,7 +456,7 @@ def training_run(out, settings, run=None):
         if backup.exists() and not kept:
             finish_backup(backup)
         if isinstance(e, KeyboardInterrupt):
-            e.cladec_hint = (f"{backup} keeps the last backed-up epoch: rerun the same command with --resume"
+            e.cladec_hint = (f"{backup} keeps the last backed-up epoch: rerun the same command with {option('resume')}"
                              if kept else "no epoch had been backed up yet (a backup is saved at the end of an "
                              f"epoch, at most every {option('backup_interval')} seconds), so nothing is kept")
         raise

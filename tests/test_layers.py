@@ -191,6 +191,15 @@ def test_head_refuses_a_connection_around_the_layer():
     assert build_head(model, resolve_layer(model, "a")).outputs[0].shape[1:] == (3,)
 
 
+def test_head_refuses_a_shared_layer_and_names_why():
+    inputs = keras.Input((8, 8, 1))
+    backbone = _seq_conv_relu("features")
+    twice = keras.layers.Concatenate()([keras.layers.Flatten()(backbone(inputs)), keras.layers.Flatten()(backbone(inputs))])
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(twice))
+    with pytest.raises(UsageError, match="layer features of .* is used 2 times in its graph \\(a shared layer\\)"):
+        build_head(model, "features/act")
+
+
 def test_unsupported_models():
     class Subclassed(keras.Model):
         def __init__(self):

@@ -49,7 +49,7 @@ class CladecGroup(click.Group):
         except click.ClickException as e:
             self._fail(e.format_message(), e.exit_code, debug)
         except OSError as e:  # the file system refused: a folder not writable, a disk full
-            self._fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", 1, debug)
+            self._fail(f"{str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}", 1, debug)
         except MemoryError:
             self._fail("out of memory; try a smaller --batch-size or --limit", 1, debug)
         except Exception as e:  # anything else is a bug: one line unless --debug
@@ -329,7 +329,8 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
         return
     dataset = None
     if not images_dir or "ridge" in method_names:  # the ridge decoder is fitted on the training images
-        dataset = common.explainer_dataset(opts, explainer)
+        # With --images, --resize fits your files; the training images keep their own.
+        dataset = common.explainer_dataset({**opts, "resize": None} if images_dir else opts, explainer)
         check_fits(explainer.classifier, dataset)
     if images_dir:
         if indices is not None or class_name is not None:
@@ -394,7 +395,8 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
         raise UsageError("give the image to start from with either --index or --image")
     explainer = load_explainer(classifier_path, decoder_path, None, trust_model)
     common.explainer_pixel_range(opts, explainer, decoder_path)
-    dataset = common.explainer_dataset(opts, explainer)
+    # With --image, --resize fits your file; the training images keep their own.
+    dataset = common.explainer_dataset({**opts, "resize": None} if image_path else opts, explainer)
     check_fits(explainer.classifier, dataset)
     target = class_label(dataset.class_names, to_class)
     if image_path:
@@ -538,7 +540,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
         artifacts.check_output(path, overwrite)
     dataset = common.explainer_dataset(opts, explainer)
     check_fits(explainer.classifier, dataset)
-    common.warn_at_chance(explainer.classifier, dataset)
+    common.warn_at_chance(explainer.classifier, dataset, explainer.classifier_provenance)
     result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0,
                       methods=list(method_names) or None, map_images=map_images)
     table = write_result(result, out, table_out, overwrite)

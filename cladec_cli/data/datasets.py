@@ -92,7 +92,6 @@ def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape
             images = fit_images(np.asarray(part.images)[keep], shape, resize)
             splits.append(Split(part.labels[keep], shape, images=images, resize=resize))
         else:
-            readers.check_image_files(part.paths[keep])  # only the files used: --limit reads fewer
             splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))
     return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin,
                    int(split_seed), float(test_fraction), pixel_range)

@@ -39,6 +39,12 @@ def check_pixels(images, where="the image array"):
         index, value = _first_bad_image(x, lambda part: ~np.isfinite(part))
         raise DataError(f"{where} holds pixel values that are not finite numbers (image {index} has "
                         f"{float(value)}); every pixel must be a number in [0, 1] or [0, 255]")
+    if x.dtype.kind == "f" and 1 < high <= 2:
+        index, value = _first_bad_image(x, lambda part: part > 1)
+        raise DataError(
+            f"{where} holds float pixel values up to {high:g} (image {index} has {value:g}): just above 1, so "
+            "neither images in [0, 1] nor in [0, 255], and scaling them as either would be wrong; clip them "
+            "to [0, 1]")
     if low < 0 or high > 255:
         index, value = _first_bad_image(x, lambda part: (part < 0) | (part > 255))
         raise DataError(

@@ -213,7 +213,8 @@ def _bmp_problem(head, f):
 
 
 def check_image_files(paths):
-    """Refuse image files that cannot be decoded, naming the first, before they reach the decoder.
+    """Refuse image files that cannot be decoded, naming the first, before they reach the decoder
+    (`Split.dataset` calls it once for the files it is about to decode).
 
     Files are decoded lazily, batch by batch, inside tf.data, where a broken one fails as a TensorFlow
     error that names no file. So each file's first bytes are read here (tens of microseconds a file,

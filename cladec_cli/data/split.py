@@ -1,7 +1,7 @@
 """A dataset split held in memory or streamed from image files, served in batches to any Keras backend."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -9,6 +9,7 @@ import numpy as np
 from cladec_cli import runtime
 from cladec_cli.data.feed import ArrayFeed, EpochOrder, images_and_labels, images_only, tf_epoch_indices
 from cladec_cli.data.preprocess import convert_channels, resize_images
+from cladec_cli.data.readers import check_image_files
 
 
 def decode_image_file(path, image_shape, resize="bilinear"):
@@ -92,6 +93,7 @@ class Split:
     images: np.ndarray = None
     paths: np.ndarray = None
     resize: str = "bilinear"
+    files_checked: bool = field(default=False, repr=False, compare=False)
 
     def __len__(self):
         return len(self.labels)
@@ -121,6 +123,9 @@ class Split:
         arrange = arrange or (images_and_labels if labels else images_only)
         if self.in_memory:
             return ArrayFeed(self.images, self.labels, batch_size, arrange, shuffle, seed)
+        if not self.files_checked:  # before decoding, which names no file when one fails
+            check_image_files(self.paths)
+            self.files_checked = True
         if runtime.has_tensorflow():
             return _tf_file_dataset(self, batch_size, arrange, shuffle, seed)
         return FileFeed(self, batch_size, arrange, shuffle, seed)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from cladec_cli import __version__
 from cladec_cli.cli import common
 from cladec_cli.cli.main import cli
-from conftest import invoke, quadrant_classifier, read_group
+from conftest import invoke, quadrant_classifier, read_group, write_npz
 
 
 def test_version():
@@ -65,10 +65,33 @@ def test_a_classifier_at_chance_on_the_data_is_warned_about(tmp_path, npz_datase
         measured = invoke("evaluate", "--classifier", path, "--decoder", decoder, "--eval-epochs", 0, "-q",
                           "--out", tmp_path / f"m_{warned}.json")
         for result in (trained, measured):
-            assert ("warning: the classifier gets 0% of sampled test images right, about chance for 4 classes"
+            assert ("warning: the classifier gets 0% of 80 sampled test images right, about chance for 4 classes"
                     in result.stderr) == warned, result.stderr
         # Nor does the rolled classifier see any training image of a class as that class.
         contrasted = invoke("contrast", "--classifier", path, "--decoder", decoder, "--index", 0, "--to-class",
                             "top-right", "--steps", 2, "-q", "--out", tmp_path / f"c_{warned}.png")
         assert ("warning: the classifier sees none of the training images of class top-right as that class"
                 in contrasted.stderr) == warned, contrasted.stderr
+
+
+def test_no_chance_warning_for_a_classifier_well_above_chance_or_on_other_data(tmp_path, npz_dataset, trained):
+    arrays = dict(np.load(write_npz(tmp_path / "many.npz", n_train=80, n_test=400)))
+    # Two classes, with 30 % of the 200 test labels swapped: the quadrant classifier gets 70 % right, above
+    # chance by more than three standard errors (a rule of 1.5 / classes would have warned below 75 %).
+    keep = {split: np.flatnonzero(arrays[f"y_{split}"] < 2) for split in ("train", "test")}
+    two = {f"{k}_{split}": arrays[f"{k}_{split}"][keep[split]] for k in "xy" for split in ("train", "test")}
+    swapped = np.arange(len(two["y_test"])) % 10 < 3
+    two["y_test"] = np.where(swapped, 1 - two["y_test"], two["y_test"])
+    np.savez(tmp_path / "two.npz", **two)
+    quadrant_classifier().save(tmp_path / "c.keras")
+    result = invoke("train-decoder", "--classifier", tmp_path / "c.keras", "--dataset", f"npz:{tmp_path / 'two.npz'}",
+                    "--layer", -1, "--epochs", 0, "--out", tmp_path / "d.h5")
+    assert "about chance" not in result.stderr
+    # A classifier that records its dataset, on other images (here with every class renamed), may rightly
+    # do no better than chance there.
+    arrays = dict(np.load(npz_dataset.partition(":")[2]))
+    other = {**arrays, "y_test": (arrays["y_test"] + 1) % 4, "y_train": (arrays["y_train"] + 1) % 4}
+    np.savez(tmp_path / "other.npz", **other)
+    result = invoke("train-decoder", "--classifier", trained["classifier"], "--dataset", f"npz:{tmp_path / 'other.npz'}",
+                    "--layer", -1, "--epochs", 0, "--out", tmp_path / "o.h5")
+    assert "about chance" not in result.stderr

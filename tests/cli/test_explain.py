@@ -245,3 +245,18 @@ def test_image_choices_that_contradict_each_other_are_refused(trained, tmp_path)
     fewer = explain(trained, tmp_path / "few.png", "--class", "top-left", "--count", 1000, "--json")
     assert len(json.loads(fewer.stdout)["images"]) == 20
     assert "the test split has 20 images of class top-left, fewer than --count 1000" in fewer.stderr
+
+
+def test_resize_fits_your_own_images_without_contradicting_the_training_images(trained, tmp_path):
+    # The classifier's images were fitted bilinearly; --resize nearest with your own files fits those files.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    Image.fromarray(np.full((16, 16), 200, np.uint8), "L").save(mine / "a.png")
+    explain(trained, tmp_path / "g.png", "--images", mine, "--method", "ridge", "--resize", "nearest")
+    invoke("contrast", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--image",
+           mine / "a.png", "--to-class", "top-left", "--steps", 2, "--resize", "nearest", "-q",
+           "--out", tmp_path / "c.png")
+    assert (tmp_path / "g.png").exists() and (tmp_path / "c.png").exists()
+    # Without your own files, a contradicting --resize is refused.
+    refused = explain(trained, tmp_path / "x.png", "--resize", "nearest", expect=2)
+    assert "--resize nearest differs from the classifier's bilinear" in refused.stderr

@@ -34,6 +34,20 @@ def refused(name, *words, **options):
     return info.value
 
 
+def refused_when_read(name, *words, **options):
+    """The DataError that reading the images of `name`'s splits raises (files are checked just before they
+    are decoded, not when the dataset is listed): one line holding each of `words`."""
+    data = load_dataset(name, **options)
+    with pytest.raises(DataError) as info:
+        for split in (data.train, data.test):
+            split.dataset(8)
+    message = str(info.value)
+    for word in words:
+        assert word in message, message
+    assert "\n" not in message
+    return info.value
+
+
 # Labels ---------------------------------------------------------------------------------------------
 
 def test_negative_npz_label(tmp_path):
@@ -139,6 +153,11 @@ def test_to_unit_float_refuses_what_it_would_misread():
     with pytest.raises(DataError, match=r"from 0 to 1000 .*\[0, 1\] or \[0, 255\]"):
         to_unit_float(np.linspace(0, 1000, 64).reshape(1, 8, 8))
     np.testing.assert_allclose(to_unit_float(np.full((1, 2, 2), 255.0)), 1.0)
+    # Floats just above 1 overshoot [0, 1]; read as [0, 255] they would come out nearly black.
+    with pytest.raises(DataError, match=r"just above 1.*clip them to \[0, 1\]"):
+        to_unit_float(np.full((1, 2, 2), 1.0000001))
+    np.testing.assert_allclose(to_unit_float(np.full((1, 2, 2), 1.0)), 1.0)
+    np.testing.assert_allclose(to_unit_float(np.full((1, 2, 2), 2.5)), 2.5 / 255)
 
 
 def test_image_array_of_strings(tmp_path):
@@ -159,14 +178,14 @@ def test_text_file_named_png(tmp_path):
     write_image_folder(tmp_path, n_per_class=4)
     broken = tmp_path / "dog" / "dog_0002.png"
     broken.write_text("this is not a picture")
-    refused(f"folder:{tmp_path}", str(broken), "not a JPEG, PNG, GIF or BMP image", "b'this is '",
+    refused_when_read(f"folder:{tmp_path}", str(broken), "not a JPEG, PNG, GIF or BMP image", "b'this is '",
             test_fraction=0.25)
 
 
 def test_empty_image_file(tmp_path):
     write_image_folder(tmp_path, n_per_class=4)
     (tmp_path / "eel" / "eel_0001.png").write_bytes(b"")
-    refused(f"folder:{tmp_path}", "eel_0001.png", "is empty", test_fraction=0.25)
+    refused_when_read(f"folder:{tmp_path}", "eel_0001.png", "is empty", test_fraction=0.25)
 
 
 def test_tiny_imagenet_validation_image_that_is_missing(tmp_path):
@@ -174,7 +193,7 @@ def test_tiny_imagenet_validation_image_that_is_missing(tmp_path):
 
     root = write_tiny_imagenet(tmp_path, n_train=2, n_val=1)
     (root / "val" / "images" / "val_1.JPEG").unlink()
-    refused("tiny_imagenet", "cannot read image", "val_1.JPEG", data_dir=root)
+    refused_when_read("tiny_imagenet", "cannot read image", "val_1.JPEG", data_dir=root)
 
 
 def test_broken_file_outside_the_limit_is_not_read(tmp_path):
@@ -184,8 +203,10 @@ def test_broken_file_outside_the_limit_is_not_read(tmp_path):
     unused = sorted(set(load_dataset(f"folder:{tmp_path}").train.paths) - set(data.train.paths))[-1]
     with open(unused, "wb") as f:
         f.write(b"GARBAGE!")
-    assert load_dataset(f"folder:{tmp_path}", limit=2).train.paths.tolist() == data.train.paths.tolist()
-    refused(f"folder:{tmp_path}", unused)
+    limited = load_dataset(f"folder:{tmp_path}", limit=2)
+    assert limited.train.paths.tolist() == data.train.paths.tolist()
+    limited.train.dataset(8)  # reads only the files it decodes
+    refused_when_read(f"folder:{tmp_path}", unused)
 
 
 def bmp_folder(tmp_path, image):
@@ -198,14 +219,14 @@ def bmp_folder(tmp_path, image):
 
 def test_bmp_that_tensorflow_cannot_decode(tmp_path):
     spec = bmp_folder(tmp_path, Image.fromarray(np.full((16, 16), 255, np.uint8)).convert("1"))
-    refused(spec, "extra.bmp", "1-bit BMP", "save it as PNG")
+    refused_when_read(spec, "extra.bmp", "1-bit BMP", "save it as PNG")
 
 
 def test_palette_bmp_that_tensorflow_would_read_as_gray(tmp_path):
     """TensorFlow ignores an 8-bit BMP's palette: a red image would come out a dark gray, silently."""
     rgb = np.zeros((16, 16, 3), np.uint8)
     rgb[..., 0] = 255
-    refused(bmp_folder(tmp_path, Image.fromarray(rgb).convert("P")), "extra.bmp", "colour palette")
+    refused_when_read(bmp_folder(tmp_path, Image.fromarray(rgb).convert("P")), "extra.bmp", "colour palette")
 
 
 def test_gray_and_colour_bmps_are_read(tmp_path):
