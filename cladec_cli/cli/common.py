@@ -189,25 +189,38 @@ def layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet, file
     outs = layer_outputs(targets, out, out_dir, opts["dataset"] or provenance, filename)
     dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:])
     check_fits(classifier, dataset)
-    warn_at_chance(classifier, dataset, provenance)
+    warn_at_chance(classifier, dataset, provenance, settings)
     return LayerJob(settings, classifier, provenance, targets, outs, dataset)
 
 
-def warn_at_chance(classifier, dataset, provenance=None):
+def warn_at_chance(classifier, dataset, provenance=None, settings=None):
     """One warning line when the classifier does no better than chance on the dataset's test images (its
     accuracy on a sample lies within three standard errors of guessing): its pixel range, resize or class
     order may not be those it was trained with, or it is untrained. Not for data other than the dataset
-    `provenance` (the classifier's record) names, on which it may rightly do no better."""
+    `provenance` (the classifier's record) names, on which it may rightly do no better. With training
+    `settings`, the line waits for the training to start, after every check that could refuse the command."""
     from cladec_cli.classifier import CHANCE_SAMPLE, sampled_accuracy
 
     if (provenance or {}).get("dataset") not in (None, dataset.name) or dataset.n_classes < 2:
         return
     accuracy = sampled_accuracy(classifier, dataset.test, dataset.pixel_range, CHANCE_SAMPLE)
     chance, sampled = 1 / dataset.n_classes, min(CHANCE_SAMPLE, len(dataset.test))
-    if accuracy < chance + 3 * (chance * (1 - chance) / sampled) ** 0.5:
-        note(f"warning: the classifier gets {accuracy:.0%} of {sampled} sampled test images right, about chance "
-             f"for {dataset.n_classes} classes: unless it is untrained, check that --pixel-range "
-             f"({dataset.pixel_range}), --resize and the order of the classes are those it was trained with")
+    if accuracy >= chance + 3 * (chance * (1 - chance) / sampled) ** 0.5:
+        return
+    line = (f"warning: the classifier gets {accuracy:.0%} of {sampled} sampled test images right, about chance "
+            f"for {dataset.n_classes} classes: unless it is untrained, check that --pixel-range "
+            f"({dataset.pixel_range}), --resize and the order of the classes are those it was trained with")
+    if settings is None or settings.announce is None:
+        note(line)
+        return
+    announce, pending = settings.announce, [line]
+
+    def announce_after_the_warning(text):
+        while pending:
+            note(pending.pop())
+        announce(text)
+
+    settings.announce = announce_after_the_warning
 
 
 def report_layer_models(job, records, started, detail, quiet, as_json):
