@@ -6,7 +6,7 @@ import numpy as np
 
 from cladec_cli.data import readers
 from cladec_cli.data.names import DATASET_NAMES, PIXEL_RANGES, RESIZE_MODES
-from cladec_cli.data.preprocess import fit_images, stratified_indices
+from cladec_cli.data.preprocess import fit_images, pixel_scale, stratified_indices
 from cladec_cli.data.split import Split
 from cladec_cli.errors import UsageError
 
@@ -86,10 +86,12 @@ def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape
     raw = read_raw(name, data_dir, test_fraction, split_seed, download)
     shape = tuple(int(v) for v in (image_shape or DEFAULT_SHAPES.get(name) or raw.native_shape))
     splits = []
+    arrays = [part.images for part in (raw.train, raw.test) if part.images is not None]
+    scale = pixel_scale(*arrays) if arrays else None
     for part in (raw.train, raw.test):
         keep = stratified_indices(part.labels, limit, split_seed)
         if part.images is not None:
-            images = fit_images(np.asarray(part.images)[keep], shape, resize)
+            images = fit_images(np.asarray(part.images)[keep], shape, resize, scale=scale)
             splits.append(Split(part.labels[keep], shape, images=images, resize=resize))
         else:
             splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))

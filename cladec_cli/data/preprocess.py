@@ -54,8 +54,19 @@ def check_pixels(images, where="the image array"):
             f"set with {option('pixel_range')})")
 
 
-def to_unit_float(images, where="the image array"):
-    """uint8 images (or floats in [0, 255]) -> float32 in [0, 1] with a channel axis.
+def pixel_scale(*arrays):
+    """What non-uint8 image arrays are divided by: 255 when, taken together, they hold a value above 1,
+    else 1. One scale for all the splits of a dataset, so that a split of dark images is not read in
+    another range than the others. (uint8 arrays are always divided by 255.)"""
+    for x in map(np.asarray, arrays):
+        if x.dtype != np.uint8 and x.size and float(x.max()) > 1.0:
+            return 255.0
+    return 1.0
+
+
+def to_unit_float(images, where="the image array", scale=None):
+    """uint8 images (or floats in [0, 255]) -> float32 in [0, 1] with a channel axis; other than uint8
+    arrays are divided by `scale` (default: `pixel_scale` of these images).
 
     Other values are refused (`check_pixels`): floats above 1 are read as [0, 255], so one outside
     [0, 255] (or below 0) could only come out wrong."""
@@ -65,9 +76,9 @@ def to_unit_float(images, where="the image array"):
     if x.ndim != 4:
         raise DataError(f"images must be N x H x W or N x H x W x C arrays, got shape {x.shape}")
     check_pixels(x, where)
-    if x.dtype == np.uint8 or (x.size and float(x.max()) > 1.0):
+    if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
-    return x.astype(np.float32)
+    return x.astype(np.float32) / np.float32(pixel_scale(x) if scale is None else scale)
 
 
 # ITU-R BT.601 luma, as Pillow's "L" mode and most image libraries convert RGB to gray.
@@ -112,9 +123,10 @@ def resize_images(x, size, mode="bilinear"):
     return ops.image.resize(x, (height, width), interpolation=mode)
 
 
-def fit_images(images, image_shape, mode="bilinear", chunk=8192):
-    """Scale, convert channels and resize an image array to `image_shape` = (H, W, C), float32 [0, 1]."""
-    x = to_unit_float(images)
+def fit_images(images, image_shape, mode="bilinear", chunk=8192, scale=None):
+    """Scale (by `scale`, see `to_unit_float`), convert channels and resize an image array to
+    `image_shape` = (H, W, C), float32 [0, 1]."""
+    x = to_unit_float(images, scale=scale)
     out = np.empty((len(x),) + tuple(image_shape), dtype=np.float32)
     for start in range(0, len(x), chunk):
         part = convert_channels(x[start:start + chunk], image_shape[2])

@@ -149,6 +149,17 @@ def test_accepted_pixel_ranges_give_the_same_images(tmp_path):
         np.testing.assert_allclose(images[name], images["uint8"], atol=1e-6)
 
 
+def test_one_scale_for_all_splits(tmp_path):
+    # Floats in [0, 255] whose test images are all dark (no value above 1): read in the training images'
+    # range, not as [0, 1] images of their own.
+    x, _ = synthetic_images(8, size=8)
+    dark = np.full((8, 8, 8), 0.5, np.float32)
+    data = load_dataset(write_arrays(tmp_path / "d.npz", x_train=x.astype(np.float32), x_test=dark), resize="nearest",
+                        image_shape=(8, 8, 1))
+    np.testing.assert_allclose(data.test.images, 0.5 / 255, rtol=1e-6)
+    np.testing.assert_allclose(data.train.images, x / 255.0, atol=1e-6)
+
+
 def test_to_unit_float_refuses_what_it_would_misread():
     with pytest.raises(DataError, match=r"from 0 to 1000 .*\[0, 1\] or \[0, 255\]"):
         to_unit_float(np.linspace(0, 1000, 64).reshape(1, 8, 8))
