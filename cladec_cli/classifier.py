@@ -187,8 +187,7 @@ CHANCE_SAMPLE = 512
 def sampled_accuracy(model, split, pixel_range="0,1", count=CHANCE_SAMPLE, seed=0):
     """The classifier's accuracy on `count` images drawn at random from `split` (all, when it has fewer)."""
     chosen = np.random.default_rng(seed).choice(len(split), min(count, len(split)), replace=False)
-    images, labels = split.subset(sorted(chosen.tolist())).arrays()
-    return float(np.mean(predict(classifier_on(model, pixel_range), images).argmax(axis=1) == np.asarray(labels)))
+    return accuracy(classifier_on(model, pixel_range), split.subset(sorted(chosen.tolist())))
 
 
 def check_fits(model, dataset):

@@ -207,11 +207,10 @@ def build_head(model, layer):
     model from the layer's output to the classifier's output, sharing its weights. It runs the layers
     downstream of the cut again on a new input, through nested models too; graphs that reach around
     the layer (a residual connection across it) are refused."""
-    name = layer.name if isinstance(layer, ExplainableLayer) else str(layer)
     check_supported(model)
-    path = name.split("/")
-    inputs = keras.Input(shape=_output_shape(model, path), name="activations")
-    return keras.Model(inputs, _run_after(model, path, inputs, name), name="head")
+    layer = resolve_layer(model, layer)
+    inputs = keras.Input(shape=layer.shape, name="activations")
+    return keras.Model(inputs, _run_after(model, layer.name.split("/"), inputs, layer.name), name="head")
 
 
 def _graph(model):
@@ -234,12 +233,6 @@ def _node_of(model, name):
         raise UsageError(f"layer {name} of {model.name!r} has {len(nodes[0].outputs)} outputs; the classifier "
                          "cannot be continued from it")
     return nodes[0]
-
-
-def _output_shape(model, path):
-    for name in path[:-1]:
-        model = model.get_layer(name)
-    return tuple(_node_of(model, path[-1]).outputs[0].shape[1:])
 
 
 def _run_after(model, path, inputs, full_name):

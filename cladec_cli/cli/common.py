@@ -117,8 +117,10 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
                         pixel_range=pixel_range, **split_choices(opts, provenance, same, source))
 
 
-def explainer_dataset(opts, explainer):
-    """The dataset for a loaded explainer: the options, else the data its models were trained on."""
+def explainer_dataset(opts, explainer, own_images=False):
+    """The dataset for a loaded explainer: the options, else the data its models were trained on. With
+    `own_images` (--image, --images), --resize fits those files, and the dataset keeps its own."""
+    opts = {**opts, "resize": None} if own_images else opts
     return dataset_for(opts, explainer.data_provenance, explainer.image_shape, explainer.data_source)
 
 
@@ -213,14 +215,8 @@ def warn_at_chance(classifier, dataset, provenance=None, settings=None):
     if settings is None or settings.announce is None:
         note(line)
         return
-    announce, pending = settings.announce, [line]
-
-    def announce_after_the_warning(text):
-        while pending:
-            note(pending.pop())
-        announce(text)
-
-    settings.announce = announce_after_the_warning
+    announce = settings.announce  # announce_once: the warning comes before the first line, once
+    settings.announce = lambda text: (announce(line), announce(text))
 
 
 def report_layer_models(job, records, started, detail, quiet, as_json):

@@ -269,7 +269,7 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
                    "several --decoder, one per decoder in the same order.")
 @click.option("--indices", default=None, help="Test images to show, e.g. 0,5,9.")
 @click.option("--class", "class_name", default=None, help="Show images of this class (name or number).")
-@click.option("--count", type=int, default=None,
+@click.option("--count", type=click.IntRange(min=1), default=None,
               help=with_default("How many images: of --class, of the test images, or of the --images files.", 8))
 @click.option("--images", "images_dir", type=NonEmptyPath(file_okay=False), default=None,
               help="Explain your own image files from this folder instead of test images.")
@@ -329,14 +329,11 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
         return
     dataset = None
     if not images_dir or "ridge" in method_names:  # the ridge decoder is fitted on the training images
-        # With --images, --resize fits your files; the training images keep their own.
-        dataset = common.explainer_dataset({**opts, "resize": None} if images_dir else opts, explainer)
+        dataset = common.explainer_dataset(opts, explainer, own_images=bool(images_dir))
         check_fits(explainer.classifier, dataset)
     if images_dir:
         if indices is not None or class_name is not None:
             raise UsageError("--images explains your own files; leave out --indices and --class")
-        if count is not None and count < 1:
-            raise UsageError(f"--count must be at least 1, got {count}")
         images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or explainer.resize)
         images, names = images[:count], names[:count]
         labels = None
@@ -395,8 +392,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
         raise UsageError("give the image to start from with either --index or --image")
     explainer = load_explainer(classifier_path, decoder_path, None, trust_model)
     common.explainer_pixel_range(opts, explainer, decoder_path)
-    # With --image, --resize fits your file; the training images keep their own.
-    dataset = common.explainer_dataset({**opts, "resize": None} if image_path else opts, explainer)
+    dataset = common.explainer_dataset(opts, explainer, own_images=image_path is not None)
     check_fits(explainer.classifier, dataset)
     target = class_label(dataset.class_names, to_class)
     if image_path:

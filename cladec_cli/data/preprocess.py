@@ -66,19 +66,20 @@ def pixel_scale(*arrays):
 
 def to_unit_float(images, where="the image array", scale=None):
     """uint8 images (or floats in [0, 255]) -> float32 in [0, 1] with a channel axis; other than uint8
-    arrays are divided by `scale` (default: `pixel_scale` of these images).
-
-    Other values are refused (`check_pixels`): floats above 1 are read as [0, 255], so one outside
-    [0, 255] (or below 0) could only come out wrong."""
+    arrays are divided by `scale`, given by a caller that has checked the values (as `load_dataset` does
+    with what its readers checked), else `pixel_scale` of these images once `check_pixels` has passed them:
+    floats above 1 are read as [0, 255], so one outside [0, 255] (or below 0) could only come out wrong."""
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
         raise DataError(f"images must be N x H x W or N x H x W x C arrays, got shape {x.shape}")
-    check_pixels(x, where)
+    if scale is None:
+        check_pixels(x, where)
+        scale = pixel_scale(x)
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
-    return x.astype(np.float32) / np.float32(pixel_scale(x) if scale is None else scale)
+    return x.astype(np.float32) / np.float32(scale)
 
 
 # ITU-R BT.601 luma, as Pillow's "L" mode and most image libraries convert RGB to gray.
