@@ -17,6 +17,8 @@ DEMO_FULL_DIR ?= demo-full
 DEMO_FULL_EPOCHS ?= 3
 DEMO_FLAGS ?=
 BENCHMARK_FLAGS ?=
+# Test processes (pytest-xdist); 0 runs the tests in pytest's own process.
+TEST_WORKERS ?= 2
 # `make table2|table3|table4`: the paper's protocol (10 runs, 64 epochs, all images) into reports/<table>;
 # rerunning resumes. Tables III and IV measure ClaDec alone, as the paper's do, and Table IV's classifiers
 # take BatchNorm statistics from the data (docs/results/fidelity.md, lead 5). TABLE_FLAGS adds reproduce
@@ -49,10 +51,10 @@ data:  ## Make sure the real Fashion-MNIST files are installed (Debian package)
 	fi
 
 test: install data  ## Run the test suite
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: install  ## Run the tests that need no real data
-	$(PY) -m pytest -q -m "not realdata"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not realdata"
 
 $(JAX_VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(JAX_VENV)
@@ -60,7 +62,7 @@ $(JAX_VENV)/.installed: setup.py setup.cfg
 	touch $@
 
 test-jax: $(JAX_VENV)/.installed data  ## Run the tests under Keras' JAX backend on the CPU (second venv)
-	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -q -m "not tensorflow_only"
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not tensorflow_only"
 
 gpu-wheels: install data  ## Bundle the wheels and data a bare CUDA machine (Python 3.12, JAX) needs, in gpu-bundle/
 	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/wheels $(GPU_BUNDLE)/fashion-mnist
