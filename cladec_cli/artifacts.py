@@ -74,8 +74,18 @@ def write_text(path, text, overwrite=False):
         tmp.write_text(text, encoding="utf-8")
 
 
+def plain(value):
+    """A NumPy scalar or array as the Python number or list JSON takes (`json.dumps`' `default`)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def json_safe(data):
-    """`data` with NaN and infinities replaced by None (null), so the JSON is standard."""
+    """`data` with NaN and infinities replaced by None (null), so the JSON is standard, and NumPy
+    values by Python ones."""
+    if isinstance(data, (np.generic, np.ndarray)):
+        data = data.tolist()
     if isinstance(data, dict):
         return {k: json_safe(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
@@ -128,7 +138,7 @@ def save_model(model, path, provenance, overwrite=False):
         with h5py.File(tmp, "a") as f:
             group = f.require_group(GROUP)
             for key, value in record.items():
-                group.attrs[key] = json.dumps(value)
+                group.attrs[key] = json.dumps(value, default=plain)
     return record
 
 

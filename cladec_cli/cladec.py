@@ -2,6 +2,7 @@
 classifier's loss on the reconstruction, weighted by alpha); the decoders of several layers train in one pass
 (one after another under float16)."""
 
+import contextlib
 import dataclasses
 
 import keras
@@ -9,7 +10,7 @@ import numpy as np
 
 from cladec_cli import artifacts
 from cladec_cli.architectures import DECODER_WIDTH
-from cladec_cli.classifier import classification_loss
+from cladec_cli.classifier import check_fits, classification_loss
 from cladec_cli.curves import TestRecLoss, curve_record
 from cladec_cli.decoder import build_decoder
 from cladec_cli.data.feed import ArrayFeed
@@ -25,7 +26,11 @@ CACHE_LIMIT_BYTES = 1 << 30
 
 
 def check_alpha(alpha):
-    if not 0.0 <= float(alpha) <= 1.0:
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise UsageError(f"{option('alpha')} must be a number in [0, 1], got {alpha!r}") from None
+    if not 0.0 <= alpha <= 1.0:
         raise UsageError(f"{option('alpha')} must lie in [0, 1], got {alpha}")
     return float(alpha)
 
@@ -36,6 +41,19 @@ def frozen_encoder(classifier, layer, pixel_range="0,1"):
     encoder = in_range(build_encoder(classifier, layer), pixel_range, name="encoder")
     encoder.trainable = False
     return encoder
+
+
+@contextlib.contextmanager
+def trainable_flags_kept(model):
+    """Put back the `trainable` flag of `model` and of each of its layers on the way out: a frozen
+    encoder shares the caller's classifier's layers, so freezing it freezes them."""
+    layers = [model, *model._flatten_layers(include_self=False)]
+    flags = [layer.trainable for layer in layers]
+    try:
+        yield
+    finally:
+        for layer, flag in zip(layers, flags):  # outer first: a model's flag is set on its layers too
+            layer.trainable = flag
 
 
 def decoder_for(classifier, layer, provenance=None, name="decoder", output="sigmoid"):
@@ -53,6 +71,8 @@ def stacked(encoder, decoder, name):
 
 def should_cache(split, layers, mode):
     """Whether to compute the frozen encoder's codes of `layers` once instead of in every training step."""
+    if mode not in ("auto", "yes", "no"):
+        raise UsageError(f"{option('cache_codes')} must be auto, yes or no, got {mode!r}")
     if mode in ("yes", "no"):
         return mode == "yes"
     code_bytes = len(split) * sum(int(np.prod(layer.shape)) for layer in layers) * 4
@@ -111,6 +131,7 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
     Returns [(decoder, provenance record)] in the order of `layer_specs`.
     """
     alpha = check_alpha(alpha)
+    check_fits(classifier, dataset, (classifier_provenance or {}).get("pixel_range"))
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
@@ -127,7 +148,8 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
             cache_codes, decoder_output, curves)[0])
     cache = should_cache(dataset.train, layers, cache_codes)
     runs = [run_of(layer, cache) for layer in layers]
-    with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup:
+    with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup, \
+            trainable_flags_kept(classifier):
         encoder = frozen_encoder(classifier, layers if len(layers) > 1 else layers[0], dataset.pixel_range)
         decoders = [seeded(settings.seed, lambda layer=layer, i=i: decoder_for(
             classifier, layer, classifier_provenance, name=f"decoder_{i}", output=decoder_output))

@@ -5,7 +5,7 @@ import numpy as np
 
 from cladec_cli import artifacts, batchnorm
 from cladec_cli.architectures import build_classifier
-from cladec_cli.errors import DataError, UsageError
+from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.layers import check_supported, is_submodel
 from cladec_cli.pixels import bounds, in_range
 from cladec_cli.training import compile_model, fit, predict, run_settings, start, trained_provenance, training_run
@@ -154,6 +154,8 @@ def train_classifier(dataset, settings, out, arch="paper", bn_statistics="moving
     The saved classifier takes images in the dataset's `pixel_range`; it is trained on them rescaled.
     `bn_statistics` "data" replaces BatchNorm's moving statistics by those of the training images
     once training ends (see `cladec_cli.batchnorm`); "moving" keeps what training left.
+    Returns (model, provenance record): the record is what `train_decoder` and `train_refae` take as
+    `classifier_provenance` (for a classifier of your own, pass None).
     """
     if bn_statistics not in batchnorm.CHOICES:
         raise UsageError(f"unknown BatchNorm statistics {bn_statistics!r}; choose moving or data")
@@ -190,8 +192,12 @@ def sampled_accuracy(model, split, pixel_range="0,1", count=CHANCE_SAMPLE, seed=
     return accuracy(classifier_on(model, pixel_range), split.subset(sorted(chosen.tolist())))
 
 
-def check_fits(model, dataset):
-    """Refuse data whose images or classes do not fit the classifier."""
+def check_fits(model, dataset, pixel_range=None):
+    """Refuse data whose images or classes do not fit the classifier, or whose pixel range is not the
+    `pixel_range` it takes (when given: the one its record, or its decoder's, holds)."""
+    if pixel_range is not None and dataset.pixel_range != pixel_range:
+        raise DataError(f"the dataset's pixel range is {dataset.pixel_range} but the classifier takes images in "
+                        f"{pixel_range}; load the data with {option('pixel_range')} {pixel_range!r}")
     want = tuple(int(d) for d in model.inputs[0].shape[1:])
     if tuple(dataset.image_shape) != want:
         raise DataError(f"dataset images are {'x'.join(map(str, dataset.image_shape))} but the classifier "

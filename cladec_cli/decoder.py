@@ -13,7 +13,7 @@ import math
 import keras
 from keras import layers
 
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import UsageError, option
 
 PAPER_WIDTHS = (256, 128, 64, 32)
 VECTOR_UPSAMPLINGS = 5
@@ -43,7 +43,7 @@ def build_decoder(code_shape, image_shape, width=1, name="decoder", output="sigm
     in `output` ("sigmoid" or "relu"). Its last convolution runs in `output_dtype` (None: the global
     dtype policy, like the other layers); the reconstructions are float32 either way."""
     if output not in OUTPUTS:
-        raise UsageError(f"unknown decoder output {output!r}; choose one of {', '.join(OUTPUTS)}")
+        raise UsageError(f"unknown {option('decoder_output')} {output!r}; choose one of {', '.join(OUTPUTS)}")
     code_shape, image_shape = tuple(code_shape), tuple(image_shape)
     height, width_px, channels = image_shape
     inputs = keras.Input(shape=code_shape, name="code")

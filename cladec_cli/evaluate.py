@@ -2,11 +2,14 @@
 for the methods that decode pictures (ClaDec, RefAE, a ridge decoder), deletion and insertion for the
 attribution maps."""
 
+import numbers
 from pathlib import Path
 
 import numpy as np
 
 from cladec_cli import artifacts
+from cladec_cli.classifier import check_fits
+from cladec_cli.errors import UsageError, option
 from cladec_cli.data.split import Split
 from cladec_cli.methods import build, explain_all, reconstructors
 from cladec_cli.metrics import acc_evals, agreement, split_measures
@@ -38,9 +41,24 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     memory allows (`held_measures`); with `keep_dir` those classifiers are saved. A split that streams
     from disk is never held in memory whole (`streamed_measures`); splits held in memory are
     reconstructed once (`held_measures`).
+
+    Returns a dict: `classifier_test_accuracy`, `test_images`, the layer and dataset records,
+    `methods`; for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`,
+    `loop_loss` (each model's last training-epoch loss), `agreement` and, with Acc Eval, `acc_eval`
+    and `eval_settings`; for attribution maps `deletion`, `insertion` and `map_images`. With both
+    ClaDec and RefAE, each of those dicts also holds their `difference`.
     """
-    chosen = build(methods or default_methods(explainer), explainer, dataset.train)
+    check_fits(explainer.classifier, dataset, explainer.pixel_range)
+    if with_acc_eval and eval_settings is None:
+        raise UsageError(f"Acc Eval trains classifiers with {option('eval_settings')}: pass them, or "
+                         f"{option('with_acc_eval')} False")
+    if not isinstance(map_images, numbers.Integral) or map_images < 1:
+        raise UsageError(f"{option('map_images')} must be a whole number of at least 1, got {map_images!r}")
+    chosen = build(default_methods(explainer) if methods is None else methods, explainer, dataset.train)
     pictures = reconstructors(chosen)
+    if keep_dir and with_acc_eval:
+        for method in pictures:  # refused before the work, not after it
+            artifacts.check_output(Path(keep_dir) / f"eval_{method}.h5", eval_settings.overwrite, suffixes=(".h5",))
     # Without Acc Eval, holding the reconstructions would save nothing: each split is still read once.
     held = dataset.train.in_memory and dataset.test.in_memory and with_acc_eval
     measure = held_measures if held else streamed_measures

@@ -3,10 +3,12 @@
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
 from cladec_cli import artifacts
 from cladec_cli.classifier import load_classifier
 from cladec_cli.cladec import frozen_encoder, stacked
-from cladec_cli.errors import ArtifactError
+from cladec_cli.errors import ArtifactError, DataError, option
 from cladec_cli.layers import resolve_layer
 from cladec_cli.pixels import in_range
 from cladec_cli.training import predict
@@ -111,6 +113,20 @@ class Explainer:
         """{'cladec': model, 'refae': model}: image -> reconstruction models (RefAE when loaded)."""
         return {"cladec": self.cladec, **({"refae": self.refae} if self.refae is not None else {})}
 
+    def check_images(self, images):
+        """Refuse `images` that are not an array of [0, 1] floats of the classifier's input shape (n x H x W
+        x C): explanations of other images would be wrong or fail deep inside the models."""
+        images = np.asarray(images)
+        want = "x".join(map(str, self.image_shape))
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise DataError(f"{option('images')} must be an array of n images of {want}, got shape {images.shape}")
+        if not np.issubdtype(images.dtype, np.floating):
+            raise DataError(f"{option('images')} must be floats in [0, 1], got {images.dtype} (divide 0..255 "
+                            "pixels by 255)")
+        if images.size and not (images.min() >= 0 and images.max() <= 1):
+            raise DataError(f"{option('images')} must lie in [0, 1], got values from {images.min():g} to "
+                            f"{images.max():g}")
+
     def reconstructions(self, images, batch_size=256):
         """{'cladec': ..., 'refae': ...} reconstructions of an image array."""
         return {method: predict(model, images, batch_size) for method, model in self.reconstructors.items()}
@@ -121,7 +137,8 @@ class Explainer:
 
 
 def load_explainer(classifier_path, decoder_path, refae_path=None, trust=False):
-    """Load and cross-check a classifier, its ClaDec decoder and (optionally) its RefAE.
+    """Load and cross-check a classifier, its ClaDec decoder and (optionally) its RefAE; returns an
+    `Explainer`.
 
     `trust` allows model files with Lambda layers, which run code stored in the file.
     """

@@ -42,9 +42,11 @@ def model_history(history, weights):
 
 def one_output_each(layers, outs):
     """The output paths, one per layer and none twice."""
+    if isinstance(outs, (str, Path)):
+        raise UsageError(f"{option('outs')} takes a list of output files, one per layer, not the single path {outs!r}")
     outs = [Path(out) for out in outs]
     if len(outs) != len(layers):
-        raise UsageError(f"{len(layers)} layers but {len(outs)} output files")
+        raise UsageError(f"{len(layers)} layers but {len(outs)} files in {option('outs')}")
     if len(set(outs)) != len(outs):
         raise UsageError("two layers would be saved to the same file")
     return outs

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import keras
 
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import UsageError, option
 
 PLUMBING = (
     "InputLayer", "Flatten", "Reshape", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
@@ -158,6 +158,9 @@ def resolve_layer(model, spec, convention="blocks"):
 
 def resolve_layers(model, specs, convention="blocks"):
     """The explainable layers named by `specs`, in order; a layer named twice is refused."""
+    if isinstance(specs, str):
+        raise UsageError(f"{option('layer_specs')} takes a list of layers, e.g. [-1, -2] or ['conv1'], not the "
+                         f"string {specs!r}")
     found = [resolve_layer(model, spec, convention) for spec in specs]
     if not found:
         raise UsageError("no layer given")

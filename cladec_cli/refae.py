@@ -5,7 +5,7 @@ several layers train in one pass, each with its own encoder copy (one after anot
 import keras
 
 from cladec_cli import artifacts
-from cladec_cli.classifier import fresh_copy
+from cladec_cli.classifier import check_fits, fresh_copy
 from cladec_cli.cladec import decoder_for, layer_provenance
 from cladec_cli.fused import in_turn, model_history, named_output, one_at_a_time, one_output_each, renamed, seeded
 from cladec_cli.layers import build_encoder, resolve_layers
@@ -36,6 +36,7 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     `fused.one_at_a_time`); each is saved with the provenance of a one-layer run. Returns
     [(refae, provenance record)] in the order of `layer_specs`.
     """
+    check_fits(classifier, dataset, (classifier_provenance or {}).get("pixel_range"))
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)

@@ -370,6 +370,7 @@ def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=prin
     `bn_statistics` is passed to `train_classifier` for every explained classifier."""
     if runs < 1:
         raise UsageError(f"{option('runs')} must be at least 1, got {runs}")
+    cells(table, train_settings.epochs)  # an unknown table is refused before anything is written
     methods = in_order(["cladec", *(methods or PAPER_METHODS)])
     out = Path(out)
     settings = {"table": table, "runs": runs, "epochs": train_settings.epochs,

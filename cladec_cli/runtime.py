@@ -222,7 +222,7 @@ class Runtime:
 def resolve_precision(choice, device):
     """'auto' -> bfloat16 on GPUs of compute capability 8.0 or higher, float16 on older GPUs, float32 on CPUs."""
     if choice not in PRECISIONS:
-        raise UsageError(f"unknown precision {choice!r}; choose one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown {option('precision')} {choice!r}; choose one of {', '.join(PRECISIONS)}")
     if choice != "auto":
         return choice
     if not device.is_gpu:
@@ -280,6 +280,38 @@ def apply(runtime):
     _set_determinism(runtime.deterministic)
     if runtime.backend == "jax":
         _keep_compiled_programs()
+
+
+def process_setup():
+    """What `apply` changes in this process: the global dtype policy and whether ops are deterministic."""
+    import keras
+
+    return keras.mixed_precision.global_policy().name, _determinism()
+
+
+def restore(setup):
+    """Undo `apply`: put back a `process_setup()` taken before it."""
+    import keras
+
+    policy, deterministic = setup
+    keras.mixed_precision.set_global_policy(policy)
+    if deterministic is not None and deterministic != _determinism():
+        _set_determinism(deterministic)
+
+
+def _determinism():
+    """Whether the backend runs deterministic ops (None where the process cannot undo it: under JAX,
+    XLA reads its flags once)."""
+    name = backend()
+    if name == "tensorflow":
+        from tensorflow.python.framework import config as tf_config
+
+        return tf_config.is_op_determinism_enabled()
+    if name == "torch":
+        import torch
+
+        return torch.are_deterministic_algorithms_enabled()
+    return None
 
 
 def jax_cache_dir():

@@ -4,6 +4,8 @@ import contextlib
 import hashlib
 import json
 import math
+import numbers
+import operator
 import os
 import shutil
 import sys
@@ -28,7 +30,10 @@ LR_SCHEDULES = ("cosine", "constant")
 class TrainSettings:
     """How a model is trained. `lr` is the start of a cosine decay to 0 over all epochs (`lr_schedule`
     "cosine") or Adam's rate throughout ("constant"); `trust_model` says that the model trained from
-    was allowed to run code stored in its file (Lambda layers)."""
+    was allowed to run code stored in its file (Lambda layers). `precision`, `deterministic` (None: on
+    for CPUs, off for GPUs), `steps_per_execution`, `xla` and `distribute` are the device set-up
+    (`runtime`); `verbose` is Keras' progress setting. A training seeds Python, NumPy and the backend
+    with `seed`; the dtype policy and op determinism it sets are put back when it ends."""
 
     epochs: int = 64
     batch_size: int = 128
@@ -51,6 +56,12 @@ class TrainSettings:
     stack_models: bool = False
 
     def __post_init__(self):
+        for name in ("epochs", "batch_size", "seed"):
+            setattr(self, name, _whole_number(name, getattr(self, name)))
+        if self.steps_per_execution is not None:
+            self.steps_per_execution = _whole_number("steps_per_execution", self.steps_per_execution)
+        self.lr = _real_number("lr", self.lr)
+        self.backup_interval = _real_number("backup_interval", self.backup_interval)
         if self.epochs < 0:
             raise UsageError(f"{option('epochs')} must be 0 or more, got {self.epochs}")
         if self.batch_size < 1:
@@ -69,14 +80,16 @@ class TrainSettings:
         self._runtime = None
 
     def runtime(self):
-        """The resolved device set-up (precision, XLA, determinism, steps per execution) for these settings."""
-        if self._runtime is None:
-            self._runtime = runtime.resolve_runtime(self.precision, self.deterministic, self.steps_per_execution,
-                                                    self.xla, self.distribute)
-            if self.batch_size % self._runtime.replicas:
-                raise UsageError(f"{option('batch_size')} {self.batch_size} does not split evenly over "
-                                 f"{self._runtime.replicas} replicas; it is the global batch of all of them")
-        return self._runtime
+        """The resolved device set-up (precision, XLA, determinism, steps per execution) for these settings,
+        resolved again when one of them has been changed since."""
+        asked = (self.precision, self.deterministic, self.steps_per_execution, self.xla, self.distribute)
+        if self._runtime is None or self._runtime[0] != asked:
+            self._runtime = asked, runtime.resolve_runtime(*asked)
+        setup = self._runtime[1]
+        if self.batch_size % setup.replicas:
+            raise UsageError(f"{option('batch_size')} {self.batch_size} does not split evenly over "
+                             f"{setup.replicas} replicas; it is the global batch of all of them")
+        return setup
 
     def distribution(self):
         """The tf.distribute / keras.distribution set-up these settings train under."""
@@ -92,6 +105,23 @@ class TrainSettings:
         """A copy of these settings with another epoch count."""
         fields = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
         return TrainSettings(**{**fields, "epochs": epochs, "extra_callbacks": []})
+
+
+def _whole_number(name, value):
+    """`value` as an int (NumPy integers too); anything else is refused naming the parameter `name`."""
+    if isinstance(value, bool):
+        raise UsageError(f"{option(name)} must be a whole number, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise UsageError(f"{option(name)} must be a whole number, got {value!r}") from None
+
+
+def _real_number(name, value):
+    """`value` as a float (NumPy floats too); anything else is refused naming the parameter `name`."""
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (numbers.Real, np.generic)):
+        raise UsageError(f"{option(name)} must be a number, got {value!r}")
+    return float(value)
 
 
 def make_optimizer(settings, steps_per_epoch):
@@ -442,25 +472,47 @@ def training_run(out, settings, run=None):
     backup folder, removed once the model is saved, or when training failed before finishing an epoch.
 
     `out` may be a list: the artifacts of one run that trains several models, all checked up front.
-    Models, optimizers and metrics made inside are made in the distribution's scope.
+    Models, optimizers and metrics made inside are made in the distribution's scope. The global dtype
+    policy and op determinism are put back as they were on the way out; the seeds stay set.
     """
     for path in out if isinstance(out, (list, tuple)) else [out]:
         artifacts.check_output(path, settings.overwrite, suffixes=(".h5",))
     backup = prepare_backup(out, settings, run)
     try:
-        start(settings)
-        with settings.distribution().scope():
-            yield backup
+        with process_setup_kept():
+            start(settings)
+            with settings.distribution().scope():
+                yield backup
     except BaseException as e:
         kept = backup.exists() and has_checkpoint(backup)
         if backup.exists() and not kept:
             finish_backup(backup)
         if isinstance(e, KeyboardInterrupt):
-            e.cladec_hint = (f"{backup} keeps the last backed-up epoch: rerun the same command with {option('resume')}"
-                             if kept else "no epoch had been backed up yet (a backup is saved at the end of an "
-                             f"epoch, at most every {option('backup_interval')} seconds), so nothing is kept")
+            _say_what_was_kept(e, backup, kept)
         raise
     finish_backup(backup)
+
+
+@contextlib.contextmanager
+def process_setup_kept():
+    """Put the global dtype policy and op determinism back as they were on the way out, so that the
+    set-up a training applied (`start`) does not reach the caller's own models."""
+    before = runtime.process_setup()
+    try:
+        yield
+    finally:
+        runtime.restore(before)
+
+
+def _say_what_was_kept(interrupt, backup, kept):
+    """Attach to a Ctrl-C what an interrupted training kept: `cladec_hint` (the command line reads it)
+    and a note in the traceback a notebook shows."""
+    hint = (f"{backup} keeps the last backed-up epoch: rerun the same command with {option('resume')}"
+            if kept else "no epoch had been backed up yet (a backup is saved at the end of an "
+            f"epoch, at most every {option('backup_interval')} seconds), so nothing is kept")
+    interrupt.cladec_hint = hint
+    if hasattr(interrupt, "add_note"):  # Python 3.11+
+        interrupt.add_note(f"cladec: {TrainingError(hint)}")
 
 
 def trained_provenance(run, history, metrics):

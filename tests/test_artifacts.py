@@ -37,3 +37,16 @@ def test_existing_file_needs_overwrite(tmp_path):
         artifacts.write_json(target, {"a": 1})
     artifacts.write_json(target, {"a": float("nan")}, overwrite=True)
     assert target.read_text().split() == ["{", '"a":', "null", "}"]
+
+
+def test_provenance_takes_numpy_values(tmp_path):
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    record = artifacts.save_model(model, tmp_path / "m.h5", {"kind": "test", "limit": np.int64(300),
+                                                              "lr": np.float32(0.5), "shape": np.array([2, 1])})
+    _, loaded = artifacts.load_model(tmp_path / "m.h5")
+    assert (loaded["limit"], loaded["lr"], loaded["shape"]) == (300, 0.5, [2, 1])
+    assert artifacts.json_safe({"a": np.float64("nan"), "b": np.int8(3)}) == {"a": None, "b": 3}
+    assert record["limit"] == 300

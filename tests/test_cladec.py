@@ -8,11 +8,12 @@ import pytest
 
 from cladec_cli import artifacts
 from cladec_cli.cladec import frozen_encoder, stacked, train_decoder, train_decoders
-from cladec_cli.errors import UsageError
+from cladec_cli.data.datasets import load_dataset
+from cladec_cli.errors import DataError, UsageError
 from cladec_cli.layers import resolve_layer
 from cladec_cli.reconstruction import rec_loss
 from cladec_cli.training import TrainSettings, backup_folder
-from conftest import loud_classifier, read_group
+from conftest import loud_classifier, read_group, write_npz
 
 
 def settings(**changes):
@@ -329,3 +330,38 @@ def test_an_interrupted_float16_run_keeps_its_finished_models_and_resumes_the_re
     outs[1].unlink()
     with pytest.raises(UsageError, match="already exists"):
         run(StopAtEpochBegin(), resume=True, lr=0.5)
+
+
+def test_training_puts_back_the_classifiers_trainable_flags_and_the_dtype_policy(setup, tmp_path,
+                                                                               float32_afterwards):
+    classifier, provenance, data = setup
+    layers = [classifier, *classifier._flatten_layers(include_self=False)]
+    before = [layer.trainable for layer in layers]
+    assert any(before)
+    keras.mixed_precision.set_global_policy("float32")
+    train_decoder(classifier, provenance, data, -2, 0.5, settings(precision="bfloat16"), tmp_path / "d.h5")
+    assert [layer.trainable for layer in layers] == before
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_data_that_does_not_fit_the_classifier_is_refused_before_training(setup, tmp_path, npz_dataset):
+    classifier, provenance, data = setup
+    other_range = load_dataset(npz_dataset, pixel_range="-1,1")
+    with pytest.raises(DataError, match="pixel range is -1,1 .* `pixel_range` '0,1'"):
+        train_decoder(classifier, provenance, other_range, -2, 0.0, settings(), tmp_path / "d.h5")
+    smaller = load_dataset(f"npz:{write_npz(tmp_path / 'small.npz', size=28)}")
+    with pytest.raises(DataError, match="28x28x1 but the classifier expects 32x32x1"):
+        train_decoder(classifier, provenance, smaller, -2, 0.0, settings(), tmp_path / "d.h5")
+    assert not list(tmp_path.glob("*.h5")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_a_string_where_a_list_belongs_is_refused_naming_the_parameter(setup, tmp_path):
+    classifier, provenance, data = setup
+    with pytest.raises(UsageError, match="`layer_specs` takes a list"):
+        train_decoders(classifier, provenance, data, "-1,-2", 0.0, settings(), [tmp_path / "a.h5", tmp_path / "b.h5"])
+    with pytest.raises(UsageError, match="`outs` takes a list"):
+        train_decoders(classifier, provenance, data, [-1, -2], 0.0, settings(), str(tmp_path / "a.h5"))
+    with pytest.raises(UsageError, match="`alpha` must be a number"):
+        train_decoder(classifier, provenance, data, -2, "x", settings(), tmp_path / "d.h5")
+    with pytest.raises(UsageError, match="`cache_codes` must be auto, yes or no"):
+        train_decoder(classifier, provenance, data, -2, 0.0, settings(), tmp_path / "d.h5", cache_codes="maybe")

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from cladec_cli.data.datasets import load_dataset
+from cladec_cli.errors import DataError, UsageError
 from cladec_cli.evaluate import evaluate
+from cladec_cli.explain import explanation_arrays
 from cladec_cli.explainer import Explainer
 from cladec_cli.training import TrainSettings
 from conftest import flipped, quadrant_classifier
@@ -18,16 +20,52 @@ def image_model(transform, name):
     return keras.Model(inputs, transform(inputs), name=name)
 
 
-@pytest.fixture(scope="module")
-def result(npz_dataset):
+def turning_explainer():
     """ClaDec turns every image by 180 degrees (each class becomes another); the RefAE gives it back unchanged."""
-    explainer = Explainer(
+    return Explainer(
         classifier=quadrant_classifier(), classifier_provenance={},
         cladec=image_model(lambda x: keras.ops.flip(keras.ops.flip(x, axis=1), axis=2), "turn"),
         decoder_provenance={"layer_name": "logits", "layer_index": -1, "alpha": 0.0},
         refae=image_model(keras.layers.Identity(), "identity"))
+
+
+@pytest.fixture(scope="module")
+def result(npz_dataset):
     dataset = load_dataset(npz_dataset)
-    return evaluate(explainer, dataset, EVAL), dataset
+    return evaluate(turning_explainer(), dataset, EVAL), dataset
+
+
+def test_what_cannot_be_measured_is_refused_before_the_work(npz_dataset, tmp_path, monkeypatch):
+    import cladec_cli.evaluate as evaluating
+
+    def measured(*args):
+        raise AssertionError("measured before the check")
+
+    monkeypatch.setattr(evaluating, "held_measures", measured)
+    monkeypatch.setattr(evaluating, "streamed_measures", measured)
+    explainer, dataset = turning_explainer(), load_dataset(npz_dataset)
+    (tmp_path / "eval_refae.h5").write_bytes(b"kept")
+    for call, error, message in (
+            (lambda: evaluate(explainer, dataset, EVAL, keep_dir=tmp_path), UsageError, "eval_refae.h5 already exists"),
+            (lambda: evaluate(explainer, dataset, None), UsageError, "`eval_settings`: pass them, or `with_acc_eval`"),
+            (lambda: evaluate(explainer, dataset, EVAL, methods="cladec"), UsageError, "list of names"),
+            (lambda: evaluate(explainer, dataset, EVAL, map_images=0), UsageError, "`map_images` must be"),
+            (lambda: evaluate(explainer, load_dataset(npz_dataset, pixel_range="-1,1"), EVAL), DataError,
+             "pixel range is -1,1 but the classifier takes images in 0,1")):
+        with pytest.raises(error, match=message):
+            call()
+    assert (tmp_path / "eval_refae.h5").read_bytes() == b"kept"
+
+
+def test_images_to_explain_are_checked(npz_dataset):
+    explainer, dataset = turning_explainer(), load_dataset(npz_dataset)
+    images = dataset.test.images[:3]
+    assert explanation_arrays(explainer, images)["cladec"].shape == images.shape
+    for bad, message in (((images * 255).astype(np.uint8), "floats in \\[0, 1\\], got uint8"),
+                         (images * 255, "lie in \\[0, 1\\], got values from 0 to 2"),
+                         (images[..., 0], "n images of 32x32x1, got shape \\(3, 32, 32\\)")):
+        with pytest.raises(DataError, match=message):
+            explanation_arrays(explainer, bad)
 
 
 def test_identity_reconstructions_lose_nothing_and_always_agree(result):

@@ -214,3 +214,10 @@ def test_protocol_projection_carries_warm_units_to_full_epochs_and_adds_the_cold
     assert result["coarse_units"] == []
     coarse = projection.units_in(log.replace("0s - 50ms/step", "8s - 1s/step"))
     assert [u["coarse"] for u in coarse] == [False, False, True] and coarse[2]["epoch_s"] == pytest.approx(8.004)
+
+
+def test_an_unknown_table_writes_nothing(tmp_path, npz_dataset):
+    settings = TrainSettings(epochs=1, batch_size=32, verbose=0)
+    with pytest.raises(UsageError, match="unknown table 'Table2'"):
+        reproduce("Table2", load_dataset(npz_dataset), settings, settings, 1, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -395,3 +395,48 @@ def test_a_model_that_xla_cannot_compile_is_named_in_one_line(xla):
                     if xla == "on" else [])
     # Keras' own warning, which names no layer, is not shown as well.
     assert not [w for w in caught if "jit_compile" in str(w.message)]
+
+
+def test_settings_take_numpy_numbers_and_refuse_what_is_no_number():
+    settings = TrainSettings(epochs=np.int64(2), batch_size=np.int32(16), seed=np.uint32(3), lr=np.float32(1e-3),
+                             steps_per_execution=np.int64(2), backup_interval=np.int64(5))
+    assert (settings.epochs, settings.batch_size, settings.seed, settings.steps_per_execution) == (2, 16, 3, 2)
+    assert all(type(v) is int for v in (settings.epochs, settings.batch_size, settings.seed))
+    assert type(settings.lr) is float and type(settings.backup_interval) is float
+    json.dumps(settings.provenance())
+    for bad, message in ((dict(epochs=1.5), "`epochs` must be a whole number, got 1.5"),
+                         (dict(epochs="2"), "`epochs` must be a whole number, got '2'"),
+                         (dict(batch_size=True), "`batch_size` must be a whole number"),
+                         (dict(lr="fast"), "`lr` must be a number, got 'fast'")):
+        with pytest.raises(UsageError, match=message):
+            TrainSettings(**bad)
+
+
+def test_a_setting_changed_after_use_is_resolved_again():
+    settings = TrainSettings(precision="float32", steps_per_execution=1)
+    assert settings.runtime().precision == "float32"
+    settings.precision, settings.steps_per_execution = "bfloat16", 3
+    assert settings.runtime().precision == "bfloat16" and settings.runtime().steps_per_execution == 3
+
+
+@pytest.mark.tensorflow_only
+def test_a_training_puts_back_the_process_determinism(tmp_path, tiny):
+    from tensorflow.python.framework import config as tf_config
+
+    runtime._set_determinism(False)
+    train_classifier(tiny, TrainSettings(epochs=1, batch_size=32, verbose=0, deterministic=True), tmp_path / "c.h5")
+    assert not tf_config.is_op_determinism_enabled()
+
+
+def test_ctrl_c_in_a_notebook_shows_what_was_kept_in_the_traceback(tmp_path, tiny, monkeypatch):
+    def interrupt(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.PeriodicBackup, "on_epoch_end", interrupt)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        train_classifier(tiny, TrainSettings(epochs=2, batch_size=32, verbose=0, backup_interval=3600),
+                         tmp_path / "c.h5")
+    notes = getattr(caught.value, "__notes__", [])
+    if sys.version_info >= (3, 11):
+        assert notes == ["cladec: no epoch had been backed up yet (a backup is saved at the end of an epoch, at "
+                         "most every `backup_interval` seconds), so nothing is kept"]

@@ -16,6 +16,8 @@ DECODINGS = tuple(name for name, m in METHODS.items() if m.kind == "image")
 def build(names, explainer, train=None):
     """The methods `names` for `explainer`, in order, each once; `train` is the training split for
     methods fitted on it (the ridge decoder). A method whose inputs are missing is refused."""
+    if isinstance(names, str):
+        raise UsageError(f"methods are given as a list of names, e.g. [{names!r}], not as the string {names!r}")
     methods = []
     for name in dict.fromkeys(names):
         if name not in METHODS:
