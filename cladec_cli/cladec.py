@@ -129,6 +129,11 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
     decoder alone (its input is the layer's activation), with the provenance of a one-layer run; with
     `curves`, that records each epoch's test Rec. Loss beside its training loss (metrics.curve).
     Returns [(decoder, provenance record)] in the order of `layer_specs`.
+
+    `classifier_provenance` is the record `train_classifier` returned, or None for a classifier of your
+    own; `layer_specs` is a list of negative indices or layer names (`layers.resolve_layer`); `outs`
+    one .h5 path per layer; `cache_codes` "auto", "yes" or "no"; `rec_loss_name` "sse" or "bce".
+    The classifier itself is left as it was (weights and `trainable` flags).
     """
     alpha = check_alpha(alpha)
     check_fits(classifier, dataset, (classifier_provenance or {}).get("pixel_range"))

@@ -32,7 +32,10 @@ def renamed(model, name):
 def model_history(history, weights):
     """One model's training loss from the history of a pass that trained several: the weighted sum of
     its outputs' losses (`weights`: output name -> loss weight), as {"loss": [one value per epoch]}.
-    Keras reports per-output losses only for models with several outputs; with one, its total is it."""
+    Keras reports per-output losses only for models with several outputs; with one, its total is it.
+    Under TensorFlow, whose steps see a batch of unknown size, Keras averages the per-output losses over
+    batches, not images, so where the last batch is short they differ slightly from a model's loss
+    trained alone (its weights do not)."""
     keys = [f"{name}_loss" for name in weights]
     if not all(key in history for key in keys):
         return {"loss": history.get("loss", [])}
@@ -46,7 +49,8 @@ def one_output_each(layers, outs):
         raise UsageError(f"{option('outs')} takes a list of output files, one per layer, not the single path {outs!r}")
     outs = [Path(out) for out in outs]
     if len(outs) != len(layers):
-        raise UsageError(f"{len(layers)} layers but {len(outs)} files in {option('outs')}")
+        raise UsageError(f"{len(layers)} layers but {len(outs)} output file{'' if len(outs) == 1 else 's'} in "
+                         f"{option('outs')}")
     if len(set(outs)) != len(outs):
         raise UsageError("two layers would be saved to the same file")
     return outs

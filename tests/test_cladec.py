@@ -13,7 +13,7 @@ from cladec_cli.errors import DataError, UsageError
 from cladec_cli.layers import resolve_layer
 from cladec_cli.reconstruction import rec_loss
 from cladec_cli.training import TrainSettings, backup_folder
-from conftest import loud_classifier, read_group, write_npz
+from conftest import loud_classifier, read_group, small_conv_classifier, write_npz
 
 
 def settings(**changes):
@@ -334,7 +334,9 @@ def test_an_interrupted_float16_run_keeps_its_finished_models_and_resumes_the_re
 
 def test_training_puts_back_the_classifiers_trainable_flags_and_the_dtype_policy(setup, tmp_path,
                                                                                float32_afterwards):
-    classifier, provenance, data = setup
+    _, _, data = setup
+    classifier, provenance = small_conv_classifier(), None
+    classifier.get_layer(index=1).trainable = False  # a flag of the user's own, kept too
     layers = [classifier, *classifier._flatten_layers(include_self=False)]
     before = [layer.trainable for layer in layers]
     assert any(before)

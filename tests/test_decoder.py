@@ -127,7 +127,7 @@ def test_relu_output_is_not_bounded_above():
     big = decoder.predict(np.full((2, 4), 1e3, np.float32), verbose=0)
     assert big.min() >= 0.0 and big.max() > 1.0
     assert build_decoder((4,), (32, 32, 1)).get_layer("reconstruction").activation.__name__ == "sigmoid"
-    with pytest.raises(UsageError, match="unknown decoder output"):
+    with pytest.raises(UsageError, match="unknown `decoder_output`"):
         build_decoder((4,), (32, 32, 1), output="tanh")
 
 
