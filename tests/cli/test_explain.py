@@ -260,3 +260,13 @@ def test_resize_fits_your_own_images_without_contradicting_the_training_images(t
     # Without your own files, a contradicting --resize is refused.
     refused = explain(trained, tmp_path / "x.png", "--resize", "nearest", expect=2)
     assert "--resize nearest differs from the classifier's bilinear" in refused.stderr
+
+
+def test_contrast_towards_the_class_already_seen_says_so(trained, tmp_path):
+    args = ("contrast", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--index", 1,
+            "--steps", 2)
+    seen = json.loads(invoke(*args, "--to-class", "top-left", "--out", tmp_path / "a.png", "--json").stdout)["classes"][0]
+    other = "top-left" if seen != "top-left" else "top-right"
+    assert "already sees" not in invoke(*args, "--to-class", other, "--out", tmp_path / "b.png").stderr
+    result = invoke(*args, "--to-class", seen, "--out", tmp_path / "c.png")
+    assert f"warning: the classifier already sees test1 as {seen}" in result.stderr
