@@ -123,7 +123,8 @@ class Explainer:
         if not np.issubdtype(images.dtype, np.floating):
             raise DataError(f"{option('images')} must be floats in [0, 1], got {images.dtype} (divide 0..255 "
                             "pixels by 255)")
-        if images.size and not (images.min() >= 0 and images.max() <= 1):
+        # Resizing and gray conversion may round a white pixel to just above 1.
+        if images.size and not (images.min() >= -1e-5 and images.max() <= 1 + 1e-5):
             raise DataError(f"{option('images')} must lie in [0, 1], got values from {images.min():g} to "
                             f"{images.max():g}")
 
