@@ -19,6 +19,7 @@ DEMO_FLAGS ?=
 BENCHMARK_FLAGS ?=
 # Test processes (pytest-xdist); 0 runs the tests in pytest's own process.
 TEST_WORKERS ?= 2
+PYTEST_WORKERS = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS))
 # `make table2|table3|table4`: the paper's protocol (10 runs, 64 epochs, all images) into reports/<table>;
 # rerunning resumes. Tables III and IV measure ClaDec alone, as the paper's do, and Table IV's classifiers
 # take BatchNorm statistics from the data (docs/results/fidelity.md, lead 5). TABLE_FLAGS adds reproduce
@@ -51,10 +52,10 @@ data:  ## Make sure the real Fashion-MNIST files are installed (Debian package)
 	fi
 
 test: install data  ## Run the test suite
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q $(PYTEST_WORKERS)
 
 test-fast: install  ## Run the tests that need no real data
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not realdata"
+	$(PY) -m pytest -q $(PYTEST_WORKERS) -m "not realdata"
 
 $(JAX_VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(JAX_VENV)
@@ -62,7 +63,7 @@ $(JAX_VENV)/.installed: setup.py setup.cfg
 	touch $@
 
 test-jax: $(JAX_VENV)/.installed data  ## Run the tests under Keras' JAX backend on the CPU (second venv)
-	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not tensorflow_only"
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -q $(PYTEST_WORKERS) -m "not tensorflow_only"
 
 gpu-wheels: install data  ## Bundle the wheels and data a bare CUDA machine (Python 3.12, JAX) needs, in gpu-bundle/
 	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/wheels $(GPU_BUNDLE)/fashion-mnist

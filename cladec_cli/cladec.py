@@ -45,15 +45,19 @@ def frozen_encoder(classifier, layer, pixel_range="0,1"):
 
 @contextlib.contextmanager
 def trainable_flags_kept(model):
-    """Put back the `trainable` flag of `model` and of each of its layers on the way out: a frozen
-    encoder shares the caller's classifier's layers, so freezing it freezes them."""
-    layers = [model, *model._flatten_layers(include_self=False)]
-    flags = [layer.trainable for layer in layers]
+    """Put back the `trainable` flag of `model`, of each of its layers and of each variable on the way
+    out: a frozen encoder shares the caller's classifier's layers, so freezing it freezes them."""
+    layers = [(layer, layer.trainable) for layer in model._flatten_layers()]
+    variables = [(variable, variable.trainable) for variable in model.variables]
     try:
         yield
     finally:
-        for layer, flag in zip(layers, flags):  # outer first: a model's flag is set on its layers too
-            layer.trainable = flag
+        # Each flag is set on its own: Keras' setter passes a model's flag on to its layers, which would
+        # overwrite a layer shared with another model that had its own.
+        for layer, flag in layers:
+            layer._trainable = flag
+        for variable, flag in variables:
+            variable.trainable = flag
 
 
 def decoder_for(classifier, layer, provenance=None, name="decoder", output="sigmoid"):

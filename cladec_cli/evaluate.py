@@ -54,6 +54,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
                          f"{option('with_acc_eval')} False")
     if not isinstance(map_images, numbers.Integral) or map_images < 1:
         raise UsageError(f"{option('map_images')} must be a whole number of at least 1, got {map_images!r}")
+    if methods is not None and len(methods) == 0:
+        raise UsageError(f"{option('methods')} names no method; leave it out for {', '.join(default_methods(explainer))}")
     chosen = build(default_methods(explainer) if methods is None else methods, explainer, dataset.train)
     pictures = reconstructors(chosen)
     if keep_dir and with_acc_eval:

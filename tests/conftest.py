@@ -43,6 +43,17 @@ def quadrant_classifier(size=32, first=None):
     return keras.Model(inputs, logits, name="quadrant_classifier")
 
 
+@pytest.fixture(autouse=True)
+def process_setup_put_back():
+    """Whatever a test leaves of the global dtype policy and op determinism (by calling `training.start`
+    outside a training run, say) is put back, so that no later test in the same process sees it."""
+    from cladec_cli import runtime
+
+    before = runtime.process_setup()
+    yield
+    runtime.restore(before)
+
+
 @pytest.fixture
 def float32_afterwards():
     """Training in a mixed precision sets the global dtype policy; later tests build float32 models."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cladec_cli import artifacts
-from cladec_cli.cladec import frozen_encoder, stacked, train_decoder, train_decoders
+from cladec_cli.cladec import frozen_encoder, stacked, train_decoder, train_decoders, trainable_flags_kept
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import DataError, UsageError
 from cladec_cli.layers import resolve_layer
@@ -367,3 +367,22 @@ def test_a_string_where_a_list_belongs_is_refused_naming_the_parameter(setup, tm
         train_decoder(classifier, provenance, data, -2, "x", settings(), tmp_path / "d.h5")
     with pytest.raises(UsageError, match="`cache_codes` must be auto, yes or no"):
         train_decoder(classifier, provenance, data, -2, 0.0, settings(), tmp_path / "d.h5", cache_codes="maybe")
+
+
+def test_trainable_flags_come_back_exactly_also_for_a_layer_two_models_share():
+    shared = keras.layers.Dense(2, name="shared")
+    inputs = keras.Input((2,))
+    a = keras.Model(inputs, shared(inputs), name="a")
+    b_inputs = keras.Input((2,))
+    b = keras.Model(b_inputs, keras.layers.Dense(2, name="own")(shared(b_inputs)), name="b")
+    outer_inputs = keras.Input((2,))
+    outer = keras.Model(outer_inputs, b(a(outer_inputs)), name="outer")
+    b.trainable = False
+    shared.trainable = True
+    before = {layer.name: layer.trainable for layer in outer._flatten_layers()}
+    weights = [(v.path, v.trainable) for v in outer.variables]
+    with trainable_flags_kept(outer):
+        outer.trainable = False
+    assert {layer.name: layer.trainable for layer in outer._flatten_layers()} == before
+    assert [(v.path, v.trainable) for v in outer.variables] == weights
+    assert before["shared"] and not before["b"]
