@@ -28,7 +28,7 @@ def split_rec_losses(reconstructors, split, batch_size=256, measuring=None):
     the split, batch by batch, so a split that streams from disk is never held whole. `measuring`, a
     `rec_loss_model` of the same reconstructors, spares a caller that measures every epoch a new model
     (and a new compiled prediction) each time."""
-    if len(split) == 0:
+    if len(split) == 0 or not reconstructors:
         return {m: float("nan") for m in reconstructors}
     if distribute.active():
         # Inside a distributed training, batch by batch as plain calls: Keras' batch prediction would

@@ -97,6 +97,15 @@ def test_evaluate_takes_a_list_of_methods(tmp_path, trained):
     assert "| measure | ClaDec | Ridge |" in table and "| Deletion area (lower is better) |" in table
 
 
+def test_attribution_maps_alone_without_acc_eval(tmp_path, trained):
+    out = tmp_path / "metrics.json"
+    invoke("evaluate", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--method", "gradcam",
+           "--map-images", 8, "--eval-epochs", 0, "--out", out, "-q")
+    saved = json.loads(out.read_text())
+    assert saved["methods"] == ["gradcam"] and set(saved["deletion"]) == {"gradcam", "random"}
+    assert "rec_loss" not in saved and "acc_eval" not in saved
+
+
 def test_a_decoder_trained_on_other_images_than_the_classifier_is_measured_on_its_own(tmp_path, trained):
     other = f"npz:{write_npz(tmp_path / 'other.npz', 96, 48, seed=7)}"
     decoder = tmp_path / "d.h5"
