@@ -59,6 +59,29 @@ def select(split, class_names, indices=None, class_name=None, count=None):
     return list(range(min(count, len(split))))
 
 
+def images_to_explain(explainer, split, class_names, images_dir=None, indices=None, class_name=None, count=None,
+                      resize=None):
+    """(images, true labels or None, row names): the user's files in `images_dir` (the first `count`,
+    resized by `resize`, default the explainer's), else the test images of `split` that `select` picks."""
+    if images_dir:
+        if indices is not None or class_name is not None:
+            raise UsageError(f"{option('images_dir')} explains your own files; leave out {option('indices')} and "
+                             f"{option('class_name')}")
+        images, names = load_image_folder(images_dir, explainer.image_shape, resize or explainer.resize)
+        return images[:count], None, names[:count]
+    chosen = select(split, class_names, indices, class_name, count)
+    images, labels = split.subset(chosen).arrays()
+    return images, labels, [f"test #{i}" for i in chosen]
+
+
+def write_prototype_grid(out, explainer, split, class_names, overwrite=False, arrays_out=None):
+    """The grid of `prototype_arrays` of `split`, one row per class; returns (size, the rows' class names)."""
+    arrays = prototype_arrays(explainer, split)
+    labels = arrays.pop("labels")
+    size = write_grid(out, arrays, class_names, labels, None, overwrite, arrays_out, first_column="class mean")
+    return size, [class_names[c] for c in labels]
+
+
 def load_image_folder(folder, image_shape, resize="bilinear"):
     """The user's image files in `folder`, decoded and resized to the model's input; and their names."""
     folder = Path(folder)

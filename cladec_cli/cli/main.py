@@ -288,9 +288,10 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                 save_arrays, prototypes, method_names, out, overwrite, quiet, as_json, **opts):
     """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
     from cladec_cli.classifier import check_fits
-    from cladec_cli.explain import (explanation_arrays, load_image_folder, parse_indices, select,
-                                    write_grid)
+    from cladec_cli.explain import (explanation_arrays, images_to_explain, parse_indices, write_grid,
+                                    write_layer_grid, write_prototype_grid)
     from cladec_cli.explainer import load_explainer
+    from cladec_cli.methods import build
 
     if refae_paths and len(refae_paths) != len(decoder_paths):
         raise UsageError(f"{len(decoder_paths)} --decoder files but {len(refae_paths)} --refae files: give one "
@@ -298,70 +299,48 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
     if len(decoder_paths) > 1 and (prototypes or method_names or save_arrays):
         raise UsageError("several --decoder files draw the layers side by side; --prototypes, --method and "
                          "--save-arrays take one decoder")
+    if prototypes and (images_dir or indices or class_name or method_names):
+        raise UsageError("--prototypes shows every class; leave out --images, --indices, --class and --method")
     refaes = list(refae_paths) or [None] * len(decoder_paths)
     explainers = [load_explainer(classifier_path, d, r, trust_model) for d, r in zip(decoder_paths, refaes)]
     ranges = {e.pixel_range for e in explainers}
     if len(ranges) > 1:
         raise UsageError(f"the --decoder files were trained with different pixel ranges ({', '.join(sorted(ranges))}); "
                          "show decoders of one pixel range side by side")
-    explainer, decoder_path = explainers[0], decoder_paths[0]
-    common.explainer_pixel_range(opts, explainer, decoder_path)
+    explainer = explainers[0]
+    common.explainer_pixel_range(opts, explainer, decoder_paths[0])
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
                              f"explain_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
                              root="reports")
-    class_names = explainer.data_provenance.get("class_names") or []
-    if prototypes:
-        if images_dir or indices or class_name or method_names:
-            raise UsageError("--prototypes shows every class; leave out --images, --indices, --class and --method")
-        from cladec_cli.explain import prototype_arrays
-
-        dataset = common.explainer_dataset(opts, explainer)
-        check_fits(explainer.classifier, dataset)
-        arrays = prototype_arrays(explainer, dataset.train)
-        labels = arrays.pop("labels")
-        names = [dataset.class_names[c] for c in labels]
-        size = write_grid(out, arrays, dataset.class_names, labels, None, overwrite, save_arrays,
-                          first_column="class mean")
-        summary = {"path": str(out), "size": list(size), "classes": names, "arrays": save_arrays}
-        common.report(summary, [f"saved {out} ({len(names)} class prototypes, {size[0]}x{size[1]} px)"], quiet,
-                      as_json)
-        return
-    dataset = None
-    if not images_dir or "ridge" in method_names:  # the ridge decoder is fitted on the training images
+    dataset, class_names = None, explainer.data_provenance.get("class_names") or []
+    if prototypes or not images_dir or "ridge" in method_names:  # the ridge decoder is fitted on the training images
         dataset = common.explainer_dataset(opts, explainer, own_images=bool(images_dir))
         check_fits(explainer.classifier, dataset)
-    if images_dir:
-        if indices is not None or class_name is not None:
-            raise UsageError("--images explains your own files; leave out --indices and --class")
-        images, names = load_image_folder(images_dir, explainer.image_shape, opts["resize"] or explainer.resize)
-        images, names = images[:count], names[:count]
-        labels = None
-    else:
         class_names = dataset.class_names
-        chosen = select(dataset.test, class_names, parse_indices(indices) if indices is not None else None,
-                        class_name, count)
-        if class_name is not None and count is not None and len(chosen) < count:
-            common.note(f"warning: the test split has {len(chosen)} images of class {class_name}, fewer than "
-                        f"--count {count}")
-        images, labels = dataset.test.subset(chosen).arrays()
-        names = [f"test #{i}" for i in chosen]
-    if len(explainers) > 1:
-        from cladec_cli.explain import write_layer_grid
-
-        size = write_layer_grid(out, explainers, images, class_names, labels, names, overwrite)
-        summary = {"path": str(out), "size": list(size), "images": names,
-                   "layers": [e.decoder_provenance["layer_name"] for e in explainers]}
-        common.report(summary, [f"saved {out} ({len(images)} rows, {len(explainers)} layers, {size[0]}x{size[1]} px)"],
-                      quiet, as_json)
+    if prototypes:
+        size, names = write_prototype_grid(out, explainer, dataset.train, class_names, overwrite, save_arrays)
+        common.report({"path": str(out), "size": list(size), "classes": names, "arrays": save_arrays},
+                      [f"saved {out} ({len(names)} class prototypes, {size[0]}x{size[1]} px)"], quiet, as_json)
         return
-    from cladec_cli.methods import build
-
-    extra = build(method_names, explainer, dataset.train if dataset else None)
-    arrays = explanation_arrays(explainer, images, extra)
-    size = write_grid(out, arrays, class_names, labels, names, overwrite, save_arrays, extra)
-    summary = {"path": str(out), "size": list(size), "images": names, "arrays": save_arrays}
-    common.report(summary, [f"saved {out} ({len(images)} rows, {size[0]}x{size[1]} px)"], quiet, as_json)
+    images, labels, names = images_to_explain(
+        explainer, dataset.test if dataset else None, class_names, images_dir,
+        parse_indices(indices) if indices is not None else None, class_name, count, opts["resize"])
+    if class_name is not None and count is not None and len(images) < count:
+        common.note(f"warning: the test split has {len(images)} images of class {class_name}, fewer than "
+                    f"--count {count}")
+    summary = {"path": str(out), "images": names}
+    if len(explainers) > 1:
+        size = write_layer_grid(out, explainers, images, class_names, labels, names, overwrite)
+        summary["layers"] = [e.decoder_provenance["layer_name"] for e in explainers]
+        detail = f"{len(images)} rows, {len(explainers)} layers"
+    else:
+        extra = build(method_names, explainer, dataset.train if dataset else None)
+        size = write_grid(out, explanation_arrays(explainer, images, extra), class_names, labels, names, overwrite,
+                          save_arrays, extra)
+        summary["arrays"] = save_arrays
+        detail = f"{len(images)} rows"
+    common.report({**summary, "size": list(size)}, [f"saved {out} ({detail}, {size[0]}x{size[1]} px)"], quiet, as_json)
 
 
 @cli.command("contrast", short_help="Decode an image's code on its way to another class.")
