@@ -5,6 +5,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from cladec_cli import runtime
 from cladec_cli.classifier import (accuracy, classification_loss, classifier_on, compile_classifier, fresh_copy,
                                    frozen_outputs)
 from cladec_cli.data.feed import ArrayFeed
@@ -13,7 +14,7 @@ from cladec_cli.fused import named_output, one_at_a_time, renamed, seeded
 from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
 from cladec_cli.reconstruction import sse_outputs
 from cladec_cli.stacked import Stacked
-from cladec_cli.training import fit, predict, process_setup_kept, start
+from cladec_cli.training import fit, predict, start
 
 
 def agreement(predict_classes, images, reconstructions, original_classes=None):
@@ -63,7 +64,7 @@ class AccEval(NamedTuple):
     stacked: bool = False
 
 
-@process_setup_kept()
+@runtime.setup_kept()
 def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructors=None):
     """Acc Eval of several methods in one training pass: for each method, the test accuracy of a fresh
     classifier of `classifier`'s architecture trained on its reconstructions of the training images and

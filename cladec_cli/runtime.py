@@ -1,6 +1,7 @@
 """Process-wide set-up for whichever Keras backend runs: a quiet import, seeds, determinism, precision,
 XLA and steps per execution, and the one line that says where a job runs."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -282,21 +283,19 @@ def apply(runtime):
         _keep_compiled_programs()
 
 
-def process_setup():
-    """What `apply` changes in this process: the global dtype policy and whether ops are deterministic."""
+@contextlib.contextmanager
+def setup_kept():
+    """Put back what `apply` changes in this process, the global dtype policy and op determinism, as
+    they were on the way in, so that a training's set-up does not reach the caller's own models."""
     import keras
 
-    return keras.mixed_precision.global_policy().name, _determinism()
-
-
-def restore(setup):
-    """Undo `apply`: put back a `process_setup()` taken before it."""
-    import keras
-
-    policy, deterministic = setup
-    keras.mixed_precision.set_global_policy(policy)
-    if deterministic is not None and deterministic != _determinism():
-        _set_determinism(deterministic)
+    policy, deterministic = keras.mixed_precision.global_policy().name, _determinism()
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        if deterministic is not None and deterministic != _determinism():
+            _set_determinism(deterministic)
 
 
 def _determinism():

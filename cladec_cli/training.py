@@ -109,9 +109,9 @@ class TrainSettings:
 
 def _whole_number(name, value):
     """`value` as an int (NumPy integers too); anything else is refused naming the parameter `name`."""
-    if isinstance(value, bool):
-        raise UsageError(f"{option(name)} must be a whole number, got {value!r}")
     try:
+        if isinstance(value, bool):
+            raise TypeError
         return operator.index(value)
     except TypeError:
         raise UsageError(f"{option(name)} must be a whole number, got {value!r}") from None
@@ -479,7 +479,7 @@ def training_run(out, settings, run=None):
         artifacts.check_output(path, settings.overwrite, suffixes=(".h5",))
     backup = prepare_backup(out, settings, run)
     try:
-        with process_setup_kept():
+        with runtime.setup_kept():
             start(settings)
             with settings.distribution().scope():
                 yield backup
@@ -491,17 +491,6 @@ def training_run(out, settings, run=None):
             _say_what_was_kept(e, backup, kept)
         raise
     finish_backup(backup)
-
-
-@contextlib.contextmanager
-def process_setup_kept():
-    """Put the global dtype policy and op determinism back as they were on the way out, so that the
-    set-up a training applied (`start`) does not reach the caller's own models."""
-    before = runtime.process_setup()
-    try:
-        yield
-    finally:
-        runtime.restore(before)
 
 
 def _say_what_was_kept(interrupt, backup, kept):

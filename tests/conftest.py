@@ -49,18 +49,8 @@ def process_setup_put_back():
     outside a training run, say) is put back, so that no later test in the same process sees it."""
     from cladec_cli import runtime
 
-    before = runtime.process_setup()
-    yield
-    runtime.restore(before)
-
-
-@pytest.fixture
-def float32_afterwards():
-    """Training in a mixed precision sets the global dtype policy; later tests build float32 models."""
-    import keras
-
-    yield
-    keras.mixed_precision.set_global_policy("float32")
+    with runtime.setup_kept():
+        yield
 
 
 def loud_classifier():

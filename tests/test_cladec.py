@@ -274,7 +274,7 @@ def test_cached_codes_with_alpha_feed_codes_and_skip_the_encoder(setup):
             np.testing.assert_array_equal(targets[f"ce_{i}"], data.train.labels[served])
 
 
-def test_under_float16_fused_decoders_are_those_trained_alone(setup, tmp_path, float32_afterwards):
+def test_under_float16_fused_decoders_are_those_trained_alone(setup, tmp_path):
     # One dynamic loss scale for a fused pass would skip every decoder's step whenever one decoder's
     # gradients overflow, so the quiet layer's decoder would train otherwise than alone.
     _, _, data = setup
@@ -304,8 +304,7 @@ class StopAtEpochBegin(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_an_interrupted_float16_run_keeps_its_finished_models_and_resumes_the_rest(setup, tmp_path,
-                                                                                  float32_afterwards):
+def test_an_interrupted_float16_run_keeps_its_finished_models_and_resumes_the_rest(setup, tmp_path):
     classifier, provenance, data = setup
     outs = [tmp_path / "a.h5", tmp_path / "b.h5"]
 
@@ -332,8 +331,7 @@ def test_an_interrupted_float16_run_keeps_its_finished_models_and_resumes_the_re
         run(StopAtEpochBegin(), resume=True, lr=0.5)
 
 
-def test_training_puts_back_the_classifiers_trainable_flags_and_the_dtype_policy(setup, tmp_path,
-                                                                               float32_afterwards):
+def test_training_puts_back_the_classifiers_trainable_flags_and_the_dtype_policy(setup, tmp_path):
     _, _, data = setup
     classifier, provenance = small_conv_classifier(), None
     classifier.get_layer(index=1).trainable = False  # a flag of the user's own, kept too

@@ -12,7 +12,7 @@ from cladec_cli.refae import train_refae
 from cladec_cli.training import TrainSettings
 from conftest import invoke
 
-pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("float32_afterwards")]
+pytestmark = pytest.mark.gpu
 
 
 def test_gpu_defaults():

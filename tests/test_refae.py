@@ -122,7 +122,7 @@ def test_fused_refaes_keep_their_own_encoders(fused):
     assert not np.array_equal(np.asarray(conv[0]), np.asarray(conv[1]))
 
 
-def test_under_float16_fused_refaes_are_those_trained_alone(setup, tmp_path, float32_afterwards):
+def test_under_float16_fused_refaes_are_those_trained_alone(setup, tmp_path):
     # As for ClaDec decoders (tests/test_cladec.py): one loss scale for a fused pass would skip a step
     # for both RefAEs whenever one overflows.
     _, _, data = setup

@@ -12,7 +12,6 @@ from cladec_cli.errors import UsageError
 from cladec_cli.training import TrainSettings
 from conftest import invoke
 
-pytestmark = pytest.mark.usefixtures("float32_afterwards")
 
 CPU = runtime.Device("CPU", "CPU, 2 cores")
 AMPERE = runtime.Device("GPU", "GPU:0 NVIDIA A100", 8.0)

@@ -69,7 +69,7 @@ def test_relu_decoder_output_is_recorded_and_explained(tmp_path, trained):
     assert (tmp_path / "g.png").exists()
 
 
-def test_under_float16_the_layers_train_one_after_another_and_resume(tmp_path, trained, float32_afterwards):
+def test_under_float16_the_layers_train_one_after_another_and_resume(tmp_path, trained):
     args = ["train-decoder", "--classifier", trained["classifier"], "--layer", "-1,-3", "--epochs", 1,
             "--batch-size", 32, "--precision", "float16", "--out-dir", tmp_path]
     result = invoke(*args)
