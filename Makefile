@@ -6,6 +6,9 @@ CLADEC := $(VENV)/bin/cladec
 # TensorFlow distribution: tensorflow[and-cuda] where nvidia-smi finds a GPU, else tensorflow-cpu.
 TF ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 'tensorflow[and-cuda]' || echo tensorflow-cpu)
 JAX_VENV ?= .venv-jax
+TORCH_VENV ?= .venv-torch
+# PyTorch for `make test-torch` (a CPU-only build: TORCH_PIP_FLAGS='--extra-index-url https://download.pytorch.org/whl/cpu').
+TORCH_PIP_FLAGS ?=
 GPU_BUNDLE ?= gpu-bundle
 DATA_DIR := /usr/share/datasets/fashion-mnist
 # `make demo`: a stratified subset of each split and few epochs, so it finishes in about a minute on
@@ -30,7 +33,7 @@ TABLE_FLAGS ?=
 table3_FLAGS = --method cladec
 table4_FLAGS = --method cladec --bn-statistics data
 
-.PHONY: help install data test test-fast test-jax demo demo-full benchmark table2 table3 table4 gpu-wheels clean
+.PHONY: help install data test test-fast test-jax test-torch demo demo-full benchmark table2 table3 table4 gpu-wheels clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -64,6 +67,14 @@ $(JAX_VENV)/.installed: setup.py setup.cfg
 
 test-jax: $(JAX_VENV)/.installed data  ## Run the tests under Keras' JAX backend on the CPU (second venv)
 	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -q $(PYTEST_WORKERS) -m "not tensorflow_only"
+
+$(TORCH_VENV)/.installed: setup.py setup.cfg
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(TORCH_PIP_FLAGS) torch -e ".[test,plots,sanity]"
+	touch $@
+
+test-torch: $(TORCH_VENV)/.installed data  ## Run the tests under Keras' PyTorch backend on the CPU (third venv)
+	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -m pytest -q $(PYTEST_WORKERS) -m "not tensorflow_only"
 
 gpu-wheels: install data  ## Bundle the wheels and data a bare CUDA machine (Python 3.12, JAX) needs, in gpu-bundle/
 	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/wheels $(GPU_BUNDLE)/fashion-mnist

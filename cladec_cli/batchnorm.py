@@ -37,7 +37,7 @@ def statistics_from_data(model, images, batch_size=512):
         probe = keras.Model(model.inputs[0], layer.input)
         total, total_sq, count = 0.0, 0.0, 0
         for start in range(0, len(images), batch_size):
-            x = np.asarray(probe(images[start:start + batch_size], training=False), np.float64)
+            x = keras.ops.convert_to_numpy(probe(images[start:start + batch_size], training=False)).astype(np.float64)
             x = x.reshape(-1, x.shape[-1])
             total, total_sq, count = total + x.sum(axis=0), total_sq + np.square(x).sum(axis=0), count + len(x)
         mean = total / count

@@ -33,8 +33,10 @@ def split_rec_losses(reconstructors, split, batch_size=256, measuring=None):
     if distribute.active():
         # Inside a distributed training, batch by batch as plain calls: Keras' batch prediction would
         # hand this process's whole batch to every replica and join their copies.
-        return {m: float(np.concatenate([per_image_sse(images, np.asarray(model(images, training=False)))
-                                         for images in split.batches(batch_size)]).mean())
+        def sse(model, images):
+            return per_image_sse(images, keras.ops.convert_to_numpy(model(images, training=False)))
+
+        return {m: float(np.concatenate([sse(model, images) for images in split.batches(batch_size)]).mean())
                 for m, model in reconstructors.items()}
     measuring = measuring or rec_loss_model(reconstructors, split.image_shape)
     outputs = predict(measuring, split.dataset(batch_size, labels=False))

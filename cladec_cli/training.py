@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cladec_cli import artifacts, chunked_steps, distribute, runtime
+from cladec_cli import artifacts, chunked_steps, distribute, runtime, torch_gradients
 from cladec_cli.data.feed import ArrayFeed, WholeBatches, images_only, set_start_epoch
 from cladec_cli.data.split import FileFeed
 from cladec_cli.errors import TrainingError, UsageError, option
@@ -408,6 +408,7 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
     """
     if settings.epochs == 0:
         return {}
+    torch_gradients.clear_every_gradient(model)
     chunk = batches_per_call(settings, train_data)
     if chunk > 1:
         on_gpu = settings.runtime().on_gpu

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy
 
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import UsageError
@@ -30,7 +31,7 @@ def test_logits(classifier):
     assert tuple(logits.output.shape[1:]) == (10,)
     assert logits.activation.__name__ == "linear"  # softmax only in the loss
     assert classifier.layers[-1] is logits
-    out = np.asarray(classifier(np.random.default_rng(0).random((3, 32, 32, 1), np.float32)))
+    out = convert_to_numpy(classifier(np.random.default_rng(0).random((3, 32, 32, 1), np.float32)))
     assert out.shape == (3, 10)
     assert not np.allclose(out.sum(axis=1), 1.0)  # logits, not probabilities
 

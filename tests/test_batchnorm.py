@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+from keras.ops import convert_to_numpy
 
 from cladec_cli.architectures import build_classifier
 from cladec_cli.batchnorm import batchnorm_layers, statistics_from_data
@@ -15,7 +16,7 @@ def test_statistics_from_data_normalise_every_batchnorm_in_inference_mode():
     assert statistics_from_data(model, images, batch_size=128) == 5
     for layer in batchnorm_layers(model):
         assert float(np.abs(layer.moving_mean.numpy()).max()) > 0  # no longer the initial 0
-        out = np.asarray(keras.Model(model.inputs[0], layer.output)(images, training=False))
+        out = convert_to_numpy(keras.Model(model.inputs[0], layer.output)(images, training=False))
         out = out.reshape(-1, out.shape[-1])
         np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-3)  # gamma 1, beta 0 when untrained
         busy = layer.moving_variance.numpy() > 1e-2  # epsilon 1e-3 shrinks near-constant channels

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy
 
 from cladec_cli.architectures import build_classifier
 from cladec_cli.cladec import decoder_for
@@ -23,7 +24,7 @@ def deconvs(model):
 def check_output(model, code_shape, image_shape):
     assert tuple(model.outputs[0].shape[1:]) == tuple(image_shape)
     rng = np.random.default_rng(0)
-    out = np.asarray(model(rng.normal(size=(2,) + tuple(code_shape)).astype(np.float32) * 10))
+    out = convert_to_numpy(model(rng.normal(size=(2,) + tuple(code_shape)).astype(np.float32) * 10))
     assert out.shape == (2,) + tuple(image_shape)
     assert out.min() >= 0.0 and out.max() <= 1.0
 

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy
 
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import UsageError
@@ -70,8 +71,9 @@ def test_a_layer_a_block_hides_is_explained_when_named():
     assert (logits.name, logits.shape, logits.convention) == ("logits", (3,), "layers")
     assert logits == resolve_layer(model, "logits", "layers")
     x = np.random.default_rng(0).random((2, 8, 8, 1), np.float32)
-    scores = np.asarray(build_encoder(model, logits)(x))
-    np.testing.assert_allclose(np.asarray(keras.ops.softmax(scores)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    scores = convert_to_numpy(build_encoder(model, logits)(x))
+    np.testing.assert_allclose(convert_to_numpy(keras.ops.softmax(scores)), convert_to_numpy(model(x)),
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("spec, shape", [("block2", (8, 8, 32)), (-2, (1, 1, 256)), (-1, (4,))])
@@ -81,10 +83,10 @@ def test_build_encoder(classifier, spec, shape):
     assert tuple(encoder.outputs[0].shape[1:]) == shape
     assert tuple(encoder.inputs[0].shape[1:]) == (32, 32, 1)
     x = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
-    out = np.asarray(encoder(x))
+    out = convert_to_numpy(encoder(x))
     assert out.shape == (2,) + shape
     if spec == -1:  # the encoder to the logits is the classifier itself, same weights
-        np.testing.assert_allclose(out, np.asarray(classifier(x)), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out, convert_to_numpy(classifier(x)), rtol=1e-5, atol=1e-5)
 
 
 def test_encoder_by_name_shares_weights(classifier):
@@ -102,7 +104,7 @@ def test_encoder_for_several_layers_is_one_pass(classifier):
     x = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
     for layer, out in zip(layers, encoder(x)):
         alone = build_encoder(classifier, layer)(x)
-        np.testing.assert_allclose(np.asarray(out), np.asarray(alone), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(convert_to_numpy(out), convert_to_numpy(alone), rtol=1e-5, atol=1e-6)
 
 
 def test_resolve_layers_refuses_a_layer_twice(classifier):
@@ -132,11 +134,11 @@ def test_nested_models_are_expanded(make_inner):
     assert [(l.name, l.index, l.shape) for l in found] == [("features/act", -2, (6, 6, 4)), ("out", -1, (3,))]
     encoder = build_encoder(model, resolve_layer(model, "features/act"))
     x = np.random.default_rng(0).random((2, 8, 8, 1), np.float32)
-    np.testing.assert_allclose(np.asarray(encoder(x)), np.asarray(inner(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(convert_to_numpy(encoder(x)), convert_to_numpy(inner(x)), rtol=1e-5, atol=1e-6)
     both = build_encoder(model, found)
     inner_out, logits = both(x)
-    np.testing.assert_allclose(np.asarray(inner_out), np.asarray(inner(x)), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(logits), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(convert_to_numpy(inner_out), convert_to_numpy(inner(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(convert_to_numpy(logits), convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)
 
 
 def test_sequential_classifier():
@@ -173,7 +175,7 @@ def test_head_continues_the_classifier_from_the_layer(tmp_path, make, spec):
     before = explainable_layers(model)
     head = build_head(model, layer)
     x = np.random.default_rng(0).random((3,) + tuple(model.inputs[0].shape[1:]), np.float32)
-    np.testing.assert_allclose(np.asarray(head(build_encoder(model, layer)(x))), np.asarray(model(x)),
+    np.testing.assert_allclose(convert_to_numpy(head(build_encoder(model, layer)(x))), convert_to_numpy(model(x)),
                                rtol=1e-5, atol=1e-5)
     assert {w.path for w in head.weights} <= {w.path for w in model.weights}
     assert explainable_layers(model) == before
