@@ -10,9 +10,27 @@ new statistics), as inference with "population statistics" assumes.
 import keras
 import numpy as np
 
+from cladec_cli.errors import UsageError
 from cladec_cli.layers import is_submodel
+from cladec_cli.pixels import bounds
 
 CHOICES = ("moving", "data")
+
+
+def check_choice(bn_statistics, split):
+    """Refuse an unknown `bn_statistics`, and "data" for a `split` that streams from disk."""
+    if bn_statistics not in CHOICES:
+        raise UsageError(f"unknown BatchNorm statistics {bn_statistics!r}; choose moving or data")
+    if bn_statistics == "data" and not split.in_memory:
+        raise UsageError("BatchNorm statistics from data need a dataset held in memory; this one streams "
+                         "image files from disk")
+
+
+def statistics_from_split(model, split, pixel_range="0,1"):
+    """`statistics_from_data` over the images of an in-memory `split`, rescaled to the `pixel_range`
+    `model` takes. Returns the number of layers set."""
+    low, high = bounds(pixel_range)
+    return statistics_from_data(model, low + split.images * (high - low))
 
 
 def batchnorm_layers(model):
@@ -28,20 +46,38 @@ def batchnorm_layers(model):
 
 def statistics_from_data(model, images, batch_size=512):
     """Set every BatchNorm's moving mean and variance of `model` to those of its inputs over `images`
-    ([0, 1] images as `model` takes them), in inference mode. Returns the number of layers set."""
-    layers = batchnorm_layers(model)
-    for layer in layers:
-        axes = [layer.axis] if isinstance(layer.axis, int) else list(layer.axis)
-        if len(axes) != 1 or axes[0] not in (-1, len(layer.input.shape) - 1):
-            raise ValueError(f"{layer.name}: only BatchNorm over the last axis is supported")
-        probe = keras.Model(model.inputs[0], layer.input)
-        total, total_sq, count = 0.0, 0.0, 0
-        for start in range(0, len(images), batch_size):
-            x = keras.ops.convert_to_numpy(probe(images[start:start + batch_size], training=False)).astype(np.float64)
-            x = x.reshape(-1, x.shape[-1])
-            total, total_sq, count = total + x.sum(axis=0), total_sq + np.square(x).sum(axis=0), count + len(x)
-        mean = total / count
-        variance = np.maximum(total_sq / count - np.square(mean), 0.0)
-        layer.moving_mean.assign(mean.astype("float32"))
-        layer.moving_variance.assign(variance.astype("float32"))
-    return len(layers)
+    (as `model` takes them), in inference mode, nested models included. Returns the number of layers set."""
+    done = 0
+    for layer in model.layers:
+        if is_submodel(layer) and batchnorm_layers(layer):
+            # What the outer graph feeds the nested model, over all images, is the nested model's data.
+            fed = layer._inbound_nodes[0].input_tensors[0]
+            inner = images if fed is model.inputs[0] else _outputs(keras.Model(model.inputs[0], fed), images,
+                                                                   batch_size)
+            done += statistics_from_data(layer, inner, batch_size)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            _set_statistics(layer, keras.Model(model.inputs[0], layer.input), images, batch_size)
+            done += 1
+    return done
+
+
+def _outputs(probe, images, batch_size):
+    """`probe`'s outputs over `images` in inference mode, batch by batch, as one float32 array."""
+    return np.concatenate([keras.ops.convert_to_numpy(probe(images[start:start + batch_size], training=False))
+                           for start in range(0, len(images), batch_size)]).astype(np.float32)
+
+
+def _set_statistics(layer, probe, images, batch_size):
+    """Set `layer`'s moving mean and variance to those of `probe`'s outputs (its inputs) over `images`."""
+    axes = [layer.axis] if isinstance(layer.axis, int) else list(layer.axis)
+    if len(axes) != 1 or axes[0] not in (-1, len(layer.input.shape) - 1):
+        raise ValueError(f"{layer.name}: only BatchNorm over the last axis is supported")
+    total, total_sq, count = 0.0, 0.0, 0
+    for start in range(0, len(images), batch_size):
+        x = keras.ops.convert_to_numpy(probe(images[start:start + batch_size], training=False)).astype(np.float64)
+        x = x.reshape(-1, x.shape[-1])
+        total, total_sq, count = total + x.sum(axis=0), total_sq + np.square(x).sum(axis=0), count + len(x)
+    mean = total / count
+    variance = np.maximum(total_sq / count - np.square(mean), 0.0)
+    layer.moving_mean.assign(mean.astype("float32"))
+    layer.moving_variance.assign(variance.astype("float32"))

@@ -7,7 +7,7 @@ from cladec_cli import artifacts, batchnorm
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.layers import check_supported, is_submodel
-from cladec_cli.pixels import bounds, in_range
+from cladec_cli.pixels import in_range
 from cladec_cli.training import compile_model, fit, predict, run_settings, start, trained_provenance, training_run
 
 
@@ -157,18 +157,13 @@ def train_classifier(dataset, settings, out, arch="paper", bn_statistics="moving
     Returns (model, provenance record): the record is what `train_decoder` and `train_refae` take as
     `classifier_provenance` (for a classifier of your own, pass None).
     """
-    if bn_statistics not in batchnorm.CHOICES:
-        raise UsageError(f"unknown BatchNorm statistics {bn_statistics!r}; choose moving or data")
-    if bn_statistics == "data" and not dataset.train.in_memory:
-        raise UsageError("BatchNorm statistics from data need a dataset held in memory; this one streams "
-                         "image files from disk")
+    batchnorm.check_choice(bn_statistics, dataset.train)
     run = run_settings("classifier", dataset, settings, arch=arch, bn_statistics=bn_statistics)
     with training_run(out, settings, run) as backup:
         model = build_classifier(dataset.image_shape, dataset.n_classes, arch)
         history = fit_classifier(model, dataset.train, settings, backup, dataset.pixel_range)
         if bn_statistics == "data":
-            low, high = bounds(dataset.pixel_range)
-            batchnorm.statistics_from_data(model, low + dataset.train.images * (high - low))
+            batchnorm.statistics_from_split(model, dataset.train, dataset.pixel_range)
         test_accuracy = accuracy(classifier_on(model, dataset.pixel_range), dataset.test)
         provenance = trained_provenance(run, history, {"test_accuracy": test_accuracy})
         record = artifacts.save_model(model, out, provenance, settings.overwrite)

@@ -4,7 +4,7 @@ several layers train in one pass, each with its own encoder copy (one after anot
 
 import keras
 
-from cladec_cli import artifacts
+from cladec_cli import artifacts, batchnorm
 from cladec_cli.classifier import check_fits, fresh_copy
 from cladec_cli.cladec import decoder_for, layer_provenance
 from cladec_cli.fused import in_turn, model_history, named_output, one_at_a_time, one_output_each, renamed, seeded
@@ -27,25 +27,35 @@ def build_refae(classifier, layer, classifier_provenance=None, pixel_range="0,1"
     return keras.Model(inputs, decoder(encoder(rescaled(inputs, pixel_range))), name=name)
 
 
+def refae_encoder(refae):
+    """The trainable encoder inside a RefAE (it takes images in the classifier's pixel range)."""
+    return refae.get_layer("refae_encoder")
+
+
 def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settings, outs, rec_loss_name="sse",
-                 decoder_output="sigmoid"):
+                 decoder_output="sigmoid", bn_statistics="moving"):
     """Train one RefAE per layer of a classifier's architecture in one pass; save each at its `outs` entry.
 
     One model with one image input and one output per RefAE, each with its own loss and parameters,
     so each is the RefAE that training it alone gives (under float16 they train one after another:
     `fused.one_at_a_time`); each is saved with the provenance of a one-layer run. Returns
-    [(refae, provenance record)] in the order of `layer_specs`.
+    [(refae, provenance record)] in the order of `layer_specs`. `bn_statistics` "data" replaces the
+    encoders' BatchNorm moving statistics by those of the training images once training ends (on a short
+    run moving statistics lag behind the weights, and the test Rec. Loss, measured in inference mode,
+    suffers); "moving" keeps what training left.
     """
+    batchnorm.check_choice(bn_statistics, dataset.train)
     check_fits(classifier, dataset, (classifier_provenance or {}).get("pixel_range"))
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
     runs = [run_settings("refae", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
-                         rec_loss=rec_loss_name, decoder_output=decoder_output) for layer in layers]
+                         rec_loss=rec_loss_name, decoder_output=decoder_output, bn_statistics=bn_statistics)
+            for layer in layers]
     if one_at_a_time(settings, len(layers)):
         return in_turn(outs, runs, settings, lambda i, own: train_refaes(
             classifier, classifier_provenance, dataset, [layer_specs[i]], own, [outs[i]], rec_loss_name,
-            decoder_output)[0])
+            decoder_output, bn_statistics)[0])
     with training_run(outs, settings, runs[0] if len(runs) == 1 else {"runs": runs}) as backup:
         refaes = [seeded(settings.seed, lambda layer=layer, i=i: build_refae(
             classifier, layer, classifier_provenance, dataset.pixel_range, name=f"refae_{i}",
@@ -58,6 +68,9 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
                                      arrange=lambda x, y: (x, {r: x for r in recs}))
         compile_model(model, settings, data, {r: rec for r in recs})
         history = fit(model, data, settings, backup)
+        if bn_statistics == "data":
+            for refae in refaes:
+                batchnorm.statistics_from_split(refae_encoder(refae), dataset.train, dataset.pixel_range)
         test_losses = split_rec_losses(dict(zip(recs, refaes)), dataset.test)  # all in one pass
         results = []
         for r, refae, out, run in zip(recs, refaes, outs, runs):
@@ -68,8 +81,8 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
 
 
 def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings, out, rec_loss_name="sse",
-                decoder_output="sigmoid"):
+                decoder_output="sigmoid", bn_statistics="moving"):
     """Train a RefAE for one layer of a classifier's architecture and save it with provenance: the
     one-layer case of `train_refaes`. Returns (refae, provenance record)."""
     return train_refaes(classifier, classifier_provenance, dataset, [layer_spec], settings, [out], rec_loss_name,
-                        decoder_output)[0]
+                        decoder_output, bn_statistics)[0]

@@ -23,6 +23,27 @@ def test_statistics_from_data_normalise_every_batchnorm_in_inference_mode():
         np.testing.assert_allclose(out.var(axis=0)[busy], 1.0, rtol=0.1)
 
 
+def assert_normalised(model, images):
+    """Every BatchNorm directly in `model` turns its inputs over `images` into mean beta, std gamma."""
+    for layer in [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]:
+        out = convert_to_numpy(keras.Model(model.inputs[0], layer.output)(images, training=False))
+        out = out.reshape(-1, out.shape[-1])
+        gamma, beta = layer.gamma.numpy(), layer.beta.numpy()
+        np.testing.assert_allclose(out.mean(axis=0), beta, atol=1e-3)
+        busy = layer.moving_variance.numpy() > 1e-2  # epsilon 1e-3 shrinks near-constant channels
+        np.testing.assert_allclose(out.var(axis=0)[busy], np.square(gamma)[busy], rtol=0.1)
+
+
+def test_statistics_from_data_reach_batchnorm_inside_a_nested_model():
+    keras.utils.set_random_seed(0)
+    inner = build_classifier((32, 32, 1), 4)
+    inputs = keras.Input((32, 32, 1))
+    outer = keras.Model(inputs, inner(keras.layers.Rescaling(2.0)(inputs)))
+    images = synthetic_images(300)[0].astype("float32") / 255.0
+    assert statistics_from_data(outer, images, batch_size=128) == 5
+    assert_normalised(inner, images * 2.0)
+
+
 def test_train_classifier_records_batchnorm_statistics_from_data(tmp_path, npz_dataset):
     invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 0, "--bn-statistics", "data", "-q",
            "--out", tmp_path / "data.h5")

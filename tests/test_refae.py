@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from cladec_cli import artifacts
+from cladec_cli.layers import is_submodel
 from cladec_cli.reconstruction import rec_loss
-from cladec_cli.refae import train_refae, train_refaes
+from cladec_cli.refae import refae_encoder, train_refae, train_refaes
 from cladec_cli.training import TrainSettings
 from conftest import loud_classifier, read_group
+from test_batchnorm import assert_normalised
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +163,20 @@ def test_refae_keeps_the_statistics_of_an_adapted_normalization(tmp_path):
     # The convolution after it is newly initialised, as a RefAE's encoder is.
     conv = next(layer for layer in refae._flatten_layers() if layer.name == "conv" and layer is not classifier.get_layer("conv"))
     assert not np.array_equal(conv.get_weights()[0], classifier.get_layer("conv").get_weights()[0])
+
+
+def test_refae_batchnorm_statistics_from_the_training_images(refae, setup, tmp_path):
+    classifier, provenance, data = setup
+    model, record = train_refae(classifier, provenance, data, "block4",
+                                TrainSettings(epochs=1, batch_size=32, seed=0, verbose=0), tmp_path / "data.h5",
+                                bn_statistics="data")
+    assert record["bn_statistics"] == "data" and refae[1]["bn_statistics"] == "moving"
+
+    def cut(trained):  # the flat part of the encoder that holds the BatchNorm layers ([0, 1] images here)
+        return next(layer for layer in refae_encoder(trained).layers if is_submodel(layer))
+
+    assert_normalised(cut(model), data.train.images)
+    with pytest.raises(AssertionError):  # a short run's moving statistics are not the data's
+        assert_normalised(cut(refae[0]), data.train.images)
+    assert record["metrics"]["test_rec_loss"] == pytest.approx(
+        rec_loss(data.test.images, model.predict(data.test.images, verbose=0)), rel=1e-4)

@@ -14,8 +14,8 @@ from cladec_cli.cli.options import (ATTRIBUTION_METHODS, SEED, NonEmptyPath, bat
                                     classifier_option, data_options, decoder_option, decoder_output_option,
                                     device_options, layer_convention_option, layer_option, lr_option,
                                     map_images_option, methods_option, out_dir_option, output_options,
-                                    rec_loss_option, report_options, stack_models_option, train_options, trust_model_option,
-                                    with_default)
+                                    rec_loss_option, refae_bn_statistics_option, report_options, stack_models_option,
+                                    train_options, trust_model_option, with_default)
 from cladec_cli.errors import CladecError, TrainingError, UsageError, for_cli
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -240,13 +240,14 @@ def train_decoder_cmd(classifier_path, layer, layer_convention, decoder_output, 
 @layer_convention_option
 @decoder_output_option
 @rec_loss_option
+@refae_bn_statistics_option
 @data_options()
 @train_options()
 @output_options("Checkpoint to write, for one layer.", "models/<dataset>/refae_L<index>.h5")
 @out_dir_option
 @report_options
-def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, rec_loss, out, out_dir, overwrite,
-                    quiet, as_json, **opts):
+def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, rec_loss, bn_statistics, out, out_dir,
+                    overwrite, quiet, as_json, **opts):
     """Train the reference autoencoder (same architecture, trained for reconstruction only) and save it;
     one per layer, in one pass (one after another under float16), for several layers."""
     from cladec_cli.refae import train_refaes
@@ -255,7 +256,7 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
                            lambda target: f"refae_{common.layer_tag(target)}.h5", layer_convention)
     started = time.time()
     results = train_refaes(job.classifier, job.provenance, job.dataset, job.layers, job.settings,
-                           job.outs, rec_loss, decoder_output)
+                           job.outs, rec_loss, decoder_output, bn_statistics)
     common.report_layer_models(job, [record for _, record in results], started, "", quiet, as_json)
 
 

@@ -203,6 +203,11 @@ bn_statistics_option = click.option(
     help="BatchNorm's inference statistics of the classifiers trained: moving (as training leaves them) or data "
          "(mean and variance over the training images, computed once training ends; for --epochs 0 the "
          "untrained network then sees normalised activations).")
+refae_bn_statistics_option = click.option(
+    "--bn-statistics", type=click.Choice(["moving", "data"]), default="moving", show_default=True,
+    help="BatchNorm's inference statistics of the RefAE's encoder: moving (as training leaves them) or data "
+         "(mean and variance over the training images, computed once training ends). For a classifier with "
+         "BatchNorm trained briefly, moving statistics lag behind the weights and inflate the test Rec. Loss.")
 map_images_option = click.option(
     "--map-images", type=click.IntRange(min=1), default=256, show_default=True,
     help="Test images on which attribution methods' deletion and insertion curves are measured.")
