@@ -46,8 +46,8 @@ class ExplainableLayer:
 
 
 def check_supported(model):
-    """Refuse models that cannot be cut at a layer (subclassed without a graph, several inputs or outputs)
-    or that take no image of fixed size."""
+    """Refuse models that cannot be cut at a layer (subclassed without a graph, several inputs or outputs),
+    that take no image of fixed size, or whose output is not one score per class."""
     if not is_submodel(model) or not model.built or not getattr(model, "inputs", None):
         raise UsageError(
             f"model {getattr(model, 'name', model)!r} has no functional graph (a subclassed model?); "
@@ -64,6 +64,17 @@ def check_supported(model):
             f"model {model.name!r} takes inputs of shape {shape}; cladec explains image classifiers whose input "
             "is height x width x channels of fixed sizes: save it with keras.Input(shape=(H, W, C))"
             + (", a Reshape in front of a flat model" if len(shape) != 3 else "")
+        )
+    scores = tuple(model.outputs[0].shape[1:])
+    if len(scores) != 1:
+        raise UsageError(
+            f"model {model.name!r} outputs shape {scores}; cladec explains classifiers whose output is one score "
+            "per class (logits or probabilities), shape (classes,)"
+        )
+    if scores[0] == 1:
+        raise UsageError(
+            f"model {model.name!r} has one output unit (a sigmoid binary classifier?); cladec explains classifiers "
+            "with one score per class: for two classes, end the model in Dense(2) logits or a 2-way softmax"
         )
 
 

@@ -312,3 +312,16 @@ def test_two_input_model_is_refused(tmp_path, npz_dataset):
         line = one_line_error(invoke(*args, "--classifier", path, expect=2))
         assert "2 inputs" in line
     assert not (tmp_path / "r.h5").exists()
+
+
+@pytest.mark.parametrize("head, said", [(layers.Conv2D(4, 1), "outputs shape (32, 32, 4)"),
+                                        (layers.Dense(1, activation="sigmoid"), "one output unit")])
+def test_a_model_without_one_score_per_class_is_refused(tmp_path, npz_dataset, head, said):
+    inputs = keras.Input((32, 32, 1))
+    h = inputs if isinstance(head, layers.Conv2D) else layers.Flatten()(inputs)
+    path = tmp_path / "m.keras"
+    keras.Model(inputs, head(h)).save(path)
+    for args in (("layers",), ("train-decoder", "--dataset", npz_dataset, "--out", tmp_path / "d.h5")):
+        line = one_line_error(invoke(*args, "--classifier", path, expect=2))
+        assert said in line
+    assert not (tmp_path / "d.h5").exists()
