@@ -137,8 +137,8 @@ def explainable_layers(model, convention="blocks"):
 
 
 def resolve_layer(model, spec, convention="blocks"):
-    """The explainable layer named by `spec`: a name (`block5`, `sub/conv`) or a negative index under
-    `convention`; an `ExplainableLayer` is returned as it is."""
+    """The explainable layer named by `spec`: a name (`block5`, `sub/conv`, or `conv` alone where no other
+    nested layer bears it) or a negative index under `convention`; an `ExplainableLayer` is returned as it is."""
     if isinstance(spec, ExplainableLayer):
         return spec
     candidates = explainable_layers(model, convention)
@@ -157,12 +157,22 @@ def resolve_layer(model, spec, convention="blocks"):
     for layer in candidates:
         if layer.name == text:
             return layer
+    hidden = []
     if convention == "blocks":
         # A layer named outright is explained even where a block hides it (the logits before a Softmax
         # layer, a convolution before its BatchNorm); it is then counted as the layers convention counts.
-        for layer in explainable_layers(model, "layers"):
+        hidden = explainable_layers(model, "layers")
+        for layer in hidden:
             if layer.name == text:
                 return layer
+    # A layer inside a nested model, by its own name where no other nested layer bears it.
+    inside = list({layer.name: layer for layer in hidden + candidates
+                   if "/" in layer.name and layer.name.rsplit("/", 1)[1] == text}.values())
+    if len(inside) == 1:
+        return inside[0]
+    if inside:
+        raise UsageError(f"layer {text!r} is ambiguous: {', '.join(layer.name for layer in inside)}; give one of "
+                         "these names")
     names = ", ".join(layer.name for layer in candidates)
     raise UsageError(f"unknown layer {text!r}; explainable layers are: {names}")
 

@@ -141,6 +141,18 @@ def test_nested_models_are_expanded(make_inner):
     np.testing.assert_allclose(convert_to_numpy(logits), convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)
 
 
+def test_a_nested_layer_is_found_by_its_own_name_unless_two_bear_it():
+    inputs = keras.Input((8, 8, 1))
+    h = _conv_relu("features")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(keras.layers.Flatten()(h)))
+    assert resolve_layer(model, "act") == resolve_layer(model, "features/act")
+    assert resolve_layer(model, "conv") == resolve_layer(model, "features/conv")  # hidden by its block
+    twice = keras.layers.Concatenate()([_conv_relu("left")(inputs), _conv_relu("right")(inputs)])
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(keras.layers.Flatten()(twice)))
+    with pytest.raises(UsageError, match="'act' is ambiguous: left/act, right/act"):
+        resolve_layer(model, "act")
+
+
 def test_sequential_classifier():
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"),
                               keras.layers.ReLU(name="act"), keras.layers.Flatten(), keras.layers.Dense(3, name="out")])
