@@ -166,8 +166,11 @@ def resolve_layer(model, spec, convention="blocks"):
             if layer.name == text:
                 return layer
     # A layer inside a nested model, by its own name where no other nested layer bears it.
-    inside = list({layer.name: layer for layer in hidden + candidates
-                   if "/" in layer.name and layer.name.rsplit("/", 1)[1] == text}.values())
+    inside = {}
+    for layer in candidates + hidden:
+        if "/" in layer.name and layer.name.rsplit("/", 1)[1] == text:
+            inside.setdefault(layer.name, layer)
+    inside = list(inside.values())
     if len(inside) == 1:
         return inside[0]
     if inside:

@@ -14,6 +14,8 @@ from cladec_cli.reconstruction import split_rec_losses
 from cladec_cli.pixels import rescaled
 from cladec_cli.training import compile_model, fit, run_settings, trained_provenance, training_run
 
+ENCODER = "refae_encoder"  # the name of the trainable encoder inside a RefAE
+
 
 def build_refae(classifier, layer, classifier_provenance=None, pixel_range="0,1", name="refae",
                 decoder_output="sigmoid"):
@@ -21,7 +23,7 @@ def build_refae(classifier, layer, classifier_provenance=None, pixel_range="0,1"
 
     Like ClaDec's frozen encoder, it takes [0, 1] images and rescales them to the classifier's range.
     """
-    encoder = fresh_copy(build_encoder(classifier, layer, name="refae_encoder"))
+    encoder = fresh_copy(build_encoder(classifier, layer, name=ENCODER))
     decoder = decoder_for(classifier, layer, classifier_provenance, output=decoder_output)
     inputs = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
     return keras.Model(inputs, decoder(encoder(rescaled(inputs, pixel_range))), name=name)
@@ -29,7 +31,7 @@ def build_refae(classifier, layer, classifier_provenance=None, pixel_range="0,1"
 
 def refae_encoder(refae):
     """The trainable encoder inside a RefAE (it takes images in the classifier's pixel range)."""
-    return refae.get_layer("refae_encoder")
+    return refae.get_layer(ENCODER)
 
 
 def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settings, outs, rec_loss_name="sse",

@@ -14,7 +14,7 @@ from cladec_cli.cli.options import (ATTRIBUTION_METHODS, SEED, NonEmptyPath, bat
                                     classifier_option, data_options, decoder_option, decoder_output_option,
                                     device_options, layer_convention_option, layer_option, lr_option,
                                     map_images_option, methods_option, out_dir_option, output_options,
-                                    rec_loss_option, refae_bn_statistics_option, report_options, stack_models_option,
+                                    rec_loss_option, report_options, stack_models_option,
                                     train_options, trust_model_option, with_default)
 from cladec_cli.errors import CladecError, TrainingError, UsageError, for_cli
 
@@ -90,7 +90,8 @@ def cli(debug):
 @click.option("--arch", type=click.Choice(["paper", "tiny_imagenet"]), default=None,
               help=with_default("Classifier architecture: paper (Table I) or its wider TinyImageNet variant.",
                                 "tiny_imagenet for that dataset, else paper"))
-@bn_statistics_option
+@bn_statistics_option("the classifiers trained", "for --epochs 0 the untrained network then sees normalised "
+                      "activations")
 @train_options()
 @output_options("Checkpoint to write.", "models/<dataset>/classifier.h5")
 @report_options
@@ -240,7 +241,8 @@ def train_decoder_cmd(classifier_path, layer, layer_convention, decoder_output, 
 @layer_convention_option
 @decoder_output_option
 @rec_loss_option
-@refae_bn_statistics_option
+@bn_statistics_option("the RefAE's encoder", "for a classifier with BatchNorm trained briefly, moving statistics "
+                      "lag behind the weights and inflate the test Rec. Loss")
 @data_options()
 @train_options()
 @output_options("Checkpoint to write, for one layer.", "models/<dataset>/refae_L<index>.h5")
@@ -543,7 +545,8 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
               help="Run N shards as local processes (one GPU each when there are GPUs), then write the results.")
 @methods_option(with_default("Methods to measure in every cell, repeatable: cladec always, refae trained only "
                              "when named; ridge and attribution maps measured beside them.", "cladec, refae"))
-@bn_statistics_option
+@bn_statistics_option("the classifiers trained", "for --epochs 0 the untrained network then sees normalised "
+                      "activations")
 @stack_models_option
 @click.option("--report-only", is_flag=True, help="Write the results from the finished cells; train nothing.")
 @click.option("--lock-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,

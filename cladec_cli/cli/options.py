@@ -198,16 +198,12 @@ def methods_option(help_text, choices=DECODING_METHODS + ATTRIBUTION_METHODS):
     return click.option("--method", "method_names", multiple=True, type=click.Choice(choices), help=help_text)
 
 
-bn_statistics_option = click.option(
-    "--bn-statistics", type=click.Choice(["moving", "data"]), default="moving", show_default=True,
-    help="BatchNorm's inference statistics of the classifiers trained: moving (as training leaves them) or data "
-         "(mean and variance over the training images, computed once training ends; for --epochs 0 the "
-         "untrained network then sees normalised activations).")
-refae_bn_statistics_option = click.option(
-    "--bn-statistics", type=click.Choice(["moving", "data"]), default="moving", show_default=True,
-    help="BatchNorm's inference statistics of the RefAE's encoder: moving (as training leaves them) or data "
-         "(mean and variance over the training images, computed once training ends). For a classifier with "
-         "BatchNorm trained briefly, moving statistics lag behind the weights and inflate the test Rec. Loss.")
+def bn_statistics_option(whose, note):
+    """--bn-statistics: where the inference statistics of `whose` BatchNorm layers come from."""
+    return click.option(
+        "--bn-statistics", type=click.Choice(["moving", "data"]), default="moving", show_default=True,
+        help=f"BatchNorm's inference statistics of {whose}: moving (as training leaves them) or data (mean and "
+             f"variance over the training images, computed once training ends; {note}).")
 map_images_option = click.option(
     "--map-images", type=click.IntRange(min=1), default=256, show_default=True,
     help="Test images on which attribution methods' deletion and insertion curves are measured.")
