@@ -278,13 +278,26 @@ def _as_json(data):
     return json.loads(json.dumps(artifacts.json_safe(data), sort_keys=True, default=str))
 
 
+# Run settings recorded since a later version, with the value that runs started before then used: an
+# interrupted run of an older version resumes when asked for the same.
+ADDED_RUN_SETTINGS = {"runtime": {"precision": "float32"}, "trust_model": False, "pixel_range": "0,1",
+                      "decoder_output": "sigmoid", "bn_statistics": "moving"}
+
+
 def _differences(before, now):
     # Where a run computes may change when it resumes (another GPU, another worker taking it over);
     # of the runtime only the precision shapes what is trained.
-    before, now = _without_placement(before), _without_placement(now)
+    before, now = _without_placement(_with_added_settings(before, now)), _without_placement(now)
     keys = sorted(set(before) | set(now))
     return [f"{key} {_show(before.get(key))} -> {_show(now.get(key))}" for key in keys
             if before.get(key) != now.get(key)]
+
+
+def _with_added_settings(before, now):
+    """`before` with each setting of `ADDED_RUN_SETTINGS` it lacks and `now` has, at its older value."""
+    if "runs" in before and "runs" in now and len(before["runs"]) == len(now["runs"]):
+        before = {**before, "runs": [_with_added_settings(b, n) for b, n in zip(before["runs"], now["runs"])]}
+    return {**{k: v for k, v in ADDED_RUN_SETTINGS.items() if k in now}, **before}
 
 
 def _without_placement(run):
@@ -371,7 +384,7 @@ def saved_by(out, run):
     except (OSError, ValueError):
         return False
     run = _as_json(run)
-    return not _differences({key: recorded.get(key) for key in run}, run)
+    return not _differences({key: recorded[key] for key in run if key in recorded}, run)
 
 
 def has_checkpoint(folder):

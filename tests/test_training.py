@@ -135,6 +135,27 @@ def test_resuming_names_the_option_that_gives_back_cached_codes(tmp_path, fused)
         prepare_backup(out, TrainSettings(resume=True), {"kind": "refae", "alpha": 0.99})
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_backup_from_before_a_setting_was_recorded_resumes_with_its_older_value(tmp_path, fused):
+    def run(**fields):
+        one = {"kind": "refae", "lr": 0.001, **fields}
+        return {"runs": [one, {**one, "layer_index": -2}]} if fused else one
+
+    out = tmp_path / "refae.h5"
+    older = run()
+    prepare_backup(out, TrainSettings(), older)
+    now = run(bn_statistics="moving", decoder_output="sigmoid", trust_model=False, pixel_range="0,1",
+              runtime={"device": "CPU, 2 cores", "precision": "float32"})
+    assert prepare_backup(out, TrainSettings(resume=True), now).is_dir()
+    with pytest.raises(UsageError, match="other settings") as refused:
+        prepare_backup(out, TrainSettings(resume=True), run(bn_statistics="data"))
+    assert fused or "bn_statistics moving -> data" in str(refused.value)
+    with pytest.raises(UsageError, match="other settings"):  # a setting that older runs did record
+        prepare_backup(out, TrainSettings(resume=True), run(lr=0.002))
+    with pytest.raises(UsageError, match="other settings"):  # one no older version left out
+        prepare_backup(out, TrainSettings(resume=True), run(alpha=0.5))
+
+
 def test_a_backup_without_settings_is_not_resumed(tmp_path):
     out = tmp_path / "model.h5"
     backup_folder(out).mkdir()
