@@ -126,11 +126,12 @@ def save_model(model, path, provenance, overwrite=False):
     path = Path(path)
     if path.suffix.lower() != ".h5":
         raise UsageError(f"{path}: models are saved as HDF5, the file name must end in .h5")
+    from cladec_cli.cloning import savable
     from cladec_cli.precision import float32_copy
 
     record = dict(provenance, digest=weights_digest(model))
     # Every worker of a multi-worker training makes the copy: making variables is a collective step.
-    copy = float32_copy(model)
+    copy = savable(float32_copy(model))
     if not distribute.writes_files():
         return record  # a non-chief worker of a distributed training: the chief writes the file
     with atomic_path(path, overwrite) as tmp, _quiet_absl():

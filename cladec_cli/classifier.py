@@ -5,6 +5,7 @@ import numpy as np
 
 from cladec_cli import artifacts, batchnorm
 from cladec_cli.architectures import build_classifier
+from cladec_cli.cloning import clone_graph
 from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.layers import check_supported, is_submodel
 from cladec_cli.pixels import in_range
@@ -69,7 +70,7 @@ def fresh_copy(model):
     """A newly initialised, trainable model of the same architecture. Weights are not copied, except the
     statistics of adapted Normalization layers: they describe the data, are not trained, and a copy
     without them would take unnormalised images."""
-    copy = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
+    copy = clone_graph(model)
     _keep_normalization(model, copy)
     _unfreeze(copy)
     return copy
@@ -83,16 +84,6 @@ def _keep_normalization(model, copy):
             twin = copy.get_layer(layer.name)
             twin.set_weights(layer.get_weights())
             twin.finalize_state()  # what the layer computes with is derived from its weights here
-
-
-def clone_layer(layer):
-    """A fresh layer of `layer`'s configuration, Lambda layers included (see below)."""
-    config = layer.get_config()
-    if isinstance(layer, keras.layers.Lambda):
-        # The function is already loaded (the file was trusted, or the model built here): copying it
-        # runs no code from a file, so Keras' safe mode, which refuses Lambda configs, does not apply.
-        return keras.layers.Lambda.from_config(config, safe_mode=False)
-    return layer.__class__.from_config(config)
 
 
 def _unfreeze(model):

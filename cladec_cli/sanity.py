@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from cladec_cli.classifier import clone_layer
 from cladec_cli.cladec import frozen_encoder, stacked, train_decoder
+from cladec_cli.cloning import clone_layer
 from cladec_cli.errors import UsageError, option
 from cladec_cli.explainer import Explainer
 from cladec_cli.methods import METHODS, explain_all

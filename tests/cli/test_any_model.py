@@ -225,6 +225,34 @@ def test_nested_sub_model(tmp_path, rgb48):
     assert np.load(arrays)["gradcam"].shape == (2, 48, 48)
 
 
+def two_stream_classifier():
+    """Two streams built by one function, so that their layers bear the same names, joined by a Concatenate."""
+    def stream(name):
+        inner = keras.Input((48, 48, 3))
+        h = layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="conv1")(inner)
+        return keras.Model(inner, layers.Conv2D(4, 3, strides=2, padding="same", name="conv2")(h), name=name)
+
+    inputs = keras.Input((48, 48, 3))
+    h = layers.Concatenate(name="merge")([stream("stream_a")(inputs), stream("stream_b")(inputs)])
+    return keras.Model(inputs, layers.Dense(4, name="scores")(layers.GlobalAveragePooling2D()(h)), name="two")
+
+
+def test_refaes_of_two_streams_whose_layers_bear_the_same_names_are_saved(tmp_path, rgb48):
+    path = tmp_path / "two.keras"
+    two_stream_classifier().save(path)
+    invoke("train-refae", "--classifier", path, "--layer", "merge,stream_b/conv2", "--dataset", rgb48,
+           "--out-dir", tmp_path, *TRAIN)
+    invoke("train-decoder", "--classifier", path, "--layer", "merge", "--dataset", rgb48,
+           "--out", tmp_path / "dec.h5", *TRAIN)
+    saved = sorted(tmp_path.glob("refae*.h5"))
+    assert len(saved) == 2
+    for refae in saved:
+        assert keras.models.load_model(refae, compile=False).outputs[0].shape[1:] == (48, 48, 3)
+    merge = next(r for r in saved if json.loads(invoke("info", r, "--json").stdout)["layer_name"] == "merge")
+    recorded = json.loads(invoke("info", merge, "--json").stdout)["metrics"]["test_rec_loss"]
+    assert recorded == pytest.approx(measured_rec_loss(path, tmp_path / "dec.h5", merge, rgb48)["refae"], rel=1e-4)
+
+
 def test_sequential_gray_non_square_keras_file(tmp_path):
     path = tmp_path / "seq.keras"
     sequential_classifier().save(path)

@@ -1,0 +1,46 @@
+"""Fresh copies of Keras models: the same architecture, each layer built anew from its configuration."""
+
+import keras
+
+from cladec_cli.layers import is_submodel
+
+
+def clone_layer(layer):
+    """A fresh layer of `layer`'s configuration, Lambda layers included (see below)."""
+    config = layer.get_config()
+    if isinstance(layer, keras.layers.Lambda):
+        # The function is already loaded (the file was trusted, or the model built here): copying it
+        # runs no code from a file, so Keras' safe mode, which refuses Lambda configs, does not apply.
+        return keras.layers.Lambda.from_config(config, safe_mode=False)
+    return layer.__class__.from_config(config)
+
+
+def clone_graph(model):
+    """A newly built model of `model`'s architecture, nested functional and Sequential models included.
+
+    Each nested model's layers are built under its name, so their variables' paths name it: Keras' HDF5
+    format keys a layer's weights by those paths, and could not hold two nested models whose layers bear
+    the same names (two streams built by one function) otherwise."""
+    def clone(layer):
+        if is_submodel(layer):
+            with keras.name_scope(layer.name):
+                return keras.models.clone_model(layer, clone_function=clone)
+        return clone_layer(layer)
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+def has_clashing_weight_paths(model):
+    """Whether two weights of one of `model`'s layers share a path, so that Keras' HDF5 format cannot
+    save it."""
+    return any(len({w.path for w in layer.weights}) < len(layer.weights) for layer in model.layers)
+
+
+def savable(model):
+    """`model`, or where Keras' HDF5 format could not save it (`has_clashing_weight_paths`), a copy with
+    its weights built by `clone_graph`."""
+    if not has_clashing_weight_paths(model):
+        return model
+    copy = clone_graph(model)
+    copy.set_weights(model.get_weights())
+    return copy
