@@ -232,6 +232,19 @@ def check_safe(path, trust=False):
                             f"file; pass {option('trust')} if you trust where the file comes from")
 
 
+def _unknown_classes(path):
+    from cladec_cli.custom_objects import unknown_classes
+
+    try:
+        names = unknown_classes(model_config(path))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return []
+    import keras
+
+    known = keras.saving.get_custom_objects()
+    return [name for name in names if name not in known and name.split(">")[-1] not in known]
+
+
 def load_model(path, kind=None, trust=False):
     """Load a model file and its provenance; `kind` refuses artifacts of another kind.
 
@@ -253,5 +266,8 @@ def load_model(path, kind=None, trust=False):
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "safe_mode" in message:
             message = f"it holds code that runs on loading; pass {option('trust')} if you trust where it comes from"
+        elif unknown := _unknown_classes(path):
+            message = (f"it uses classes that Keras does not know ({', '.join(unknown)}); pass "
+                       f"{option('custom_objects')} with the module that defines them")
         raise ArtifactError(f"cannot load {path} as a Keras model: {message}") from e
     return model, provenance

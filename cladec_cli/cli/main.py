@@ -10,12 +10,13 @@ import click
 
 from cladec_cli import __version__, runtime
 from cladec_cli.cli import common
-from cladec_cli.cli.options import (ATTRIBUTION_METHODS, SEED, NonEmptyPath, batch_size_option, bn_statistics_option,
-                                    classifier_option, data_options, decoder_option, decoder_output_option,
-                                    device_options, layer_convention_option, layer_option, lr_option,
-                                    map_images_option, methods_option, out_dir_option, output_options,
-                                    rec_loss_option, report_options, stack_models_option,
-                                    train_options, trust_model_option, with_default)
+from cladec_cli.cli.options import (ATTRIBUTION_METHODS, CUSTOM_OBJECTS, SEED, NonEmptyPath, batch_size_option,
+                                    bn_statistics_option, classifier_option, data_options, decoder_option,
+                                    decoder_output_option, device_options, layer_convention_option, layer_option,
+                                    lr_option, map_images_option, methods_option, model_loading_options,
+                                    out_dir_option, output_options, rec_loss_option, report_options,
+                                    stack_models_option, train_options, with_default)
+from cladec_cli.custom_objects import load_custom_objects
 from cladec_cli.errors import CladecError, TrainingError, UsageError, for_cli
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -66,12 +67,15 @@ class CladecGroup(click.Group):
 
 
 class CladecCommand(click.Command):
-    """A command that loads TensorFlow quietly once its options have been parsed."""
+    """A command that loads TensorFlow quietly once its options have been parsed, then the modules of
+    --custom-objects."""
 
     def invoke(self, ctx):
         runtime.require_backend()
         if not ctx.find_root().params.get("debug"):
             runtime.import_tensorflow_quietly()
+        for spec in ctx.meta.get(CUSTOM_OBJECTS, ()):
+            load_custom_objects(spec)
         return super().invoke(ctx)
 
 
@@ -142,7 +146,7 @@ def demo_cmd(layer, class_name, count, out_dir, overwrite, quiet, as_json, **opt
 
 @cli.command("layers", short_help="List a classifier's explainable layers.")
 @classifier_option
-@trust_model_option
+@model_loading_options
 @layer_convention_option
 @report_options
 def layers_cmd(classifier_path, trust_model, layer_convention, quiet, as_json):
@@ -201,7 +205,7 @@ def info_cmd(path, quiet, as_json):
 
 @cli.command("train-decoder", short_help="Train a ClaDec decoder for one classifier layer.")
 @classifier_option
-@trust_model_option
+@model_loading_options
 @layer_option
 @layer_convention_option
 @decoder_output_option
@@ -236,7 +240,7 @@ def train_decoder_cmd(classifier_path, layer, layer_convention, decoder_output, 
 
 @cli.command("train-refae", short_help="Train the reference autoencoder (RefAE) for a layer.")
 @classifier_option
-@trust_model_option
+@model_loading_options
 @layer_option
 @layer_convention_option
 @decoder_output_option
@@ -264,7 +268,7 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
 
 @cli.command("explain", short_help="Draw original, RefAE and ClaDec images as a PNG grid.")
 @classifier_option
-@trust_model_option
+@model_loading_options
 @click.option("--decoder", "decoder_paths", required=True, multiple=True, type=NonEmptyPath(dir_okay=False),
               help="ClaDec decoder file (from train-decoder); repeat it to show several layers side by side.")
 @click.option("--refae", "refae_paths", type=NonEmptyPath(dir_okay=False), multiple=True,
@@ -348,7 +352,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
 
 @cli.command("contrast", short_help="Decode an image's code on its way to another class.")
 @classifier_option
-@trust_model_option
+@model_loading_options
 @decoder_option()
 @click.option("--index", type=click.IntRange(min=0), default=None, help="Test image to start from.")
 @click.option("--image", "image_path", type=NonEmptyPath(dir_okay=False), default=None,
@@ -408,7 +412,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
 
 @cli.command("sanity", short_help="Check that explanations depend on the classifier and resist input noise.")
 @classifier_option
-@trust_model_option
+@model_loading_options
 @decoder_option("ClaDec decoder file (from train-decoder): the layer and decoder to check.")
 @methods_option(with_default("Attribution methods to check beside ClaDec; repeatable.", "all"),
                 choices=ATTRIBUTION_METHODS)
@@ -471,7 +475,7 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
 
 @cli.command("evaluate", short_help="Measure explanation methods for a layer: Rec. Loss, Acc Eval, deletion.")
 @classifier_option
-@trust_model_option
+@model_loading_options
 @decoder_option("ClaDec decoder file: the explained layer.")
 @click.option("--refae", "refae_path", default=None, type=NonEmptyPath(dir_okay=False), help="RefAE file.")
 @methods_option(with_default("Methods to measure; repeatable. Those that decode pictures get Rec. Loss, agreement "

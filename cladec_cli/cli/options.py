@@ -184,8 +184,22 @@ decoder_output_option = click.option(
          "every deconvolution.")
 rec_loss_option = click.option("--rec-loss", type=click.Choice(["sse", "bce"]), default="sse", show_default=True,
                                help="Training reconstruction loss (bce as the paper used for MNIST).")
-trust_model_option = click.option("--trust-model", is_flag=True,
-                                  help="Load model files with Lambda layers, which run code stored in the file.")
+CUSTOM_OBJECTS = "custom_objects"  # where --custom-objects leaves its modules for the command to import
+
+
+def _keep_custom_objects(ctx, param, specs):
+    ctx.meta[CUSTOM_OBJECTS] = specs
+
+
+model_loading_options = compose(
+    click.option("--trust-model", is_flag=True,
+                 help="Load model files with Lambda layers, which run code stored in the file."),
+    click.option("--custom-objects", metavar="MODULE", multiple=True, expose_value=False,
+                 callback=_keep_custom_objects,
+                 help="A Python module (a name importable from here, or a .py file) that defines the model's "
+                      "custom layers or functions: imported before models are loaded (it runs its code). "
+                      "Repeatable."),
+)
 
 
 def decoder_option(help_text="ClaDec decoder file (from train-decoder)."):

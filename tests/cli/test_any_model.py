@@ -2,6 +2,7 @@
 non-square and gray, .h5 and .keras; refusing subclassed and multi-input models."""
 
 import json
+import sys
 
 import keras
 import numpy as np
@@ -75,8 +76,12 @@ def measured_rec_loss(classifier, decoder, refae, dataset):
 
 
 def layers_json(path):
+    return layers_json_with(path)
+
+
+def layers_json_with(path, *options):
     return [(row["name"], row["index"], tuple(row["shape"]))
-            for row in json.loads(invoke("layers", "--classifier", path, "--json").stdout)]
+            for row in json.loads(invoke("layers", "--classifier", path, *options, "--json").stdout)]
 
 
 def one_line_error(result):
@@ -251,6 +256,58 @@ def test_refaes_of_two_streams_whose_layers_bear_the_same_names_are_saved(tmp_pa
     merge = next(r for r in saved if json.loads(invoke("info", r, "--json").stdout)["layer_name"] == "merge")
     recorded = json.loads(invoke("info", merge, "--json").stdout)["metrics"]["test_rec_loss"]
     assert recorded == pytest.approx(measured_rec_loss(path, tmp_path / "dec.h5", merge, rgb48)["refae"], rel=1e-4)
+
+
+CUSTOM_LAYERS = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="cladec_test")
+class ScaledReLU(keras.layers.Layer):
+    def __init__(self, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, x):
+        return keras.ops.relu(x) * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+"""
+
+
+@pytest.fixture
+def custom_layer_classifier(tmp_path):
+    """A classifier with a registered custom layer, saved as .h5, and the .py file that defines the layer;
+    Keras forgets the layer again afterwards, as a new process would not know it."""
+    module = tmp_path / "cladec_test_scaled.py"
+    module.write_text(CUSTOM_LAYERS)
+    known = dict(keras.saving.get_custom_objects())
+    namespace = {}
+    exec(compile(CUSTOM_LAYERS, str(module), "exec"), namespace)
+    inputs = keras.Input((48, 48, 3))
+    h = namespace["ScaledReLU"](1.5, name="scaled")(layers.Conv2D(4, 3, strides=2, name="conv")(inputs))
+    model = keras.Model(inputs, layers.Dense(4, name="scores")(layers.GlobalAveragePooling2D()(h)))
+    model.save(tmp_path / "custom.h5")
+    keras.saving.get_custom_objects().clear()
+    keras.saving.get_custom_objects().update(known)
+    yield tmp_path / "custom.h5", module
+    keras.saving.get_custom_objects().clear()
+    keras.saving.get_custom_objects().update(known)
+    sys.modules.pop("cladec_test_scaled", None)
+
+
+def test_custom_layers_are_loaded_from_the_module_given(tmp_path, rgb48, custom_layer_classifier):
+    path, module = custom_layer_classifier
+    said = one_line_error(invoke("layers", "--classifier", path, expect=2))
+    assert "classes that Keras does not know (cladec_test>ScaledReLU)" in said and "--custom-objects" in said
+    assert "scaled" in [name for name, _, _ in layers_json_with(path, "--custom-objects", module)]
+    for command, out in (("train-decoder", "dec.h5"), ("train-refae", "refae.h5")):
+        invoke(command, "--classifier", path, "--layer", "scaled", "--dataset", rgb48, "--out", tmp_path / out,
+               "--custom-objects", module, *TRAIN)
+    invoke("explain", "--classifier", path, "--decoder", tmp_path / "dec.h5", "--refae", tmp_path / "refae.h5",
+           "--dataset", rgb48, "--count", 2, "--out", tmp_path / "g.png", "--custom-objects", module, "-q")
+    assert (tmp_path / "g.png").is_file()
 
 
 def test_sequential_gray_non_square_keras_file(tmp_path):

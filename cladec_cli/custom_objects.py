@@ -1,0 +1,78 @@
+"""A user's custom layers and functions: the Python modules that define them, made known to Keras before
+model files are loaded, and the names in a model file that Keras does not know."""
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+
+from cladec_cli.errors import UsageError, option
+
+
+def load_custom_objects(spec):
+    """Import the module `spec` (a module name importable from the working folder, or the path of a .py
+    file) and make the classes and functions it defines known to Keras by name, for every model loaded
+    afterwards. Classes it registers with `keras.saving.register_keras_serializable` are known from the
+    import on. Importing runs the module's code. Returns the names added."""
+    import keras
+
+    module = _imported(str(spec))
+    defined = {name: value for name, value in vars(module).items()
+               if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
+               and getattr(value, "__module__", None) == module.__name__}
+    keras.saving.get_custom_objects().update(defined)
+    return sorted(defined)
+
+
+def _imported(spec):
+    named = f"{option('custom_objects')} {spec}"
+    try:
+        if spec.endswith(".py") or os.sep in spec:
+            return _from_file(Path(spec), named)
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # as `python -m` does: modules beside the user's files
+        return importlib.import_module(spec)
+    except ModuleNotFoundError as e:
+        if e.name and (spec == e.name or spec.startswith(f"{e.name}.")):
+            raise UsageError(f"{named}: no module of that name can be imported from {os.getcwd()}; give the path "
+                             f"of its .py file") from None
+        raise UsageError(f"{named}: importing it failed: {e}") from None
+    except UsageError:
+        raise
+    except Exception as e:  # the user's code may raise anything
+        raise UsageError(f"{named}: importing it failed: {type(e).__name__}: {e}") from None
+
+
+def _from_file(path, named):
+    if not path.is_file():
+        raise UsageError(f"{named}: no such file")
+    if str(path.parent.resolve()) not in sys.path:
+        sys.path.insert(0, str(path.parent.resolve()))  # for the modules it imports from beside it
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[path.stem]
+        raise
+    return module
+
+
+def unknown_classes(config):
+    """Names of the classes in a model config that Keras itself does not define: those of another module,
+    or registered under a package ('package>Name'), nested models included, each once."""
+    found = []
+    if isinstance(config, dict):
+        name = config.get("registered_name") or config.get("class_name")
+        module = config.get("module")
+        if isinstance(name, str) and ((isinstance(module, str) and not module.startswith("keras")) or ">" in name):
+            found.append(name)
+        for value in config.values():
+            found += unknown_classes(value)
+    elif isinstance(config, list):
+        for value in config:
+            found += unknown_classes(value)
+    return list(dict.fromkeys(found))
