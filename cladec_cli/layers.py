@@ -151,8 +151,10 @@ def resolve_layer(model, spec, convention="blocks"):
         if index >= 0:
             raise UsageError(f"layer index {index}: indices count from the end, -1 is the last explainable layer")
         if -index > len(candidates):
+            every = f"; {option('layer_convention')} layers counts every layer" if convention == "blocks" else ""
             raise UsageError(f"layer index {index} is out of range: the model has {len(candidates)} "
-                             "explainable layers (see `cladec layers`)")
+                             f"explainable layers under {option('layer_convention')} {convention} (see `cladec "
+                             f"layers`){every}")
         return candidates[index]
     for layer in candidates:
         if layer.name == text:

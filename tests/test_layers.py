@@ -6,7 +6,7 @@ import pytest
 from keras.ops import convert_to_numpy
 
 from cladec_cli.architectures import build_classifier
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import UsageError, for_cli
 from cladec_cli.layers import build_encoder, build_head, explainable_layers, resolve_layer, resolve_layers
 
 EXPECTED = [("block1", -6, (16, 16, 16)), ("block2", -5, (8, 8, 32)), ("block3", -4, (4, 4, 64)),
@@ -49,8 +49,10 @@ def test_positive_index(classifier, spec):
 
 @pytest.mark.parametrize("spec", [-7, "-100"])
 def test_index_out_of_range(classifier, spec):
-    with pytest.raises(UsageError, match="out of range.*6 explainable"):
+    with pytest.raises(UsageError, match="out of range.*6 explainable") as refused:
         resolve_layer(classifier, spec)
+    assert "--layer-convention blocks (see `cladec layers`); --layer-convention layers counts every layer" in \
+        for_cli(refused.value)
 
 
 def test_pre_activation_layers_are_not_explainable(classifier):

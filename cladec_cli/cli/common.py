@@ -223,7 +223,7 @@ def report_layer_models(job, records, started, detail, quiet, as_json):
     """Summarise the models of a layer job: the record of one, or a list with one record per layer."""
     if len(records) == 1:
         layer, record = job.layers[0], records[0]
-        return report_saved(record, job.outs[0], started, f"layer {layer.name} ({layer.index}){detail}, "
+        return report_saved(record, job.outs[0], started, f"layer {layer_label(layer)}{detail}, "
                             f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}", quiet, as_json)
     from cladec_cli.fused import how_trained
 
@@ -231,10 +231,16 @@ def report_layer_models(job, records, started, detail, quiet, as_json):
     lines = []
     for layer, out, record in zip(job.layers, job.outs, records):
         record["path"], record["seconds"] = str(out), seconds
-        lines.append(f"saved {out}: layer {layer.name} ({layer.index}){detail}, "
+        lines.append(f"saved {out}: layer {layer_label(layer)}{detail}, "
                      f"test Rec. Loss {record['metrics']['test_rec_loss']:.2f}")
     lines.append(f"trained {len(records)} models {how_trained(job.settings, len(records))} ({seconds} s)")
     report(records, lines, quiet, as_json)
+
+
+def layer_label(layer):
+    """'block5 (-2)', its index under the layer convention it was found by, where not the default blocks."""
+    counted = "" if layer.convention == "blocks" else f" under --layer-convention {layer.convention}"
+    return f"{layer.name} ({layer.index}{counted})"
 
 
 def report_saved(record, out, started, detail, quiet, as_json):

@@ -158,6 +158,13 @@ def test_refae_is_a_fresh_copy_of_the_graph_up_to_the_layer(residual):
     assert all(w.trainable for w in encoder.weights if "moving" not in w.path)
 
 
+def test_a_layer_hidden_by_its_block_is_reported_with_the_convention_of_its_index(residual, tmp_path):
+    result = invoke("train-decoder", "--classifier", residual["classifier"], "--layer", "stem", "--dataset",
+                    residual["dataset"], "--out", tmp_path / "d.h5", "--epochs", 1, "--batch-size", 16)
+    assert "layer stem (-12 under --layer-convention layers)" in result.output
+    assert ("stem", -12, (24, 24, 8)) in layers_json_with(residual["classifier"], "--layer-convention", "layers")
+
+
 def test_explain_residual_model(residual, tmp_path):
     out, arrays = tmp_path / "grid.png", tmp_path / "arrays.npz"
     result = invoke("explain", "--classifier", residual["classifier"], "--decoder", residual["decoder"],
