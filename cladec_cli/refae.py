@@ -82,6 +82,23 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     return results
 
 
+LAGGING_RATIO = 1.5  # test Rec. Loss over the last training loss from which moving statistics are suspect
+
+
+def statistics_may_lag(refae, record):
+    """The test Rec. Loss over the last training loss of a RefAE trained with moving BatchNorm statistics,
+    where that ratio reaches `LAGGING_RATIO` and its encoder has BatchNorm layers: inference then uses
+    moving statistics that may lag behind the trained weights (`--bn-statistics data` sets them from the
+    training images). None otherwise."""
+    metrics = record.get("metrics", {})
+    test, train = metrics.get("test_rec_loss"), metrics.get("train_loss")
+    if record.get("bn_statistics", "moving") != "moving" or not test or not train or train <= 0:
+        return None
+    if test / train < LAGGING_RATIO or not batchnorm.batchnorm_layers(refae_encoder(refae)):
+        return None
+    return test / train
+
+
 def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings, out, rec_loss_name="sse",
                 decoder_output="sigmoid", bn_statistics="moving"):
     """Train a RefAE for one layer of a classifier's architecture and save it with provenance: the

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from cladec_cli import artifacts
-from cladec_cli.layers import is_submodel
+from cladec_cli.layers import is_submodel, resolve_layer
 from cladec_cli.reconstruction import rec_loss
-from cladec_cli.refae import refae_encoder, train_refae, train_refaes
+from cladec_cli.refae import build_refae, refae_encoder, statistics_may_lag, train_refae, train_refaes
 from cladec_cli.training import TrainSettings
-from conftest import loud_classifier, read_group
+from conftest import loud_classifier, quadrant_classifier, read_group
 from test_batchnorm import assert_normalised
 
 
@@ -180,3 +180,14 @@ def test_refae_batchnorm_statistics_from_the_training_images(refae, setup, tmp_p
         assert_normalised(cut(refae[0]), data.train.images)
     assert record["metrics"]["test_rec_loss"] == pytest.approx(
         rec_loss(data.test.images, model.predict(data.test.images, verbose=0)), rel=1e-4)
+
+
+def test_moving_statistics_are_suspected_only_of_a_batchnorm_encoder_testing_much_worse_than_it_trained():
+    with_bn = quadrant_classifier(first=keras.layers.BatchNormalization(name="bn"))
+    refae = build_refae(with_bn, resolve_layer(with_bn, "quadrants"))
+    record = {"bn_statistics": "moving", "metrics": {"test_rec_loss": 90.0, "train_loss": 45.0}}
+    assert statistics_may_lag(refae, record) == 2.0
+    assert statistics_may_lag(refae, {**record, "metrics": {"test_rec_loss": 60.0, "train_loss": 45.0}}) is None
+    assert statistics_may_lag(refae, {**record, "bn_statistics": "data"}) is None
+    without = quadrant_classifier()
+    assert statistics_may_lag(build_refae(without, resolve_layer(without, "quadrants")), record) is None

@@ -201,6 +201,7 @@ def warn_at_chance(classifier, dataset, provenance=None, settings=None):
     order may not be those it was trained with, or it is untrained. Not for data other than the dataset
     `provenance` (the classifier's record) names, on which it may rightly do no better. With training
     `settings`, the line waits for the training to start, after every check that could refuse the command."""
+    from cladec_cli.batchnorm import batchnorm_layers
     from cladec_cli.classifier import CHANCE_SAMPLE, sampled_accuracy
 
     if (provenance or {}).get("dataset") not in (None, dataset.name) or dataset.n_classes < 2:
@@ -212,6 +213,9 @@ def warn_at_chance(classifier, dataset, provenance=None, settings=None):
     line = (f"warning: the classifier gets {accuracy:.0%} of {sampled} sampled test images right, about chance "
             f"for {dataset.n_classes} classes: unless it is untrained, check that --pixel-range "
             f"({dataset.pixel_range}), --resize and the order of the classes are those it was trained with")
+    if batchnorm_layers(classifier):
+        line += (", and that its BatchNorm layers' moving statistics have caught up with its weights (after a "
+                 "short training they lag, and Keras' own evaluate is at chance too)")
     if settings is None or settings.announce is None:
         note(line)
         return

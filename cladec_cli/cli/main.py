@@ -256,7 +256,7 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
                     overwrite, quiet, as_json, **opts):
     """Train the reference autoencoder (same architecture, trained for reconstruction only) and save it;
     one per layer, in one pass (one after another under float16), for several layers."""
-    from cladec_cli.refae import train_refaes
+    from cladec_cli.refae import statistics_may_lag, train_refaes
 
     job = common.layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet,
                            lambda target: f"refae_{common.layer_tag(target)}.h5", layer_convention)
@@ -264,6 +264,11 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
     results = train_refaes(job.classifier, job.provenance, job.dataset, job.layers, job.settings,
                            job.outs, rec_loss, decoder_output, bn_statistics)
     common.report_layer_models(job, [record for _, record in results], started, "", quiet, as_json)
+    for out, (refae, record) in zip(job.outs, results):
+        if ratio := statistics_may_lag(refae, record):
+            common.note(f"warning: {out}: test Rec. Loss {record['metrics']['test_rec_loss']:.2f} is {ratio:.1f}x "
+                        f"the last training loss; its encoder's BatchNorm moving statistics may lag behind the "
+                        f"weights: try --bn-statistics data")
 
 
 @cli.command("explain", short_help="Draw original, RefAE and ClaDec images as a PNG grid.")

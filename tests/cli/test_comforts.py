@@ -67,11 +67,31 @@ def test_a_classifier_at_chance_on_the_data_is_warned_about(tmp_path, npz_datase
         for result in (trained, measured):
             assert ("warning: the classifier gets 0% of 80 sampled test images right, about chance for 4 classes"
                     in result.stderr) == warned, result.stderr
+            assert "BatchNorm" not in result.stderr  # it has none
         # Nor does the rolled classifier see any training image of a class as that class.
         contrasted = invoke("contrast", "--classifier", path, "--decoder", decoder, "--index", 0, "--to-class",
                             "top-right", "--steps", 2, "-q", "--out", tmp_path / f"c_{warned}.png")
         assert ("warning: the classifier sees none of the training images of class top-right as that class"
                 in contrasted.stderr) == warned, contrasted.stderr
+
+
+def test_brief_batchnorm_is_named_among_the_causes_of_lagging_results(tmp_path, npz_dataset):
+    import keras
+
+    # A BatchNorm in front of the quadrants: fresh, its moving statistics pass the images on unchanged.
+    bn = quadrant_classifier(first=keras.layers.BatchNormalization(momentum=0.999, name="bn"))
+    bn.get_layer("logits").set_weights([np.roll(np.eye(4, dtype=np.float32) * 10, 1, axis=1), np.zeros(4)])
+    bn.save(tmp_path / "bn.keras")
+    result = invoke("train-decoder", "--classifier", tmp_path / "bn.keras", "--dataset", npz_dataset, "--layer", -1,
+                    "--epochs", 0, "-q", "--out", tmp_path / "d.h5")
+    assert "about chance" in result.stderr and "BatchNorm layers' moving statistics" in result.stderr
+    # A RefAE re-initialises that BatchNorm: after three short epochs its moving statistics are far from
+    # those of the images it trained on, and the test Rec. Loss shows it, unless they are set from the data.
+    for statistics, warned in (("moving", True), ("data", False)):
+        result = invoke("train-refae", "--classifier", tmp_path / "bn.keras", "--dataset", npz_dataset, "--layer",
+                        "bn", "--epochs", 3, "--batch-size", 8, "--lr", 0.005, "-q",
+                        "--out", tmp_path / f"r_{statistics}.h5", "--bn-statistics", statistics)
+        assert ("moving statistics may lag behind the weights: try --bn-statistics data" in result.stderr) == warned
 
 
 def test_no_chance_warning_for_a_classifier_well_above_chance_or_on_other_data(tmp_path, npz_dataset, trained):
