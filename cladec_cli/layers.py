@@ -138,9 +138,19 @@ def explainable_layers(model, convention="blocks"):
 
 def resolve_layer(model, spec, convention="blocks"):
     """The explainable layer named by `spec`: a name (`block5`, `sub/conv`, or `conv` alone where no other
-    nested layer bears it) or a negative index under `convention`; an `ExplainableLayer` is returned as it is."""
+    nested layer bears it) or a negative index under `convention`; an `ExplainableLayer` is returned as it is.
+    A layer used more than once in the graph, or inside a sub-model that is, is refused."""
     if isinstance(spec, ExplainableLayer):
         return spec
+    layer = _find_layer(model, spec, convention)
+    holder = model
+    for name in layer.name.split("/"):
+        _node_of(holder, name)  # one use each, or the layer has no one activation
+        holder = holder.get_layer(name)
+    return layer
+
+
+def _find_layer(model, spec, convention):
     candidates = explainable_layers(model, convention)
     text = str(spec).strip()
     try:
@@ -218,6 +228,8 @@ def _outputs_at(model, paths, h):
     sub-models that hold the others, which are cut the same way."""
     direct = list(dict.fromkeys(p[0] for p in paths if len(p) == 1))
     nested = list(dict.fromkeys(p[0] for p in paths if len(p) > 1))
+    for name in direct + nested:
+        _node_of(model, name)  # a layer or sub-model used twice has no one activation
     # A sub-model's input inside the outer graph is what the outer graph fed into it.
     taps = [model.get_layer(n).output for n in direct]
     taps += [model.get_layer(n)._inbound_nodes[0].input_tensors[0] for n in nested]
@@ -257,7 +269,7 @@ def _node_of(model, name):
     nodes = [node for depth in _graph(model)._nodes_by_depth.values() for node in depth if node.operation is layer]
     if len(nodes) != 1:
         raise UsageError(f"layer {name} of {model.name!r} is used {len(nodes)} times in its graph (a shared "
-                         "layer); the classifier cannot be continued from one of its uses")
+                         "layer), so it has no one activation to explain or to continue the classifier from")
     if len(nodes[0].outputs) != 1:
         raise UsageError(f"layer {name} of {model.name!r} has {len(nodes[0].outputs)} outputs; the classifier "
                          "cannot be continued from it")
@@ -280,7 +292,8 @@ def _run_after(model, path, inputs, full_name):
             if not all(after):
                 raise UsageError(f"the classifier cannot be continued from layer {full_name}: its layer "
                                  f"{node.operation.name} also takes an output from before {full_name} "
-                                 "(a connection around it), so the activations alone do not determine the rest")
+                                 "(a connection around it), so the activations alone do not determine the rest; "
+                                 f"a layer from {node.operation.name} on (the output of a residual block) can be")
             args, kwargs = node.arguments.fill_in(tensors)
             outputs = node.operation(*args, **kwargs)
             tensors.update({id(x): y for x, y in zip(node.outputs, keras.tree.flatten(outputs))})

@@ -202,18 +202,21 @@ def test_head_refuses_a_connection_around_the_layer():
     h = keras.layers.Flatten()(keras.layers.Add(name="add")([a, b]))
     model = keras.Model(inputs, keras.layers.Dense(3, name="out")(h))
     with pytest.raises(UsageError, match="cannot be continued from layer b: its layer add also takes an output "
-                                         "from before b"):
+                                         "from before b.*; a layer from add on \\(the output of a residual block\\)"):
         build_head(model, resolve_layer(model, "b"))
     assert build_head(model, resolve_layer(model, "a")).outputs[0].shape[1:] == (3,)
 
 
-def test_head_refuses_a_shared_layer_and_names_why():
+def test_a_layer_of_a_shared_model_is_refused_when_named_and_by_encoder_and_head_alike():
     inputs = keras.Input((8, 8, 1))
     backbone = _seq_conv_relu("features")
     twice = keras.layers.Concatenate()([keras.layers.Flatten()(backbone(inputs)), keras.layers.Flatten()(backbone(inputs))])
     model = keras.Model(inputs, keras.layers.Dense(3, name="out")(twice))
-    with pytest.raises(UsageError, match="layer features of .* is used 2 times in its graph \\(a shared layer\\)"):
-        build_head(model, "features/act")
+    for build in (resolve_layer, build_head, build_encoder):
+        with pytest.raises(UsageError, match="layer features of .* is used 2 times in its graph \\(a shared layer\\), "
+                                             "so it has no one activation"):
+            build(model, "features/act")
+    assert build_encoder(model, "out").outputs[0].shape[1:] == (3,)  # a layer after both uses
 
 
 def test_unsupported_models():
