@@ -157,8 +157,9 @@ def layers_cmd(classifier_path, trust_model, layer_convention, quiet, as_json):
 
     model, _ = load_classifier(classifier_path, trust_model)
     found = explainable_layers(model, layer_convention)
-    rows = [f"{'index':>6}  {'name':<30} shape"]
-    rows += [f"{layer.index:>6}  {layer.name:<30} {'x'.join(map(str, layer.shape))}" for layer in found]
+    width = max([30] + [len(layer.name) for layer in found])
+    rows = [f"{'index':>6}  {'name':<{width}} shape"]
+    rows += [f"{layer.index:>6}  {layer.name:<{width}} {'x'.join(map(str, layer.shape))}" for layer in found]
     common.report([{"index": l.index, "name": l.name, "shape": list(l.shape)} for l in found],
                   rows, quiet, as_json)
 

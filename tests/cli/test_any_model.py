@@ -216,6 +216,17 @@ def test_layers_accepts_h5_and_keras(tmp_path, suffix):
     assert "res_out" in invoke("layers", "--classifier", path).output
 
 
+def test_the_layers_table_keeps_its_columns_for_long_nested_names(tmp_path):
+    inner = keras.Input((8, 8, 1))
+    backbone = keras.Model(inner, layers.Conv2D(2, 3, name="expanded_conv_depthwise_relu")(inner),
+                           name="mobilenetv2_0.35_32_backbone")
+    inputs = keras.Input((8, 8, 1))
+    keras.Model(inputs, layers.Dense(3, name="scores")(layers.Flatten()(backbone(inputs)))).save(tmp_path / "m.keras")
+    header, *rows = invoke("layers", "--classifier", tmp_path / "m.keras").output.rstrip().splitlines()
+    assert len(rows) == 2 and rows[0].split()[1] == "mobilenetv2_0.35_32_backbone/expanded_conv_depthwise_relu"
+    assert {row.index(shape) for row, shape in zip(rows, ("6x6x2", "3"))} == {header.index("shape")}
+
+
 def test_nested_sub_model(tmp_path, rgb48):
     path = tmp_path / "nested.h5"
     nested_classifier().save(path)
