@@ -13,7 +13,7 @@ from cladec_cli.errors import UsageError, option
 from cladec_cli.data.split import Split
 from cladec_cli.methods import build, explain_all, reconstructors
 from cladec_cli.metrics import acc_evals, agreement, split_measures
-from cladec_cli.reconstruction import rec_loss, split_rec_losses
+from cladec_cli.reconstruction import mean_image_rec_loss, rec_loss, split_rec_losses
 from cladec_cli.training import predict
 
 MAP_IMAGES = 256
@@ -45,7 +45,7 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     Returns a dict: `classifier_test_accuracy`, `test_images`, the layer and dataset records,
     `methods`; for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`,
     `loop_loss` (each model's last training-epoch loss), `agreement` and, with Acc Eval, `acc_eval`
-    and `eval_settings`; for attribution maps `deletion`, `insertion` and `map_images`. With both
+    and `eval_settings`, and the baseline `mean_image_rec_loss` (`reconstruction.mean_image_rec_loss`); for attribution maps `deletion`, `insertion` and `map_images`. With both
     ClaDec and RefAE, each of those dicts also holds their `difference`.
     """
     check_fits(explainer.classifier, dataset, explainer.pixel_range)
@@ -76,7 +76,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     }
     if pictures:
         result.update({"rec_loss": measured["rec_loss"], "train_rec_loss": measured["train_rec_loss"],
-                       "loop_loss": training_loop_losses(explainer, pictures), "agreement": measured["agreement"]})
+                       "loop_loss": training_loop_losses(explainer, pictures), "agreement": measured["agreement"],
+                       "mean_image_rec_loss": mean_image_rec_loss(dataset.train, dataset.test)})
     if acc:
         result["acc_eval"] = {method: r.accuracy for method, r in acc.items()}
         result["eval_settings"] = {**eval_settings.provenance(),

@@ -43,6 +43,9 @@ def markdown_table(result):
             if group in result:
                 cells = [cell(group, m, fmt) for m in pictures] + ([cell(group, "difference", "+" + fmt)] if both else [])
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if "mean_image_rec_loss" in result:
+            lines += ["", f"Baseline: the training images' mean image, as every test image's reconstruction, has "
+                          f"Rec. Loss {result['mean_image_rec_loss']:.2f}."]
     if "deletion" in result:
         maps = list(result["deletion"])
         lines += ["", f"Attribution maps on {result['map_images']} test images, each for its predicted class "

@@ -23,6 +23,18 @@ def rec_loss(images, reconstructions):
     return float(per_image_sse(images, reconstructions).mean()) if len(images) else float("nan")
 
 
+def mean_image_rec_loss(train, test, batch_size=1024):
+    """The Rec. Loss on the `test` split of the `train` split's mean image, taken as the reconstruction
+    of every image: what a decoder gets that learned the data's average and nothing of the image. Both
+    splits are read batch by batch."""
+    if len(train) == 0 or len(test) == 0:
+        return float("nan")
+    total = sum(np.asarray(images, np.float64).sum(axis=0) for images in train.batches(batch_size))
+    mean = (total / len(train)).astype(np.float32)
+    losses = [per_image_sse(images, np.broadcast_to(mean, images.shape)) for images in test.batches(batch_size)]
+    return float(np.concatenate(losses).mean())
+
+
 def split_rec_losses(reconstructors, split, batch_size=256, measuring=None):
     """{method: Rec. Loss over `split`} of image -> image `reconstructors`, in one prediction pass over
     the split, batch by batch, so a split that streams from disk is never held whole. `measuring`, a

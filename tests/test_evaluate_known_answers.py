@@ -93,6 +93,14 @@ def test_rec_loss_on_training_images_is_measured_there(result):
     assert metrics["train_rec_loss"]["cladec"] != pytest.approx(metrics["rec_loss"]["cladec"])
 
 
+def test_the_baseline_is_the_training_images_mean_image_as_every_reconstruction(result):
+    metrics, dataset = result
+    mean = dataset.train.images.mean(axis=0, dtype=np.float64)
+    expected = np.mean(np.sum(np.square(dataset.test.images - mean), axis=(1, 2, 3)))
+    assert metrics["mean_image_rec_loss"] == pytest.approx(expected, rel=1e-6)
+    assert metrics["mean_image_rec_loss"] != pytest.approx(np.mean(np.sum(np.square(dataset.test.images), axis=(1, 2, 3))))
+
+
 def test_acc_eval_learns_from_each_methods_reconstructions(result):
     # Trained and tested on turned images with their true labels, the evaluation classifier is right
     # every time; had it been trained on the original images, it would be wrong every time.

@@ -38,6 +38,8 @@ def test_evaluate_writes_json_table_and_eval_models(tmp_path, trained):
     assert saved["layer_index"] == -2 and saved["test_images"] == 80
     table = out.with_suffix(".md").read_text()
     assert "| Rec. Loss (SSE per image) |" in table and "| Acc Eval |" in table
+    assert (f"Baseline: the training images' mean image, as every test image's reconstruction, has Rec. Loss "
+            f"{saved['mean_image_rec_loss']:.2f}.") in table
     for method in ("cladec", "refae"):
         path = keep / f"eval_{method}.h5"
         model = keras.models.load_model(path)
