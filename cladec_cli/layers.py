@@ -254,6 +254,38 @@ def build_head(model, layer):
     return keras.Model(inputs, _run_after(model, layer.name.split("/"), inputs, layer.name), name="head")
 
 
+def build_offset(model, layer):
+    """`model` with an offset added to `layer`'s output (an `ExplainableLayer` or a path such as
+    `features/conv2`): a model of [image, offset] to the classifier's output, sharing its weights. At
+    offset zero it computes what `model` does, and its gradient with respect to the offset is that with
+    respect to the layer's activations, connections that reach around the layer included."""
+    check_supported(model)
+    layer = resolve_layer(model, layer)
+    image = keras.Input(shape=model.inputs[0].shape[1:], name="image")
+    offset = keras.Input(shape=layer.shape, name="offset")
+    return keras.Model([image, offset], _run_offset(model, layer.name.split("/"), image, offset), name="offset")
+
+
+def _run_offset(model, path, image, offset):
+    """`model`'s output for the input tensor `image`, with `offset` added to the output of the layer at `path`."""
+    graph = _graph(model)
+    tensors = {id(graph.inputs[0]): image}
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if node.operation is None or node.is_input:
+                continue
+            args, kwargs = node.arguments.fill_in(tensors)
+            if node.operation.name != path[0]:
+                outputs = node.operation(*args, **kwargs)
+            elif len(path) > 1:
+                outputs = _run_offset(node.operation, path[1:], args[0], offset)
+            else:
+                outputs = keras.layers.Add(name=f"{node.operation.name}_offset")([node.operation(*args, **kwargs),
+                                                                                 offset])
+            tensors.update({id(x): y for x, y in zip(node.outputs, keras.tree.flatten(outputs))})
+    return tensors[id(graph.outputs[0])]
+
+
 def _graph(model):
     # Keras 3 keeps a Sequential model's graph in a functional model of its own, made once it is built.
     graph = model._functional if isinstance(model, keras.Sequential) else model

@@ -7,7 +7,8 @@ from keras.ops import convert_to_numpy
 
 from cladec_cli.architectures import build_classifier
 from cladec_cli.errors import UsageError, for_cli
-from cladec_cli.layers import build_encoder, build_head, explainable_layers, resolve_layer, resolve_layers
+from cladec_cli.layers import (build_encoder, build_head, build_offset, explainable_layers, resolve_layer,
+                               resolve_layers)
 
 EXPECTED = [("block1", -6, (16, 16, 16)), ("block2", -5, (8, 8, 32)), ("block3", -4, (4, 4, 64)),
             ("block4", -3, (2, 2, 128)), ("block5", -2, (1, 1, 256)), ("logits", -1, (4,))]
@@ -254,3 +255,20 @@ def test_layers_convention_counts_every_layer_with_an_output(classifier):
 def test_unknown_convention(classifier):
     with pytest.raises(UsageError, match="unknown layer convention"):
         explainable_layers(classifier, "paper")
+
+
+def test_an_offset_at_a_nested_layer_inside_a_residual_connection_reaches_the_output():
+    inputs = keras.Input((8, 8, 1))
+    features = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 3, padding="same", name="conv"),
+                                 keras.layers.ReLU(name="act")], name="features")
+    h = keras.layers.Add(name="add")([features(inputs), inputs])  # around the nested model
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(keras.layers.Flatten()(h)))
+    offset = build_offset(model, "features/act")
+    x = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
+    zero = np.zeros((2, *offset.inputs[1].shape[1:]), np.float32)
+    np.testing.assert_allclose(convert_to_numpy(offset([x, zero])), convert_to_numpy(model(x)), rtol=1e-6, atol=1e-6)
+    moved = zero.copy()
+    moved[:, 0, 0, 0] = 1.0  # one activation up by one: the output moves by that unit's weights
+    kernel = convert_to_numpy(model.get_layer("out").kernel)
+    np.testing.assert_allclose(convert_to_numpy(offset([x, moved]) - offset([x, zero])), np.tile(kernel[0], (2, 1)),
+                               rtol=1e-5, atol=1e-5)

@@ -11,10 +11,10 @@ import numpy as np
 from cladec_cli.classifier import logits_model, outputs_probabilities
 from cladec_cli.cladec import frozen_encoder
 from cladec_cli.errors import UsageError
-from cladec_cli.layers import build_head, explainable_layers
+from cladec_cli.layers import build_offset, explainable_layers
 from cladec_cli.methods.base import Method, normalized
 from cladec_cli.methods.gradients import class_scores, input_gradients
-from cladec_cli.pixels import in_range
+from cladec_cli.pixels import bounds, in_range
 from cladec_cli.training import predict
 
 
@@ -30,21 +30,25 @@ def spatial_layer(explainer):
 
 class GradCAM(Method):
     """Grad-CAM: the layer's channels weighted by the mean gradient of the class's logit over each
-    channel's map, summed, kept where positive, and resized to the image."""
+    channel's map, summed, kept where positive, and resized to the image. The gradient is taken through
+    the whole classifier (`build_offset`), so a layer inside a residual block has one too."""
 
     name, title, kind = "gradcam", "Grad-CAM", "map"
 
     def __init__(self, explainer):
         super().__init__(explainer)
         self.layer = spatial_layer(explainer)
-        self.head = build_head(logits_model(explainer.classifier), self.layer)
+        self.offset = build_offset(logits_model(explainer.classifier), self.layer)
         if self.layer.name != explainer.layer.name:
             self.title = f"Grad-CAM\n({self.layer.name})"
 
     def explain(self, images, classes):
         encoder = frozen_encoder(self.explainer.classifier, self.layer, self.explainer.pixel_range)
         activations = predict(encoder, images)
-        gradients = input_gradients(class_scores(self.head, classes), activations)
+        low, high = bounds(self.explainer.pixel_range)
+        scaled = keras.ops.convert_to_tensor(low + np.asarray(images, np.float32) * (high - low))
+        score = class_scores(self.offset, classes)
+        gradients = input_gradients(lambda offset: score([scaled, offset]), np.zeros_like(activations))
         weights = gradients.mean(axis=(1, 2), keepdims=True)
         cam = np.maximum((weights * activations).sum(axis=-1), 0)
         height, width = np.asarray(images).shape[1:3]

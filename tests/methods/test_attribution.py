@@ -53,6 +53,25 @@ def test_grad_cam_of_a_pooled_map_is_the_map_where_the_class_gains():
     assert not method.explain(images, [1, 1, 1]).any()  # every positive pixel argues against class 1
 
 
+def test_grad_cam_inside_a_residual_block_follows_the_gradient_through_the_block():
+    """The map is added to the image it came from (a connection around it): the logits' gradient with
+    respect to the map is still +-1/64, so Grad-CAM gives what it gives without the connection."""
+    inputs = keras.Input((8, 8, 1))
+    feature_map = keras.layers.Activation("linear", name="map")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Add(name="add")([feature_map, inputs]))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(pooled))
+    model.get_layer("logits").set_weights([np.array([[1.0, -1.0]], np.float32), np.zeros(2, np.float32)])
+    images = np.random.default_rng(2).random((3, 8, 8, 1)).astype(np.float32)
+    method = GradCAM(explainer_for(model, "map"))
+    np.testing.assert_allclose(method.explain(images, [0, 0, 0]),
+                               images[..., 0] / images.max(axis=(1, 2, 3))[:, None, None], rtol=1e-5)
+    # A classifier that takes [-1, 1] sees 2x - 1, which is positive where x > 1/2.
+    method = GradCAM(Explainer(model, {}, None, {"layer_name": "map", "pixel_range": "-1,1"}))
+    seen = np.maximum(2 * images[..., 0] - 1, 0)
+    np.testing.assert_allclose(method.explain(images, [0, 0, 0]), seen / seen.max(axis=(1, 2))[:, None, None],
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_grad_cam_of_a_vector_layer_uses_the_last_map_before_it():
     method = GradCAM(explainer_for(pooled_model(), "logits"))
     assert method.layer.name == "map" and "(map)" in method.title
