@@ -232,17 +232,21 @@ def check_safe(path, trust=False):
                             f"file; pass {option('trust')} if you trust where the file comes from")
 
 
-def _unknown_classes(path):
-    from cladec_cli.custom_objects import unknown_classes
+def _unknown_classes(path, message):
+    """The classes of the model file at `path` that Keras does not know: from its config, or else the
+    one Keras' error `message` names."""
+    import keras
+
+    from cladec_cli.custom_objects import unknown_classes, unknown_in_message
 
     try:
         names = unknown_classes(model_config(path))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return []
-    import keras
-
+        names = []
     known = keras.saving.get_custom_objects()
-    return [name for name in names if name not in known and name.split(">")[-1] not in known]
+    names = [name for name in names if name not in known and name.split(">")[-1] not in known]
+    named = unknown_in_message(message)
+    return names or ([named] if named else [])
 
 
 def load_model(path, kind=None, trust=False):
@@ -266,8 +270,8 @@ def load_model(path, kind=None, trust=False):
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "safe_mode" in message:
             message = f"it holds code that runs on loading; pass {option('trust')} if you trust where it comes from"
-        elif unknown := _unknown_classes(path):
-            message = (f"it uses classes that Keras does not know ({', '.join(unknown)}); pass "
-                       f"{option('custom_objects')} with the module that defines them")
+        elif unknown := _unknown_classes(path, message):
+            message = (f"it uses classes that Keras does not know ({', '.join(unknown)}); give the module that "
+                       "defines them: --custom-objects MODULE (in Python: load_custom_objects(MODULE))")
         raise ArtifactError(f"cannot load {path} as a Keras model: {message}") from e
     return model, provenance

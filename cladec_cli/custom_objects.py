@@ -5,25 +5,38 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 from pathlib import Path
 
 from cladec_cli.errors import UsageError, option
 
+# Where Keras finds the objects a config names by a bare name; a user's object of such a name would take
+# the place of Keras' own in every HDF5 file loaded afterwards (this tool's decoders use relu and sigmoid).
+_KERAS_NAMESPACES = ("layers", "activations", "losses", "metrics", "initializers", "regularizers",
+                     "constraints", "optimizers", "models")
+
 
 def load_custom_objects(spec):
     """Import the module `spec` (a module name importable from the working folder, or the path of a .py
     file) and make the classes and functions it defines known to Keras by name, for every model loaded
-    afterwards. Classes it registers with `keras.saving.register_keras_serializable` are known from the
-    import on. Importing runs the module's code. Returns the names added."""
+    afterwards; names Keras itself defines (a helper `relu`, say) are left to Keras. Classes it registers
+    with `keras.saving.register_keras_serializable` are known from the import on. Importing runs the
+    module's code. Returns the names added."""
     import keras
 
     module = _imported(str(spec))
     defined = {name: value for name, value in vars(module).items()
                if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
-               and getattr(value, "__module__", None) == module.__name__}
+               and getattr(value, "__module__", None) == module.__name__ and not _keras_defines(name)}
     keras.saving.get_custom_objects().update(defined)
     return sorted(defined)
+
+
+def _keras_defines(name):
+    import keras
+
+    return any(hasattr(getattr(keras, space), name) for space in _KERAS_NAMESPACES)
 
 
 def _imported(spec):
@@ -38,25 +51,37 @@ def _imported(spec):
         if e.name and (spec == e.name or spec.startswith(f"{e.name}.")):
             raise UsageError(f"{named}: no module of that name can be imported from {os.getcwd()}; give the path "
                              f"of its .py file") from None
-        raise UsageError(f"{named}: importing it failed: {e}") from None
+        raise UsageError(f"{named}: importing it failed: {_first_line(e)}") from None
     except UsageError:
         raise
-    except Exception as e:  # the user's code may raise anything
-        raise UsageError(f"{named}: importing it failed: {type(e).__name__}: {e}") from None
+    except (Exception, SystemExit) as e:  # the user's code may raise anything, or exit as a script does
+        raise UsageError(f"{named}: importing it failed: {type(e).__name__}: {_first_line(e)}") from None
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _from_file(path, named):
     if not path.is_file():
         raise UsageError(f"{named}: no such file")
+    name = path.stem
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        if Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+            return loaded
+        where = getattr(loaded, "__file__", None) or "built in"
+        raise UsageError(f"{named}: a module named {name} is already imported ({where}); rename the file")
     if str(path.parent.resolve()) not in sys.path:
-        sys.path.insert(0, str(path.parent.resolve()))  # for the modules it imports from beside it
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+        sys.path.append(str(path.parent.resolve()))  # for the modules it imports from beside it
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[path.stem]
+        del sys.modules[name]
         raise
     return module
 
@@ -76,3 +101,9 @@ def unknown_classes(config):
         for value in config:
             found += unknown_classes(value)
     return list(dict.fromkeys(found))
+
+
+def unknown_in_message(message):
+    """The name Keras' error message says it does not know ("Unknown layer: 'Doubled'"), else None."""
+    found = re.search(r"Unknown [a-z ]+: '([^']+)'", message)
+    return found.group(1) if found else None

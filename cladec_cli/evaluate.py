@@ -44,9 +44,10 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
 
     Returns a dict: `classifier_test_accuracy`, `test_images`, the layer and dataset records,
     `methods`; for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`,
-    `loop_loss` (each model's last training-epoch loss), `agreement` and, with Acc Eval, `acc_eval`
-    and `eval_settings`, and the baseline `mean_image_rec_loss` (`reconstruction.mean_image_rec_loss`); for attribution maps `deletion`, `insertion` and `map_images`. With both
-    ClaDec and RefAE, each of those dicts also holds their `difference`.
+    `loop_loss` (each model's last training-epoch loss), `agreement`, the baseline `mean_image_rec_loss`
+    (`reconstruction.mean_image_rec_loss`) and, with Acc Eval, `acc_eval` and `eval_settings`; for
+    attribution maps `deletion`, `insertion` and `map_images`. With both ClaDec and RefAE, each of those
+    dicts also holds their `difference`.
     """
     check_fits(explainer.classifier, dataset, explainer.pixel_range)
     if with_acc_eval and eval_settings is None:
@@ -61,7 +62,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     if keep_dir and with_acc_eval:
         for method in pictures:  # refused before the work, not after it
             artifacts.check_output(Path(keep_dir) / f"eval_{method}.h5", eval_settings.overwrite, suffixes=(".h5",))
-    # Without Acc Eval, holding the reconstructions would save nothing: each split is still read once.
+    # Without Acc Eval, holding the reconstructions would save nothing: each split is still read once for
+    # the methods (and once more for the mean-image baseline).
     held = dataset.train.in_memory and dataset.test.in_memory and with_acc_eval
     measure = held_measures if held else streamed_measures
     measured, acc = measure(explainer, pictures, dataset, eval_settings if with_acc_eval else None)

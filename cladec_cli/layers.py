@@ -143,11 +143,17 @@ def resolve_layer(model, spec, convention="blocks"):
     if isinstance(spec, ExplainableLayer):
         return spec
     layer = _find_layer(model, spec, convention)
-    holder = model
-    for name in layer.name.split("/"):
-        _node_of(holder, name)  # one use each, or the layer has no one activation
-        holder = holder.get_layer(name)
+    _check_used_once(model, layer.name)
     return layer
+
+
+def _check_used_once(model, name):
+    """Refuse the layer at the path `name` when it, or a sub-model holding it, is used more than once:
+    it then has no one activation."""
+    holder = model
+    for part in name.split("/"):
+        _node_of(holder, part)
+        holder = holder.get_layer(part)
 
 
 def _find_layer(model, spec, convention):
@@ -261,13 +267,16 @@ def build_offset(model, layer):
     respect to the layer's activations, connections that reach around the layer included."""
     check_supported(model)
     layer = resolve_layer(model, layer)
+    _check_used_once(model, layer.name)  # an ExplainableLayer given outright is checked here
+    return _offset_model(model, layer.name.split("/"), layer.shape, "offset")
+
+
+def _offset_model(model, path, shape, name):
+    """A model of [`model`'s input, offset of `shape`] to `model`'s output, with the offset added to the
+    output of the layer at `path`. A sub-model on the path becomes such a model of its own, so that its
+    layers' names stay inside it."""
     image = keras.Input(shape=model.inputs[0].shape[1:], name="image")
-    offset = keras.Input(shape=layer.shape, name="offset")
-    return keras.Model([image, offset], _run_offset(model, layer.name.split("/"), image, offset), name="offset")
-
-
-def _run_offset(model, path, image, offset):
-    """`model`'s output for the input tensor `image`, with `offset` added to the output of the layer at `path`."""
+    offset = keras.Input(shape=shape, name="offset")
     graph = _graph(model)
     tensors = {id(graph.inputs[0]): image}
     for depth in sorted(graph._nodes_by_depth, reverse=True):
@@ -278,12 +287,12 @@ def _run_offset(model, path, image, offset):
             if node.operation.name != path[0]:
                 outputs = node.operation(*args, **kwargs)
             elif len(path) > 1:
-                outputs = _run_offset(node.operation, path[1:], args[0], offset)
+                outputs = _offset_model(node.operation, path[1:], shape, node.operation.name)([args[0], offset])
             else:
-                outputs = keras.layers.Add(name=f"{node.operation.name}_offset")([node.operation(*args, **kwargs),
-                                                                                 offset])
+                added = keras.layers.Add(name=f"{node.operation.name}_offset", dtype=node.operation.dtype_policy)
+                outputs = added([node.operation(*args, **kwargs), offset])
             tensors.update({id(x): y for x, y in zip(node.outputs, keras.tree.flatten(outputs))})
-    return tensors[id(graph.outputs[0])]
+    return keras.Model([image, offset], tensors[id(graph.outputs[0])], name=name)
 
 
 def _graph(model):
@@ -322,10 +331,11 @@ def _run_after(model, path, inputs, full_name):
             if not any(after):
                 continue
             if not all(after):
+                merge = full_name[:len(full_name) - len("/".join(path))] + node.operation.name
                 raise UsageError(f"the classifier cannot be continued from layer {full_name}: its layer "
                                  f"{node.operation.name} also takes an output from before {full_name} "
                                  "(a connection around it), so the activations alone do not determine the rest; "
-                                 f"a layer from {node.operation.name} on (the output of a residual block) can be")
+                                 f"a layer from {merge} on (the output of a residual block) can be")
             args, kwargs = node.arguments.fill_in(tensors)
             outputs = node.operation(*args, **kwargs)
             tensors.update({id(x): y for x, y in zip(node.outputs, keras.tree.flatten(outputs))})

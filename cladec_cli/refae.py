@@ -86,17 +86,17 @@ LAGGING_RATIO = 1.5  # test Rec. Loss over the last training loss from which mov
 
 
 def statistics_may_lag(refae, record):
-    """The test Rec. Loss over the last training loss of a RefAE trained with moving BatchNorm statistics,
-    where that ratio reaches `LAGGING_RATIO` and its encoder has BatchNorm layers: inference then uses
-    moving statistics that may lag behind the trained weights (`--bn-statistics data` sets them from the
-    training images). None otherwise."""
+    """The test Rec. Loss over the last training loss (SSE both) of a RefAE trained with moving BatchNorm
+    statistics, where that ratio reaches `LAGGING_RATIO` and its encoder has BatchNorm layers: inference
+    then uses moving statistics that may lag behind the trained weights (`--bn-statistics data` sets them
+    from the training images). None otherwise, and for a RefAE trained with another loss than SSE."""
     metrics = record.get("metrics", {})
     test, train = metrics.get("test_rec_loss"), metrics.get("train_loss")
-    if record.get("bn_statistics", "moving") != "moving" or not test or not train or train <= 0:
+    if record.get("bn_statistics", "moving") != "moving" or record.get("rec_loss", "sse") != "sse":
         return None
-    if test / train < LAGGING_RATIO or not batchnorm.batchnorm_layers(refae_encoder(refae)):
+    if not test or not train or train <= 0 or test / train < LAGGING_RATIO:
         return None
-    return test / train
+    return test / train if batchnorm.batchnorm_layers(refae_encoder(refae)) else None
 
 
 def train_refae(classifier, classifier_provenance, dataset, layer_spec, settings, out, rec_loss_name="sse",

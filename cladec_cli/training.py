@@ -281,7 +281,7 @@ def _as_json(data):
 # Run settings recorded since a later version, with the value that runs started before then used: an
 # interrupted run of an older version resumes when asked for the same.
 ADDED_RUN_SETTINGS = {"runtime": {"precision": "float32"}, "trust_model": False, "pixel_range": "0,1",
-                      "decoder_output": "sigmoid", "bn_statistics": "moving"}
+                      "layer_convention": "blocks", "decoder_output": "sigmoid", "bn_statistics": "moving"}
 
 
 def _differences(before, now):

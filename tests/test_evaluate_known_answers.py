@@ -98,7 +98,8 @@ def test_the_baseline_is_the_training_images_mean_image_as_every_reconstruction(
     mean = dataset.train.images.mean(axis=0, dtype=np.float64)
     expected = np.mean(np.sum(np.square(dataset.test.images - mean), axis=(1, 2, 3)))
     assert metrics["mean_image_rec_loss"] == pytest.approx(expected, rel=1e-6)
-    assert metrics["mean_image_rec_loss"] != pytest.approx(np.mean(np.sum(np.square(dataset.test.images), axis=(1, 2, 3))))
+    black = np.mean(np.sum(np.square(dataset.test.images), axis=(1, 2, 3)))
+    assert metrics["mean_image_rec_loss"] < black  # the mean image is a better guess than none
 
 
 def test_acc_eval_learns_from_each_methods_reconstructions(result):

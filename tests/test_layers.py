@@ -213,10 +213,12 @@ def test_a_layer_of_a_shared_model_is_refused_when_named_and_by_encoder_and_head
     backbone = _seq_conv_relu("features")
     twice = keras.layers.Concatenate()([keras.layers.Flatten()(backbone(inputs)), keras.layers.Flatten()(backbone(inputs))])
     model = keras.Model(inputs, keras.layers.Dense(3, name="out")(twice))
-    for build in (resolve_layer, build_head, build_encoder):
+    listed = next(layer for layer in explainable_layers(model) if layer.name == "features/act")
+    for build, layer in ((resolve_layer, "features/act"), (build_head, "features/act"),
+                         (build_encoder, "features/act"), (build_offset, listed)):
         with pytest.raises(UsageError, match="layer features of .* is used 2 times in its graph \\(a shared layer\\), "
                                              "so it has no one activation"):
-            build(model, "features/act")
+            build(model, layer)
     assert build_encoder(model, "out").outputs[0].shape[1:] == (3,)  # a layer after both uses
 
 
@@ -262,7 +264,11 @@ def test_an_offset_at_a_nested_layer_inside_a_residual_connection_reaches_the_ou
     features = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 3, padding="same", name="conv"),
                                  keras.layers.ReLU(name="act")], name="features")
     h = keras.layers.Add(name="add")([features(inputs), inputs])  # around the nested model
+    # An outer layer that bears the name of a layer inside the nested model: one times one, by one.
+    h = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones", name="conv")(h)
     model = keras.Model(inputs, keras.layers.Dense(3, name="out")(keras.layers.Flatten()(h)))
+    with pytest.raises(UsageError, match="a layer from add on"):
+        build_head(model, "features/act")
     offset = build_offset(model, "features/act")
     x = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
     zero = np.zeros((2, *offset.inputs[1].shape[1:]), np.float32)

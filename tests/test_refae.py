@@ -189,5 +189,6 @@ def test_moving_statistics_are_suspected_only_of_a_batchnorm_encoder_testing_muc
     assert statistics_may_lag(refae, record) == 2.0
     assert statistics_may_lag(refae, {**record, "metrics": {"test_rec_loss": 60.0, "train_loss": 45.0}}) is None
     assert statistics_may_lag(refae, {**record, "bn_statistics": "data"}) is None
+    assert statistics_may_lag(refae, {**record, "rec_loss": "bce"}) is None  # another unit than the test's SSE
     without = quadrant_classifier()
     assert statistics_may_lag(build_refae(without, resolve_layer(without, "quadrants")), record) is None

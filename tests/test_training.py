@@ -145,7 +145,7 @@ def test_a_backup_from_before_a_setting_was_recorded_resumes_with_its_older_valu
     older = run()
     prepare_backup(out, TrainSettings(), older)
     now = run(bn_statistics="moving", decoder_output="sigmoid", trust_model=False, pixel_range="0,1",
-              runtime={"device": "CPU, 2 cores", "precision": "float32"})
+              layer_convention="blocks", runtime={"device": "CPU, 2 cores", "precision": "float32"})
     assert prepare_backup(out, TrainSettings(resume=True), now).is_dir()
     with pytest.raises(UsageError, match="other settings") as refused:
         prepare_backup(out, TrainSettings(resume=True), run(bn_statistics="data"))
