@@ -23,7 +23,9 @@ def clone_graph(model):
     the same names (two streams built by one function) otherwise."""
     def clone(layer):
         if is_submodel(layer):
-            with keras.name_scope(layer.name):
+            # Keras' PyTorch backend names a variable's parameter by its path, and PyTorch refuses dots
+            # (keras.applications names MobileNetV2 `mobilenetv2_1.00_224`).
+            with keras.name_scope(layer.name.replace(".", "_")):
                 return keras.models.clone_model(layer, clone_function=clone)
         return clone_layer(layer)
 

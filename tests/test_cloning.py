@@ -47,6 +47,13 @@ def test_a_clone_names_each_nested_models_variables_under_it():
     assert not np.allclose(*conv1)  # built anew
 
 
+def test_a_nested_model_named_with_a_dot_gives_paths_without_one():
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, stream("mobilenetv2_1.00_16")(inputs))
+    paths = [w.path for w in clone_graph(model).weights]
+    assert paths and all("." not in path for path in paths) and "mobilenetv2_1_00_16/conv1/kernel" in paths
+
+
 def test_savable_leaves_a_model_without_clashes_as_it_is():
     model = keras.Sequential([keras.Input((4,)), layers.Dense(2, name="a"), layers.Dense(2, name="b")])
     assert savable(model) is model
