@@ -12,7 +12,7 @@ import numpy as np
 
 from cladec_cli.errors import UsageError
 from cladec_cli.layers import is_submodel
-from cladec_cli.pixels import bounds
+from cladec_cli.pixels import to_range
 
 CHOICES = ("moving", "data")
 
@@ -29,8 +29,7 @@ def check_choice(bn_statistics, split):
 def statistics_from_split(model, split, pixel_range="0,1"):
     """`statistics_from_data` over the images of an in-memory `split`, rescaled to the `pixel_range`
     `model` takes. Returns the number of layers set."""
-    low, high = bounds(pixel_range)
-    return statistics_from_data(model, low + split.images * (high - low))
+    return statistics_from_data(model, to_range(split.images, pixel_range))
 
 
 def batchnorm_layers(model):
@@ -61,10 +60,15 @@ def statistics_from_data(model, images, batch_size=512):
     return done
 
 
+def _batch_outputs(probe, images, batch_size):
+    """`probe`'s outputs over `images` in inference mode, batch by batch, as NumPy arrays."""
+    for start in range(0, len(images), batch_size):
+        yield keras.ops.convert_to_numpy(probe(images[start:start + batch_size], training=False))
+
+
 def _outputs(probe, images, batch_size):
-    """`probe`'s outputs over `images` in inference mode, batch by batch, as one float32 array."""
-    return np.concatenate([keras.ops.convert_to_numpy(probe(images[start:start + batch_size], training=False))
-                           for start in range(0, len(images), batch_size)]).astype(np.float32)
+    """`probe`'s outputs over `images` in inference mode as one float32 array."""
+    return np.concatenate(list(_batch_outputs(probe, images, batch_size))).astype(np.float32)
 
 
 def _set_statistics(layer, probe, images, batch_size):
@@ -73,9 +77,8 @@ def _set_statistics(layer, probe, images, batch_size):
     if len(axes) != 1 or axes[0] not in (-1, len(layer.input.shape) - 1):
         raise ValueError(f"{layer.name}: only BatchNorm over the last axis is supported")
     total, total_sq, count = 0.0, 0.0, 0
-    for start in range(0, len(images), batch_size):
-        x = keras.ops.convert_to_numpy(probe(images[start:start + batch_size], training=False)).astype(np.float64)
-        x = x.reshape(-1, x.shape[-1])
+    for x in _batch_outputs(probe, images, batch_size):
+        x = x.astype(np.float64).reshape(-1, x.shape[-1])
         total, total_sq, count = total + x.sum(axis=0), total_sq + np.square(x).sum(axis=0), count + len(x)
     mean = total / count
     variance = np.maximum(total_sq / count - np.square(mean), 0.0)

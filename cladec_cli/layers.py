@@ -140,9 +140,7 @@ def resolve_layer(model, spec, convention="blocks"):
     """The explainable layer named by `spec`: a name (`block5`, `sub/conv`, or `conv` alone where no other
     nested layer bears it) or a negative index under `convention`; an `ExplainableLayer` is returned as it is.
     A layer used more than once in the graph, or inside a sub-model that is, is refused."""
-    if isinstance(spec, ExplainableLayer):
-        return spec
-    layer = _find_layer(model, spec, convention)
+    layer = spec if isinstance(spec, ExplainableLayer) else _find_layer(model, spec, convention)
     _check_used_once(model, layer.name)
     return layer
 
@@ -267,7 +265,6 @@ def build_offset(model, layer):
     respect to the layer's activations, connections that reach around the layer included."""
     check_supported(model)
     layer = resolve_layer(model, layer)
-    _check_used_once(model, layer.name)  # an ExplainableLayer given outright is checked here
     return _offset_model(model, layer.name.split("/"), layer.shape, "offset")
 
 

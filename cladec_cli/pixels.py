@@ -5,6 +5,7 @@ encoders cut from it) see their own range, through a Rescaling layer in front of
 """
 
 import keras
+import numpy as np
 
 from cladec_cli.data.names import PIXEL_RANGES
 from cladec_cli.errors import UsageError
@@ -23,6 +24,12 @@ def bounds(pixel_range):
     """'-1,1' -> (-1.0, 1.0)."""
     low, high = check_pixel_range(pixel_range).split(",")
     return float(low), float(high)
+
+
+def to_range(images, pixel_range):
+    """[0, 1] image arrays mapped to `pixel_range`, as float32."""
+    low, high = bounds(pixel_range)
+    return (low + np.asarray(images, np.float32) * (high - low)).astype(np.float32)
 
 
 def rescaled(images, pixel_range):

@@ -14,7 +14,7 @@ from cladec_cli.errors import UsageError
 from cladec_cli.layers import build_offset, explainable_layers
 from cladec_cli.methods.base import Method, normalized
 from cladec_cli.methods.gradients import class_scores, input_gradients
-from cladec_cli.pixels import bounds, in_range
+from cladec_cli.pixels import in_range, to_range
 from cladec_cli.training import predict
 
 
@@ -45,8 +45,7 @@ class GradCAM(Method):
     def explain(self, images, classes):
         encoder = frozen_encoder(self.explainer.classifier, self.layer, self.explainer.pixel_range)
         activations = predict(encoder, images)
-        low, high = bounds(self.explainer.pixel_range)
-        scaled = keras.ops.convert_to_tensor(low + np.asarray(images, np.float32) * (high - low))
+        scaled = keras.ops.convert_to_tensor(to_range(images, self.explainer.pixel_range))
         score = class_scores(self.offset, classes)
         gradients = input_gradients(lambda offset: score([scaled, offset]), np.zeros_like(activations))
         weights = gradients.mean(axis=(1, 2), keepdims=True)
