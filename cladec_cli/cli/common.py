@@ -98,9 +98,10 @@ def explainer_pixel_range(opts, explainer, decoder_path):
     opts["pixel_range"] = pixel_range_for(opts, {"pixel_range": explainer.pixel_range}, decoder_path)
 
 
-def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"):
-    """Load the dataset the options name, defaulting to what `provenance` (the record of `source`) names."""
-    from cladec_cli.data.datasets import load_dataset
+def dataset_for(opts, provenance=None, image_shape=None, source="the classifier", quiet=False):
+    """Load the dataset the options name, defaulting to what `provenance` (the record of `source`) names,
+    fitted to `image_shape` (a model's input); a note on stderr says how, where the images change."""
+    from cladec_cli.data.datasets import fitting_note, load_dataset
 
     provenance = provenance or {}
     pixel_range = pixel_range_for(opts, provenance, source)
@@ -113,15 +114,19 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
         raise UsageError(f"--resize {opts['resize']} differs from {source}'s {recorded_resize}; leave --resize out "
                          f"to fit the images as {source}'s were")
     resize = opts.get("resize") or recorded_resize or "bilinear"
-    return load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, image_shape=image_shape,
-                        pixel_range=pixel_range, **split_choices(opts, provenance, same, source))
+    dataset = load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, image_shape=image_shape,
+                           pixel_range=pixel_range, **split_choices(opts, provenance, same, source))
+    fitted = fitting_note(dataset)
+    if fitted:
+        note(fitted, quiet)
+    return dataset
 
 
-def explainer_dataset(opts, explainer, own_images=False):
+def explainer_dataset(opts, explainer, own_images=False, quiet=False):
     """The dataset for a loaded explainer: the options, else the data its models were trained on. With
     `own_images` (--image, --images), --resize fits those files, and the dataset keeps its own."""
     opts = {**opts, "resize": None} if own_images else opts
-    return dataset_for(opts, explainer.data_provenance, explainer.image_shape, explainer.data_source)
+    return dataset_for(opts, explainer.data_provenance, explainer.image_shape, explainer.data_source, quiet)
 
 
 def dataset_slug(name):
@@ -189,7 +194,7 @@ def layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet, file
     classifier, provenance = load_classifier(classifier_path, settings.trust_model)
     targets = resolve_layers(classifier, layer_specs(layer), convention)
     outs = layer_outputs(targets, out, out_dir, opts["dataset"] or provenance, filename)
-    dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:])
+    dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:], quiet=quiet)
     check_fits(classifier, dataset)
     warn_at_chance(classifier, dataset, provenance, settings)
     return LayerJob(settings, classifier, provenance, targets, outs, dataset)

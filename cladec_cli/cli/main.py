@@ -328,7 +328,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                              root="reports")
     dataset, class_names = None, explainer.data_provenance.get("class_names") or []
     if prototypes or not images_dir or "ridge" in method_names:  # the ridge decoder is fitted on the training images
-        dataset = common.explainer_dataset(opts, explainer, own_images=bool(images_dir))
+        dataset = common.explainer_dataset(opts, explainer, own_images=bool(images_dir), quiet=quiet)
         check_fits(explainer.classifier, dataset)
         class_names = dataset.class_names
     if prototypes:
@@ -384,7 +384,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
         raise UsageError("give the image to start from with either --index or --image")
     explainer = load_explainer(classifier_path, decoder_path, None, trust_model)
     common.explainer_pixel_range(opts, explainer, decoder_path)
-    dataset = common.explainer_dataset(opts, explainer, own_images=image_path is not None)
+    dataset = common.explainer_dataset(opts, explainer, own_images=image_path is not None, quiet=quiet)
     check_fits(explainer.classifier, dataset)
     target = class_label(dataset.class_names, to_class)
     if image_path:
@@ -453,7 +453,7 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
 
     explainer = load_explainer(classifier_path, decoder_path, None, trust_model)
     common.explainer_pixel_range(opts, explainer, decoder_path)
-    dataset = common.explainer_dataset(opts, explainer)
+    dataset = common.explainer_dataset(opts, explainer, quiet=quiet)
     check_fits(explainer.classifier, dataset)
     out_dir = Path(out_dir) if out_dir else Path(common.default_out(
         None, opts["dataset"] or explainer.data_provenance, "sanity", root="reports"))
@@ -529,7 +529,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
     table_out = Path(out).with_suffix(".md")
     for path in (out, table_out):
         artifacts.check_output(path, overwrite)
-    dataset = common.explainer_dataset(opts, explainer)
+    dataset = common.explainer_dataset(opts, explainer, quiet=quiet)
     check_fits(explainer.classifier, dataset)
     common.warn_at_chance(explainer.classifier, dataset, explainer.classifier_provenance)
     result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0,

@@ -32,6 +32,7 @@ class Dataset:
     split_seed: int = 0
     test_fraction: float = 0.2
     pixel_range: str = "0,1"
+    native_shape: tuple = None
 
     @property
     def image_shape(self):
@@ -96,4 +97,27 @@ def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape
         else:
             splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))
     return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin,
-                   int(split_seed), float(test_fraction), pixel_range)
+                   int(split_seed), float(test_fraction), pixel_range, tuple(int(v) for v in raw.native_shape))
+
+
+def fitting_note(dataset):
+    """One line saying how the images were changed to fit a model's input, or None: where the shape
+    differs from the images' own and from the size the dataset is standardly used at (Fashion-MNIST and
+    MNIST at 32x32, as in the paper). An image folder's own shape is that of its first training file."""
+    native, target = dataset.native_shape, dataset.image_shape
+    if native is None or tuple(native) == target or target == DEFAULT_SHAPES.get(dataset.name):
+        return None
+    changes = []
+    if tuple(native[:2]) != target[:2]:
+        verb = "padded" if dataset.resize == "pad" else f"resized ({dataset.resize})"
+        changes.append(f"{verb} from {native[0]}x{native[1]} to {target[0]}x{target[1]}")
+    if native[2] != target[2]:
+        changes.append(CHANNEL_CHANGES.get((native[2], target[2]), f"{native[2]} channels to {target[2]}"))
+    shape = "x".join(map(str, native))
+    source = (f"{dataset.name} image files (the first is {shape})" if dataset.name.startswith("folder:")
+              else f"{dataset.name} images ({shape})")
+    return f"note: the {source} are {' and '.join(changes)} to fit the model's input {'x'.join(map(str, target))}"
+
+
+CHANNEL_CHANGES = {(1, 3): "gray copied to 3 channels", (3, 1): "turned to gray (luma)",
+                   (4, 1): "turned to gray (luma)", (4, 3): "RGBA turned to RGB (alpha dropped)"}

@@ -335,12 +335,16 @@ def test_sequential_gray_non_square_keras_file(tmp_path):
     # 32x32 gray images, fitted to the classifier's 40x24 input.
     dataset = f"npz:{write_npz(tmp_path / 'gray.npz', 32, 8)}"
     dec, refae = tmp_path / "dec.h5", tmp_path / "refae.h5"
-    invoke("train-decoder", "--classifier", path, "--layer", "c2", "--dataset", dataset, "--out", dec, *TRAIN)
+    trained = invoke("train-decoder", "--classifier", path, "--layer", "c2", "--dataset", dataset, "--out", dec,
+                     *TRAIN[:-1])
+    fitted = f"note: the {dataset} images (32x32x1) are resized (bilinear) from 32x32 to 40x24 to fit the model's input 40x24x1"
+    assert trained.stderr.count(fitted) == 1
     invoke("train-refae", "--classifier", path, "--layer", -2, "--dataset", dataset, "--out", refae, *TRAIN)
     assert tuple(keras.models.load_model(dec, compile=False).outputs[0].shape[1:]) == (40, 24, 1)
     arrays = tmp_path / "a.npz"
-    invoke("explain", "--classifier", path, "--decoder", dec, "--refae", refae, "--dataset", dataset,
-           "--count", 2, "--out", tmp_path / "g.png", "--save-arrays", arrays, "--method", "gradcam", "-q")
+    quiet = invoke("explain", "--classifier", path, "--decoder", dec, "--refae", refae, "--dataset", dataset,
+                   "--count", 2, "--out", tmp_path / "g.png", "--save-arrays", arrays, "--method", "gradcam", "-q")
+    assert "note:" not in quiet.stderr
     saved = np.load(arrays)
     assert saved["original"].shape == saved["cladec"].shape == saved["refae"].shape == (2, 40, 24, 1)
     assert saved["gradcam"].shape == (2, 40, 24) and saved["gradcam"].max() > 0

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from cladec_cli.data import sources
-from cladec_cli.data.datasets import load_dataset
+from cladec_cli.data.datasets import fitting_note, load_dataset
 from cladec_cli.errors import DataError, UsageError
 from conftest import N_CLASSES, synthetic_images, write_idx_dataset, write_npz
+from image_files import write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +194,30 @@ def test_npz_dataset_with_image_shape(tmp_path):
     data = load_dataset(f"npz:{path}", image_shape=(32, 32, 1))
     assert data.train.images.shape == (8, 32, 32, 1)
     assert 0.0 <= data.train.images.min() and data.train.images.max() <= 1.0
+
+
+def test_fitting_note_says_how_images_change_to_fit_a_model(tmp_path, idx_dir):
+    rgb = write_npz(tmp_path / "rgb.npz", n_train=8, n_test=4, size=16, channels=3)
+    assert fitting_note(load_dataset(f"npz:{rgb}", image_shape=(32, 32, 1))) == (
+        f"note: the npz:{rgb} images (16x16x3) are resized (bilinear) from 16x16 to 32x32 and turned to gray "
+        f"(luma) to fit the model's input 32x32x1")
+    assert fitting_note(load_dataset(f"npz:{rgb}", image_shape=(32, 32, 3), resize="pad")) == (
+        f"note: the npz:{rgb} images (16x16x3) are padded from 16x16 to 32x32 to fit the model's input 32x32x3")
+    fashion = load_dataset("fashion_mnist", data_dir=idx_dir, image_shape=(28, 28, 3), resize="nearest")
+    assert fitting_note(fashion) == ("note: the fashion_mnist images (28x28x1) are gray copied to 3 channels to "
+                                     "fit the model's input 28x28x3")
+    folder = write_image_folder(tmp_path / "imgs", size=16, channels=3)
+    assert fitting_note(load_dataset(f"folder:{folder}", image_shape=(24, 24, 3))) == (
+        f"note: the folder:{folder} image files (the first is 16x16x3) are resized (bilinear) from 16x16 to 24x24 "
+        f"to fit the model's input 24x24x3")
+
+
+def test_no_fitting_note_where_the_images_keep_their_shape_or_take_the_standard_size(tmp_path, idx_dir):
+    rgb = write_npz(tmp_path / "rgb.npz", n_train=8, n_test=4, size=16, channels=3)
+    assert fitting_note(load_dataset(f"npz:{rgb}")) is None
+    assert fitting_note(load_dataset(f"npz:{rgb}", image_shape=(16, 16, 3))) is None
+    for shape in (None, (32, 32, 1), (28, 28, 1)):  # 32x32: the paper's size for Fashion-MNIST
+        assert fitting_note(load_dataset("fashion_mnist", data_dir=idx_dir, image_shape=shape)) is None
 
 
 def test_missing_npz(tmp_path):
