@@ -15,7 +15,8 @@ from cladec_cli.curves import TestRecLoss, curve_record
 from cladec_cli.decoder import build_decoder
 from cladec_cli.data.feed import ArrayFeed
 from cladec_cli.errors import UsageError, option
-from cladec_cli.fused import in_turn, model_history, named_output, one_at_a_time, one_output_each, renamed, seeded
+from cladec_cli.fused import (in_turn, model_history, named_output, one_at_a_time, one_output_each, output_labels,
+                              renamed, seeded)
 from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.pixels import in_range
@@ -83,12 +84,14 @@ def should_cache(split, layers, mode):
     return split.in_memory and code_bytes <= CACHE_LIMIT_BYTES
 
 
-def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, cache, pixel_range="0,1"):
+def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, cache, pixel_range="0,1",
+                    labels=None):
     """(model, dataset, losses, loss weights). The model takes images, or with `cache` the frozen
-    encoder's codes of them, computed once; it has an output `rec_<i>` per decoder and, with alpha > 0,
-    `ce_<i>`: the frozen classifier's output on that reconstruction."""
-    recs = [f"rec_{i}" for i in range(1, len(decoders) + 1)]
-    ces = [f"ce_{i}" for i in range(1, len(decoders) + 1)] if alpha > 0.0 else []
+    encoder's codes of them, computed once; it has an output `rec_<label>` per decoder (`labels`, default
+    1, 2, ...) and, with alpha > 0, `ce_<label>`: the frozen classifier's output on that reconstruction."""
+    labels = labels or [str(i) for i in range(1, len(decoders) + 1)]
+    recs = [f"rec_{label}" for label in labels]
+    ces = [f"ce_{label}" for label in labels] if alpha > 0.0 else []
     losses, weights = {r: rec for r in recs}, {r: 1.0 - alpha for r in recs}
 
     def targets(images, labels):
@@ -163,8 +166,9 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
         decoders = [seeded(settings.seed, lambda layer=layer, i=i: decoder_for(
             classifier, layer, classifier_provenance, name=f"decoder_{i}", output=decoder_output))
             for i, layer in enumerate(layers, start=1)]
+        labels = output_labels(layers)
         model, data, losses, weights = _training_setup(
-            classifier, encoder, decoders, dataset.train, settings, alpha, rec, cache, dataset.pixel_range)
+            classifier, encoder, decoders, dataset.train, settings, alpha, rec, cache, dataset.pixel_range, labels)
         compile_model(model, settings, data, losses, weights)
         # image -> reconstruction, one per layer (named apart: they are measured together)
         whole = [stacked(frozen_encoder(classifier, layer, dataset.pixel_range), decoder, f"cladec_{i}")
@@ -178,9 +182,9 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
         measured = tracker is not None and all(tracker.curves)
         test_losses = None if measured else list(split_rec_losses(dict(enumerate(whole)), dataset.test).values())
         results = []
-        for i, (decoder, out, run) in enumerate(zip(decoders, outs, runs), start=1):
+        for i, (decoder, out, run, label) in enumerate(zip(decoders, outs, runs, labels), start=1):
             decoder = renamed(decoder, "decoder")
-            own = {name: weight for name, weight in weights.items() if name in (f"rec_{i}", f"ce_{i}")}
+            own = {name: weight for name, weight in weights.items() if name in (f"rec_{label}", f"ce_{label}")}
             own_history = model_history(history, own)
             if measured:
                 metrics = {"test_rec_loss": tracker.curves[i - 1][-1],

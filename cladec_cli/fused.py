@@ -4,6 +4,7 @@ parameters is the gradient of that model's own loss, so each trains as it would 
 they train one after another instead (`one_at_a_time`)."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import keras
@@ -22,6 +23,14 @@ def seeded(seed, build):
 def named_output(tensor, name):
     """`tensor` as a model output called `name`: the key of its loss, its target and its history entry."""
     return keras.layers.Identity(name=name, dtype="float32")(tensor)  # outputs stay float32 in mixed precision
+
+
+def output_labels(layers):
+    """One label per layer for the outputs of a pass that trains a model per layer, so that progress lines
+    read `rec_<label>_loss`: the layer's name as a Keras name allows it, numbered by position where two
+    names would be the same."""
+    names = [re.sub(r"[^A-Za-z0-9_]+", "_", layer.name).strip("_") or "layer" for layer in layers]
+    return names if len(set(names)) == len(names) else [f"{i}_{name}" for i, name in enumerate(names, start=1)]
 
 
 def renamed(model, name):

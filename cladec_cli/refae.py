@@ -7,7 +7,8 @@ import keras
 from cladec_cli import artifacts, batchnorm
 from cladec_cli.classifier import check_fits, fresh_copy
 from cladec_cli.cladec import decoder_for, layer_provenance
-from cladec_cli.fused import in_turn, model_history, named_output, one_at_a_time, one_output_each, renamed, seeded
+from cladec_cli.fused import (in_turn, model_history, named_output, one_at_a_time, one_output_each, output_labels,
+                              renamed, seeded)
 from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_losses
@@ -63,7 +64,7 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
             classifier, layer, classifier_provenance, dataset.pixel_range, name=f"refae_{i}",
             decoder_output=decoder_output))
             for i, layer in enumerate(layers, start=1)]
-        recs = [f"rec_{i}" for i in range(1, len(layers) + 1)]
+        recs = [f"rec_{label}" for label in output_labels(layers)]
         image = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
         model = keras.Model(image, {r: named_output(refae(image), r) for r, refae in zip(recs, refaes)}, name="refae")
         data = dataset.train.dataset(settings.batch_size, shuffle=True, seed=settings.seed,

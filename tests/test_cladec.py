@@ -227,6 +227,32 @@ class StopAtSecondEpoch(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+class LoggedKeys(keras.callbacks.Callback):
+    """The keys of the logs at each epoch's end: what progress lines and the history show."""
+
+    def __init__(self):
+        super().__init__()
+        self.keys = set()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.keys |= set(logs or {})
+
+
+def test_progress_of_a_fused_run_names_each_loss_by_its_layer(setup, tmp_path):
+    from cladec_cli.refae import train_refaes
+
+    classifier, provenance, data = setup
+    names = [resolve_layer(classifier, index).name for index in (-3, -4)]
+    logged = LoggedKeys()
+    outs = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    train_decoders(classifier, provenance, data, [-3, -4], 0.5, settings(extra_callbacks=[logged]), outs)
+    assert {f"{kind}_{name}_loss" for kind in ("rec", "ce") for name in names} <= logged.keys
+    logged = LoggedKeys()
+    train_refaes(classifier, provenance, data, [-3, -4], settings(extra_callbacks=[logged]),
+                 [tmp_path / "c.h5", tmp_path / "d.h5"])
+    assert {f"rec_{name}_loss" for name in names} <= logged.keys
+
+
 def test_interrupted_fused_run_resumes(setup, tmp_path):
     classifier, provenance, data = setup
     outs = [tmp_path / "a.h5", tmp_path / "b.h5"]

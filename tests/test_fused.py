@@ -1,6 +1,7 @@
 """Helpers for training several models in one pass."""
 
 import json
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from cladec_cli import artifacts, training
 from cladec_cli.errors import UsageError
-from cladec_cli.fused import in_turn, model_history, one_at_a_time, one_output_each, renamed, seeded
+from cladec_cli.fused import in_turn, model_history, one_at_a_time, one_output_each, output_labels, renamed, seeded
 from cladec_cli.training import TrainSettings, backup_folder
 
 
@@ -19,6 +20,16 @@ def test_model_history_weighs_a_models_own_outputs():
     # A model with one output has only Keras' total.
     assert model_history({"loss": [3.0]}, {"rec_1": 1.0}) == {"loss": [3.0]}
     assert model_history({}, {"rec_1": 1.0}) == {"loss": []}
+
+
+def test_output_labels_are_the_layers_names_as_keras_allows_them_and_apart():
+    def named(*names):
+        return [SimpleNamespace(name=name) for name in names]
+
+    assert output_labels(named("block5", "block4")) == ["block5", "block4"]
+    assert output_labels(named("backbone/conv.1", "dense")) == ["backbone_conv_1", "dense"]
+    assert output_labels(named("a/b", "a.b", "c")) == ["1_a_b", "2_a_b", "3_c"]
+    assert output_labels(named("//")) == ["layer"]
 
 
 def test_seeded_builds_start_alike():
