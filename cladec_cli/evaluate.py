@@ -45,7 +45,7 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     Returns a dict: `classifier_test_accuracy`, `test_images`, the layer and dataset records,
     `methods`; for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`,
     `loop_loss` (each model's last training-epoch loss), `agreement`, the baseline `mean_image_rec_loss`
-    (`reconstruction.mean_image_rec_loss`) and, with Acc Eval, `acc_eval` and `eval_settings`; for
+    (`reconstruction.mean_image_rec_loss`), `train_images`, with the ridge decoder the layer's `code_values`, and, with Acc Eval, `acc_eval` and `eval_settings`; for
     attribution maps `deletion`, `insertion` and `map_images`. With both ClaDec and RefAE, each of those
     dicts also holds their `difference`.
     """
@@ -73,6 +73,7 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         "alpha": explainer.decoder_provenance.get("alpha", 0.0),
         "classifier_test_accuracy": measured["accuracy"],
         "test_images": len(dataset.test),
+        "train_images": len(dataset.train),
         **{k: v for k, v in dataset.provenance().items() if k != "class_names"},
         "methods": [m.name for m in chosen],
     }
@@ -80,6 +81,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         result.update({"rec_loss": measured["rec_loss"], "train_rec_loss": measured["train_rec_loss"],
                        "loop_loss": training_loop_losses(explainer, pictures), "agreement": measured["agreement"],
                        "mean_image_rec_loss": mean_image_rec_loss(dataset.train, dataset.test)})
+        if "ridge" in pictures:
+            result["code_values"] = int(np.prod(explainer.layer.shape))
     if acc:
         result["acc_eval"] = {method: r.accuracy for method, r in acc.items()}
         result["eval_settings"] = {**eval_settings.provenance(),

@@ -46,6 +46,11 @@ def markdown_table(result):
         if "mean_image_rec_loss" in result:
             lines += ["", f"Baseline: the training images' mean image, as every test image's reconstruction, has "
                           f"Rec. Loss {result['mean_image_rec_loss']:.2f}."]
+        if result.get("code_values", 0) >= result.get("train_images", float("inf")):
+            lines += ["", f"The ridge decoder maps {result['code_values']:,} code values linearly to each pixel, "
+                          f"fitted on {result['train_images']:,} training images: with at least as many values as "
+                          f"images it can reproduce them almost exactly, so its Rec. Loss on training images says "
+                          f"little; read its test Rec. Loss."]
     if "deletion" in result:
         maps = list(result["deletion"])
         lines += ["", f"Attribution maps on {result['map_images']} test images, each for its predicted class "

@@ -8,6 +8,7 @@ import pytest
 
 from cladec_cli import artifacts
 from cladec_cli.data.datasets import load_dataset
+from cladec_cli.evaluate_report import markdown_table
 from cladec_cli.explainer import load_explainer
 from cladec_cli.reconstruction import rec_loss
 from conftest import invoke, quadrant_classifier, read_group, write_npz
@@ -97,6 +98,12 @@ def test_evaluate_takes_a_list_of_methods(tmp_path, trained):
     assert all(0 <= v <= 1 for group in ("deletion", "insertion") for v in saved[group].values())
     table = out.with_suffix(".md").read_text()
     assert "| measure | ClaDec | Ridge |" in table and "| Deletion area (lower is better) |" in table
+    # Layer -2 holds 256 values, more than the 240 training images: the ridge decoder can fit them exactly.
+    assert (saved["code_values"], saved["train_images"]) == (256, 240)
+    said = ("The ridge decoder maps 256 code values linearly to each pixel, fitted on 240 training images: with "
+            "at least as many values as images it can reproduce them almost exactly")
+    assert said in table
+    assert "ridge decoder maps" not in markdown_table({**saved, "train_images": 257})
 
 
 def test_attribution_maps_alone_without_acc_eval(tmp_path, trained):
