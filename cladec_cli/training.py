@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cladec_cli import artifacts, chunked_steps, distribute, runtime, torch_gradients
+from cladec_cli import artifacts, chunked_steps, distribute, interrupts, runtime, torch_gradients
 from cladec_cli.data.feed import ArrayFeed, WholeBatches, images_only, set_start_epoch
 from cladec_cli.data.split import FileFeed
 from cladec_cli.errors import TrainingError, UsageError, option
@@ -208,8 +208,27 @@ class PeriodicBackup(keras.callbacks.BackupAndRestore):
         self.async_safe = True
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
+        # Keras falls back to the backup before the last (`.bkp`) when the last one cannot be read.
+        try:
+            super().on_train_begin(logs)
+        except OSError as e:
+            raise TrainingError(f"the interrupted run's backup in {self.backup_dir} is damaged ({e}) and no "
+                                f"earlier one is kept; pass {option('overwrite')} to start again") from e
         self._last_save = time.monotonic()
+
+    def _load_model(self):
+        try:
+            super()._load_model()
+        except (ValueError, KeyError, TypeError) as e:
+            if self.model.built:  # the epoch record, not the model, is at fault: let Keras fall back
+                raise OSError(f"unreadable {Path(self._training_metadata_path).name}: {e}") from e
+            raise
+
+    def _save_model(self):
+        # The weights and the epoch record must both be written, or a resumed run starts from a pair that
+        # does not belong together (or from an empty record): Ctrl-C and SIGTERM wait until they are.
+        with interrupts.deferred():
+            super()._save_model()
 
     def on_epoch_end(self, epoch, logs=None):
         # Every worker of a distributed training resumes from the chief's backup; only the chief saves it.

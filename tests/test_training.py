@@ -271,6 +271,51 @@ def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(tmp_path, tiny):
     assert resumed["digest"] == straight["digest"]
 
 
+def test_a_backup_whose_epoch_record_is_empty_resumes_from_the_one_before(tmp_path, tiny):
+    settings = dict(epochs=4, batch_size=32, seed=5, verbose=0, backup_interval=0)
+    _, straight = train_classifier(tiny, TrainSettings(**settings), tmp_path / "straight.h5")
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny, TrainSettings(**settings, extra_callbacks=[Interrupt(after=3)]), out)
+    # As a process killed while writing it leaves it: the record of epoch 3 empty, epoch 2's pair whole.
+    (backup_folder(out) / "training_metadata.json").write_text("")
+    _, resumed = train_classifier(tiny, TrainSettings(**settings, resume=True), out)
+    assert resumed["digest"] == straight["digest"]
+
+
+def test_a_damaged_backup_with_none_before_it_is_refused_in_one_line(tmp_path, npz_dataset, tiny):
+    out = tmp_path / "c.h5"
+    interrupted_classifier(tiny, out)
+    (backup_folder(out) / "training_metadata.json").write_text("")
+    result = invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 3, "--batch-size", 32, "-q",
+                    "--out", out, "--resume", expect=1)
+    assert result.stderr.strip().splitlines() == [
+        f"cladec: error: the interrupted run's backup in {backup_folder(out)} is damaged (unreadable "
+        f"training_metadata.json: Expecting value: line 1 column 1 (char 0)) and no earlier one is kept; pass "
+        f"--overwrite to start again"]
+    assert not out.exists()
+
+
+def test_ctrl_c_while_a_backup_is_written_waits_until_it_is_whole(tmp_path, tiny, monkeypatch):
+    save_weights = keras.Model.save_weights
+
+    def saved_then_interrupted(self, *args, **kwargs):
+        save_weights(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the weights and the epoch record
+
+    monkeypatch.setattr(keras.Model, "save_weights", saved_then_interrupted)
+    settings = dict(epochs=3, batch_size=32, seed=5, verbose=0, backup_interval=0)
+    out = tmp_path / "c.h5"
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny, TrainSettings(**settings), out)
+    record = backup_folder(out) / "training_metadata.json"
+    assert json.loads(record.read_text())["epoch"] == 1
+    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+    _, resumed = train_classifier(tiny, TrainSettings(**settings, resume=True), out)
+    _, straight = train_classifier(tiny, TrainSettings(**settings), tmp_path / "straight.h5")
+    assert resumed["digest"] == straight["digest"]
+
+
 def test_backups_are_saved_at_most_once_per_interval(tmp_path, tiny):
     for interval, kept in ((0, True), (3600, False)):
         out = tmp_path / f"every{interval}.h5"

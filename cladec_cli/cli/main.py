@@ -1,6 +1,5 @@
 """`cladec` and its subcommands. Each command parses options and calls the library."""
 
-import signal
 import sys
 import time
 import traceback
@@ -8,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cladec_cli import __version__, runtime
+from cladec_cli import __version__, interrupts, runtime
 from cladec_cli.cli import common
 from cladec_cli.cli.options import (ATTRIBUTION_METHODS, CUSTOM_OBJECTS, SEED, NonEmptyPath, batch_size_option,
                                     bn_statistics_option, classifier_option, data_options, decoder_option,
@@ -76,7 +75,8 @@ class CladecCommand(click.Command):
             runtime.import_tensorflow_quietly()
         for spec in ctx.meta.get(CUSTOM_OBJECTS, ()):
             load_custom_objects(spec)
-        return super().invoke(ctx)
+        with interrupts.sigterm_as_interrupt():
+            return super().invoke(ctx)
 
 
 CladecGroup.command_class = CladecCommand
@@ -577,8 +577,6 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, b
     if opts.get("distribute") == "multiworker":
         raise UsageError("reproduce trains many models, each on one process: spread them with --shard or "
                          "--workers; --distribute multiworker is for one large training")
-    # A batch system ends a job with SIGTERM: unwind as on Ctrl-C, so the unit's lock is released.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     out = Path(out or Path("reports") / table)
     if workers > 1 and not report_only:
         if shard:

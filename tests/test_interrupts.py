@@ -1,0 +1,44 @@
+"""Ctrl-C and SIGTERM: deferred while a file must stay whole, and SIGTERM unwinding as Ctrl-C does."""
+
+import os
+import signal
+
+import pytest
+
+from cladec_cli import interrupts
+
+
+def test_a_signal_within_a_deferred_block_arrives_once_the_block_has_finished():
+    before = signal.getsignal(signal.SIGINT)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the rest of the block")
+    assert done == ["the rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_deferred_block_without_a_signal_changes_nothing():
+    before = {number: signal.getsignal(number) for number in interrupts.SIGNALS}
+    with interrupts.deferred():
+        pass
+    assert {number: signal.getsignal(number) for number in interrupts.SIGNALS} == before
+
+
+def test_sigterm_raises_keyboard_interrupt_within_the_block_only():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_sigterm_waits_within_a_deferred_block_too():
+    done = []
+    with interrupts.sigterm_as_interrupt():
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("whole")
+    assert done == ["whole"]
