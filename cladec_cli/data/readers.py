@@ -86,6 +86,11 @@ def _from_npz_file(path, class_names=None, classes_reason=None):
     """The arrays of an .npz file, checked; `class_names` (else the file's own) fix the number of classes,
     `classes_reason` says why in messages."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:2] != b"PK":
+            raise DataError(f"{path} is not an .npz file (it begins with {head!r}, not a zip archive's "
+                            f"b'PK'); save the arrays with numpy.savez")
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data]
             if missing:
@@ -108,9 +113,14 @@ def _from_npz_file(path, class_names=None, classes_reason=None):
         if x.size == 0:
             raise DataError(f"{path}: x_{split} holds no images (shape {x.shape}); "
                             f"both splits need at least one image")
+        if x.ndim == 4 and x.shape[3] not in (1, 3, 4) and x.shape[1] in (1, 3, 4):
+            raise DataError(f"{path}: x_{split} has shape {x.shape}, which looks channels-first (N x C x H x W); "
+                            f"images must be channels-last, N x H x W x C: save "
+                            f"x_{split}.transpose(0, 2, 3, 1)")
         check_pixels(x, f"{path}: x_{split}")
         labels[split] = whole_labels(y, f"{path}: y_{split}")
-    names = class_names or [str(n) for n in arrays.get("class_names", [])]
+    names = class_names or [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
+                            for n in arrays.get("class_names", [])]
     if names:
         reason = classes_reason or f"its class_names array names {len(names)} classes"
     else:
@@ -126,6 +136,8 @@ def _from_npz_file(path, class_names=None, classes_reason=None):
         names, reason = [str(i) for i in range(n_classes)], None
     for split in ("train", "test"):
         labels[split] = class_indices(labels[split], len(names), f"{path}: y_{split}", reason)
+    if not reason:  # classes numbered by the labels themselves, not named by the file
+        _check_npz_classes(path, labels, names)
     x = arrays["x_train"]
     native = tuple(x.shape[1:3]) + ((x.shape[3],) if x.ndim == 4 else (1,))
     return RawDataset(
@@ -133,6 +145,29 @@ def _from_npz_file(path, class_names=None, classes_reason=None):
         RawPart(labels["test"], arrays["x_test"]),
         names, native, str(path),
     )
+
+
+def _check_npz_classes(path, labels, names):
+    """Refuse test labels that no training image has, and classes without training images (as for
+    image folders): a classifier cannot learn them, and one-based labels would add an empty class 0.
+    For labels that number the classes themselves; a file's class_names may name classes it has no images of."""
+    def listed(indices):
+        return ", ".join(names[i] for i in indices[:8]) + (", ..." if len(indices) > 8 else "")
+
+    extra = sorted(set(labels["test"].tolist()) - set(labels["train"].tolist()))
+    if extra:
+        raise DataError(f"{path}: y_test holds {_classes(extra)} that y_train lacks ({listed(extra)}); every "
+                        f"test class needs training images")
+    empty = np.flatnonzero(np.bincount(labels["train"], minlength=len(names)) == 0).tolist()
+    if empty:
+        hint = ("; labels start at 1 here, but class indices start at 0: save y - 1"
+                if empty == [0] and labels["train"].min() == 1 else "")
+        raise DataError(f"{path}: y_train has no images of {_classes(empty)} {listed(empty)}; every class needs "
+                        f"training images{hint}")
+
+
+def _classes(indices):
+    return "class" if len(indices) == 1 else "classes"
 
 
 def _first_label(labels, bad):

@@ -70,6 +70,37 @@ def test_class_names_fix_the_number_of_npz_classes(tmp_path):
     assert data.class_names == ["a", "b", "c", "d"] and data.n_classes == 4
 
 
+def test_npz_test_classes_without_training_images_are_refused(tmp_path):
+    y = np.arange(8) % 4
+    refused(write_arrays(tmp_path / "shifted.npz", y_test=y + 5), "shifted.npz",
+            "y_test holds classes that y_train lacks (5, 6, 7, 8)", "every test class needs training images")
+    refused(write_arrays(tmp_path / "gap.npz", y_train=np.where(y == 2, 3, y), y_test=np.where(y == 2, 3, y)),
+            "gap.npz", "y_train has no images of class 2;")
+
+
+def test_one_based_npz_labels_are_refused_with_a_hint(tmp_path):
+    y = np.arange(8) % 4 + 1
+    refused(write_arrays(tmp_path / "one.npz", y_train=y, y_test=y), "one.npz", "y_train has no images of class 0",
+            "labels start at 1 here, but class indices start at 0: save y - 1")
+
+
+def test_byte_string_npz_class_names_are_decoded(tmp_path):
+    data = load_dataset(write_arrays(tmp_path / "b.npz", class_names=np.array([b"r", b"g", b"b", "\xc3\xa9".encode("latin-1")])))
+    assert data.class_names == ["r", "g", "b", "\u00e9"]
+
+
+def test_channels_first_npz_images_are_refused_with_the_transpose(tmp_path):
+    x, _ = synthetic_images(8, size=8, channels=3)
+    refused(write_arrays(tmp_path / "chw.npz", x_train=x.transpose(0, 3, 1, 2)), "chw.npz",
+            "x_train has shape (8, 3, 8, 8), which looks channels-first", "x_train.transpose(0, 2, 3, 1)")
+
+
+def test_a_file_that_is_no_npz_archive_is_refused_as_such(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("x_train, y_train")
+    refused(f"npz:{path}", "is not an .npz file (it begins with b'x_tr'", "numpy.savez")
+
+
 def test_npz_labels_that_are_not_whole_numbers(tmp_path):
     y = np.array([0.0, 1.0, 2.0, 3.0, 0.5, 1.5, 2.0, 3.0])
     refused(write_arrays(tmp_path / "half.npz", y_train=y), "half.npz", "y_train", "0.5", "image 4",
