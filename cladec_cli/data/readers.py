@@ -117,6 +117,9 @@ def _from_npz_file(path, class_names=None, classes_reason=None):
             raise DataError(f"{path}: x_{split} has shape {x.shape}, which looks channels-first (N x C x H x W); "
                             f"images must be channels-last, N x H x W x C: save "
                             f"x_{split}.transpose(0, 2, 3, 1)")
+        if x.ndim == 4 and x.shape[3] not in (1, 3, 4):
+            raise DataError(f"{path}: x_{split} has {x.shape[3]} channels; images must be gray (1 channel), RGB (3) "
+                            f"or RGBA (4)")
         check_pixels(x, f"{path}: x_{split}")
         labels[split] = whole_labels(y, f"{path}: y_{split}")
     names = class_names or [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)

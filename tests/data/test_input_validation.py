@@ -93,6 +93,9 @@ def test_channels_first_npz_images_are_refused_with_the_transpose(tmp_path):
     x, _ = synthetic_images(8, size=8, channels=3)
     refused(write_arrays(tmp_path / "chw.npz", x_train=x.transpose(0, 3, 1, 2)), "chw.npz",
             "x_train has shape (8, 3, 8, 8), which looks channels-first", "x_train.transpose(0, 2, 3, 1)")
+    two = np.repeat(synthetic_images(8, size=8)[0].reshape(8, 8, 8, 1), 2, axis=-1)
+    refused(write_arrays(tmp_path / "two.npz", x_test=two), "two.npz", "x_test has 2 channels",
+            "gray (1 channel), RGB (3) or RGBA (4)")
 
 
 def test_a_file_that_is_no_npz_archive_is_refused_as_such(tmp_path):
