@@ -107,7 +107,6 @@ def explanation_arrays(explainer, images, extra=()):
     """Originals, reconstructions, |ClaDec - RefAE|, the classifier's predictions, and the explanations of
     the `extra` methods (`methods.Method`s: pictures, with the classifier's predictions, and attribution
     maps for the class predicted for each original)."""
-    explainer.check_images(images)
     recs = explainer.reconstructions(images)
     arrays = {"original": images, "cladec": recs["cladec"],
               "pred_original": explainer.classify(images), "pred_cladec": explainer.classify(recs["cladec"])}

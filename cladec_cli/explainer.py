@@ -113,9 +113,10 @@ class Explainer:
         """{'cladec': model, 'refae': model}: image -> reconstruction models (RefAE when loaded)."""
         return {"cladec": self.cladec, **({"refae": self.refae} if self.refae is not None else {})}
 
-    def check_images(self, images):
+    def check_images(self, images, in_range=True):
         """Refuse `images` that are not an array of [0, 1] floats of the classifier's input shape (n x H x W
-        x C): explanations of other images would be wrong or fail deep inside the models."""
+        x C): explanations of other images would be wrong or fail deep inside the models. Without
+        `in_range`, values outside [0, 1] pass."""
         images = np.asarray(images)
         want = "x".join(map(str, self.image_shape))
         if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
@@ -124,16 +125,19 @@ class Explainer:
             raise DataError(f"{option('images')} must be floats in [0, 1], got {images.dtype} (divide 0..255 "
                             "pixels by 255)")
         # Resizing and gray conversion may round a white pixel to just above 1.
-        if images.size and not (images.min() >= -1e-5 and images.max() <= 1 + 1e-5):
+        if in_range and images.size and not (images.min() >= -1e-5 and images.max() <= 1 + 1e-5):
             raise DataError(f"{option('images')} must lie in [0, 1], got values from {images.min():g} to "
                             f"{images.max():g}")
 
     def reconstructions(self, images, batch_size=256):
-        """{'cladec': ..., 'refae': ...} reconstructions of an image array."""
+        """{'cladec': ..., 'refae': ...} reconstructions of an array of [0, 1] images (`check_images`)."""
+        self.check_images(images)
         return {method: predict(model, images, batch_size) for method, model in self.reconstructors.items()}
 
     def classify(self, images, batch_size=512):
-        """The classifier's predicted class per image."""
+        """The classifier's predicted class per image of an array of the classifier's input shape, [0, 1]
+        floats; values beyond are taken as they are, as a ReLU decoder's reconstructions may have them."""
+        self.check_images(images, in_range=False)
         return predict(self.scaled_classifier, images, batch_size).argmax(axis=1)
 
 

@@ -67,6 +67,14 @@ def test_images_to_explain_are_checked(npz_dataset):
                          (images[..., 0], "n images of 32x32x1, got shape \\(3, 32, 32\\)")):
         with pytest.raises(DataError, match=message):
             explanation_arrays(explainer, bad)
+        with pytest.raises(DataError, match=message):
+            explainer.reconstructions(bad)
+    # Predictions take images beyond [0, 1] as a ReLU decoder's reconstructions may be, but not others.
+    assert explainer.classify(images * 1.5).shape == (3,)
+    for bad, message in (((images * 255).astype(np.uint8), "floats in \\[0, 1\\], got uint8"),
+                         (np.repeat(images, 3, axis=-1), "n images of 32x32x1, got shape \\(3, 32, 32, 3\\)")):
+        with pytest.raises(DataError, match=message):
+            explainer.classify(bad)
 
 
 def test_identity_reconstructions_lose_nothing_and_always_agree(result):
