@@ -108,6 +108,14 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     name = opts.get("dataset") or provenance.get("dataset")
     if not name:
         raise UsageError(f"{source} records no dataset; pass --dataset")
+    kind, _, path = name.partition(":")
+    if not opts.get("dataset") and kind in ("folder", "npz") and path and not Path(path).expanduser().exists():
+        where = "" if Path(path).is_absolute() else f" (relative to the folder it was trained in; this command runs in {Path.cwd()})"
+        recorded = recorded_split(provenance)
+        split = " ".join(f"{option} {recorded[key]}" for key, (option, default) in SPLIT_OPTIONS.items()
+                         if recorded[key] != default)
+        raise UsageError(f"{source} was trained on {name}, which is not there{where}; pass --dataset with where "
+                         f"the data are now{f' and {split}, as it records' if split else ''}")
     same = name == provenance.get("dataset")
     recorded_resize = provenance.get("resize") if same else None
     if opts.get("resize") and recorded_resize and opts["resize"] != recorded_resize:
