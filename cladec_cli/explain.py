@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 
 from cladec_cli import artifacts
-from cladec_cli.data.readers import image_files
 from cladec_cli.data.split import read_image_file
 from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.grid import COLUMNS, heatmap, layout_for, render_grid
@@ -82,14 +81,27 @@ def write_prototype_grid(out, explainer, split, class_names, overwrite=False, ar
     return size, [class_names[c] for c in labels]
 
 
-def load_image_folder(folder, image_shape, resize="bilinear"):
-    """The user's image files in `folder`, decoded and resized to the model's input; and their names."""
+def own_image_files(folder):
+    """(image files, other files) directly in `folder`, sorted; image files are those of a kind Pillow
+    opens, by suffix (PNG, JPEG, WebP, TIFF, ...). Hidden files are neither."""
+    from PIL import Image
+
     folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"image folder {folder} does not exist")
     if not folder.is_dir():
         raise DataError(f"image folder {folder} is not a folder")
-    files = image_files(folder)
+    readable = {suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN}
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return [p for p in files if p.suffix.lower() in readable], [p for p in files if p.suffix.lower() not in readable]
+
+
+def load_image_folder(folder, image_shape, resize="bilinear"):
+    """The user's image files in `folder` (`own_image_files`), decoded and resized to the model's input;
+    and their names."""
+    files, _ = own_image_files(folder)
     if not files:
-        raise DataError(f"image folder {folder} holds no image files (.png, .jpg, .jpeg, .bmp, .gif)")
+        raise DataError(f"image folder {folder} holds no image files (.png, .jpg, .webp, .tif, ...)")
     return np.stack([load_image_file(path, image_shape, resize) for path in files]), [p.name for p in files]
 
 
@@ -100,7 +112,10 @@ def load_image_file(path, image_shape, resize="bilinear"):
     try:
         return read_image_file(str(path), tuple(image_shape), resize)
     except Exception as e:  # Pillow reports undecodable files with several error types
-        raise DataError(f"cannot read image {path}: {type(e).__name__}") from e
+        with open(path, "rb") as f:
+            head = f.read(8)
+        raise DataError(f"cannot read image {path}: Pillow cannot decode it ({type(e).__name__}; it begins with "
+                        f"{head!r}); replace it or remove it") from e
 
 
 def explanation_arrays(explainer, images, extra=()):

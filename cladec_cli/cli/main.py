@@ -301,7 +301,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                 save_arrays, prototypes, method_names, out, overwrite, quiet, as_json, **opts):
     """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
     from cladec_cli.classifier import check_fits
-    from cladec_cli.explain import (explanation_arrays, images_to_explain, parse_indices, write_grid,
+    from cladec_cli.explain import (explanation_arrays, images_to_explain, own_image_files, parse_indices, write_grid,
                                     write_layer_grid, write_prototype_grid)
     from cladec_cli.explainer import load_explainer
     from cladec_cli.methods import build
@@ -339,6 +339,11 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
     images, labels, names = images_to_explain(
         explainer, dataset.test if dataset else None, class_names, images_dir,
         parse_indices(indices) if indices is not None else None, class_name, count, opts["resize"])
+    if images_dir:
+        skipped = [p.name for p in own_image_files(images_dir)[1]]
+        if skipped:
+            common.note(f"note: skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} of no image kind in "
+                        f"{images_dir}: {', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}", quiet)
     if class_name is not None and count is not None and len(images) < count:
         common.note(f"warning: the test split has {len(images)} images of class {class_name}, fewer than "
                     f"--count {count}")

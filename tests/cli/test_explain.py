@@ -87,6 +87,29 @@ def test_own_images(trained, tmp_path):
         np.testing.assert_allclose(saved["original"][2], 200 / 255, atol=1e-6)
 
 
+def test_own_images_of_every_kind_pillow_opens_and_a_note_of_the_files_skipped(trained, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    gray = np.full((32, 32), 120, np.uint8)
+    Image.fromarray(gray, "L").save(folder / "a.png")
+    Image.fromarray(gray, "L").save(folder / "b.tif")
+    Image.fromarray(np.stack([gray] * 3, axis=-1), "RGB").save(folder / "c.webp", lossless=True)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    out = tmp_path / "grid.png"
+    result = invoke("explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                    "--images", folder, "--out", out, "--json")
+    assert json.loads(result.stdout)["images"] == ["a.png", "b.tif", "c.webp"]
+    assert f"note: skipped 1 file of no image kind in {folder}: notes.txt" in result.stderr.splitlines()
+    (folder / "d.png").write_bytes(b"not png at all")
+    failed = invoke("explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                    "--images", folder, "--out", tmp_path / "other.png", "-q", expect=2)
+    assert failed.stderr.strip().splitlines() == [
+        f"cladec: error: cannot read image {folder / 'd.png'}: Pillow cannot decode it (UnidentifiedImageError; it "
+        f"begins with b'not png '); replace it or remove it"]
+    assert not (tmp_path / "other.png").exists()
+
+
 def test_own_images_are_resized_as_the_classifiers_data(trained, tmp_path):
     classifier = tmp_path / "nearest.h5"
     shutil.copy(trained["classifier"], classifier)
