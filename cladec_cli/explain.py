@@ -158,11 +158,20 @@ def prototype_arrays(explainer, split, per_class=1000):
     return arrays
 
 
-def layer_rows(explainers, images, class_names, true_labels=None, names=None):
+def class_name_of(class_names, i):
+    """The name of class `i`, or its number where `class_names` has none for it."""
+    return class_names[i] if 0 <= i < len(class_names) else str(i)
+
+
+def layer_rows(explainers, images, class_names, true_labels=None, names=None, predicted_names=None):
     """Grid rows and column titles for the same images explained at several layers: the original, then
-    per layer its RefAE (when loaded) and its ClaDec reconstruction, each with the classifier's prediction."""
+    per layer its RefAE (when loaded) and its ClaDec reconstruction, each with the classifier's prediction
+    (named by `predicted_names`, the classifier's classes, where the images' own `class_names` differ)."""
+    def true(i):
+        return class_name_of(class_names, i)
+
     def label(i):
-        return class_names[i] if 0 <= i < len(class_names) else str(i)
+        return class_name_of(class_names if predicted_names is None else predicted_names, i)
 
     columns = ["original"]
     per_layer = []
@@ -176,33 +185,36 @@ def layer_rows(explainers, images, class_names, true_labels=None, names=None):
     predicted = explainers[0].classify(images)
     rows = []
     for i in range(len(images)):
-        first = f"true: {label(true_labels[i])}" if true_labels is not None else (names[i] if names else "")
+        first = f"true: {true(true_labels[i])}" if true_labels is not None else (names[i] if names else "")
         tiles = [images[i], *(pictures[i] for pictures, _ in per_layer)]
         captions = [f"{first}\npred: {label(predicted[i])}", *(f"pred: {label(p[i])}" for _, p in per_layer)]
         rows.append((tiles, captions))
     return rows, tuple(columns)
 
 
-def write_layer_grid(out, explainers, images, class_names, true_labels=None, names=None, overwrite=False):
+def write_layer_grid(out, explainers, images, class_names, true_labels=None, names=None, overwrite=False,
+                     predicted_names=None):
     """Render and save the grid of `layer_rows` atomically; returns its size."""
     out = artifacts.check_output(out, overwrite, suffixes=(".png",))
-    rows, columns = layer_rows(explainers, images, class_names, true_labels, names)
+    rows, columns = layer_rows(explainers, images, class_names, true_labels, names, predicted_names)
     image = render_grid(rows, layout_for(np.asarray(images).shape[1:]), columns)
     with artifacts.atomic_path(out, overwrite) as tmp:
         image.save(tmp, format="PNG")
     return image.size
 
 
-def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, extra=()):
+def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, extra=(), predicted_names=None):
     """(tiles, captions) per image for `render_grid`; heat maps are divided by `scale`; `extra` lists
     (name, kind) of further methods' explanations in `arrays`, drawn after them: pictures with the
-    classifier's prediction, attribution maps each scaled to its own image's maximum."""
+    classifier's prediction, attribution maps each scaled to its own image's maximum. Predictions are
+    named by `predicted_names` (the classifier's classes) where the images' own `class_names` differ."""
     def label(i):
-        return class_names[i] if 0 <= i < len(class_names) else str(i)
+        return class_name_of(class_names if predicted_names is None else predicted_names, i)
 
     rows = []
     for i in range(len(arrays["original"])):
-        first = f"true: {label(true_labels[i])}" if true_labels is not None else (names[i] if names else "")
+        first = (f"true: {class_name_of(class_names, true_labels[i])}" if true_labels is not None
+                 else (names[i] if names else ""))
         captions = [f"{first}\npred: {label(arrays['pred_original'][i])}"]
         tiles = [arrays["original"][i]]
         if "refae" in arrays:
@@ -225,7 +237,7 @@ def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, extr
 
 
 def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite=False, arrays_out=None,
-               extra=(), first_column="original"):
+               extra=(), first_column="original", predicted_names=None):
     """Render and save the PNG grid (and optionally the arrays as .npz), both atomically; the pictures
     and maps of the `extra` methods follow as columns of their own."""
     out = artifacts.check_output(out, overwrite, suffixes=(".png",))
@@ -239,7 +251,8 @@ def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite
         columns = COLUMNS[:-1] + (f"{COLUMNS[-1]}\n(black 0, yellow {scale:.2f})",)
     columns = (first_column,) + columns[1:] + tuple(m.title for m in extra)
     layout = layout_for(arrays["original"].shape[1:])
-    rows = grid_rows(arrays, class_names, true_labels, names, scale, [(m.name, m.kind) for m in extra])
+    rows = grid_rows(arrays, class_names, true_labels, names, scale, [(m.name, m.kind) for m in extra],
+                     predicted_names)
     image = render_grid(rows, layout, columns)
     with artifacts.atomic_path(out, overwrite) as tmp:
         image.save(tmp, format="PNG")

@@ -134,7 +134,18 @@ def explainer_dataset(opts, explainer, own_images=False, quiet=False):
     """The dataset for a loaded explainer: the options, else the data its models were trained on. With
     `own_images` (--image, --images), --resize fits those files, and the dataset keeps its own."""
     opts = {**opts, "resize": None} if own_images else opts
-    return dataset_for(opts, explainer.data_provenance, explainer.image_shape, explainer.data_source, quiet)
+    dataset = dataset_for(opts, explainer.data_provenance, explainer.image_shape, explainer.data_source, quiet)
+    trained_on = explainer.data_provenance.get("dataset")
+    if trained_on and dataset.name != trained_on:
+        note(f"note: the models were trained on {trained_on}; these are images of {dataset.name}", quiet)
+    return dataset
+
+
+def predicted_class_names(explainer, dataset):
+    """The names of the classifier's classes where they are not those of `dataset`'s images (data other
+    than the models were trained on), else None."""
+    own = explainer.data_provenance.get("class_names")
+    return list(own) if own and list(own) != list(dataset.class_names) else None
 
 
 def dataset_slug(name):

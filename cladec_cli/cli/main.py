@@ -327,9 +327,11 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                              f"explain_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
                              root="reports")
     dataset, class_names = None, explainer.data_provenance.get("class_names") or []
+    predicted_names = None  # the classifier's classes, where they are not the images'
     if prototypes or not images_dir or "ridge" in method_names:  # the ridge decoder is fitted on the training images
         dataset = common.explainer_dataset(opts, explainer, own_images=bool(images_dir), quiet=quiet)
         check_fits(explainer.classifier, dataset)
+        predicted_names = common.predicted_class_names(explainer, dataset)
         class_names = dataset.class_names
     if prototypes:
         size, names = write_prototype_grid(out, explainer, dataset.train, class_names, overwrite, save_arrays)
@@ -349,13 +351,13 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                     f"--count {count}")
     summary = {"path": str(out), "images": names}
     if len(explainers) > 1:
-        size = write_layer_grid(out, explainers, images, class_names, labels, names, overwrite)
+        size = write_layer_grid(out, explainers, images, class_names, labels, names, overwrite, predicted_names)
         summary["layers"] = [e.decoder_provenance["layer_name"] for e in explainers]
         detail = f"{len(images)} rows, {len(explainers)} layers"
     else:
         extra = build(method_names, explainer, dataset.train if dataset else None)
         size = write_grid(out, explanation_arrays(explainer, images, extra), class_names, labels, names, overwrite,
-                          save_arrays, extra)
+                          save_arrays, extra, predicted_names=predicted_names)
         summary["arrays"] = save_arrays
         detail = f"{len(images)} rows"
     common.report({**summary, "size": list(size)}, [f"saved {out} ({detail}, {size[0]}x{size[1]} px)"], quiet, as_json)

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from cladec_cli.grid import layout_for
-from conftest import invoke
+from cladec_cli.explain import grid_rows
+from conftest import invoke, synthetic_images
 
 TILE_SHAPE = (32, 32, 1)
 
@@ -108,6 +109,21 @@ def test_own_images_of_every_kind_pillow_opens_and_a_note_of_the_files_skipped(t
         f"cladec: error: cannot read image {folder / 'd.png'}: Pillow cannot decode it (UnidentifiedImageError; it "
         f"begins with b'not png '); replace it or remove it"]
     assert not (tmp_path / "other.png").exists()
+
+
+def test_images_of_other_data_are_noted_and_predictions_take_the_classifiers_class_names(trained, tmp_path):
+    x, y = synthetic_images(16)
+    other = tmp_path / "other.npz"
+    np.savez(other, x_train=x, y_train=y, x_test=x, y_test=y, class_names=np.array(["w", "x", "y", "z"]))
+    result = invoke("explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                    "--dataset", f"npz:{other}", "--indices", "0", "--out", tmp_path / "g.png")
+    assert (f"note: the models were trained on {trained['dataset']}; these are images of npz:{other}"
+            in result.stderr.splitlines())
+    arrays = {"original": x[:1] / 255.0, "cladec": x[:1] / 255.0, "pred_original": np.array([1]),
+              "pred_cladec": np.array([2])}
+    (_, captions), = grid_rows(arrays, ["w", "x", "y", "z"], true_labels=[3],
+                               predicted_names=["top-left", "top-right", "bottom-left", "bottom-right"])
+    assert captions == ["true: z\npred: top-right", "pred: bottom-left"]
 
 
 def test_own_images_are_resized_as_the_classifiers_data(trained, tmp_path):
