@@ -166,6 +166,18 @@ def read_provenance(path):
         return {key: json.loads(value) for key, value in f[GROUP].attrs.items()}
 
 
+def unrecorded_kind(path):
+    """What a readable file without cladec's provenance is, in words: a Keras model, or an HDF5 file that
+    holds no model (weights alone, such as a training backup's, or other data)."""
+    path = Path(path)
+    if path.suffix.lower() == ".keras":
+        return "Keras model without cladec provenance"
+    with h5py.File(path, "r") as f:
+        if "model_config" in f.attrs:
+            return "Keras model without cladec provenance"
+    return "HDF5 file without a model (weights alone, or other data)"
+
+
 def check_readable(path):
     path = Path(path)
     if not path.exists():

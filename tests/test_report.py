@@ -68,7 +68,12 @@ def test_a_demo_folder_becomes_one_page(tmp_path, trained):
     assert "http" not in out.read_text()  # nothing is fetched from elsewhere
     with pytest.raises(UsageError, match="exists"):
         write_report(tmp_path)
-    invoke("report", tmp_path, "--overwrite", "-q")
+    said = invoke("report", tmp_path, "--overwrite").stdout
+    assert said.strip() == f"saved {out} (4 sections)"
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(one / "explain_L-1.png")
+    assert invoke("report", one).stdout.strip() == f"saved {one / REPORT} (1 section)"
 
 
 def test_attribution_maps_alone_get_their_table_and_ridge_its_bar(tmp_path):

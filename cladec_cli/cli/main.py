@@ -187,7 +187,7 @@ def report_cmd(folder, overwrite, quiet, as_json):
     from cladec_cli.report import write_report
 
     out, titles = write_report(folder, overwrite)
-    common.report({"path": str(out), "sections": titles}, [f"saved {out} ({len(titles)} sections)"], quiet, as_json)
+    common.report({"path": str(out), "sections": titles}, [f"saved {out} ({len(titles)} section{'' if len(titles) == 1 else 's'})"], quiet, as_json)
 
 
 @cli.command("info", short_help="Print the provenance stored in a model file.")
@@ -195,11 +195,9 @@ def report_cmd(folder, overwrite, quiet, as_json):
 @report_options
 def info_cmd(path, quiet, as_json):
     """Print the provenance stored in a model file."""
-    from cladec_cli.artifacts import inspect
+    from cladec_cli.artifacts import inspect, unrecorded_kind
 
-    provenance = inspect(path)
-    if not provenance:
-        provenance = {"kind": "model without cladec provenance"}
+    provenance = inspect(path) or {"kind": unrecorded_kind(path)}
     rows = [f"{key:<18} {value}" for key, value in sorted(provenance.items())]
     common.report(provenance, rows, quiet, as_json)
 

@@ -24,6 +24,18 @@ def test_info_prints_provenance(trained):
     assert record == read_group(trained["refae"])
 
 
+def test_info_says_what_a_file_without_provenance_is(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.save(tmp_path / "plain.h5")
+    model.save_weights(tmp_path / "only.weights.h5")
+    assert json.loads(invoke("info", tmp_path / "plain.h5", "--json").stdout) == {
+        "kind": "Keras model without cladec provenance"}
+    assert json.loads(invoke("info", tmp_path / "only.weights.h5", "--json").stdout) == {
+        "kind": "HDF5 file without a model (weights alone, or other data)"}
+
+
 def test_environment_defaults_json_and_quiet(tmp_path, npz_dataset):
     out = tmp_path / "classifier.h5"
     runner = CliRunner()
