@@ -1,5 +1,6 @@
 """`cladec` and its subcommands. Each command parses options and calls the library."""
 
+import os
 import sys
 import time
 import traceback
@@ -36,7 +37,10 @@ class CladecGroup(click.Group):
             sys.exit(e.exit_code)
         except click.UsageError as e:
             hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
-            self._fail(f"{e.format_message()}{hint}", 2, debug)
+            message, variable = e.format_message(), _environment_variable(e)
+            if variable:
+                message = f"{message.rstrip('.')} (from the environment variable {variable})"
+            self._fail(f"{message}{hint}", 2, debug)
         except (click.Abort, KeyboardInterrupt) as e:
             # Click turns Ctrl-C into Abort; training says what it kept.
             interrupt = e if isinstance(e, KeyboardInterrupt) else e.__cause__
@@ -63,6 +67,17 @@ class CladecGroup(click.Group):
             traceback.print_exc()
         click.echo(f"cladec: error: {message}", err=True)
         sys.exit(code)
+
+
+def _environment_variable(error):
+    """The environment variable that gave the bad value of a Click error, or None."""
+    param, ctx = getattr(error, "param", None), error.ctx
+    if param is None or ctx is None or ctx.get_parameter_source(param.name) != click.core.ParameterSource.ENVIRONMENT:
+        return None
+    names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
+    names = names or ([f"{ctx.auto_envvar_prefix}_{param.name.upper()}"] if ctx.auto_envvar_prefix else [])
+    given = [name for name in names if name in os.environ] or names
+    return given[0] if given else None
 
 
 class CladecCommand(click.Command):

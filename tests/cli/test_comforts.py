@@ -48,6 +48,20 @@ def test_environment_defaults_json_and_quiet(tmp_path, npz_dataset):
     assert quiet.stdout == "" and quiet.stderr == ""
 
 
+def test_a_bad_value_from_the_environment_names_the_variable(tmp_path):
+    for env, option in (({"CLADEC_TRAIN_DECODER_EPOCHS": "abc"}, "--epochs"),
+                        ({"CLADEC_BATCH_SIZE": "abc"}, "--batch-size")):
+        result = CliRunner().invoke(cli, ["train-decoder", "--classifier", str(tmp_path / "c.h5"), "--layer", "-1"],
+                                    env=env)
+        assert result.exit_code == 2
+        (variable,) = env
+        assert result.stderr.strip() == (f"cladec: error: Invalid value for '{option}': 'abc' is not a valid integer "
+                                         f"(from the environment variable {variable}) (see `cli train-decoder --help`)")
+    typed = CliRunner().invoke(cli, ["train-decoder", "--classifier", str(tmp_path / "c.h5"), "--layer", "-1",
+                                     "--epochs", "abc"])
+    assert "environment" not in typed.stderr and "Invalid value for '--epochs'" in typed.stderr
+
+
 @pytest.mark.tensorflow_only
 def test_tensorboard_logs(tmp_path, npz_dataset):
     logs = tmp_path / "tb"
