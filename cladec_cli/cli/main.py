@@ -418,11 +418,11 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
                              f"contrast_{start}_to_{common.file_slug(dataset.class_names[target])}.png",
                              root="reports")
     artifacts.check_output(out, overwrite, suffixes=(".png",))
+    path, nearest_image, seen_any = contrast(explainer, image, dataset.train, target, steps)
     predicted = int(explainer.classify(image[None])[0])
     if predicted == target:
         common.note(f"warning: the classifier already sees {start} as {dataset.class_names[target]}; the strip "
                     "shows what would change its mind only towards another --to-class")
-    path, nearest_image, seen_any = contrast(explainer, image, dataset.train, target, steps)
     if not seen_any:
         common.note(f"warning: the classifier sees none of the training images of class "
                     f"{dataset.class_names[target]} as that class; the path leads to the nearest of them all")

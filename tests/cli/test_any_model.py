@@ -183,6 +183,20 @@ def test_explain_residual_model(residual, tmp_path):
     assert saved["pred_original"].shape == (3,)
 
 
+def test_contrast_inside_a_residual_block_is_refused_before_any_warning(residual, tmp_path):
+    decoder = tmp_path / "conv1.h5"
+    invoke("train-decoder", "--classifier", residual["classifier"], "--layer", "res_conv1",
+           "--dataset", residual["dataset"], "--out", decoder, *TRAIN)
+    explainer = load_explainer(residual["classifier"], decoder)
+    image = load_dataset(residual["dataset"], image_shape=explainer.image_shape).test.images[:1]
+    seen = int(explainer.classify(image)[0])  # the class it already sees: the case that warns
+    result = invoke("contrast", "--classifier", residual["classifier"], "--decoder", decoder, "--index", 0,
+                    "--to-class", seen, "--out", tmp_path / "c.png", expect=2)
+    assert "warning" not in result.stderr
+    assert "from res_add on" in one_line_error(result)
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_explain_own_images_are_resized(residual, tmp_path):
     folder = tmp_path / "mine"
     save_image(folder / "a_gray.png", np.full((30, 20, 1), 128, np.uint8))
