@@ -187,7 +187,7 @@ def check_fits(model, dataset, pixel_range=None):
     want = tuple(int(d) for d in model.inputs[0].shape[1:])
     if tuple(dataset.image_shape) != want:
         raise DataError(f"dataset images are {'x'.join(map(str, dataset.image_shape))} but the classifier "
-                        f"expects {'x'.join(map(str, want))}")
+                        f"expects {'x'.join(map(str, want))}; load the data with load_dataset(..., image_shape={want})")
     n_out = int(model.outputs[0].shape[-1])
     if dataset.n_classes > n_out:
         raise DataError(f"dataset has {dataset.n_classes} classes but the classifier predicts {n_out}")

@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import numbers
 import operator
@@ -541,6 +542,18 @@ def trained_provenance(run, history, metrics):
     """What a trained model records: its `run_settings` and its metrics."""
     final_loss = history["loss"][-1] if history.get("loss") else None
     return {**artifacts.base_provenance(run["kind"]), **run, "metrics": {**metrics, "train_loss": final_loss}}
+
+
+class _WithoutRetracingWarnings(logging.Filter):
+    """Drops TensorFlow's warning that a tf.function was traced again: cladec builds and runs many small
+    models (encoders, stacked decoders, measuring models), each traced once, which TensorFlow counts as
+    retracing; nothing the user could change."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_WithoutRetracingWarnings())
 
 
 def predict(model, data, batch_size=512, whole_batches=None):

@@ -506,3 +506,13 @@ def test_ctrl_c_in_a_notebook_shows_what_was_kept_in_the_traceback(tmp_path, tin
     if sys.version_info >= (3, 11):
         assert notes == ["cladec: no epoch had been backed up yet (a backup is saved at the end of an epoch, at "
                          "most every `backup_interval` seconds), so nothing is kept"]
+
+
+def test_tensorflows_retracing_warning_is_dropped_and_its_other_warnings_kept(caplog):
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        logger.warning("5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is ...")
+        logger.warning("something else")
+    assert [record.getMessage() for record in caplog.records] == ["something else"]
