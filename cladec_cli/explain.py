@@ -258,7 +258,8 @@ def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite
         image.save(tmp, format="PNG")
     if arrays_out:
         labels = {"labels": np.asarray(true_labels)} if true_labels is not None else {}
+        rows = {"names": np.asarray(names, dtype=str)} if names else {}
         with artifacts.atomic_path(arrays_out, overwrite) as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays, **labels)
+                np.savez_compressed(f, **arrays, **labels, **rows)
     return image.size

@@ -85,6 +85,7 @@ def test_own_images(trained, tmp_path):
     with np.load(arrays) as saved:
         assert saved["original"].shape == (3, 32, 32, 1)
         assert "labels" not in saved.files
+        assert saved["names"].tolist() == ["a.png", "b.png", "c.png"]
         np.testing.assert_allclose(saved["original"][2], 200 / 255, atol=1e-6)
 
 
