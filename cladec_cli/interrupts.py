@@ -30,7 +30,8 @@ def sigterm_as_interrupt():
 @contextlib.contextmanager
 def deferred():
     """Within the block, SIGINT and SIGTERM wait: the first one to arrive is delivered to the handler that
-    was in place once the block has finished (for Ctrl-C: KeyboardInterrupt, raised there)."""
+    was in place once the block has finished (for Ctrl-C: KeyboardInterrupt, raised there). A block that
+    fails raises its own error; the signal then goes unanswered, as the command ends anyway."""
     if not _in_main_thread():
         yield
         return
@@ -47,10 +48,10 @@ def deferred():
     finally:
         for number, handler in before.items():
             signal.signal(number, handler)
-        if received:
-            number, frame = received[0]
-            handler = before[number]
-            if callable(handler):
-                handler(number, frame)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(number)
+    if received:
+        number, frame = received[0]
+        handler = before[number]
+        if callable(handler):
+            handler(number, frame)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(number)

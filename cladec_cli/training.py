@@ -194,6 +194,17 @@ def _say_xla_is_off(model, settings):
         warnings.warn(message, stacklevel=3)
 
 
+def _file_digest(path):
+    """SHA-256 of a file's bytes, or None when it does not exist."""
+    if not os.path.exists(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class PeriodicBackup(keras.callbacks.BackupAndRestore):
     """Keras' BackupAndRestore, saving at the end of an epoch only once `interval` seconds have passed
     since the last save. Saving weights and optimizer state costs a noticeable share of a fast epoch
@@ -209,27 +220,47 @@ class PeriodicBackup(keras.callbacks.BackupAndRestore):
         self.async_safe = True
 
     def on_train_begin(self, logs=None):
-        # Keras falls back to the backup before the last (`.bkp`) when the last one cannot be read.
+        # Keras falls back to the backup before the last (`.bkp`) when `_load_model` raises OSError.
         try:
             super().on_train_begin(logs)
         except OSError as e:
-            raise TrainingError(f"the interrupted run's backup in {self.backup_dir} is damaged ({e}) and no "
-                                f"earlier one is kept; pass {option('overwrite')} to start again") from e
+            earlier = ("the one before it could not be read either" if os.path.exists(self._prev_weights_path)
+                       else "no earlier one is kept")
+            raise TrainingError(f"the interrupted run's backup in {self.backup_dir} is damaged ({e}) and "
+                                f"{earlier}; pass {option('overwrite')} to start again") from e
         self._last_save = time.monotonic()
 
     def _load_model(self):
-        try:
-            super()._load_model()
-        except (ValueError, KeyError, TypeError) as e:
-            if self.model.built:  # the epoch record, not the model, is at fault: let Keras fall back
-                raise OSError(f"unreadable {Path(self._training_metadata_path).name}: {e}") from e
-            raise
+        record = Path(self._training_metadata_path)
+        if record.exists():
+            try:
+                written = json.loads(record.read_text())
+                int(written["epoch"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise OSError(f"unreadable {record.name}: {e}") from e
+            digest = written.get("weights_sha256")  # none in backups of earlier versions
+            if digest and _file_digest(self._weights_path) != digest:
+                raise OSError(f"its weights are not those {record.name} was written with")
+        super()._load_model()
 
     def _save_model(self):
-        # The weights and the epoch record must both be written, or a resumed run starts from a pair that
-        # does not belong together (or from an empty record): Ctrl-C and SIGTERM wait until they are.
+        """Keras' save (the last pair kept as `.bkp`, then the new weights and epoch record), with each file
+        written whole before it replaces the last, and the record holding the weights' digest: a process
+        killed between the two leaves a pair that `_load_model` refuses, so Keras falls back to the one
+        before. Ctrl-C and SIGTERM wait until both are written."""
         with interrupts.deferred():
-            super()._save_model()
+            folder = Path(self.backup_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            for path, kept in ((self._weights_path, self._prev_weights_path),
+                               (self._training_metadata_path, self._prev_training_metadata_path)):
+                if os.path.exists(path):
+                    shutil.copyfile(path, kept)
+            writing = folder / "writing.weights.h5"
+            self.model.save_weights(filepath=str(writing), overwrite=True)
+            digest = _file_digest(writing)
+            os.replace(writing, self._weights_path)
+            record = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights_sha256": digest}
+            artifacts.write_json(self._training_metadata_path, record, overwrite=True)
 
     def on_epoch_end(self, epoch, logs=None):
         # Every worker of a distributed training resumes from the chief's backup; only the chief saves it.
@@ -545,7 +576,7 @@ def trained_provenance(run, history, metrics):
 
 
 class _WithoutRetracingWarnings(logging.Filter):
-    """Drops TensorFlow's warning that a tf.function was traced again: cladec builds and runs many small
+    """Drops TensorFlow's warning that a tf.function was traced again: cladec predicts with many small
     models (encoders, stacked decoders, measuring models), each traced once, which TensorFlow counts as
     retracing; nothing the user could change."""
 
@@ -553,7 +584,14 @@ class _WithoutRetracingWarnings(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
-logging.getLogger("tensorflow").addFilter(_WithoutRetracingWarnings())
+@contextlib.contextmanager
+def _without_retracing_warnings():
+    logger, dropped = logging.getLogger("tensorflow"), _WithoutRetracingWarnings()
+    logger.addFilter(dropped)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropped)
 
 
 def predict(model, data, batch_size=512, whole_batches=None):
@@ -572,9 +610,11 @@ def predict(model, data, batch_size=512, whole_batches=None):
         whole_batches = keras.backend.backend() == "jax"
     if whole_batches and isinstance(data, np.ndarray) and len(data) > batch_size and len(data) % batch_size:
         data = ArrayFeed(data, np.zeros(len(data), np.int8), batch_size, images_only)
-    if whole_batches and isinstance(data, (ArrayFeed, FileFeed)) and len(data) > 1 and data.order.n % data.batch_size:
-        padded = WholeBatches(data)
-        return keras.tree.map_structure(lambda o: o[:padded.n], model.predict(padded, verbose=0))
-    if isinstance(data, np.ndarray):
-        return model.predict(data, batch_size=batch_size, verbose=0)
-    return model.predict(data, verbose=0)
+    with _without_retracing_warnings():
+        if whole_batches and isinstance(data, (ArrayFeed, FileFeed)) and len(data) > 1 and \
+                data.order.n % data.batch_size:
+            padded = WholeBatches(data)
+            return keras.tree.map_structure(lambda o: o[:padded.n], model.predict(padded, verbose=0))
+        if isinstance(data, np.ndarray):
+            return model.predict(data, batch_size=batch_size, verbose=0)
+        return model.predict(data, verbose=0)

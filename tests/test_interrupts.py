@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 
 import pytest
 
@@ -42,3 +43,27 @@ def test_sigterm_waits_within_a_deferred_block_too():
                 os.kill(os.getpid(), signal.SIGTERM)
                 done.append("whole")
     assert done == ["whole"]
+
+
+def test_a_failing_deferred_block_raises_its_own_error():
+    with pytest.raises(OSError, match="disk full"):
+        with interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            raise OSError("disk full")
+
+
+def test_outside_the_main_thread_the_blocks_change_nothing():
+    before = {number: signal.getsignal(number) for number in interrupts.SIGNALS}
+    seen, failures = [], []
+
+    def work():
+        try:
+            with interrupts.sigterm_as_interrupt(), interrupts.deferred():
+                seen.append({number: signal.getsignal(number) for number in interrupts.SIGNALS})
+        except Exception as e:  # setting a handler here would raise ValueError
+            failures.append(e)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert failures == [] and seen == [before]

@@ -107,6 +107,25 @@ def test_ctrl_c_says_in_one_line_whether_a_backup_is_kept(tmp_path, npz_dataset,
         assert "no epoch had been backed up yet" in lines[0] and "at most every --backup-interval seconds" in lines[0]
 
 
+def test_sigterm_from_a_batch_system_ends_a_training_as_ctrl_c_does(tmp_path, npz_dataset, monkeypatch):
+    on_epoch_end = training.PeriodicBackup.on_epoch_end
+
+    def then_terminated(self, epoch, logs=None):
+        on_epoch_end(self, epoch, logs)
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(training.PeriodicBackup, "on_epoch_end", then_terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "c.h5"
+    result = invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 4, "--batch-size", 32, "-q",
+                    "--backup-interval", 0, "--out", out, expect=130)
+    assert result.stderr.strip().splitlines() == [
+        f"cladec: error: interrupted; {backup_folder(out)} keeps the last backed-up epoch: rerun the same command "
+        f"with --resume"]
+    assert signal.getsignal(signal.SIGTERM) == before  # as it was once the command ended
+
+
 def test_left_over_run_needs_resume_or_overwrite(tmp_path):
     out = tmp_path / "model.h5"
     run = {"kind": "classifier", "lr": 0.002}
@@ -283,6 +302,20 @@ def test_a_backup_whose_epoch_record_is_empty_resumes_from_the_one_before(tmp_pa
     assert resumed["digest"] == straight["digest"]
 
 
+def test_weights_newer_than_their_epoch_record_give_way_to_the_pair_before(tmp_path, tiny):
+    settings = dict(epochs=4, batch_size=32, seed=5, verbose=0, backup_interval=0)
+    _, straight = train_classifier(tiny, TrainSettings(**settings), tmp_path / "straight.h5")
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny, TrainSettings(**settings, extra_callbacks=[Interrupt(after=3)]), out)
+    folder = backup_folder(out)
+    # As a process killed after writing epoch 3's weights but before its record leaves it.
+    (folder / "training_metadata.json").write_text((folder / "training_metadata.json.bkp").read_text())
+    assert json.loads((folder / "training_metadata.json").read_text())["epoch"] == 2
+    _, resumed = train_classifier(tiny, TrainSettings(**settings, resume=True), out)
+    assert resumed["digest"] == straight["digest"]
+
+
 def test_a_damaged_backup_with_none_before_it_is_refused_in_one_line(tmp_path, npz_dataset, tiny):
     out = tmp_path / "c.h5"
     interrupted_classifier(tiny, out)
@@ -294,6 +327,16 @@ def test_a_damaged_backup_with_none_before_it_is_refused_in_one_line(tmp_path, n
         f"training_metadata.json: Expecting value: line 1 column 1 (char 0)) and no earlier one is kept; pass "
         f"--overwrite to start again"]
     assert not out.exists()
+    # Two epochs backed up, both records unreadable.
+    again = tmp_path / "again.h5"
+    settings = TrainSettings(epochs=4, batch_size=32, verbose=0, backup_interval=0,
+                             extra_callbacks=[Interrupt(after=2)])
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny, settings, again)
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        (backup_folder(again) / name).write_text("{")
+    with pytest.raises(TrainingError, match="is damaged .* and the one before it could not be read either"):
+        train_classifier(tiny, TrainSettings(epochs=4, batch_size=32, verbose=0, resume=True), again)
 
 
 def test_ctrl_c_while_a_backup_is_written_waits_until_it_is_whole(tmp_path, tiny, monkeypatch):
@@ -508,11 +551,19 @@ def test_ctrl_c_in_a_notebook_shows_what_was_kept_in_the_traceback(tmp_path, tin
                          "most every `backup_interval` seconds), so nothing is kept"]
 
 
-def test_tensorflows_retracing_warning_is_dropped_and_its_other_warnings_kept(caplog):
+def test_tensorflows_retracing_warning_is_dropped_while_cladec_predicts_and_only_then(caplog, monkeypatch):
     import logging
 
     logger = logging.getLogger("tensorflow")
+    retraced = "5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is ..."
+
+    class Warns:
+        def predict(self, data, **kwargs):
+            logger.warning(retraced)
+            logger.warning("something else")
+            return data
+
     with caplog.at_level(logging.WARNING, logger="tensorflow"):
-        logger.warning("5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is ...")
-        logger.warning("something else")
-    assert [record.getMessage() for record in caplog.records] == ["something else"]
+        training.predict(Warns(), np.zeros((2, 3)))
+        logger.warning(retraced)  # the user's own, outside cladec's predictions
+    assert [record.getMessage() for record in caplog.records] == ["something else", retraced]
