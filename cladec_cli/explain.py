@@ -73,11 +73,13 @@ def images_to_explain(explainer, split, class_names, images_dir=None, indices=No
     return images, labels, [f"test #{i}" for i in chosen]
 
 
-def write_prototype_grid(out, explainer, split, class_names, overwrite=False, arrays_out=None):
-    """The grid of `prototype_arrays` of `split`, one row per class; returns (size, the rows' class names)."""
+def write_prototype_grid(out, explainer, split, class_names, overwrite=False, arrays_out=None, predicted_names=None):
+    """The grid of `prototype_arrays` of `split`, one row per class; returns (size, the rows' class names).
+    Predictions are named by `predicted_names` (the classifier's classes) where `class_names` differ."""
     arrays = prototype_arrays(explainer, split)
     labels = arrays.pop("labels")
-    size = write_grid(out, arrays, class_names, labels, None, overwrite, arrays_out, first_column="class mean")
+    size = write_grid(out, arrays, class_names, labels, None, overwrite, arrays_out, first_column="class mean",
+                      predicted_names=predicted_names)
     return size, [class_names[c] for c in labels]
 
 
@@ -112,10 +114,13 @@ def load_image_file(path, image_shape, resize="bilinear"):
     try:
         return read_image_file(str(path), tuple(image_shape), resize)
     except Exception as e:  # Pillow reports undecodable files with several error types
-        with open(path, "rb") as f:
-            head = f.read(8)
-        raise DataError(f"cannot read image {path}: Pillow cannot decode it ({type(e).__name__}; it begins with "
-                        f"{head!r}); replace it or remove it") from e
+        try:
+            with open(path, "rb") as f:
+                begins = f"; it begins with {f.read(8)!r}"
+        except OSError:
+            begins = ""
+        raise DataError(f"cannot read image {path}: Pillow cannot decode it ({type(e).__name__}{begins}); "
+                        f"replace it or remove it") from e
 
 
 def explanation_arrays(explainer, images, extra=()):
@@ -258,8 +263,8 @@ def write_grid(out, arrays, class_names, true_labels=None, names=None, overwrite
         image.save(tmp, format="PNG")
     if arrays_out:
         labels = {"labels": np.asarray(true_labels)} if true_labels is not None else {}
-        rows = {"names": np.asarray(names, dtype=str)} if names else {}
+        row_names = {"names": np.asarray(names, dtype=str)} if names else {}
         with artifacts.atomic_path(arrays_out, overwrite) as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays, **labels, **rows)
+                np.savez_compressed(f, **arrays, **labels, **row_names)
     return image.size

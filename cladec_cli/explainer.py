@@ -8,6 +8,7 @@ import numpy as np
 from cladec_cli import artifacts
 from cladec_cli.classifier import load_classifier
 from cladec_cli.cladec import frozen_encoder, stacked
+from cladec_cli.data.names import same_dataset
 from cladec_cli.errors import ArtifactError, DataError, option
 from cladec_cli.layers import resolve_layer
 from cladec_cli.pixels import in_range
@@ -76,7 +77,7 @@ class Explainer:
         # of your own) or the decoder records another dataset.
         decoder_dataset = self.decoder_provenance.get("dataset")
         return not self.classifier_provenance.get("dataset") or (
-            decoder_dataset is not None and decoder_dataset != self.classifier_provenance["dataset"])
+            decoder_dataset is not None and not same_dataset(decoder_dataset, self.classifier_provenance["dataset"]))
 
     @property
     def data_provenance(self):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from cladec_cli.data.names import same_dataset
 from cladec_cli.errors import UsageError
 
 
@@ -110,13 +111,8 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
         raise UsageError(f"{source} records no dataset; pass --dataset")
     kind, _, path = name.partition(":")
     if not opts.get("dataset") and kind in ("folder", "npz") and path and not Path(path).expanduser().exists():
-        where = "" if Path(path).is_absolute() else f" (relative to the folder it was trained in; this command runs in {Path.cwd()})"
-        recorded = recorded_split(provenance)
-        split = " ".join(f"{option} {recorded[key]}" for key, (option, default) in SPLIT_OPTIONS.items()
-                         if recorded[key] != default)
-        raise UsageError(f"{source} was trained on {name}, which is not there{where}; pass --dataset with where "
-                         f"the data are now{f' and {split}, as it records' if split else ''}")
-    same = name == provenance.get("dataset")
+        _refuse_missing_data(name, provenance, source)
+    same = same_dataset(name, provenance.get("dataset"))
     recorded_resize = provenance.get("resize") if same else None
     if opts.get("resize") and recorded_resize and opts["resize"] != recorded_resize:
         raise UsageError(f"--resize {opts['resize']} differs from {source}'s {recorded_resize}; leave --resize out "
@@ -130,22 +126,37 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     return dataset
 
 
+def _refuse_missing_data(name, provenance, source):
+    """Refuse the data that `source`'s record names at a path that is not there, saying how to name them
+    anew: with the options that fit them as the record says, which another name does not take from it."""
+    where = "" if Path(name.partition(":")[2]).is_absolute() else \
+        f" (relative to the folder it was trained in; this command runs in {Path.cwd()})"
+    recorded = {**recorded_split(provenance), "resize": provenance.get("resize") or "bilinear"}
+    choices = {**SPLIT_OPTIONS, "resize": ("--resize", "bilinear")}
+    given = " ".join(f"{option} {recorded[key]}" for key, (option, default) in choices.items()
+                     if recorded[key] != default)
+    raise UsageError(f"{source} was trained on {name}, which is not there{where}; pass --dataset with where "
+                     f"the data are now{f' and {given}, as it records' if given else ''}")
+
+
 def explainer_dataset(opts, explainer, own_images=False, quiet=False):
     """The dataset for a loaded explainer: the options, else the data its models were trained on. With
     `own_images` (--image, --images), --resize fits those files, and the dataset keeps its own."""
     opts = {**opts, "resize": None} if own_images else opts
     dataset = dataset_for(opts, explainer.data_provenance, explainer.image_shape, explainer.data_source, quiet)
     trained_on = explainer.data_provenance.get("dataset")
-    if trained_on and dataset.name != trained_on:
+    if trained_on and not own_images and not same_dataset(dataset.name, trained_on):
         note(f"note: the models were trained on {trained_on}; these are images of {dataset.name}", quiet)
     return dataset
 
 
 def predicted_class_names(explainer, dataset):
     """The names of the classifier's classes where they are not those of `dataset`'s images (data other
-    than the models were trained on), else None."""
-    own = explainer.data_provenance.get("class_names")
-    return list(own) if own and list(own) != list(dataset.class_names) else None
+    than the models were trained on; numbers where the record names none), else None."""
+    own = list(explainer.data_provenance.get("class_names") or [])
+    if same_dataset(dataset.name, explainer.data_provenance.get("dataset")) or own == list(dataset.class_names):
+        return None
+    return own
 
 
 def dataset_slug(name):
@@ -228,7 +239,8 @@ def warn_at_chance(classifier, dataset, provenance=None, settings=None):
     from cladec_cli.batchnorm import batchnorm_layers
     from cladec_cli.classifier import CHANCE_SAMPLE, sampled_accuracy
 
-    if (provenance or {}).get("dataset") not in (None, dataset.name) or dataset.n_classes < 2:
+    recorded = (provenance or {}).get("dataset")
+    if (recorded is not None and not same_dataset(recorded, dataset.name)) or dataset.n_classes < 2:
         return
     accuracy = sampled_accuracy(classifier, dataset.test, dataset.pixel_range, CHANCE_SAMPLE)
     chance, sampled = 1 / dataset.n_classes, min(CHANCE_SAMPLE, len(dataset.test))

@@ -74,10 +74,11 @@ def _environment_variable(error):
     param, ctx = getattr(error, "param", None), error.ctx
     if param is None or ctx is None or ctx.get_parameter_source(param.name) != click.core.ParameterSource.ENVIRONMENT:
         return None
+    # Click's order: the option's own variables, then the command's automatic one; an empty value counts as unset.
     names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
-    names = names or ([f"{ctx.auto_envvar_prefix}_{param.name.upper()}"] if ctx.auto_envvar_prefix else [])
-    given = [name for name in names if name in os.environ] or names
-    return given[0] if given else None
+    if ctx.auto_envvar_prefix:
+        names.append(f"{ctx.auto_envvar_prefix}_{param.name.upper()}")
+    return next((name for name in names if os.environ.get(name)), None)
 
 
 class CladecCommand(click.Command):
@@ -202,7 +203,8 @@ def report_cmd(folder, overwrite, quiet, as_json):
     from cladec_cli.report import write_report
 
     out, titles = write_report(folder, overwrite)
-    common.report({"path": str(out), "sections": titles}, [f"saved {out} ({len(titles)} section{'' if len(titles) == 1 else 's'})"], quiet, as_json)
+    sections = f"{len(titles)} section{'' if len(titles) == 1 else 's'}"
+    common.report({"path": str(out), "sections": titles}, [f"saved {out} ({sections})"], quiet, as_json)
 
 
 @cli.command("info", short_help="Print the provenance stored in a model file.")
@@ -347,7 +349,8 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
         predicted_names = common.predicted_class_names(explainer, dataset)
         class_names = dataset.class_names
     if prototypes:
-        size, names = write_prototype_grid(out, explainer, dataset.train, class_names, overwrite, save_arrays)
+        size, names = write_prototype_grid(out, explainer, dataset.train, class_names, overwrite, save_arrays,
+                                           predicted_names)
         common.report({"path": str(out), "size": list(size), "classes": names, "arrays": save_arrays},
                       [f"saved {out} ({len(names)} class prototypes, {size[0]}x{size[1]} px)"], quiet, as_json)
         return

@@ -100,6 +100,11 @@ def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape
                    int(split_seed), float(test_fraction), pixel_range, tuple(int(v) for v in raw.native_shape))
 
 
+# How images change channels to fit a model (`preprocess.convert_channels`), in words.
+CHANNEL_CHANGES = {(1, 3): "gray copied to 3 channels", (3, 1): "turned to gray (luma)",
+                   (4, 1): "turned to gray (luma)", (4, 3): "RGBA turned to RGB (alpha dropped)"}
+
+
 def fitting_note(dataset):
     """One line saying how the images were changed to fit a model's input, or None: where the shape
     differs from the images' own and from the size the dataset is standardly used at (Fashion-MNIST and
@@ -118,6 +123,3 @@ def fitting_note(dataset):
               else f"{dataset.name} images ({shape})")
     return f"note: the {source} are {' and '.join(changes)} to fit the model's input {'x'.join(map(str, target))}"
 
-
-CHANNEL_CHANGES = {(1, 3): "gray copied to 3 channels", (3, 1): "turned to gray (luma)",
-                   (4, 1): "turned to gray (luma)", (4, 3): "RGBA turned to RGB (alpha dropped)"}

@@ -160,13 +160,13 @@ def _check_npz_classes(path, labels, names):
     extra = sorted(set(labels["test"].tolist()) - set(labels["train"].tolist()))
     if extra:
         raise DataError(f"{path}: y_test holds {_classes(extra)} that y_train lacks ({listed(extra)}); every "
-                        f"test class needs training images")
+                        f"test class needs training images (or name every class in a class_names array)")
     empty = np.flatnonzero(np.bincount(labels["train"], minlength=len(names)) == 0).tolist()
     if empty:
         hint = ("; labels start at 1 here, but class indices start at 0: save y - 1"
                 if empty == [0] and labels["train"].min() == 1 else "")
         raise DataError(f"{path}: y_train has no images of {_classes(empty)} {listed(empty)}; every class needs "
-                        f"training images{hint}")
+                        f"training images (or name every class in a class_names array){hint}")
 
 
 def _classes(indices):

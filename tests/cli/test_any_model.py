@@ -351,7 +351,8 @@ def test_sequential_gray_non_square_keras_file(tmp_path):
     dec, refae = tmp_path / "dec.h5", tmp_path / "refae.h5"
     trained = invoke("train-decoder", "--classifier", path, "--layer", "c2", "--dataset", dataset, "--out", dec,
                      *TRAIN[:-1])
-    fitted = f"note: the {dataset} images (32x32x1) are resized (bilinear) from 32x32 to 40x24 to fit the model's input 40x24x1"
+    fitted = (f"note: the {dataset} images (32x32x1) are resized (bilinear) from 32x32 to 40x24 to fit the model's "
+              f"input 40x24x1")
     assert trained.stderr.count(fitted) == 1
     invoke("train-refae", "--classifier", path, "--layer", -2, "--dataset", dataset, "--out", refae, *TRAIN)
     assert tuple(keras.models.load_model(dec, compile=False).outputs[0].shape[1:]) == (40, 24, 1)

@@ -49,12 +49,13 @@ def test_environment_defaults_json_and_quiet(tmp_path, npz_dataset):
 
 
 def test_a_bad_value_from_the_environment_names_the_variable(tmp_path):
-    for env, option in (({"CLADEC_TRAIN_DECODER_EPOCHS": "abc"}, "--epochs"),
-                        ({"CLADEC_BATCH_SIZE": "abc"}, "--batch-size")):
+    for env, option, variable in (({"CLADEC_TRAIN_DECODER_EPOCHS": "abc"}, "--epochs", "CLADEC_TRAIN_DECODER_EPOCHS"),
+                                  ({"CLADEC_BATCH_SIZE": "abc"}, "--batch-size", "CLADEC_BATCH_SIZE"),
+                                  ({"CLADEC_BATCH_SIZE": "", "CLADEC_TRAIN_DECODER_BATCH_SIZE": "abc"}, "--batch-size",
+                                   "CLADEC_TRAIN_DECODER_BATCH_SIZE")):
         result = CliRunner().invoke(cli, ["train-decoder", "--classifier", str(tmp_path / "c.h5"), "--layer", "-1"],
                                     env=env)
         assert result.exit_code == 2
-        (variable,) = env
         assert result.stderr.strip() == (f"cladec: error: Invalid value for '{option}': 'abc' is not a valid integer "
                                          f"(from the environment variable {variable}) (see `cli train-decoder --help`)")
     typed = CliRunner().invoke(cli, ["train-decoder", "--classifier", str(tmp_path / "c.h5"), "--layer", "-1",

@@ -196,12 +196,12 @@ def test_data_recorded_by_a_relative_path_that_is_not_there_any_more(tmp_path, m
     monkeypatch.chdir(tmp_path / "project")
     write_npz("tiny.npz", n_train=40, n_test=12)
     invoke("train-classifier", "--dataset", "npz:tiny.npz", "--epochs", 1, "--batch-size", 32, "-q",
-           "--limit", 30, "--out", "c.h5")
+           "--limit", 30, "--resize", "nearest", "--out", "c.h5")
     monkeypatch.chdir(tmp_path)
     line = run_bad(["train-decoder", "--classifier", "project/c.h5", "--layer", -1, "--out", "d.h5"], tmp_path,
                    words=["the classifier was trained on npz:tiny.npz, which is not there (relative to the folder "
                           f"it was trained in; this command runs in {tmp_path})",
-                          "pass --dataset with where the data are now and --limit 30, as it records"])
+                          "pass --dataset with where the data are now and --limit 30 --resize nearest, as it records"])
     assert not (tmp_path / "d.h5").exists(), line
     invoke("train-decoder", "--classifier", "project/c.h5", "--layer", -1, "--dataset", "npz:project/tiny.npz",
-           "--limit", 30, "--epochs", 1, "--batch-size", 32, "-q", "--out", "d.h5")
+           "--limit", 30, "--resize", "nearest", "--epochs", 1, "--batch-size", 32, "-q", "--out", "d.h5")

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -112,14 +113,30 @@ def test_own_images_of_every_kind_pillow_opens_and_a_note_of_the_files_skipped(t
     assert not (tmp_path / "other.png").exists()
 
 
-def test_images_of_other_data_are_noted_and_predictions_take_the_classifiers_class_names(trained, tmp_path):
+def test_images_of_other_data_are_noted_and_predictions_take_the_classifiers_class_names(trained, tmp_path,
+                                                                                         monkeypatch):
+    from cladec_cli import explain as explain_module
+
+    named = []
+    grid_rows_of = explain_module.grid_rows
+    monkeypatch.setattr(explain_module, "grid_rows", lambda *args, **kwargs: named.append(
+        (args[1], args[-1])) or grid_rows_of(*args, **kwargs))
     x, y = synthetic_images(16)
     other = tmp_path / "other.npz"
     np.savez(other, x_train=x, y_train=y, x_test=x, y_test=y, class_names=np.array(["w", "x", "y", "z"]))
+    ours = ["top-left", "top-right", "bottom-left", "bottom-right"]
+    for args in (("--indices", "0"), ("--prototypes",)):
+        result = invoke("explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                        "--dataset", f"npz:{other}", *args, "--out", tmp_path / f"g{len(named)}.png")
+        assert (f"note: the models were trained on {trained['dataset']}; these are images of npz:{other}"
+                in result.stderr.splitlines())
+    assert named == [(["w", "x", "y", "z"], ours)] * 2
+    # The same data named by another path is no other data.
+    recorded = Path(trained["dataset"].partition(":")[2])
+    monkeypatch.chdir(recorded.parent)
     result = invoke("explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
-                    "--dataset", f"npz:{other}", "--indices", "0", "--out", tmp_path / "g.png")
-    assert (f"note: the models were trained on {trained['dataset']}; these are images of npz:{other}"
-            in result.stderr.splitlines())
+                    "--dataset", f"npz:./{recorded.name}", "--indices", "0", "--out", tmp_path / "same.png")
+    assert "note:" not in result.stderr and named[-1] == (ours, None)
     arrays = {"original": x[:1] / 255.0, "cladec": x[:1] / 255.0, "pred_original": np.array([1]),
               "pred_cladec": np.array([2])}
     (_, captions), = grid_rows(arrays, ["w", "x", "y", "z"], true_labels=[3],
