@@ -279,39 +279,29 @@ def test_seeds_outside_what_numpy_and_keras_take_are_refused():
             TrainSettings(seed=seed)
 
 
-def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(tmp_path, tiny):
-    settings = dict(epochs=4, batch_size=32, seed=5, verbose=0, backup_interval=0)
-    _, straight = train_classifier(tiny, TrainSettings(**settings), tmp_path / "straight.h5")
-    out = tmp_path / "resumed.h5"
-    with pytest.raises(KeyboardInterrupt):
-        train_classifier(tiny, TrainSettings(**settings, extra_callbacks=[Interrupt(after=2)]), out)
-    assert backup_folder(out).exists() and not out.exists()
-    _, resumed = train_classifier(tiny, TrainSettings(**settings, resume=True), out)
-    assert resumed["digest"] == straight["digest"]
+def _empty_record(folder):
+    """As a process killed while writing it leaves a backup: the last record empty, the pair before whole."""
+    (folder / "training_metadata.json").write_text("")
 
 
-def test_a_backup_whose_epoch_record_is_empty_resumes_from_the_one_before(tmp_path, tiny):
-    settings = dict(epochs=4, batch_size=32, seed=5, verbose=0, backup_interval=0)
-    _, straight = train_classifier(tiny, TrainSettings(**settings), tmp_path / "straight.h5")
-    out = tmp_path / "resumed.h5"
-    with pytest.raises(KeyboardInterrupt):
-        train_classifier(tiny, TrainSettings(**settings, extra_callbacks=[Interrupt(after=3)]), out)
-    # As a process killed while writing it leaves it: the record of epoch 3 empty, epoch 2's pair whole.
-    (backup_folder(out) / "training_metadata.json").write_text("")
-    _, resumed = train_classifier(tiny, TrainSettings(**settings, resume=True), out)
-    assert resumed["digest"] == straight["digest"]
-
-
-def test_weights_newer_than_their_epoch_record_give_way_to_the_pair_before(tmp_path, tiny):
-    settings = dict(epochs=4, batch_size=32, seed=5, verbose=0, backup_interval=0)
-    _, straight = train_classifier(tiny, TrainSettings(**settings), tmp_path / "straight.h5")
-    out = tmp_path / "resumed.h5"
-    with pytest.raises(KeyboardInterrupt):
-        train_classifier(tiny, TrainSettings(**settings, extra_callbacks=[Interrupt(after=3)]), out)
-    folder = backup_folder(out)
-    # As a process killed after writing epoch 3's weights but before its record leaves it.
+def _record_behind_its_weights(folder):
+    """As a process killed after writing the last weights but before their record leaves a backup."""
     (folder / "training_metadata.json").write_text((folder / "training_metadata.json.bkp").read_text())
     assert json.loads((folder / "training_metadata.json").read_text())["epoch"] == 2
+
+
+@pytest.mark.parametrize("after, damage", [(2, None), (3, _empty_record), (3, _record_behind_its_weights)],
+                         ids=["whole", "empty record", "record behind its weights"])
+def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(tmp_path, tiny, after, damage):
+    # A damaged last backup gives way to the one before it: the resumed run repeats an epoch, no more.
+    settings = dict(epochs=4, batch_size=32, seed=5, verbose=0, backup_interval=0)
+    _, straight = train_classifier(tiny, TrainSettings(**settings), tmp_path / "straight.h5")
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny, TrainSettings(**settings, extra_callbacks=[Interrupt(after=after)]), out)
+    assert backup_folder(out).exists() and not out.exists()
+    if damage:
+        damage(backup_folder(out))
     _, resumed = train_classifier(tiny, TrainSettings(**settings, resume=True), out)
     assert resumed["digest"] == straight["digest"]
 
