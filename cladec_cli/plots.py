@@ -69,7 +69,10 @@ def measures_by_row(table, rows):
     paper_index = {"table2": {"rec_loss": (0, 1), "acc_eval": (2, 3)}}.get(table, {"rec_loss": (0,), "acc_eval": (1,)})
     for axes, metric, title in ((rec_axes, "rec_loss", "Rec. Loss (SSE per image, test)"),
                                 (acc_axes, "acc_eval", "Acc Eval")):
-        for slot, method, (label, color) in styled_methods([row.get(metric, {}) for row in rows]):
+        styled = styled_methods([row.get(metric, {}) for row in rows])
+        if not styled:  # Acc Eval of a reproduction with --eval-epochs 0
+            axes.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axes.transAxes)
+        for slot, method, (label, color) in styled:
             stats = [row[metric].get(method, {"mean": None, "std": None}) for row in rows]
             x = [p + (slot - 0.5) * 0.15 for p in positions]
             axes.errorbar(x, [number(s["mean"]) for s in stats], yerr=[number(s["std"]) for s in stats], fmt="o-",
@@ -85,7 +88,8 @@ def measures_by_row(table, rows):
         axes.set_xlabel(ROW_LABEL.get(table, "row"))
         axes.set_title(title, fontsize=10)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
+        if styled:
+            axes.legend(fontsize=7)
     figure.tight_layout()
     return figure
 

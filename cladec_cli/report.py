@@ -87,7 +87,7 @@ def reproduction_sections(folder):
     table, rows = summary["settings"]["table"], summary["rows"]
     figures = [(f"{table}: Rec. Loss and Acc Eval per {plots.ROW_LABEL.get(table, 'row')} (mean ± std over runs; "
                 "x: the paper)", lambda: plots.measures_by_row(table, rows))]
-    if table == "table3":
+    if table == "table3" and all("acc_eval" in row for row in rows):  # none without Acc Eval (--eval-epochs 0)
         figures.append(("Table III: the trade-off between Rec. Loss and Acc Eval", lambda: plots.trade_off(rows)))
     sections = _plot_sections(figures)
     if (folder / "results.md").exists():

@@ -228,15 +228,16 @@ class Experiment:
         self.log(f"  trained {what} in {time.time() - started:.1f} s")
 
     def _evaluate(self, run, cell):
-        self.log(f"  evaluating run {run + 1} row {cell.row} (Acc Eval classifiers, {self.eval_settings.epochs} "
-                 "epochs)")
+        acc_eval = self.eval_settings.epochs > 0  # 0 epochs: no Acc Eval, as for `evaluate`
+        self.log(f"  evaluating run {run + 1} row {cell.row} "
+                 f"({f'Acc Eval classifiers, {self.eval_settings.epochs} epochs' if acc_eval else 'no Acc Eval'})")
         eval_settings = self.eval_settings.with_epochs(self.eval_settings.epochs)
         eval_settings.seed = run
         started = time.time()
         refae = self._refae_path(run, cell) if "refae" in self.methods else None
         explainer = load_explainer(self._classifier_path(run, cell.classifier_epochs), self._cladec_path(run, cell),
                                    refae)
-        result = evaluate(explainer, self.dataset, eval_settings, methods=self.methods)
+        result = evaluate(explainer, self.dataset, eval_settings, with_acc_eval=acc_eval, methods=self.methods)
         result["seconds"] = round(time.time() - started, 1)
         self.log(f"  evaluated in {result['seconds']} s")
         artifacts.write_json(self.metrics_path(run, cell), result, overwrite=True)

@@ -565,7 +565,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
 @click.argument("table", type=click.Choice(["table2", "table3", "table4"]))
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="Runs per cell (seeds 0..N-1).")
 @click.option("--eval-epochs", type=click.IntRange(min=0), default=None,
-              help=with_default("Epochs of the Acc Eval classifiers.", "--epochs"))
+              help=with_default("Epochs of the Acc Eval classifiers (0 skips Acc Eval).", "--epochs"))
 @data_options(default_dataset="fashion_mnist")
 @train_options()
 @click.option("--out", type=NonEmptyPath(file_okay=False), default=None,
