@@ -339,9 +339,18 @@ def _differences(before, now):
     # Where a run computes may change when it resumes (another GPU, another worker taking it over);
     # of the runtime only the precision shapes what is trained.
     before, now = _without_placement(_with_added_settings(before, now)), _without_placement(now)
-    keys = sorted(set(before) | set(now))
-    return [f"{key} {_show(before.get(key))} -> {_show(now.get(key))}" for key in keys
-            if before.get(key) != now.get(key)]
+    changed = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        if key == "runs" and isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+            # The models of a several-layer run: each setting that changed, once, not every model's record.
+            for run_old, run_new in zip(old, new):
+                changed += [change for change in _differences(run_old, run_new) if change not in changed]
+        else:
+            changed.append(f"{key} {_show(old)} -> {_show(new)}")
+    return changed
 
 
 def _with_added_settings(before, now):

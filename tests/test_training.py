@@ -149,9 +149,23 @@ def test_resuming_names_the_option_that_gives_back_cached_codes(tmp_path, fused)
     prepare_backup(out, TrainSettings(), run(False))
     with pytest.raises(UsageError, match="the same ones \\(for train-decoder: `cache_codes` no\\) or pass") as refused:
         prepare_backup(out, TrainSettings(resume=True), run(True))
-    assert fused or "(cached_codes False -> True)" in str(refused.value)
+    # A several-layer run names each changed setting once, as a one-layer run does.
+    assert "(cached_codes False -> True)" in str(refused.value)
     with pytest.raises(UsageError, match="same ones or pass"):  # a RefAE run records no cached codes
         prepare_backup(out, TrainSettings(resume=True), {"kind": "refae", "alpha": 0.99})
+
+
+def test_a_several_layer_run_names_what_changed_per_setting_not_per_model(tmp_path):
+    def run(precision, seed=0):
+        one = {"kind": "refae", "runtime": {"precision": precision}, "seed": seed, "class_names": ["a"] * 50}
+        return {"runs": [{**one, "layer_index": -i} for i in range(1, 5)]}
+
+    out = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    prepare_backup(out, TrainSettings(), run("float32"))
+    with pytest.raises(UsageError) as refused:
+        prepare_backup(out, TrainSettings(resume=True), run("bfloat16", seed=3))
+    assert "(runtime {'precision': 'float32'} -> {'precision': 'bfloat16'}; seed 0 -> 3)" in str(refused.value)
+    assert "class_names" not in str(refused.value)
 
 
 @pytest.mark.parametrize("fused", [False, True])
