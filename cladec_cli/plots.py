@@ -11,7 +11,7 @@ from cladec_cli.errors import UsageError, option
 def curve_of(path):
     """(label, curve) of a model file trained with curves: its recorded epochs, training-loop loss and
     test Rec. Loss."""
-    provenance = artifacts.read_provenance(path)
+    provenance = artifacts.inspect(path)  # a missing or unreadable file is refused as such
     curve = (provenance.get("metrics") or {}).get("curve")
     if not curve:
         raise UsageError(f"{path} has no learning curve; train it with {option('curves')}")

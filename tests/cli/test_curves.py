@@ -36,3 +36,12 @@ def test_curves_of_layers_trained_in_one_pass(tmp_path, trained):
 def test_a_file_without_curves_is_refused(tmp_path, trained):
     result = invoke("plot-curves", trained["decoder"], "--out", tmp_path / "c.png", expect=2)
     assert "no learning curve" in result.stderr and not (tmp_path / "c.png").exists()
+
+
+def test_a_missing_or_unreadable_file_is_refused_as_such(tmp_path):
+    (tmp_path / "notes.h5").write_text("not a model")
+    for path, said in ((tmp_path / "absent.h5", "does not exist"),
+                       (tmp_path / "notes.h5", "is not an HDF5 model file (truncated or corrupt?)")):
+        result = invoke("plot-curves", path, "--out", tmp_path / "c.png", expect=2)
+        assert result.stderr.strip() == f"cladec: error: {path} {said}"
+    assert not (tmp_path / "c.png").exists()
