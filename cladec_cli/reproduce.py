@@ -116,8 +116,10 @@ def parse_shard(text):
         index, count = (int(part) for part in str(text).split("/"))
     except ValueError:
         raise UsageError(f"{option('shard')} takes K/N (e.g. 0/4), got {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise UsageError(f"{option('shard')} {text}: K must lie in 0..N-1")
+    if count < 1:
+        raise UsageError(f"{option('shard')} {text}: N, the number of shards, must be at least 1")
+    if not 0 <= index < count:
+        raise UsageError(f"{option('shard')} {text}: K must lie in 0..N-1 (shards are counted from 0)")
     return index, count
 
 

@@ -214,7 +214,9 @@ class Runtime:
             return line
         workers = f" on {self.workers} workers" if self.workers > 1 else ""
         per_replica = f" of {batch_size // self.replicas} images" if batch_size else ""
-        return f"{line}; distributed {self.distribute}{workers}, {self.replicas} replicas{per_replica}"
+        replicas = f"{self.replicas} replica{'' if self.replicas == 1 else 's'}"
+        alone = " (one device: nothing to spread)" if self.replicas == 1 else ""
+        return f"{line}; distributed {self.distribute}{workers}, {replicas}{per_replica}{alone}"
 
     def provenance(self):
         return {"runtime": asdict(self)}

@@ -23,13 +23,23 @@ def shard_from_environment():
     task, count = env.get("SLURM_ARRAY_TASK_ID"), env.get("SLURM_ARRAY_TASK_COUNT")
     if task is None or count is None:
         return 0, 1
-    offset = int(task) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-    step = int(env.get("SLURM_ARRAY_TASK_STEP", 1) or 1)
-    if offset % step or not 0 <= offset // step < int(count):
+    numbers = {}
+    for name, default in (("SLURM_ARRAY_TASK_ID", None), ("SLURM_ARRAY_TASK_COUNT", None),
+                          ("SLURM_ARRAY_TASK_MIN", 0), ("SLURM_ARRAY_TASK_STEP", 1)):
+        value = env.get(name) or default
+        try:
+            numbers[name] = int(value)
+        except ValueError:
+            raise UsageError(f"the environment variable {name} must be a whole number, got {value!r}; "
+                             f"or pass {option('shard')} K/N") from None
+    offset = numbers["SLURM_ARRAY_TASK_ID"] - numbers["SLURM_ARRAY_TASK_MIN"]
+    step = numbers["SLURM_ARRAY_TASK_STEP"] or 1
+    count = numbers["SLURM_ARRAY_TASK_COUNT"]
+    if offset % step or not 0 <= offset // step < count:
         raise UsageError(f"cannot tell this task's shard from its job array (task {task} of {count}); submit "
                          "the array as a range such as --array=0-N (with or without :step), "
                          f"or pass {option('shard')} K/N")
-    return offset // step, int(count)
+    return offset // step, count
 
 
 def shard_arguments(argv, index, count):

@@ -56,6 +56,14 @@ def test_this_machine_resolves_to_deterministic_float32_without_xla():
         runtime.resolve_runtime(steps_per_execution=0)
 
 
+def test_the_device_line_counts_replicas_and_says_when_one_device_has_nothing_to_spread():
+    def line(replicas):
+        return runtime.Runtime("tensorflow", "CPU, 2 cores", "float32", False, True, 1, "mirrored", replicas).line(128)
+
+    assert line(1).endswith("; distributed mirrored, 1 replica of 128 images (one device: nothing to spread)")
+    assert line(2).endswith("; distributed mirrored, 2 replicas of 64 images")
+
+
 def test_device_line_and_runtime_provenance_through_the_cli(tmp_path, npz_dataset):
     out = tmp_path / "c.h5"
     result = invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 1, "--batch-size", 32,

@@ -41,9 +41,14 @@ def test_shard_from_a_slurm_job_array(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "11")
     with pytest.raises(UsageError, match="--array=0-N"):
         shard_from_environment()
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "abc")
+    with pytest.raises(UsageError, match="SLURM_ARRAY_TASK_ID must be a whole number, got 'abc'"):
+        shard_from_environment()
     assert parse_shard("0/1") == (0, 1)
-    with pytest.raises(UsageError, match="K/N"):
-        parse_shard("two")
+    for text, said in (("two", "K/N"), ("1/0", "N, the number of shards, must be at least 1"),
+                       ("2/2", "K must lie in 0..N-1 \\(shards are counted from 0\\)")):
+        with pytest.raises(UsageError, match=said):
+            parse_shard(text)
 
 
 def test_shards_use_the_gpus_this_process_may_use(monkeypatch):

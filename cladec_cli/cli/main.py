@@ -219,7 +219,7 @@ def info_cmd(path, quiet, as_json):
     common.report(provenance, rows, quiet, as_json)
 
 
-@cli.command("train-decoder", short_help="Train a ClaDec decoder for one classifier layer.")
+@cli.command("train-decoder", short_help="Train ClaDec decoders for classifier layers (several in one pass).")
 @classifier_option
 @model_loading_options
 @layer_option
