@@ -203,6 +203,8 @@ def test_local_workers_then_the_results(tmp_path, data, alone):
     (output,) = finish([start(data, out, "--workers", 2)])
     assert "[shard 0/2] " in output and "[shard 1/2] " in output
     assert sum(int(n) for n in re.findall(r"\[shard \d/2\] .*?(\d+) models trained", output)) == alone[1]
+    (summary,) = [line for line in output.splitlines() if line.startswith(f"wrote {out}/results.json")]
+    assert summary.endswith(" s, by 2 workers, each listing above the models it trained)")
     assert rows(out) == rows(alone[0])
 
 

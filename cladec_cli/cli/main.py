@@ -601,6 +601,7 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, b
         raise UsageError("reproduce trains many models, each on one process: spread them with --shard or "
                          "--workers; --distribute multiworker is for one large training")
     out = Path(out or Path("reports") / table)
+    started = time.time()
     if workers > 1 and not report_only:
         if shard:
             raise UsageError("--workers starts its own shards; leave out --shard")
@@ -615,6 +616,9 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, b
                         report_only=report_only or workers > 1, lock_timeout=lock_timeout,
                         methods=list(method_names) or None, bn_statistics=bn_statistics)
     trained = f"{summary['trained']} models trained"
+    if workers > 1 and not report_only:  # the shards trained; each said what in its own lines above
+        summary = {**summary, "seconds": round(time.time() - started, 1), "trained": None, "workers": workers}
+        trained = f"by {workers} workers, each listing above the models it trained"
     if "rows" not in summary:
         common.report(summary, [f"shard {shard[0]}/{shard[1]} of {out} done ({summary['seconds']} s, {trained}); "
                                 "once every shard is done, reproduce --report-only writes the results "
