@@ -74,8 +74,9 @@ def cells(table, epochs):
     raise UsageError(f"unknown table {table!r}; choose table2, table3 or table4")
 
 
-def check_settings(out, settings):
-    """Record the experiment's settings in `out`, or refuse a folder made with other settings."""
+def check_settings(out, settings, report_only=False):
+    """Record the experiment's settings in `out`, or refuse a folder made with other settings (saying,
+    for `report_only`, that the run's own options are needed)."""
     path = Path(out) / "settings.json"
     if not path.exists():
         draft = path.with_name(f".settings.{os.getpid()}.json")
@@ -91,6 +92,9 @@ def check_settings(out, settings):
     if before != settings:
         changed = ", ".join(f"{k} {before.get(k)} -> {settings.get(k)}" for k in settings
                             if before.get(k) != settings.get(k))
+        if report_only:
+            raise UsageError(f"{out} holds results made with other settings ({changed}); pass the options the run "
+                             f"was started with")
         raise UsageError(f"{out} holds results made with other settings ({changed}); use another {option('out')}")
 
 
@@ -384,7 +388,7 @@ def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=prin
     if report_only and not (out / "settings.json").exists():
         raise UsageError(f"{out} holds no experiment to report on")
     out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, {k: v for k, v in settings.items() if k != "runs"})
+    check_settings(out, {k: v for k, v in settings.items() if k != "runs"}, report_only)
     started = time.time()
     experiment = Experiment(table, dataset, train_settings, eval_settings, runs, out, log, lock_timeout,
                             methods=methods, bn_statistics=bn_statistics)

@@ -76,8 +76,11 @@ def test_reproduce_refuses_a_folder_with_other_settings(tmp_path, npz_dataset):
     dataset = load_dataset(npz_dataset, limit=40)
     settings = TrainSettings(epochs=0, batch_size=32, verbose=0)
     reproduce("table4", dataset, settings, settings, 1, tmp_path, log=lambda m: None)
-    with pytest.raises(UsageError, match="other settings"):
+    with pytest.raises(UsageError, match="other settings \\(epochs 0 -> 1\\); use another `out`"):
         reproduce("table4", dataset, settings.with_epochs(1), settings, 1, tmp_path, log=lambda m: None)
+    with pytest.raises(UsageError, match="other settings \\(epochs 0 -> 1\\); pass the options the run was started"):
+        reproduce("table4", dataset, settings.with_epochs(1), settings, 1, tmp_path, log=lambda m: None,
+                  report_only=True)
 
 
 def test_reproduce_accepts_a_folder_from_before_the_split_seed(tmp_path, npz_dataset):
