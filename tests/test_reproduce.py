@@ -161,7 +161,7 @@ def test_reproduce_measures_the_methods_asked_for(tmp_path, npz_dataset):
     dataset = load_dataset(npz_dataset, limit=60)
     settings = TrainSettings(epochs=0, batch_size=32, verbose=0)
     out = tmp_path / "table4"
-    summary = reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None,
+    summary = reproduce("table4", dataset, settings, settings.with_epochs(1), 1, out, log=lambda m: None,
                         methods=["gradcam", "ridge"], bn_statistics="data")  # ClaDec is always measured
     assert json.loads((out / "settings.json").read_text())["methods"] == ["cladec", "ridge", "gradcam"]
     assert summary["trained"] == 1 + 1 + 2  # classifier, decoder, Acc Eval of ClaDec and the ridge decoder
@@ -177,7 +177,7 @@ def test_reproduce_measures_the_methods_asked_for(tmp_path, npz_dataset):
     assert "Rec. Loss Ridge" in report and "Deletion Grad-CAM" in report and "RefAE" not in report
     assert ",deletion,gradcam," in (out / "results.csv").read_text()
     with pytest.raises(UsageError, match="methods"):
-        reproduce("table4", dataset, settings, settings, 1, out, log=lambda m: None)
+        reproduce("table4", dataset, settings, settings.with_epochs(1), 1, out, log=lambda m: None)
 
 
 def test_protocol_projection_reads_keras_epoch_lines(capsys):
