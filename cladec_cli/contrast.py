@@ -5,7 +5,7 @@ import numpy as np
 
 from cladec_cli import artifacts
 from cladec_cli.errors import DataError
-from cladec_cli.grid import layout_for, render_grid
+from cladec_cli.grid import class_name_of, layout_for, render_grid
 from cladec_cli.layers import build_head
 from cladec_cli.methods import ClaDec
 from cladec_cli.methods.prototypes import contrast_path
@@ -36,7 +36,7 @@ def write_strip(out, image, path, target_image, class_names, start_label, target
     out = artifacts.check_output(out, overwrite, suffixes=(".png",))
 
     def label(c):
-        return class_names[c] if 0 <= c < len(class_names) else str(c)
+        return class_name_of(class_names, c)
 
     tiles = [image, *path.pictures, target_image]
     captions = [f"start\n{label(start_label)}",

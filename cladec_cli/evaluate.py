@@ -47,8 +47,7 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     `loop_loss` (each model's last training-epoch loss), `agreement`, the baseline `mean_image_rec_loss`
     (`reconstruction.mean_image_rec_loss`), with the ridge decoder the layer's `code_values` and, with
     Acc Eval, `acc_eval` and `eval_settings`; for attribution maps `deletion`, `insertion` and
-    `map_images`. With both ClaDec and RefAE, each of those
-    dicts also holds their `difference`.
+    `map_images`. With both ClaDec and RefAE, each of those dicts also holds their `difference`.
     """
     check_fits(explainer.classifier, dataset, explainer.pixel_range)
     if with_acc_eval and eval_settings is None:

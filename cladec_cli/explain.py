@@ -7,7 +7,7 @@ import numpy as np
 from cladec_cli import artifacts
 from cladec_cli.data.split import read_image_file
 from cladec_cli.errors import DataError, UsageError, option
-from cladec_cli.grid import COLUMNS, heatmap, layout_for, render_grid
+from cladec_cli.grid import COLUMNS, class_name_of, heatmap, layout_for, render_grid
 from cladec_cli.methods import ClaDec, RefAE, explain_all
 from cladec_cli.methods.prototypes import class_prototypes
 
@@ -163,21 +163,18 @@ def prototype_arrays(explainer, split, per_class=1000):
     return arrays
 
 
-def class_name_of(class_names, i):
-    """The name of class `i`, or its number where `class_names` has none for it."""
-    return class_names[i] if 0 <= i < len(class_names) else str(i)
+def _namers(class_names, predicted_names=None):
+    """(name of a true class, name of a predicted one): the images' `class_names`, and for predictions the
+    classifier's `predicted_names` where they differ from those."""
+    predicted = class_names if predicted_names is None else predicted_names
+    return (lambda i: class_name_of(class_names, i)), (lambda i: class_name_of(predicted, i))
 
 
 def layer_rows(explainers, images, class_names, true_labels=None, names=None, predicted_names=None):
     """Grid rows and column titles for the same images explained at several layers: the original, then
     per layer its RefAE (when loaded) and its ClaDec reconstruction, each with the classifier's prediction
     (named by `predicted_names`, the classifier's classes, where the images' own `class_names` differ)."""
-    def true(i):
-        return class_name_of(class_names, i)
-
-    def label(i):
-        return class_name_of(class_names if predicted_names is None else predicted_names, i)
-
+    true, label = _namers(class_names, predicted_names)
     columns = ["original"]
     per_layer = []
     for explainer in explainers:
@@ -213,13 +210,10 @@ def grid_rows(arrays, class_names, true_labels=None, names=None, scale=1.0, extr
     (name, kind) of further methods' explanations in `arrays`, drawn after them: pictures with the
     classifier's prediction, attribution maps each scaled to its own image's maximum. Predictions are
     named by `predicted_names` (the classifier's classes) where the images' own `class_names` differ."""
-    def label(i):
-        return class_name_of(class_names if predicted_names is None else predicted_names, i)
-
+    true, label = _namers(class_names, predicted_names)
     rows = []
     for i in range(len(arrays["original"])):
-        first = (f"true: {class_name_of(class_names, true_labels[i])}" if true_labels is not None
-                 else (names[i] if names else ""))
+        first = f"true: {true(true_labels[i])}" if true_labels is not None else (names[i] if names else "")
         captions = [f"{first}\npred: {label(arrays['pred_original'][i])}"]
         tiles = [arrays["original"][i]]
         if "refae" in arrays:

@@ -49,6 +49,11 @@ def _font(size=12):
         return ImageFont.load_default()
 
 
+def class_name_of(class_names, i):
+    """The name of class `i` for a caption, or its number where `class_names` has none for it."""
+    return class_names[i] if 0 <= i < len(class_names) else str(i)
+
+
 def to_tile(image, tile):
     """An H x W x C float image in [0, 1] as an RGB PIL image of `tile` px, upscaled with nearest."""
     array = np.clip(np.asarray(image, np.float32), 0, 1)
