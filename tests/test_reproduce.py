@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from cladec_cli.cli import common
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import UsageError
 from cladec_cli.reproduce import _what, cells, paper_comparison, reproduce, summarize
@@ -97,7 +98,7 @@ def test_reproduce_accepts_a_folder_from_before_the_split_seed(tmp_path, npz_dat
                   log=lambda m: None)
 
 
-def test_table2_trains_each_runs_layers_in_one_pass(tmp_path, npz_dataset):
+def test_table2_trains_each_runs_layers_in_one_pass(tmp_path, npz_dataset, monkeypatch):
     dataset = load_dataset(npz_dataset, limit=40)
     settings = TrainSettings(epochs=1, batch_size=32, verbose=0)
     out = tmp_path / "table2"
@@ -125,10 +126,13 @@ def test_table2_trains_each_runs_layers_in_one_pass(tmp_path, npz_dataset):
     for layer in (-2, -4):
         (out / "run0" / f"c1_L{layer}" / "metrics_a0.json").unlink()
         (out / "run0" / f"c1_L{layer}" / "cladec_a0.h5").unlink()
-    logged.clear()
-    again = reproduce("table2", dataset, settings, settings.with_epochs(0), 1, out, log=logged.append)
-    assert again["trained"] == 2
-    assert "  training ClaDec decoders, layers -2, -4, alpha 0, in one pass" in logged
+    monkeypatch.setattr(common, "_ANNOUNCED", set())
+    again = invoke("reproduce", "table2", "--dataset", npz_dataset, "--limit", 40, "--epochs", 1, "--batch-size", 32,
+                   "--runs", 1, "--eval-epochs", 0, "--out", out, "--json")
+    assert json.loads(again.stdout)["trained"] == 2
+    said = again.stderr.splitlines()
+    assert said[0].startswith("device: ") and said.count(said[0]) == 1  # before the first model's lines, once
+    assert "  training ClaDec decoders, layers -2, -4, alpha 0, in one pass" in said
 
 
 def test_the_log_says_how_a_groups_models_train():

@@ -17,7 +17,7 @@ def train_settings(opts, quiet):
     from cladec_cli.training import TrainSettings
 
     settings = TrainSettings(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
-                             resume=opts["resume"], tensorboard=opts["tensorboard"],
+                             resume=opts.get("resume", False), tensorboard=opts["tensorboard"],
                              overwrite=opts.get("overwrite", False), trust_model=opts.get("trust_model", False),
                              verbose=0 if quiet else "auto",
                              precision=opts.get("precision") or "auto", deterministic=opts.get("deterministic"),

@@ -37,7 +37,8 @@ class CladecGroup(click.Group):
             sys.exit(e.exit_code)
         except click.UsageError as e:
             hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
-            message, variable = e.format_message(), _environment_variable(e)
+            # Click lists a missing choice's values one per line; one line says it as well.
+            message, variable = " ".join(e.format_message().split()), _environment_variable(e)
             if variable:
                 message = f"{message.rstrip('.')} (from the environment variable {variable})"
             self._fail(f"{message}{hint}", 2, debug)
@@ -562,12 +563,12 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
 
 
 @cli.command("reproduce", short_help="Rerun the paper's Table II, III or IV.")
-@click.argument("table", type=click.Choice(["table2", "table3", "table4"]))
+@click.argument("table", type=click.Choice(["table2", "table3", "table4"]), metavar="TABLE")
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="Runs per cell (seeds 0..N-1).")
 @click.option("--eval-epochs", type=click.IntRange(min=0), default=None,
               help=with_default("Epochs of the Acc Eval classifiers (0 skips Acc Eval).", "--epochs"))
 @data_options(default_dataset="fashion_mnist")
-@train_options()
+@train_options(resumable=False)
 @click.option("--out", type=NonEmptyPath(file_okay=False), default=None,
               help=with_default("Folder for every artifact and the results.", "reports/<table>"))
 @click.option("--shard", default=None,
@@ -609,6 +610,8 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, b
     shard = parse_shard(shard) if shard else shard_from_environment()
     settings = common.train_settings(opts, quiet)
     settings.runtime()  # settings that do not go together are refused before anything is written
+    if workers == 1 and not report_only:  # the device line before the first model's lines, as elsewhere
+        settings.announce(settings.runtime().line(settings.batch_size))
     eval_settings = settings.with_epochs(settings.epochs if eval_epochs is None else eval_epochs)
     dataset = common.dataset_for(opts)
     summary = reproduce(table, dataset, settings, eval_settings, runs, out,

@@ -123,8 +123,10 @@ stack_models_option = click.option(
          "(jax.vmap; Keras' JAX backend only).")
 
 
-def train_options(epochs=64):
-    """--epochs, --batch-size, --lr, --seed, --resume, --tensorboard and the device options."""
+def train_options(epochs=64, resumable=True):
+    """--epochs, --batch-size, --lr, --seed, --resume (unless the command always resumes, `resumable`
+    False), --tensorboard and the device options."""
+    resume = [click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch.")]
     return compose(
         click.option("--epochs", type=int, default=epochs, show_default=True,
                      help="Training epochs; 0 saves the untrained model."),
@@ -135,7 +137,7 @@ def train_options(epochs=64):
                                              "constant keeps Adam at --lr throughout (Keras' default is 1e-3)."),
         click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Seed for the initial weights and the shuffling (the data split has --split-seed)."),
-        click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch."),
+        *(resume if resumable else []),
         click.option("--backup-interval", type=click.FloatRange(min=0), default=60.0, show_default=True,
                      help="Seconds between saves of the resumable backup, made at the end of an epoch; 0 saves "
                           "every epoch."),

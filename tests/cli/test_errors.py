@@ -100,6 +100,11 @@ def test_unknown_dataset(tmp_path):
             words=["unknown dataset", "fashion_mnist"])
 
 
+def test_a_missing_choice_is_named_in_one_line(tmp_path):
+    line = run_bad(["reproduce", "--out", tmp_path / "r"], tmp_path)
+    assert "Missing argument 'TABLE'. Choose from: table2, table3, table4" in line
+
+
 def test_no_data_found(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

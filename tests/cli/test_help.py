@@ -66,3 +66,11 @@ def test_resize_batch_size_and_split_options_read_right():
     assert helps["--resize"].endswith("[default: the classifier's, else bilinear]")
     assert helps["--batch-size"].startswith("Images per training step.")
     assert helps["--split-seed"].endswith("[default: the classifier's]")
+
+
+def test_only_commands_that_need_it_take_resume():
+    """reproduce always resumes, so --resume there would be a flag that does nothing."""
+    takes = {name for name, command in cli.commands.items()
+             if any("--resume" in getattr(p, "opts", ()) for p in command.params)}
+    assert takes == {"train-classifier", "train-decoder", "train-refae", "demo"}
+    assert "resumes when rerun" in cli.commands["reproduce"].help
