@@ -120,6 +120,9 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     resize = opts.get("resize") or recorded_resize or "bilinear"
     dataset = load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, image_shape=image_shape,
                            pixel_range=pixel_range, **split_choices(opts, provenance, same, source))
+    if opts.get("test_fraction") is not None and not dataset.drawn_split:
+        raise UsageError(f"{name} comes with its own test split, so --test-fraction would change nothing; it "
+                         "applies to image folders without train/ and test/ sub-folders")
     fitted = fitting_note(dataset)
     if fitted:
         note(fitted, quiet)

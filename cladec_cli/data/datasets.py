@@ -19,7 +19,8 @@ class Dataset:
     """Preprocessed train and test splits with class names and the preprocessing that made them.
 
     The splits hold images in [0, 1]; `pixel_range` is the range the classifier takes them in, which
-    the models apply themselves (see `cladec_cli.pixels`).
+    the models apply themselves (see `cladec_cli.pixels`). `test_fraction` chose the test split only
+    where `drawn_split` (an image folder without train/ and test/); other data come with their own.
     """
 
     name: str
@@ -33,6 +34,7 @@ class Dataset:
     test_fraction: float = 0.2
     pixel_range: str = "0,1"
     native_shape: tuple = None
+    drawn_split: bool = False
 
     @property
     def image_shape(self):
@@ -97,7 +99,8 @@ def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape
         else:
             splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))
     return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin,
-                   int(split_seed), float(test_fraction), pixel_range, tuple(int(v) for v in raw.native_shape))
+                   int(split_seed), float(test_fraction), pixel_range, tuple(int(v) for v in raw.native_shape),
+                   raw.drawn_split)
 
 
 # How images change channels to fit a model (`preprocess.convert_channels`), in words.

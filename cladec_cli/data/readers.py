@@ -28,7 +28,9 @@ class RawPart:
 
 @dataclass
 class RawDataset:
-    """Train and test parts, class names, the images' natural shape and where they came from."""
+    """Train and test parts, class names, the images' natural shape and where they came from;
+    `drawn_split`: the test part was drawn from the images (a folder without train/ and test/), so
+    a test fraction chose it."""
 
     train: RawPart
     test: RawPart
@@ -36,6 +38,7 @@ class RawDataset:
     native_shape: tuple
     origin: str
     notes: dict = field(default_factory=dict)
+    drawn_split: bool = False
 
 
 def read_mnist_like(name, data_dir=None, download=True):
@@ -359,7 +362,8 @@ def read_folder(path, test_fraction=0.2, seed=0):
     if len(train.labels) == 0 or len(test.labels) == 0:
         raise DataError(f"image folder {root} has no readable images in its train or test split")
     _check_classes(root, class_root, class_names, train, test, has_split, test_fraction)
-    return RawDataset(train, test, class_names, native_image_shape(train.paths[0]), str(root))
+    return RawDataset(train, test, class_names, native_image_shape(train.paths[0]), str(root),
+                      drawn_split=not has_split)
 
 
 def read_tiny_imagenet(data_dir=None):

@@ -143,3 +143,16 @@ def test_folder_dataset_streams_through_the_workflow(tmp_path):
     summary = run("explain", "--classifier", classifier, "--decoder", decoder, "--test-fraction", 0.3,
                   "--out", tmp_path / "g.png", "--json")
     assert len(summary["images"]) == 8  # the default count; the 30 % test split has 9 images
+
+
+def test_a_test_fraction_is_refused_for_data_with_their_own_test_split(tmp_path, npz_dataset):
+    split = tmp_path / "split"
+    for part in ("train", "test"):
+        write_image_folder(split / part, n_per_class=4, size=32)
+    for spec in (npz_dataset, f"folder:{split}"):
+        result = invoke("train-classifier", "--dataset", spec, "--test-fraction", 0.3, *TRAIN,
+                        "--out", tmp_path / "c.h5", expect=2)
+        assert result.stderr.splitlines() == [
+            f"cladec: error: {spec} comes with its own test split, so --test-fraction would change nothing; it "
+            "applies to image folders without train/ and test/ sub-folders"]
+        assert not (tmp_path / "c.h5").exists()
