@@ -15,6 +15,7 @@ from cladec_cli.curves import TestRecLoss, curve_record
 from cladec_cli.decoder import build_decoder
 from cladec_cli.data.feed import ArrayFeed
 from cladec_cli.errors import UsageError, option
+from cladec_cli.frozen import frozen
 from cladec_cli.fused import (in_turn, model_history, named_output, one_at_a_time, one_output_each, output_labels,
                               renamed, seeded)
 from cladec_cli.layers import build_encoder, resolve_layers
@@ -111,15 +112,14 @@ def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, 
                          shuffle=True, seed=settings.seed)
     else:
         model_inputs = keras.Input(shape=encoder.inputs[0].shape[1:], name="image")
-        code_tensors = encoder(model_inputs, training=False)
+        code_tensors = frozen(encoder)(model_inputs)
         code_tensors = code_tensors if len(decoders) > 1 else [code_tensors]
         data = split.dataset(settings.batch_size, True, settings.seed, arrange=lambda x, y: (x, targets(x, y)))
     outputs = {r: named_output(d(c), r) for r, d, c in zip(recs, decoders, code_tensors)}
     if ces:
-        classifier.trainable = False
-        scaled = in_range(classifier, pixel_range)
+        scaled = frozen(in_range(classifier, pixel_range))
         for r, ce in zip(recs, ces):
-            outputs[ce] = named_output(scaled(outputs[r], training=False), ce)
+            outputs[ce] = named_output(scaled(outputs[r]), ce)
         losses.update({ce: classification_loss(classifier) for ce in ces})
         weights.update({ce: alpha for ce in ces})
     return keras.Model(model_inputs, outputs, name="cladec_extended" if ces else "cladec"), data, losses, weights

@@ -7,6 +7,7 @@ from cladec_cli import artifacts, batchnorm
 from cladec_cli.architectures import build_classifier
 from cladec_cli.cloning import clone_graph
 from cladec_cli.errors import DataError, UsageError, option
+from cladec_cli.frozen import frozen
 from cladec_cli.layers import check_supported, is_submodel
 from cladec_cli.pixels import in_range
 from cladec_cli.training import compile_model, fit, predict, run_settings, start, trained_provenance, training_run
@@ -114,9 +115,8 @@ def classifier_on(model, pixel_range="0,1", inputs_from=None):
 
 
 def frozen_outputs(model, tensor):
-    """`model` frozen and called on `tensor` in inference mode."""
-    model.trainable = False
-    return model(tensor, training=False)
+    """`model` frozen and called on `tensor` in inference mode, also inside a model that trains."""
+    return frozen(model)(tensor)
 
 
 def accuracy(model, split, batch_size=512):

@@ -18,6 +18,8 @@ import math
 
 import keras
 
+from cladec_cli.frozen import unwrapped
+
 COUNTED = ("Conv2D", "Conv2DTranspose", "Dense")
 
 
@@ -62,7 +64,7 @@ def count(model, carries_gradient=None):
     forward = training = 0
     for depth in sorted(graph._nodes_by_depth, reverse=True):
         for node in graph._nodes_by_depth[depth]:
-            layer = node.operation
+            layer = unwrapped(node.operation)
             if layer is None or node.is_input:
                 continue
             gradient_in = [flows.get(id(t), False) for t in node.input_tensors]

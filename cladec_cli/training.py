@@ -241,7 +241,19 @@ class PeriodicBackup(keras.callbacks.BackupAndRestore):
             digest = written.get("weights_sha256")  # none in backups of earlier versions
             if digest and _file_digest(self._weights_path) != digest:
                 raise OSError(f"its weights are not those {record.name} was written with")
-        super()._load_model()
+        # Keras warns about each part of a model it cannot fill before it gives up: kept back unless it loads.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                super()._load_model()
+            except (ValueError, KeyError) as e:  # whole, but of another model: the pair before it would be too
+                said = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                said = said.split(" Example error message")[0].rstrip(".")
+                raise TrainingError(f"the interrupted run's backup in {self.backup_dir} holds weights that do not "
+                                    f"fit this run's model (an earlier version may have laid it out otherwise; "
+                                    f"Keras: {said}); pass {option('overwrite')} to start again") from e
+        for warning in caught:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
     def _save_model(self):
         """Keras' save (the last pair kept as `.bkp`, then the new weights and epoch record), with each file

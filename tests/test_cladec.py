@@ -412,3 +412,26 @@ def test_trainable_flags_come_back_exactly_also_for_a_layer_two_models_share():
     assert {layer.name: layer.trainable for layer in outer._flatten_layers()} == before
     assert [(v.path, v.trainable) for v in outer.variables] == weights
     assert before["shared"] and not before["b"]
+
+
+def classifier_pair():
+    """A classifier with a Dropout layer and the same classifier (same weights) without it: frozen, both
+    compute the same, so a decoder of either is the same decoder."""
+    inputs = keras.Input((32, 32, 1))
+    conv = keras.layers.Conv2D(4, 3, strides=2, name="conv")
+    code = keras.layers.Conv2D(4, 3, strides=2, name="code")
+    pool, logits = keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4, name="logits")
+    with_dropout = keras.Model(inputs, logits(pool(code(keras.layers.Dropout(0.5)(conv(inputs))))))
+    without = keras.Model(inputs, logits(pool(code(conv(inputs)))))
+    return with_dropout, without
+
+
+@pytest.mark.parametrize("layer, alpha, cache", [("code", 0.0, "no"), ("conv", 0.5, "yes")])
+def test_a_frozen_classifiers_dropout_stays_off_while_its_decoder_trains(setup, tmp_path, layer, alpha, cache):
+    # Uncached codes run the encoder in every step (a Dropout before the layer); alpha > 0 runs the whole
+    # classifier on each reconstruction (a Dropout after it).
+    _, _, data = setup
+    records = [train_decoder(classifier, None, data, layer, alpha, settings(), tmp_path / f"{i}.h5",
+                             cache_codes=cache)[1] for i, classifier in enumerate(classifier_pair())]
+    assert records[0]["digest"] == records[1]["digest"]
+    assert records[0]["metrics"]["train_loss"] == records[1]["metrics"]["train_loss"]

@@ -343,6 +343,23 @@ def test_a_damaged_backup_with_none_before_it_is_refused_in_one_line(tmp_path, n
         train_classifier(tiny, TrainSettings(epochs=4, batch_size=32, verbose=0, resume=True), again)
 
 
+def test_a_backup_of_another_model_layout_is_refused_in_one_line(tmp_path, npz_dataset, tiny):
+    out = tmp_path / "c.h5"
+    interrupted_classifier(tiny, out)
+    weights = backup_folder(out) / "latest.weights.h5"
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    other.save_weights(weights)  # whole, with a record that matches it, but of another model
+    record = backup_folder(out) / "training_metadata.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}))
+    result = invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 3, "--batch-size", 32, "-q",
+                    "--out", out, "--resume", expect=1)
+    said = result.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(
+        f"cladec: error: the interrupted run's backup in {backup_folder(out)} holds weights that do not fit this "
+        "run's model (an earlier version may have laid it out otherwise; Keras: A total of ")
+    assert said[0].endswith("; pass --overwrite to start again") and not out.exists()
+
+
 def test_ctrl_c_while_a_backup_is_written_waits_until_it_is_whole(tmp_path, tiny, monkeypatch):
     save_weights = keras.Model.save_weights
 
