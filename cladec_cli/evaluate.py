@@ -10,6 +10,7 @@ import numpy as np
 from cladec_cli import artifacts
 from cladec_cli.classifier import check_fits
 from cladec_cli.errors import UsageError, option
+from cladec_cli.explainer import layer_convention
 from cladec_cli.data.split import Split
 from cladec_cli.methods import build, explain_all, reconstructors
 from cladec_cli.metrics import acc_evals, agreement, split_measures
@@ -42,8 +43,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     from disk is never held in memory whole (`streamed_measures`); splits held in memory are
     reconstructed once (`held_measures`).
 
-    Returns a dict: `classifier_test_accuracy`, `test_images`, `train_images`, the layer and dataset
-    records, `methods`; for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`,
+    Returns a dict: `classifier_test_accuracy`, `test_images`, `train_images`, the layer (with its
+    `layer_convention`) and dataset records, the `models` measured (`Explainer.models_record`), `methods`; for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`,
     `loop_loss` (each model's last training-epoch loss), `agreement`, the baseline `mean_image_rec_loss`
     (`reconstruction.mean_image_rec_loss`), with the ridge decoder the layer's `code_values` and, with
     Acc Eval, `acc_eval` and `eval_settings`; for attribution maps `deletion`, `insertion` and
@@ -70,7 +71,9 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     result = {
         "layer_name": explainer.decoder_provenance["layer_name"],
         "layer_index": explainer.decoder_provenance["layer_index"],
+        "layer_convention": layer_convention(explainer.decoder_provenance),
         "alpha": explainer.decoder_provenance.get("alpha", 0.0),
+        "models": explainer.models_record(),
         "classifier_test_accuracy": measured["accuracy"],
         "test_images": len(dataset.test),
         "train_images": len(dataset.train),

@@ -20,6 +20,13 @@ MAP_MEASURES = (("deletion", "Deletion area (lower is better)", ".4f"),
                 ("insertion", "Insertion area (higher is better)", ".4f"))
 
 
+def layer_position(record):
+    """Where a record's layer lies, as the decoder's layer convention counts: "-2", or "-2 counting every
+    layer" (the convention that counts every layer, whose indices differ)."""
+    every = " counting every layer" if record.get("layer_convention", "blocks") == "layers" else ""
+    return f"{record['layer_index']}{every}"
+
+
 def markdown_table(result):
     """The result as small Markdown tables: the paper's measures in the paper's layout (a column per
     method that decodes pictures, and ClaDec - RefAE), then the attribution maps' deletion and insertion."""
@@ -30,7 +37,7 @@ def markdown_table(result):
         return "-" if value is None else format(value, fmt)
 
     lines = [
-        f"Layer {result['layer_name']} ({result['layer_index']}), alpha {result['alpha']:g}, "
+        f"Layer {result['layer_name']} ({layer_position(result)}), alpha {result['alpha']:g}, "
         f"{result['dataset']} ({result['test_images']} test images, resize {result['resize']}); "
         f"classifier test accuracy {result['classifier_test_accuracy']:.4f}",
     ]

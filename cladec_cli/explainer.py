@@ -66,6 +66,16 @@ class Explainer:
     decoder_provenance: dict
     refae: object = None
     refae_provenance: dict = None
+    paths: dict = None
+
+    def models_record(self):
+        """Which model files (path, when loaded from one, and weights digest) the explainer holds."""
+        paths = self.paths or {}
+        parts = {"classifier": self.decoder_provenance.get("classifier_digest"),
+                 "decoder": self.decoder_provenance.get("digest")}
+        if self.refae is not None:
+            parts["refae"] = (self.refae_provenance or {}).get("digest")
+        return {part: {"path": paths.get(part), "digest": digest} for part, digest in parts.items()}
 
     @property
     def pixel_range(self):
@@ -160,4 +170,6 @@ def load_explainer(classifier_path, decoder_path, refae_path=None, trust=False):
         refae, refae_prov = artifacts.load_model(refae_path, kind="refae", trust=trust)
         check_belongs(refae_path, refae_prov, digest, classifier_path, layer.name, pixel_range)
         check_same_data(refae_path, refae_prov, decoder_prov)
-    return Explainer(classifier, classifier_prov, cladec, decoder_prov, refae, refae_prov)
+    paths = {"classifier": str(classifier_path), "decoder": str(decoder_path),
+             "refae": str(refae_path) if refae_path else None}
+    return Explainer(classifier, classifier_prov, cladec, decoder_prov, refae, refae_prov, paths)

@@ -103,7 +103,9 @@ def metrics_sections(path, result):
 
     sections = []
     if "rec_loss" in result:  # not for attribution maps alone
-        sections = _plot_sections([(f"Measures at layer {result.get('layer_name')}",
+        classifier = ((result.get("models") or {}).get("classifier") or {}).get("path")
+        of = f" of {Path(classifier).name}" if classifier else ""  # results of several classifiers may lie together
+        sections = _plot_sections([(f"Measures at layer {result.get('layer_name')}{of}",
                                     lambda: plots.layer_measures(result))])
     table = path.with_suffix(".md")
     if table.exists():

@@ -91,6 +91,10 @@ def test_attribution_maps_alone_get_their_table_and_ridge_its_bar(tmp_path):
     page = Page(out.read_text())
     assert "Deletion area (lower is better)" in page.cells and "Grad-CAM" in page.cells and "Ridge" in page.cells
     assert len(page.images) == 1
+    # A result that records its classifier's file names it: results of several classifiers may lie together.
+    write_result({**layer_result(), "models": {"classifier": {"path": "models/own/c.keras", "digest": "ab"}}},
+                 tmp_path / "metrics.json", tmp_path / "metrics.md", overwrite=True)
+    assert "Measures at layer block5 of c.keras" in write_report(tmp_path, overwrite=True)[1]
 
 
 def test_a_reproduction_gets_its_plots_and_table(tmp_path):

@@ -206,6 +206,14 @@ def layer_tag(layer):
     return f"L{layer.index}" if layer.convention == "blocks" else layer.name.replace("/", "_")
 
 
+def recorded_layer_tag(provenance):
+    """`layer_tag` of the layer a decoder's `provenance` records."""
+    from cladec_cli.explainer import layer_convention
+
+    return f"L{provenance['layer_index']}" if layer_convention(provenance) == "blocks" else \
+        provenance["layer_name"].replace("/", "_")
+
+
 def layer_outputs(layers, out, out_dir, dataset, filename):
     """One output per layer: --out for a single layer, else `filename(layer)` in --out-dir or the default folder."""
     if out and out_dir:

@@ -340,7 +340,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
     common.explainer_pixel_range(opts, explainer, decoder_paths[0])
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
-                             f"explain_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
+                             f"explain_{common.recorded_layer_tag(prov)}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
                              root="reports")
     dataset, class_names = None, explainer.data_provenance.get("class_names") or []
     predicted_names = None  # the classifier's classes, where they are not the images'
@@ -548,11 +548,11 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
     common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
-                             f"metrics_L{prov['layer_index']}_a{common.alpha_tag(prov.get('alpha', 0))}.json",
+                             f"metrics_{common.recorded_layer_tag(prov)}_a{common.alpha_tag(prov.get('alpha', 0))}.json",
                              root="reports")
     table_out = Path(out).with_suffix(".md")
-    for path in (out, table_out):
-        artifacts.check_output(path, overwrite)
+    artifacts.check_output(out, overwrite, suffixes=(".json",))  # the table goes beside it as .md
+    artifacts.check_output(table_out, overwrite)
     dataset = common.explainer_dataset(opts, explainer, quiet=quiet)
     check_fits(explainer.classifier, dataset)
     common.warn_at_chance(explainer.classifier, dataset, explainer.classifier_provenance)

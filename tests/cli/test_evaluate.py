@@ -37,6 +37,9 @@ def test_evaluate_writes_json_table_and_eval_models(tmp_path, trained):
         predicted = eval_model.predict(recs[method], verbose=0).argmax(axis=1)
         assert saved["acc_eval"][method] == pytest.approx(np.mean(predicted == test_y))
     assert saved["layer_index"] == -2 and saved["test_images"] == 80
+    # Which files were measured, by path and weights digest.
+    assert saved["models"] == {part: {"path": str(trained[part]), "digest": read_group(trained[part])["digest"]}
+                               for part in ("classifier", "decoder", "refae")}
     table = out.with_suffix(".md").read_text()
     assert "| Rec. Loss (SSE per image) |" in table and "| Acc Eval |" in table
     assert (f"Baseline: the training images' mean image, as every test image's reconstruction, has Rec. Loss "
@@ -59,6 +62,14 @@ def test_evaluate_without_acc_eval_refuses_to_overwrite(tmp_path, trained):
     first = out.read_text()
     result = invoke(*args, expect=2)
     assert "--overwrite" in result.stderr and out.read_text() == first
+
+
+def test_evaluate_refuses_an_output_that_is_not_json_before_measuring(tmp_path, trained):
+    # Its table goes beside it as .md: an .md output would be both files.
+    result = invoke("evaluate", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
+                    "--eval-epochs", 0, "--out", tmp_path / "m.md", expect=2)
+    assert result.stderr == f"cladec: error: {tmp_path / 'm.md'}: output must end in .json\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_identity_decoder_has_known_measures(tmp_path, npz_dataset):

@@ -44,7 +44,7 @@ def test_an_existing_output_refuses_the_whole_run_up_front(tmp_path, trained):
     assert (tmp_path / "refae_L-2.h5").read_bytes() == b"keep"
 
 
-def test_layers_convention_trains_batchnorm_outputs_and_explains_them(tmp_path, trained):
+def test_layers_convention_trains_batchnorm_outputs_and_explains_them(tmp_path, trained, monkeypatch):
     out_dir = tmp_path / "models"
     invoke("train-decoder", "--classifier", trained["classifier"], "--layer", "-3,-4", "--layer-convention", "layers",
            "--epochs", 1, "--batch-size", 32, "-q", "--out-dir", out_dir)
@@ -57,7 +57,15 @@ def test_layers_convention_trains_batchnorm_outputs_and_explains_them(tmp_path, 
     assert "block5_bn" in listing and "block1_conv" in listing
     result = invoke("evaluate", "--classifier", trained["classifier"], "--decoder", out_dir / "cladec_block5_bn_a0.h5",
                     "--refae", out_dir / "refae_block5_bn.h5", "--eval-epochs", 0, "--out", tmp_path / "m.json")
-    assert "block5_bn (-3)" in result.stdout
+    assert "Layer block5_bn (-3 counting every layer)" in result.stdout
+    assert json.loads((tmp_path / "m.json").read_text())["layer_convention"] == "layers"
+    # Default outputs are named after the layer, as the decoder is: -3 counts another layer under blocks.
+    monkeypatch.chdir(tmp_path)
+    for command, written in (("evaluate", "reports/tiny/metrics_block5_bn_a0.json"),
+                             ("explain", "reports/tiny/explain_block5_bn_a0.png")):
+        invoke(command, "--classifier", trained["classifier"], "--decoder", out_dir / "cladec_block5_bn_a0.h5",
+               *(("--eval-epochs", 0) if command == "evaluate" else ("--count", 2)), "-q")
+        assert (tmp_path / written).exists(), sorted(str(p) for p in (tmp_path / "reports").rglob("*"))
 
 
 def test_relu_decoder_output_is_recorded_and_explained(tmp_path, trained):
