@@ -8,38 +8,15 @@ from cladec_cli.architectures import build_classifier
 from cladec_cli.cloning import clone_graph
 from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.frozen import frozen
-from cladec_cli.layers import check_supported, is_submodel
+from cladec_cli.layers import check_supported, output_activation
 from cladec_cli.pixels import in_range
 from cladec_cli.training import compile_model, fit, predict, run_settings, start, trained_provenance, training_run
 
 
 def outputs_probabilities(model):
-    """True when the classifier's output is a softmax (probabilities), False for logits.
-
-    Follows the graph back from the output, into nested sub-models (functional or Sequential) and
-    through weightless layers (reshapes, dropout, linear activations), until a softmax (a Softmax
-    layer or op, or a softmax activation) or the last layer with weights (the Dense head).
-    """
-    tensor = model.outputs[0]
-    while True:
-        history = tensor._keras_history
-        operation = history.operation
-        if is_submodel(operation):
-            tensor = operation.outputs[history.tensor_index]
-        elif _is_softmax(operation):
-            return True
-        elif operation.weights or isinstance(operation, keras.layers.InputLayer):
-            return False
-        else:
-            inputs = operation._inbound_nodes[history.node_index].input_tensors
-            if len(inputs) != 1:
-                return False
-            tensor = inputs[0]
-
-
-def _is_softmax(operation):
-    activation = getattr(operation, "activation", None)
-    return type(operation).__name__ == "Softmax" or getattr(activation, "__name__", "") == "softmax"
+    """True when the classifier's output is a softmax (probabilities), False for logits
+    (`layers.output_activation`)."""
+    return output_activation(model) == "softmax"
 
 
 def classification_loss(model):

@@ -76,6 +76,37 @@ def check_supported(model):
             f"model {model.name!r} has one output unit (a sigmoid binary classifier?); cladec explains classifiers "
             "with one score per class: for two classes, end the model in Dense(2) logits or a 2-way softmax"
         )
+    if output_activation(model) == "sigmoid":
+        raise UsageError(
+            f"model {model.name!r} ends in a sigmoid: a score per class, each on its own, as a multi-label "
+            "classifier has; cladec explains classifiers of one class per image, ending in logits or a softmax"
+        )
+
+
+def output_activation(model):
+    """"softmax" or "sigmoid" when one makes the model's output, None for logits.
+
+    Follows the graph back from the output, into nested sub-models (functional or Sequential) and
+    through weightless layers (reshapes, dropout, linear activations), until a softmax or sigmoid (a
+    layer, an op, or an activation) or the last layer with weights (the Dense head).
+    """
+    tensor = model.outputs[0]
+    while True:
+        history = tensor._keras_history
+        operation = history.operation
+        kind = type(operation).__name__.lower()
+        activation = getattr(getattr(operation, "activation", None), "__name__", "")
+        if is_submodel(operation):
+            tensor = operation.outputs[history.tensor_index]
+        elif kind in ("softmax", "sigmoid") or activation in ("softmax", "sigmoid"):
+            return kind if kind in ("softmax", "sigmoid") else activation
+        elif operation.weights or isinstance(operation, keras.layers.InputLayer):
+            return None
+        else:
+            inputs = operation._inbound_nodes[history.node_index].input_tensors
+            if len(inputs) != 1:
+                return None
+            tensor = inputs[0]
 
 
 def _consumers(model):

@@ -437,10 +437,14 @@ def test_two_input_model_is_refused(tmp_path, npz_dataset):
 
 
 @pytest.mark.parametrize("head, said", [(layers.Conv2D(4, 1), "outputs shape (32, 32, 4)"),
-                                        (layers.Dense(1, activation="sigmoid"), "one output unit")])
+                                        (layers.Dense(1, activation="sigmoid"), "one output unit"),
+                                        (layers.Dense(4, activation="sigmoid"), "ends in a sigmoid: a score per "
+                                         "class, each on its own"),
+                                        (layers.Activation("sigmoid"), "ends in a sigmoid")])
 def test_a_model_without_one_score_per_class_is_refused(tmp_path, npz_dataset, head, said):
     inputs = keras.Input((32, 32, 1))
     h = inputs if isinstance(head, layers.Conv2D) else layers.Flatten()(inputs)
+    h = layers.Dense(4)(h) if isinstance(head, layers.Activation) else h
     path = tmp_path / "m.keras"
     keras.Model(inputs, head(h)).save(path)
     for args in (("layers",), ("train-decoder", "--dataset", npz_dataset, "--out", tmp_path / "d.h5")):
