@@ -188,6 +188,9 @@ def check_readable(path):
         if not zipfile.is_zipfile(path):
             raise ArtifactError(f"{path} is not a valid .keras file (truncated or corrupt?)")
     elif not h5py.is_hdf5(path):
+        if zipfile.is_zipfile(path):  # Keras picks the format by the name's ending
+            raise ArtifactError(f"{path} is a zip archive, as a .keras model file is; Keras reads one only by "
+                                f"that name: rename it to {path.with_suffix('.keras').name}")
         raise ArtifactError(f"{path} is not an HDF5 model file (truncated or corrupt?)")
     return path
 

@@ -58,3 +58,8 @@ def _render(error, name_of):
 def for_cli(error):
     """The message of `error` with each marked parameter written as its command-line option."""
     return _render(error, lambda name: _CLI_NAMES.get(name) or "--" + name.replace("_", "-"))
+
+
+def counted(number, noun, plural=None):
+    """`number` and `noun` in agreement, for messages: "1 file", "2 files" (`plural` where it is not noun + s)."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"

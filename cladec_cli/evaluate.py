@@ -44,8 +44,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     reconstructed once (`held_measures`).
 
     Returns a dict: `classifier_test_accuracy`, `test_images`, `train_images`, the layer (with its
-    `layer_convention`) and dataset records, the `models` measured (`Explainer.models_record`), `methods`; for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`,
-    `loop_loss` (each model's last training-epoch loss), `agreement`, the baseline `mean_image_rec_loss`
+    `layer_convention`) and dataset records, the `models` measured (`Explainer.models_record`), `methods`;
+    for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`, `loop_loss` (each model's last training-epoch loss), `agreement`, the baseline `mean_image_rec_loss`
     (`reconstruction.mean_image_rec_loss`), with the ridge decoder the layer's `code_values` and, with
     Acc Eval, `acc_eval` and `eval_settings`; for attribution maps `deletion`, `insertion` and
     `map_images`. With both ClaDec and RefAE, each of those dicts also holds their `difference`.

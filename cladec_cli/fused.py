@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 
 from cladec_cli import artifacts, distribute
-from cladec_cli.errors import UsageError, option
+from cladec_cli.errors import UsageError, counted, option
 from cladec_cli.training import backup_folder, check_backup, finish_backup, saved_by
 
 
@@ -58,7 +58,7 @@ def one_output_each(layers, outs):
         raise UsageError(f"{option('outs')} takes a list of output files, one per layer, not the single path {outs!r}")
     outs = [Path(out) for out in outs]
     if len(outs) != len(layers):
-        raise UsageError(f"{len(layers)} layers but {len(outs)} output file{'' if len(outs) == 1 else 's'} in "
+        raise UsageError(f"{len(layers)} layers but {counted(len(outs), 'output file')} in "
                          f"{option('outs')}")
     if len(set(outs)) != len(outs):
         raise UsageError("two layers would be saved to the same file")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import keras
 
-from cladec_cli.errors import UsageError, option
+from cladec_cli.errors import UsageError, counted, option
 
 PLUMBING = (
     "InputLayer", "Flatten", "Reshape", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
@@ -55,7 +55,8 @@ def check_supported(model):
         )
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UsageError(
-            f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            f"model {model.name!r} has {counted(len(model.inputs), 'input')} and "
+            f"{counted(len(model.outputs), 'output')}; "
             "cladec explains classifiers with one image input and one output"
         )
     shape = tuple(model.inputs[0].shape[1:])
@@ -224,7 +225,27 @@ def _find_layer(model, spec, convention):
         raise UsageError(f"layer {text!r} is ambiguous: {', '.join(layer.name for layer in inside)}; give one of "
                          "these names")
     names = ", ".join(layer.name for layer in candidates)
-    raise UsageError(f"unknown layer {text!r}; explainable layers are: {names}")
+    kept_out = next((layer for path, layer in _every_layer(model) if text in (path, layer.name)), None)
+    if kept_out is None:
+        raise UsageError(f"unknown layer {text!r}; explainable layers are: {names}")
+    if isinstance(kept_out, keras.layers.InputLayer):
+        why = "is the model's input: the images themselves"
+    elif is_submodel(kept_out):
+        why = "is a nested model: name one of its layers, as outer/inner"
+    elif type(kept_out).__name__ in PLUMBING:
+        why = (f"({type(kept_out).__name__}) passes its input on or prepares it, so it has no activations of its "
+               "own to explain: name the layer before it")
+    else:
+        why = "is not among the explainable layers (an output that the network does not pass on as it is)"
+    raise UsageError(f"layer {text!r} {why}; explainable layers are: {names}")
+
+
+def _every_layer(model, prefix=""):
+    """(path, layer) of every layer, nested models' layers included as `outer/inner`."""
+    for layer in model.layers:
+        yield f"{prefix}{layer.name}", layer
+        if is_submodel(layer):
+            yield from _every_layer(layer, f"{prefix}{layer.name}/")
 
 
 def resolve_layers(model, specs, convention="blocks"):

@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cladec_cli.errors import UsageError, option
+from cladec_cli.errors import UsageError, counted, option
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 MIXED_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -214,7 +214,7 @@ class Runtime:
             return line
         workers = f" on {self.workers} workers" if self.workers > 1 else ""
         per_replica = f" of {batch_size // self.replicas} images" if batch_size else ""
-        replicas = f"{self.replicas} replica{'' if self.replicas == 1 else 's'}"
+        replicas = counted(self.replicas, "replica")
         alone = " (one device: nothing to spread)" if self.replicas == 1 else ""
         return f"{line}; distributed {self.distribute}{workers}, {replicas}{per_replica}{alone}"
 

@@ -7,7 +7,7 @@ import sys
 import threading
 
 from cladec_cli import runtime
-from cladec_cli.errors import CladecError, UsageError, option
+from cladec_cli.errors import CladecError, UsageError, counted, option
 
 # Options of the command that the shard processes must not repeat (they take a value), and the
 # variables that would set them.
@@ -61,7 +61,7 @@ def run_shards(argv, count):
     gpus = visible_gpus()
     sharing = bool(gpus) and count > len(gpus)
     if sharing:
-        sys.stderr.write(f"note: {count} workers share {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}; processes "
+        sys.stderr.write(f"note: {count} workers share {counted(len(gpus), 'GPU')}; processes "
                          "sharing a GPU were measured no faster together than one alone, so one worker a GPU "
                          "is enough\n")
     processes = []

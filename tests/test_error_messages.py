@@ -3,7 +3,7 @@
 import pytest
 
 from cladec_cli import artifacts
-from cladec_cli.errors import UsageError, for_cli, option
+from cladec_cli.errors import UsageError, counted, for_cli, option
 from cladec_cli.training import TrainSettings
 
 
@@ -23,3 +23,8 @@ def test_library_errors_speak_of_keywords(tmp_path):
     with pytest.raises(UsageError) as caught:
         artifacts.write_json(target, {})
     assert "--" not in str(caught.value) and "pass --overwrite" in for_cli(caught.value)
+
+
+def test_counts_agree_with_their_nouns():
+    assert [counted(n, "row") for n in (0, 1, 2)] == ["0 rows", "1 row", "2 rows"]
+    assert counted(1, "class", "classes") == "1 class" and counted(3, "class", "classes") == "3 classes"

@@ -59,9 +59,22 @@ def test_index_out_of_range(classifier, spec):
 def test_pre_activation_layers_are_not_explainable(classifier):
     names = {l.name for l in explainable_layers(classifier)}
     assert not names & {"block1_conv", "block1_bn", "flatten", "image"}
-    for plumbing in ("flatten", "image"):
-        with pytest.raises(UsageError, match="unknown layer"):
+    for plumbing, why in (("flatten", r"'flatten' \(Flatten\) passes its input on or prepares it, so it has no "
+                                      "activations of its own to explain: name the layer before it; explainable "
+                                      "layers are: block1, "),
+                          ("image", "'image' is the model's input")):
+        with pytest.raises(UsageError, match=why):
             resolve_layer(classifier, plumbing)
+
+
+def test_a_nested_model_named_as_a_layer_is_refused_saying_so():
+    inner_in = keras.Input((8, 8, 1))
+    features = keras.Model(inner_in, keras.layers.Conv2D(2, 3, name="c1")(inner_in), name="features")
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(features(inputs))))
+    with pytest.raises(UsageError, match="'features' is a nested model: name one of its layers, as outer/inner; "
+                                         "explainable layers are: features/c1, dense"):
+        resolve_layer(model, "features")
 
 
 def test_a_layer_a_block_hides_is_explained_when_named():
@@ -237,8 +250,13 @@ def test_unsupported_models():
         explainable_layers(sub)
     a, b = keras.Input((4,)), keras.Input((4,))
     two = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
-    with pytest.raises(UsageError, match="2 inputs"):
+    with pytest.raises(UsageError, match="has 2 inputs and 1 output;"):
         explainable_layers(two)
+    c = keras.Input((8, 8, 1))
+    flat = keras.layers.Flatten()(c)
+    split = keras.Model(c, [keras.layers.Dense(2)(flat), keras.layers.Dense(3)(flat)])
+    with pytest.raises(UsageError, match="has 1 input and 2 outputs;"):
+        explainable_layers(split)
 
 
 def test_layers_convention_counts_every_layer_with_an_output(classifier):

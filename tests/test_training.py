@@ -350,7 +350,8 @@ def test_a_backup_of_another_model_layout_is_refused_in_one_line(tmp_path, npz_d
     other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     other.save_weights(weights)  # whole, with a record that matches it, but of another model
     record = backup_folder(out) / "training_metadata.json"
-    record.write_text(json.dumps({**json.loads(record.read_text()), "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    record.write_text(json.dumps({**json.loads(record.read_text()), "weights_sha256": digest}))
     result = invoke("train-classifier", "--dataset", npz_dataset, "--epochs", 3, "--batch-size", 32, "-q",
                     "--out", out, "--resume", expect=1)
     said = result.stderr.strip().splitlines()

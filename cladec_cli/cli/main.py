@@ -17,7 +17,7 @@ from cladec_cli.cli.options import (ATTRIBUTION_METHODS, CUSTOM_OBJECTS, SEED, N
                                     out_dir_option, output_options, rec_loss_option, report_options,
                                     stack_models_option, train_options, with_default)
 from cladec_cli.custom_objects import load_custom_objects
-from cladec_cli.errors import CladecError, TrainingError, UsageError, for_cli
+from cladec_cli.errors import CladecError, TrainingError, UsageError, counted, for_cli
 
 CONTEXT = {"auto_envvar_prefix": "CLADEC", "help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -204,7 +204,7 @@ def report_cmd(folder, overwrite, quiet, as_json):
     from cladec_cli.report import write_report
 
     out, titles = write_report(folder, overwrite)
-    sections = f"{len(titles)} section{'' if len(titles) == 1 else 's'}"
+    sections = counted(len(titles), "section")
     common.report({"path": str(out), "sections": titles}, [f"saved {out} ({sections})"], quiet, as_json)
 
 
@@ -361,7 +361,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
     if images_dir:
         skipped = [p.name for p in own_image_files(images_dir)[1]]
         if skipped:
-            common.note(f"note: skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} of no image kind in "
+            common.note(f"note: skipped {counted(len(skipped), 'file')} of no image kind in "
                         f"{images_dir}: {', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}", quiet)
     if class_name is not None and count is not None and len(images) < count:
         common.note(f"warning: the test split has {len(images)} images of class {class_name}, fewer than "
@@ -370,13 +370,13 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
     if len(explainers) > 1:
         size = write_layer_grid(out, explainers, images, class_names, labels, names, overwrite, predicted_names)
         summary["layers"] = [e.decoder_provenance["layer_name"] for e in explainers]
-        detail = f"{len(images)} rows, {len(explainers)} layers"
+        detail = f"{counted(len(images), 'row')}, {counted(len(explainers), 'layer')}"
     else:
         extra = build(method_names, explainer, dataset.train if dataset else None)
         size = write_grid(out, explanation_arrays(explainer, images, extra), class_names, labels, names, overwrite,
                           save_arrays, extra, predicted_names=predicted_names)
         summary["arrays"] = save_arrays
-        detail = f"{len(images)} rows"
+        detail = counted(len(images), "row")
     common.report({**summary, "size": list(size)}, [f"saved {out} ({detail}, {size[0]}x{size[1]} px)"], quiet, as_json)
 
 
@@ -435,8 +435,8 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
     summary = {"path": str(out), "size": list(size), "mix": path.mix.tolist(), "classes": names,
                "probabilities": path.probabilities.tolist()}
     first_target = next((m for m, c in zip(path.mix, path.classes) if c == target), None)
-    seen = f"the classifier sees a {dataset.class_names[target]} from {first_target:.0%} of the way" \
-        if first_target is not None else f"the classifier never sees a {dataset.class_names[target]}"
+    seen = f"the classifier predicts {dataset.class_names[target]} from {first_target:.0%} of the way" \
+        if first_target is not None else f"the classifier never predicts {dataset.class_names[target]}"
     common.report(summary, [f"saved {out} ({steps} steps; {seen})"], quiet, as_json)
 
 
@@ -547,9 +547,8 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
     explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
     common.explainer_pixel_range(opts, explainer, decoder_path)
     prov = explainer.decoder_provenance
-    out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
-                             f"metrics_{common.recorded_layer_tag(prov)}_a{common.alpha_tag(prov.get('alpha', 0))}.json",
-                             root="reports")
+    name = f"metrics_{common.recorded_layer_tag(prov)}_a{common.alpha_tag(prov.get('alpha', 0))}.json"
+    out = common.default_out(out, opts["dataset"] or explainer.data_provenance, name, root="reports")
     table_out = Path(out).with_suffix(".md")
     artifacts.check_output(out, overwrite, suffixes=(".json",))  # the table goes beside it as .md
     artifacts.check_output(table_out, overwrite)

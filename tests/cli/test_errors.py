@@ -35,6 +35,14 @@ def test_corrupt_model_file(tmp_path):
     run_bad(["layers", "--classifier", bad], tmp_path, words=["not an HDF5 model file"])
 
 
+def test_a_keras_file_by_another_name_is_named_as_such(tmp_path):
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "m.keras")
+    (tmp_path / "m.keras").rename(tmp_path / "m.zip")
+    run_bad(["layers", "--classifier", tmp_path / "m.zip"], tmp_path,
+            words=["is a zip archive, as a .keras model file is", "rename it to m.keras"])
+
+
 def test_truncated_model_file(tmp_path, trained):
     data = trained["classifier"].read_bytes()
     cut = tmp_path / "truncated.h5"
