@@ -288,5 +288,7 @@ def load_model(path, kind=None, trust=False):
         elif unknown := _unknown_classes(path, message):
             message = (f"it uses classes that Keras does not know ({', '.join(unknown)}); give the module that "
                        "defines them: --custom-objects MODULE (in Python: load_custom_objects(MODULE))")
+        elif isinstance(e, KeyError):  # a part of the file that Keras expects is missing
+            message = f"it lacks the part {message} that a Keras model file holds (cut short, or written by hand?)"
         raise ArtifactError(f"cannot load {path} as a Keras model: {message}") from e
     return model, provenance

@@ -64,7 +64,8 @@ def check_supported(model):
         raise UsageError(
             f"model {model.name!r} takes inputs of shape {shape}; cladec explains image classifiers whose input "
             "is height x width x channels of fixed sizes: save it with keras.Input(shape=(H, W, C))"
-            + (", a Reshape in front of a flat model" if len(shape) != 3 else "")
+            + (f", here {shape + (1,)} for gray images" if len(shape) == 2 and None not in shape else
+               ", a Reshape in front of a flat model" if len(shape) != 3 else "")
         )
     scores = tuple(model.outputs[0].shape[1:])
     if len(scores) != 1:

@@ -126,6 +126,9 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     fitted = fitting_note(dataset)
     if fitted:
         note(fitted, quiet)
+    if dataset.limit and dataset.limit < dataset.n_classes:
+        note(f"warning: --limit {dataset.limit} keeps fewer images than there are classes "
+             f"({dataset.n_classes}): some classes have none in the training or test split")
     return dataset
 
 

@@ -412,7 +412,7 @@ def test_subclassed_model_is_refused(tmp_path, npz_dataset):
     assert not (tmp_path / "d.h5").exists()
 
 
-@pytest.mark.parametrize("shape, hint", [((32, 32), "a Reshape in front"), ((1024,), "a Reshape in front"),
+@pytest.mark.parametrize("shape, hint", [((32, 32), "here (32, 32, 1) for gray images"), ((1024,), "a Reshape in front"),
                                          ((None, None, 1), "keras.Input(shape=(H, W, C))")])
 def test_a_model_without_a_fixed_image_input_is_refused(tmp_path, npz_dataset, shape, hint):
     inputs = keras.Input(shape)

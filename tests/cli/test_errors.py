@@ -2,6 +2,7 @@
 
 import os
 
+import h5py
 import keras
 import pytest
 from click.testing import CliRunner
@@ -41,6 +42,15 @@ def test_a_keras_file_by_another_name_is_named_as_such(tmp_path):
     (tmp_path / "m.keras").rename(tmp_path / "m.zip")
     run_bad(["layers", "--classifier", tmp_path / "m.zip"], tmp_path,
             words=["is a zip archive, as a .keras model file is", "rename it to m.keras"])
+
+
+def test_a_model_file_without_its_weights_is_named_as_such(tmp_path, trained):
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(trained["decoder"].read_bytes())
+    with h5py.File(cut, "a") as f:
+        del f["model_weights"]
+    run_bad(["explain", "--classifier", trained["classifier"], "--decoder", cut, "--out", tmp_path / "g.png"], tmp_path,
+            code=2, words=["cannot load", "lacks the part 'model_weights' that a Keras model file holds"])
 
 
 def test_truncated_model_file(tmp_path, trained):
