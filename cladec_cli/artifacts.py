@@ -178,6 +178,14 @@ def unrecorded_kind(path):
     return "HDF5 file without a model (weights alone, or other data)"
 
 
+def _is_keras_archive(path):
+    """Whether `path` is a zip archive laid out as a .keras model file (whatever its name)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return "config.json" in archive.namelist()
+
+
 def check_readable(path):
     path = Path(path)
     if not path.exists():
@@ -188,7 +196,7 @@ def check_readable(path):
         if not zipfile.is_zipfile(path):
             raise ArtifactError(f"{path} is not a valid .keras file (truncated or corrupt?)")
     elif not h5py.is_hdf5(path):
-        if zipfile.is_zipfile(path):  # Keras picks the format by the name's ending
+        if _is_keras_archive(path):  # Keras picks the format by the name's ending
             raise ArtifactError(f"{path} is a zip archive, as a .keras model file is; Keras reads one only by "
                                 f"that name: rename it to {path.with_suffix('.keras').name}")
         raise ArtifactError(f"{path} is not an HDF5 model file (truncated or corrupt?)")

@@ -10,7 +10,7 @@ import numpy as np
 
 from cladec_cli import artifacts
 from cladec_cli.architectures import DECODER_WIDTH
-from cladec_cli.classifier import check_fits, classification_loss
+from cladec_cli.classifier import check_cross_entropy, check_fits, classification_loss
 from cladec_cli.curves import TestRecLoss, curve_record
 from cladec_cli.decoder import build_decoder
 from cladec_cli.data.feed import ArrayFeed
@@ -144,6 +144,8 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
     """
     alpha = check_alpha(alpha)
     check_fits(classifier, dataset, (classifier_provenance or {}).get("pixel_range"))
+    if alpha > 0:
+        check_cross_entropy(classifier)
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)

@@ -21,7 +21,19 @@ def outputs_probabilities(model):
 
 def classification_loss(model):
     """Sparse categorical cross-entropy matching the classifier's output (logits or probabilities)."""
+    check_cross_entropy(model)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
+
+
+def check_cross_entropy(model):
+    """Refuse a classifier whose scores are not logits or a softmax, where its cross-entropy is needed
+    (the classifier's loss on reconstructions, Acc Eval's classifiers): a sigmoid scores each class on
+    its own, as a multi-label classifier does."""
+    if output_activation(model) == "sigmoid":
+        raise UsageError(f"model {model.name!r} ends in a sigmoid, which scores each class on its own (as a "
+                         "multi-label classifier does); the classifier's cross-entropy needs logits or a softmax: "
+                         f"save the model without its last sigmoid, or do without it ({option('alpha', 0)}; "
+                         f"{option('with_acc_eval=False')})")
 
 
 def logits_model(model):

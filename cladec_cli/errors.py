@@ -41,7 +41,8 @@ _MARK = "\x1f"
 # Parameters whose command-line option is not their keyword with dashes.
 _CLI_NAMES = {"trust": "--trust-model", "sigma": "--noise", "rec_loss_name": "--rec-loss",
               "deterministic=False": "--no-deterministic", "class_name": "--class",
-              "layer_specs": "--layer", "outs": "--out-dir", "images_dir": "--images"}
+              "layer_specs": "--layer", "outs": "--out-dir", "images_dir": "--images",
+              "with_acc_eval=False": "--eval-epochs 0"}
 
 
 def option(name, value=None):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cladec_cli import artifacts
-from cladec_cli.classifier import check_fits
+from cladec_cli.classifier import check_cross_entropy, check_fits
 from cladec_cli.errors import UsageError, option
 from cladec_cli.explainer import layer_convention
 from cladec_cli.data.split import Split
@@ -45,12 +45,15 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
 
     Returns a dict: `classifier_test_accuracy`, `test_images`, `train_images`, the layer (with its
     `layer_convention`) and dataset records, the `models` measured (`Explainer.models_record`), `methods`;
-    for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`, `loop_loss` (each model's last training-epoch loss), `agreement`, the baseline `mean_image_rec_loss`
+    for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`, `loop_loss` (each
+    model's last training-epoch loss), `agreement`, the baseline `mean_image_rec_loss`
     (`reconstruction.mean_image_rec_loss`), with the ridge decoder the layer's `code_values` and, with
     Acc Eval, `acc_eval` and `eval_settings`; for attribution maps `deletion`, `insertion` and
     `map_images`. With both ClaDec and RefAE, each of those dicts also holds their `difference`.
     """
     check_fits(explainer.classifier, dataset, explainer.pixel_range)
+    if with_acc_eval:
+        check_cross_entropy(explainer.classifier)
     if with_acc_eval and eval_settings is None:
         raise UsageError(f"Acc Eval trains classifiers with {option('eval_settings')}: pass them, or "
                          f"{option('with_acc_eval')} False")

@@ -6,7 +6,7 @@ import numpy as np
 
 from cladec_cli import artifacts
 from cladec_cli.data.split import read_image_file
-from cladec_cli.errors import DataError, UsageError, option
+from cladec_cli.errors import DataError, UsageError, counted, option
 from cladec_cli.grid import COLUMNS, class_name_of, heatmap, layout_for, render_grid
 from cladec_cli.methods import ClaDec, RefAE, explain_all
 from cladec_cli.methods.prototypes import class_prototypes
@@ -44,7 +44,8 @@ def select(split, class_names, indices=None, class_name=None, count=None):
             raise UsageError(f"{option('indices')} names no image; give test image numbers such as 0,5,9")
         bad = [i for i in indices if not 0 <= i < len(split)]
         if bad:
-            raise UsageError(f"{option('indices')} {bad} out of range: the test split has {len(split)} images")
+            raise UsageError(f"{option('indices')} {bad} out of range: the test split has "
+                             f"{counted(len(split), 'image')}")
         return list(indices)
     count = DEFAULT_COUNT if count is None else count
     if count < 1:

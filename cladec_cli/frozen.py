@@ -13,7 +13,6 @@ class InferenceMode(keras.layers.Layer):
     own layers keep their dtype policies), as the model did before it was wrapped."""
 
     def __init__(self, model, **kwargs):
-        kwargs.setdefault("name", f"{model.name}_inference")
         super().__init__(dtype="float32", **kwargs)
         model.trainable = False
         self.model = model

@@ -58,7 +58,7 @@ def one_output_each(layers, outs):
         raise UsageError(f"{option('outs')} takes a list of output files, one per layer, not the single path {outs!r}")
     outs = [Path(out) for out in outs]
     if len(outs) != len(layers):
-        raise UsageError(f"{len(layers)} layers but {counted(len(outs), 'output file')} in "
+        raise UsageError(f"{counted(len(layers), 'layer')} but {counted(len(outs), 'output file')} in "
                          f"{option('outs')}")
     if len(set(outs)) != len(outs):
         raise UsageError("two layers would be saved to the same file")

@@ -26,6 +26,7 @@ PLUMBING = (
     "ActivityRegularization", "RepeatVector",
     "Rescaling", "Normalization", "Resizing", "CenterCrop",
 )
+PREPROCESSING = ("Rescaling", "Normalization", "Resizing", "CenterCrop")
 NORMALIZATIONS = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
 ACTIVATIONS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax")
 CONVENTIONS = ("blocks", "layers")
@@ -78,31 +79,30 @@ def check_supported(model):
             f"model {model.name!r} has one output unit (a sigmoid binary classifier?); cladec explains classifiers "
             "with one score per class: for two classes, end the model in Dense(2) logits or a 2-way softmax"
         )
-    if output_activation(model) == "sigmoid":
-        raise UsageError(
-            f"model {model.name!r} ends in a sigmoid: a score per class, each on its own, as a multi-label "
-            "classifier has; cladec explains classifiers of one class per image, ending in logits or a softmax"
-        )
+
+
+# Activations that make a classifier's scores, by the names of their layers, ops and functions.
+SCORE_ACTIVATIONS = {"softmax": "softmax", "softmax_v2": "softmax", "sigmoid": "sigmoid"}
 
 
 def output_activation(model):
-    """"softmax" or "sigmoid" when one makes the model's output, None for logits.
+    """The activation that makes the model's output, "softmax" or "sigmoid"; None for logits.
 
     Follows the graph back from the output, into nested sub-models (functional or Sequential) and
-    through weightless layers (reshapes, dropout, linear activations), until a softmax or sigmoid (a
-    layer, an op, or an activation) or the last layer with weights (the Dense head).
+    through weightless layers and ops (reshapes, dropout, casts, linear activations), until a softmax or
+    sigmoid (a layer, an op, or an activation) or the last layer with weights (the Dense head).
     """
     tensor = model.outputs[0]
     while True:
         history = tensor._keras_history
         operation = history.operation
-        kind = type(operation).__name__.lower()
-        activation = getattr(getattr(operation, "activation", None), "__name__", "")
+        found = SCORE_ACTIVATIONS.get(type(operation).__name__.lower()) or \
+            SCORE_ACTIVATIONS.get(getattr(getattr(operation, "activation", None), "__name__", ""))
         if is_submodel(operation):
             tensor = operation.outputs[history.tensor_index]
-        elif kind in ("softmax", "sigmoid") or activation in ("softmax", "sigmoid"):
-            return kind if kind in ("softmax", "sigmoid") else activation
-        elif operation.weights or isinstance(operation, keras.layers.InputLayer):
+        elif found:
+            return found
+        elif getattr(operation, "weights", None) or isinstance(operation, keras.layers.InputLayer):
             return None
         else:
             inputs = operation._inbound_nodes[history.node_index].input_tensors
@@ -229,15 +229,18 @@ def _find_layer(model, spec, convention):
     kept_out = next((layer for path, layer in _every_layer(model) if text in (path, layer.name)), None)
     if kept_out is None:
         raise UsageError(f"unknown layer {text!r}; explainable layers are: {names}")
+    kind = type(kept_out).__name__
     if isinstance(kept_out, keras.layers.InputLayer):
-        why = "is the model's input: the images themselves"
+        why = "is an input, not a layer that computes"
     elif is_submodel(kept_out):
         why = "is a nested model: name one of its layers, as outer/inner"
-    elif type(kept_out).__name__ in PLUMBING:
-        why = (f"({type(kept_out).__name__}) passes its input on or prepares it, so it has no activations of its "
-               "own to explain: name the layer before it")
+    elif kind in PREPROCESSING:
+        why = f"({kind}) prepares the input images, so it shows nothing the network has learned"
+    elif kind in PLUMBING:
+        why = (f"({kind}) passes its input on, reshaped or in part, so it has no activations of its own to "
+               "explain: name the layer before it")
     else:
-        why = "is not among the explainable layers (an output that the network does not pass on as it is)"
+        why = f"({kind}) has no output that cladec decodes: a vector or a feature map of fixed size"
     raise UsageError(f"layer {text!r} {why}; explainable layers are: {names}")
 
 

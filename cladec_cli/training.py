@@ -205,6 +205,10 @@ def _file_digest(path):
     return digest.hexdigest()
 
 
+# How to start a run again whose backup cannot be resumed (`reproduce`, which always resumes, has no --overwrite).
+RESTART = f"delete that folder (or pass {option('overwrite')}) to start again"
+
+
 class PeriodicBackup(keras.callbacks.BackupAndRestore):
     """Keras' BackupAndRestore, saving at the end of an epoch only once `interval` seconds have passed
     since the last save. Saving weights and optimizer state costs a noticeable share of a fast epoch
@@ -227,7 +231,7 @@ class PeriodicBackup(keras.callbacks.BackupAndRestore):
             earlier = ("the one before it could not be read either" if os.path.exists(self._prev_weights_path)
                        else "no earlier one is kept")
             raise TrainingError(f"the interrupted run's backup in {self.backup_dir} is damaged ({e}) and "
-                                f"{earlier}; pass {option('overwrite')} to start again") from e
+                                f"{earlier}; {RESTART}") from e
         self._last_save = time.monotonic()
 
     def _load_model(self):
@@ -251,7 +255,7 @@ class PeriodicBackup(keras.callbacks.BackupAndRestore):
                 said = said.split(" Example error message")[0].rstrip(".")
                 raise TrainingError(f"the interrupted run's backup in {self.backup_dir} holds weights that do not "
                                     f"fit this run's model (an earlier version may have laid it out otherwise; "
-                                    f"Keras: {said}); pass {option('overwrite')} to start again") from e
+                                    f"Keras: {said}); {RESTART}") from e
         for warning in caught:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 

@@ -142,6 +142,9 @@ def heads():
         "softmax Dense, then a logits Dense": (keras.Model(inputs, keras.layers.Dense(4)(
             keras.layers.Dense(4, activation="softmax")(features))), False),
         "logits": (keras.Model(inputs, dense), False),
+        "logits cast to float32 (an op)": (keras.Model(inputs, keras.ops.cast(dense, "float32")), False),
+        "log-softmax op": (keras.Model(inputs, keras.ops.log_softmax(dense)), False),
+        "softmax, then divided (an op)": (keras.Model(inputs, keras.ops.softmax(dense) / 1.0), True),
         "Sequential with a Softmax layer": (keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
                                                               keras.layers.Dense(4), keras.layers.Softmax()]), True),
     }
@@ -152,6 +155,6 @@ def test_probabilities_are_read_from_the_graph(name, tmp_path):
     model, probabilities = heads()[name]
     assert outputs_probabilities(model) is probabilities
     assert classification_loss(model).get_config()["from_logits"] is not probabilities
-    path = tmp_path / "model.h5"
+    path = tmp_path / "model.keras"  # the legacy .h5 format does not keep ops in a graph
     model.save(path)
     assert outputs_probabilities(load_classifier(path)[0]) is probabilities

@@ -59,12 +59,24 @@ def test_index_out_of_range(classifier, spec):
 def test_pre_activation_layers_are_not_explainable(classifier):
     names = {l.name for l in explainable_layers(classifier)}
     assert not names & {"block1_conv", "block1_bn", "flatten", "image"}
-    for plumbing, why in (("flatten", r"'flatten' \(Flatten\) passes its input on or prepares it, so it has no "
-                                      "activations of its own to explain: name the layer before it; explainable "
+    for plumbing, why in (("flatten", r"'flatten' \(Flatten\) passes its input on, reshaped or in part, so it has "
+                                      "no activations of its own to explain: name the layer before it; explainable "
                                       "layers are: block1, "),
-                          ("image", "'image' is the model's input")):
+                          ("image", "'image' is an input, not a layer that computes")):
         with pytest.raises(UsageError, match=why):
             resolve_layer(classifier, plumbing)
+
+
+def test_preprocessing_and_sequence_outputs_named_as_layers_are_refused_saying_why():
+    inputs = keras.Input((8, 8, 1))
+    scaled = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
+    rows = keras.layers.Reshape((8, 8))(keras.layers.Conv2D(1, 1, name="conv")(scaled))
+    per_row = keras.layers.Dense(4, name="per_row")(rows)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(per_row)))
+    with pytest.raises(UsageError, match=r"'scale' \(Rescaling\) prepares the input images"):
+        resolve_layer(model, "scale")
+    with pytest.raises(UsageError, match=r"'per_row' \(Dense\) has no output that cladec decodes"):
+        resolve_layer(model, "per_row")
 
 
 def test_a_nested_model_named_as_a_layer_is_refused_saying_so():

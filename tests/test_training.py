@@ -328,8 +328,8 @@ def test_a_damaged_backup_with_none_before_it_is_refused_in_one_line(tmp_path, n
                     "--out", out, "--resume", expect=1)
     assert result.stderr.strip().splitlines() == [
         f"cladec: error: the interrupted run's backup in {backup_folder(out)} is damaged (unreadable "
-        f"training_metadata.json: Expecting value: line 1 column 1 (char 0)) and no earlier one is kept; pass "
-        f"--overwrite to start again"]
+        f"training_metadata.json: Expecting value: line 1 column 1 (char 0)) and no earlier one is kept; delete "
+        f"that folder (or pass --overwrite) to start again"]
     assert not out.exists()
     # Two epochs backed up, both records unreadable.
     again = tmp_path / "again.h5"
@@ -358,7 +358,7 @@ def test_a_backup_of_another_model_layout_is_refused_in_one_line(tmp_path, npz_d
     assert len(said) == 1 and said[0].startswith(
         f"cladec: error: the interrupted run's backup in {backup_folder(out)} holds weights that do not fit this "
         "run's model (an earlier version may have laid it out otherwise; Keras: A total of ")
-    assert said[0].endswith("; pass --overwrite to start again") and not out.exists()
+    assert said[0].endswith("; delete that folder (or pass --overwrite) to start again") and not out.exists()
 
 
 def test_ctrl_c_while_a_backup_is_written_waits_until_it_is_whole(tmp_path, tiny, monkeypatch):

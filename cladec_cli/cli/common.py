@@ -17,7 +17,7 @@ def train_settings(opts, quiet):
     from cladec_cli.training import TrainSettings
 
     settings = TrainSettings(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
-                             resume=opts.get("resume", False), tensorboard=opts["tensorboard"],
+                             resume=opts["resume"], tensorboard=opts["tensorboard"],
                              overwrite=opts.get("overwrite", False), trust_model=opts.get("trust_model", False),
                              verbose=0 if quiet else "auto",
                              precision=opts.get("precision") or "auto", deterministic=opts.get("deterministic"),
@@ -112,6 +112,8 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     kind, _, path = name.partition(":")
     if not opts.get("dataset") and kind in ("folder", "npz") and path and not Path(path).expanduser().exists():
         _refuse_missing_data(name, provenance, source)
+    if opts.get("test_fraction") is not None and kind != "folder":
+        _refuse_test_fraction(name)
     same = same_dataset(name, provenance.get("dataset"))
     recorded_resize = provenance.get("resize") if same else None
     if opts.get("resize") and recorded_resize and opts["resize"] != recorded_resize:
@@ -120,16 +122,20 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     resize = opts.get("resize") or recorded_resize or "bilinear"
     dataset = load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, image_shape=image_shape,
                            pixel_range=pixel_range, **split_choices(opts, provenance, same, source))
-    if opts.get("test_fraction") is not None and not dataset.drawn_split:
-        raise UsageError(f"{name} comes with its own test split, so --test-fraction would change nothing; it "
-                         "applies to image folders without train/ and test/ sub-folders")
+    if opts.get("test_fraction") is not None and not dataset.drawn_split:  # a folder with train/ and test/
+        _refuse_test_fraction(name)
     fitted = fitting_note(dataset)
     if fitted:
         note(fitted, quiet)
     if dataset.limit and dataset.limit < dataset.n_classes:
         note(f"warning: --limit {dataset.limit} keeps fewer images than there are classes "
-             f"({dataset.n_classes}): some classes have none in the training or test split")
+             f"({dataset.n_classes}): some classes then have none")
     return dataset
+
+
+def _refuse_test_fraction(name):
+    raise UsageError(f"{name} comes with its own test split, so --test-fraction would change nothing; it "
+                     "applies to image folders without train/ and test/ sub-folders")
 
 
 def _refuse_missing_data(name, provenance, source):

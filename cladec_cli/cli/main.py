@@ -311,7 +311,8 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
                 "or an attribution map for the predicted class: gradcam (at the explained layer, or the last map "
                 "before it), saliency (SmoothGrad) or occlusion; repeatable.", choices=("ridge", *ATTRIBUTION_METHODS))
 @data_options()
-@output_options("PNG grid to write.", "reports/<dataset>/explain_L<index>_a<alpha>.png")
+@output_options("PNG grid to write.", "reports/<dataset>/explain_<layer>_a<alpha>.png, <layer> named as in the "
+                                     "decoder's file")
 @report_options
 def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indices, class_name, count, images_dir,
                 save_arrays, prototypes, method_names, out, overwrite, quiet, as_json, **opts):
@@ -364,7 +365,7 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
             common.note(f"note: skipped {counted(len(skipped), 'file')} of no image kind in "
                         f"{images_dir}: {', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}", quiet)
     if class_name is not None and count is not None and len(images) < count:
-        common.note(f"warning: the test split has {len(images)} images of class {class_name}, fewer than "
+        common.note(f"warning: the test split has {counted(len(images), 'image')} of class {class_name}, fewer than "
                     f"--count {count}")
     summary = {"path": str(out), "images": names}
     if len(explainers) > 1:
@@ -416,7 +417,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
         start = common.file_slug(Path(image_path).stem)
     else:
         if index >= len(dataset.test):
-            raise UsageError(f"--index {index} out of range: the test split has {len(dataset.test)} images")
+            raise UsageError(f"--index {index} out of range: the test split has {counted(len(dataset.test), 'image')}")
         image, start = dataset.test.subset([index]).arrays()[0][0], f"test{index}"
     out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
                              f"contrast_{start}_to_{common.file_slug(dataset.class_names[target])}.png",
@@ -524,7 +525,7 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
 @device_options()
 @stack_models_option
 @output_options("Metrics JSON to write; a .md table is written beside it.",
-                "reports/<dataset>/metrics_L<index>_a<alpha>.json")
+                "reports/<dataset>/metrics_<layer>_a<alpha>.json, <layer> named as in the decoder's file")
 @report_options
 def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_names, map_images, eval_epochs,
                  keep_eval_models, batch_size, lr, seed, out, overwrite, quiet, as_json, precision, deterministic,

@@ -124,9 +124,10 @@ stack_models_option = click.option(
 
 
 def train_options(epochs=64, resumable=True):
-    """--epochs, --batch-size, --lr, --seed, --resume (unless the command always resumes, `resumable`
-    False), --tensorboard and the device options."""
-    resume = [click.option("--resume", is_flag=True, help="Continue an interrupted run from its last saved epoch.")]
+    """--epochs, --batch-size, --lr, --seed, --resume, --tensorboard and the device options. A command that
+    always resumes (`resumable` False) takes --resume unlisted, as a no-op, for scripts that pass it."""
+    resume = click.option("--resume", is_flag=True, hidden=not resumable,
+                          help="Continue an interrupted run from its last saved epoch.")
     return compose(
         click.option("--epochs", type=int, default=epochs, show_default=True,
                      help="Training epochs; 0 saves the untrained model."),
@@ -137,7 +138,7 @@ def train_options(epochs=64, resumable=True):
                                              "constant keeps Adam at --lr throughout (Keras' default is 1e-3)."),
         click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Seed for the initial weights and the shuffling (the data split has --split-seed)."),
-        *(resume if resumable else []),
+        resume,
         click.option("--backup-interval", type=click.FloatRange(min=0), default=60.0, show_default=True,
                      help="Seconds between saves of the resumable backup, made at the end of an epoch; 0 saves "
                           "every epoch."),

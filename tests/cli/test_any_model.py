@@ -412,7 +412,8 @@ def test_subclassed_model_is_refused(tmp_path, npz_dataset):
     assert not (tmp_path / "d.h5").exists()
 
 
-@pytest.mark.parametrize("shape, hint", [((32, 32), "here (32, 32, 1) for gray images"), ((1024,), "a Reshape in front"),
+@pytest.mark.parametrize("shape, hint", [((32, 32), "here (32, 32, 1) for gray images"),
+                                         ((1024,), "a Reshape in front"),
                                          ((None, None, 1), "keras.Input(shape=(H, W, C))")])
 def test_a_model_without_a_fixed_image_input_is_refused(tmp_path, npz_dataset, shape, hint):
     inputs = keras.Input(shape)
@@ -423,6 +424,27 @@ def test_a_model_without_a_fixed_image_input_is_refused(tmp_path, npz_dataset, s
         line = one_line_error(invoke(*args, "--classifier", path, expect=2))
         assert f"takes inputs of shape {shape}" in line and hint in line
     assert not (tmp_path / "d.h5").exists()
+
+
+@pytest.mark.parametrize("sigmoid", [lambda h: layers.Dense(4, activation="sigmoid")(h),
+                                     lambda h: layers.Activation("sigmoid")(layers.Dense(4)(h)),
+                                     lambda h: keras.ops.sigmoid(layers.Dense(4)(h))])
+def test_a_sigmoid_over_the_classes_is_refused_where_its_cross_entropy_is_needed(tmp_path, npz_dataset, sigmoid):
+    inputs = keras.Input((32, 32, 1))
+    path = tmp_path / "multilabel.keras"
+    keras.Model(inputs, sigmoid(layers.Flatten()(layers.Conv2D(2, 3, name="conv")(inputs)))).save(path)
+    decoder = tmp_path / "d.h5"
+    train = ("train-decoder", "--classifier", path, "--dataset", npz_dataset, "--layer", "conv", "--epochs", 0, "-q")
+    line = one_line_error(invoke(*train, "--alpha", 0.5, "--out", decoder, expect=2))
+    assert "ends in a sigmoid, which scores each class on its own" in line
+    assert "or do without it (--alpha 0; --eval-epochs 0)" in line and not decoder.exists()
+    # Without the cross-entropy its decoders train and are measured as any other's.
+    invoke(*train, "--out", decoder)
+    metrics = tmp_path / "m.json"
+    line = one_line_error(invoke("evaluate", "--classifier", path, "--decoder", decoder, "--out", metrics, expect=2))
+    assert "ends in a sigmoid" in line and not metrics.exists()
+    invoke("evaluate", "--classifier", path, "--decoder", decoder, "--eval-epochs", 0, "-q", "--out", metrics)
+    assert "rec_loss" in json.loads(metrics.read_text())
 
 
 def test_two_input_model_is_refused(tmp_path, npz_dataset):
@@ -437,14 +459,10 @@ def test_two_input_model_is_refused(tmp_path, npz_dataset):
 
 
 @pytest.mark.parametrize("head, said", [(layers.Conv2D(4, 1), "outputs shape (32, 32, 4)"),
-                                        (layers.Dense(1, activation="sigmoid"), "one output unit"),
-                                        (layers.Dense(4, activation="sigmoid"), "ends in a sigmoid: a score per "
-                                         "class, each on its own"),
-                                        (layers.Activation("sigmoid"), "ends in a sigmoid")])
+                                        (layers.Dense(1, activation="sigmoid"), "one output unit")])
 def test_a_model_without_one_score_per_class_is_refused(tmp_path, npz_dataset, head, said):
     inputs = keras.Input((32, 32, 1))
     h = inputs if isinstance(head, layers.Conv2D) else layers.Flatten()(inputs)
-    h = layers.Dense(4)(h) if isinstance(head, layers.Activation) else h
     path = tmp_path / "m.keras"
     keras.Model(inputs, head(h)).save(path)
     for args in (("layers",), ("train-decoder", "--dataset", npz_dataset, "--out", tmp_path / "d.h5")):

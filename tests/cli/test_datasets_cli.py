@@ -161,8 +161,7 @@ def test_a_test_fraction_is_refused_for_data_with_their_own_test_split(tmp_path,
 def test_a_limit_below_the_number_of_classes_is_warned_about(tmp_path, npz_dataset):
     said = invoke("train-classifier", "--dataset", npz_dataset, "--limit", 3, "--epochs", 0, "--out",
                   tmp_path / "c.h5").stderr
-    assert ("warning: --limit 3 keeps fewer images than there are classes (4): some classes have none in the "
-            "training or test split") in said
+    assert "warning: --limit 3 keeps fewer images than there are classes (4): some classes then have none" in said
     enough = invoke("train-classifier", "--dataset", npz_dataset, "--limit", 4, "--epochs", 0, "--out",
                     tmp_path / "d.h5").stderr
     assert "warning" not in enough

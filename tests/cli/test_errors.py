@@ -1,6 +1,7 @@
 """Every bad input gets one line on stderr, a non-zero exit code and no file written."""
 
 import os
+import zipfile
 
 import h5py
 import keras
@@ -42,6 +43,10 @@ def test_a_keras_file_by_another_name_is_named_as_such(tmp_path):
     (tmp_path / "m.keras").rename(tmp_path / "m.zip")
     run_bad(["layers", "--classifier", tmp_path / "m.zip"], tmp_path,
             words=["is a zip archive, as a .keras model file is", "rename it to m.keras"])
+    with zipfile.ZipFile(tmp_path / "data.zip", "w") as archive:  # a zip of something else
+        archive.writestr("images.txt", "")
+    said = run_bad(["layers", "--classifier", tmp_path / "data.zip"], tmp_path)
+    assert said.endswith("data.zip is not an HDF5 model file (truncated or corrupt?)")
 
 
 def test_a_model_file_without_its_weights_is_named_as_such(tmp_path, trained):
