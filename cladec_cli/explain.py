@@ -142,6 +142,22 @@ def explanation_arrays(explainer, images, extra=()):
     return arrays
 
 
+def blank_maps_note(arrays, methods):
+    """A line naming the attribution maps of `arrays` that are zero everywhere (drawn black: the method
+    found nothing that raises the predicted class's score), or None."""
+    blank = []
+    for method in methods:
+        if method.kind == "map":
+            maps = np.asarray(arrays[method.name])
+            count = int(np.sum(maps.reshape(len(maps), -1).max(axis=1) <= 0))
+            if count:
+                blank.append(f"{method.title.splitlines()[0]} for {count} of {counted(len(maps), 'image')}")
+    if not blank:
+        return None
+    return (f"note: zero everywhere, so drawn black: {'; '.join(blank)} (nothing the method looks at raises the "
+            "predicted class's score)")
+
+
 def prototype_arrays(explainer, split, per_class=1000):
     """Per class of `split` (up to `per_class` of its images each): the mean image, and the decodings of
     the class's mean code by ClaDec and, when loaded, by the RefAE, with the classifier's predictions;

@@ -318,8 +318,8 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                 save_arrays, prototypes, method_names, out, overwrite, quiet, as_json, **opts):
     """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
     from cladec_cli.classifier import check_fits
-    from cladec_cli.explain import (explanation_arrays, images_to_explain, own_image_files, parse_indices, write_grid,
-                                    write_layer_grid, write_prototype_grid)
+    from cladec_cli.explain import (blank_maps_note, explanation_arrays, images_to_explain, own_image_files,
+                                    parse_indices, write_grid, write_layer_grid, write_prototype_grid)
     from cladec_cli.explainer import load_explainer
     from cladec_cli.methods import build
 
@@ -374,8 +374,12 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
         detail = f"{counted(len(images), 'row')}, {counted(len(explainers), 'layer')}"
     else:
         extra = build(method_names, explainer, dataset.train if dataset else None)
-        size = write_grid(out, explanation_arrays(explainer, images, extra), class_names, labels, names, overwrite,
-                          save_arrays, extra, predicted_names=predicted_names)
+        arrays = explanation_arrays(explainer, images, extra)
+        size = write_grid(out, arrays, class_names, labels, names, overwrite, save_arrays, extra,
+                          predicted_names=predicted_names)
+        blank = blank_maps_note(arrays, extra)
+        if blank:
+            common.note(blank, quiet)
         summary["arrays"] = save_arrays
         detail = counted(len(images), "row")
     common.report({**summary, "size": list(size)}, [f"saved {out} ({detail}, {size[0]}x{size[1]} px)"], quiet, as_json)

@@ -327,3 +327,24 @@ def test_contrast_towards_the_class_already_seen_says_so(trained, tmp_path):
     assert "already sees" not in invoke(*args, "--to-class", other, "--out", tmp_path / "b.png").stderr
     result = invoke(*args, "--to-class", seen, "--out", tmp_path / "c.png")
     assert f"warning: the classifier already sees test1 as {seen}" in result.stderr
+
+
+def test_attribution_maps_that_are_zero_everywhere_are_noted(tmp_path, npz_dataset):
+    # Every class's logit falls as the ReLU layer's activations rise: Grad-CAM, which keeps what raises the
+    # predicted class's score, is zero everywhere.
+    import keras
+
+    inputs = keras.Input((32, 32, 1))
+    conv = keras.layers.Conv2D(2, 3, activation="relu", name="conv", bias_initializer="ones")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(conv)
+    falling = keras.layers.Dense(4, name="logits", kernel_initializer=keras.initializers.Constant(-1.0),
+                                 bias_initializer=keras.initializers.Constant([0.0, 0.1, 0.2, 0.3]))
+    path = tmp_path / "falling.keras"
+    keras.Model(inputs, falling(pooled)).save(path)
+    decoder = tmp_path / "d.h5"
+    invoke("train-decoder", "--classifier", path, "--dataset", npz_dataset, "--layer", "conv", "--epochs", 0, "-q",
+           "--out", decoder)
+    said = invoke("explain", "--classifier", path, "--decoder", decoder, "--indices", "0,1,2", "--method", "gradcam",
+                  "--out", tmp_path / "g.png").stderr
+    assert ("note: zero everywhere, so drawn black: Grad-CAM for 3 of 3 images (nothing the method looks at raises "
+            "the predicted class's score)") in said
