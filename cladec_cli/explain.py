@@ -86,22 +86,25 @@ def write_prototype_grid(out, explainer, split, class_names, overwrite=False, ar
 
 def own_image_files(folder):
     """(image files, other files) directly in `folder`, sorted; image files are those of a kind Pillow
-    opens, by suffix (PNG, JPEG, WebP, TIFF, ...). Hidden files are neither."""
+    opens, by suffix (PNG, JPEG, WebP, TIFF, ...). Hidden files are neither. A file in place of the
+    folder is the one image file."""
     from PIL import Image
 
     folder = Path(folder)
     if not folder.exists():
-        raise DataError(f"image folder {folder} does not exist")
+        raise DataError(f"{folder} does not exist; give a folder of image files or one image file")
+    if folder.is_file():
+        return [folder], []
     if not folder.is_dir():
-        raise DataError(f"image folder {folder} is not a folder")
+        raise DataError(f"{folder} is neither a folder nor a file")
     readable = {suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN}
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     return [p for p in files if p.suffix.lower() in readable], [p for p in files if p.suffix.lower() not in readable]
 
 
 def load_image_folder(folder, image_shape, resize="bilinear"):
-    """The user's image files in `folder` (`own_image_files`), decoded and resized to the model's input;
-    and their names."""
+    """The user's image files in `folder` (`own_image_files`; or the one file it names), decoded and
+    resized to the model's input; and their names."""
     files, _ = own_image_files(folder)
     if not files:
         raise DataError(f"image folder {folder} holds no image files (.png, .jpg, .webp, .tif, ...)")

@@ -300,8 +300,8 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
 @click.option("--class", "class_name", default=None, help="Show images of this class (name or number).")
 @click.option("--count", type=click.IntRange(min=1), default=None,
               help=with_default("How many images: of --class, of the test images, or of the --images files.", 8))
-@click.option("--images", "images_dir", type=NonEmptyPath(file_okay=False), default=None,
-              help="Explain your own image files from this folder instead of test images.")
+@click.option("--images", "images_dir", type=NonEmptyPath(), default=None,
+              help="Explain your own image files, a folder of them or one file, instead of test images.")
 @click.option("--save-arrays", type=NonEmptyPath(dir_okay=False), default=None,
               help="Also write the images, reconstructions and predictions as .npz.")
 @click.option("--prototypes", is_flag=True,

@@ -88,6 +88,15 @@ def test_own_images(trained, tmp_path):
         assert "labels" not in saved.files
         assert saved["names"].tolist() == ["a.png", "b.png", "c.png"]
         np.testing.assert_allclose(saved["original"][2], 200 / 255, atol=1e-6)
+    # One file named outright is one row.
+    one = explain(trained, tmp_path / "one.png", "--images", folder / "c.png", "--save-arrays", tmp_path / "c.npz",
+                  "--json")
+    assert json.loads(one.stdout)["images"] == ["c.png"] and png_size(tmp_path / "one.png") == \
+        layout_for(TILE_SHAPE).size(1, 4)
+    with np.load(tmp_path / "c.npz") as saved:
+        np.testing.assert_allclose(saved["original"][0], 200 / 255, atol=1e-6)
+    missing = explain(trained, tmp_path / "none.png", "--images", folder / "absent.png", expect=2)
+    assert f"{folder / 'absent.png'} does not exist; give a folder of image files or one image file" in missing.stderr
 
 
 def test_own_images_of_every_kind_pillow_opens_and_a_note_of_the_files_skipped(trained, tmp_path):
