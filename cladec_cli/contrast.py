@@ -30,16 +30,19 @@ def contrast(explainer, image, split, target_class, steps=8):
     return path, candidates[path.target_index], bool(seen.any())
 
 
-def write_strip(out, image, path, target_image, class_names, start_label, target_class, overwrite=False):
-    """The image, each decoded step captioned with its mix and the class the classifier sees, and the
-    nearest training image of the target class, as one PNG row."""
+def write_strip(out, image, path, target_image, class_names, start_label, target_class, overwrite=False,
+                true_label=None):
+    """The image (captioned with its `true_label`, when known, and the class the classifier sees), each
+    decoded step captioned with its mix and the class the classifier sees, and the nearest training image
+    of the target class, as one PNG row."""
     out = artifacts.check_output(out, overwrite, suffixes=(".png",))
 
     def label(c):
         return class_name_of(class_names, c)
 
     tiles = [image, *path.pictures, target_image]
-    captions = [f"start\n{label(start_label)}",
+    first = "start" if true_label is None else f"true: {label(true_label)}"
+    captions = [f"{first}\npred: {label(start_label)}",
                 *(f"{m:.0%} of the way\n{label(c)} {p:.2f}" for m, c, p in zip(path.mix, path.classes,
                                                                               path.probabilities)),
                 "nearest of the class"]

@@ -416,13 +416,15 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
     dataset = common.explainer_dataset(opts, explainer, own_images=image_path is not None, quiet=quiet)
     check_fits(explainer.classifier, dataset)
     target = class_label(dataset.class_names, to_class)
+    true_label = None  # known for a test image
     if image_path:
         image = load_image_file(image_path, explainer.image_shape, opts["resize"] or explainer.resize)
         start = common.file_slug(Path(image_path).stem)
     else:
         if index >= len(dataset.test):
             raise UsageError(f"--index {index} out of range: the test split has {counted(len(dataset.test), 'image')}")
-        image, start = dataset.test.subset([index]).arrays()[0][0], f"test{index}"
+        (images, labels), start = dataset.test.subset([index]).arrays(), f"test{index}"
+        image, true_label = images[0], int(labels[0])
     out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
                              f"contrast_{start}_to_{common.file_slug(dataset.class_names[target])}.png",
                              root="reports")
@@ -435,7 +437,7 @@ def contrast_cmd(classifier_path, trust_model, decoder_path, index, image_path, 
     if not seen_any:
         common.note(f"warning: the classifier sees none of the training images of class "
                     f"{dataset.class_names[target]} as that class; the path leads to the nearest of them all")
-    size = write_strip(out, image, path, nearest_image, dataset.class_names, predicted, target, overwrite)
+    size = write_strip(out, image, path, nearest_image, dataset.class_names, predicted, target, overwrite, true_label)
     names = [dataset.class_names[c] for c in path.classes]
     summary = {"path": str(out), "size": list(size), "mix": path.mix.tolist(), "classes": names,
                "probabilities": path.probabilities.tolist()}

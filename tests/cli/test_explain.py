@@ -249,13 +249,21 @@ def test_prototypes_one_row_per_class(trained, tmp_path):
     explain(trained, out, "--prototypes", "--class", "top-left", "--overwrite", expect=2)
 
 
-def test_contrast_strip(trained, tmp_path):
+def test_contrast_strip(trained, tmp_path, monkeypatch):
+    from cladec_cli import contrast as contrast_module
+
+    drawn = []
+    render = contrast_module.render_grid
+    monkeypatch.setattr(contrast_module, "render_grid", lambda rows, *args: drawn.append(rows) or render(rows, *args))
     out = tmp_path / "contrast.png"
     result = invoke("contrast", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--index", 0,
                     "--to-class", "bottom-right", "--steps", 4, "--out", out, "--json")
     summary = json.loads(result.stdout)
     assert summary["mix"] == [0, 1 / 3, 2 / 3, 1] and len(summary["classes"]) == 4
     assert png_size(out) == layout_for(TILE_SHAPE).size(1, 4 + 2)
+    # The start is captioned with its true class (test image 0 is of class top-left) and the prediction.
+    (_, captions), = drawn[0]
+    assert captions[0].startswith("true: top-left\npred: ") and captions[-1] == "nearest of the class"
     missing = invoke("contrast", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
                      "--to-class", "bottom-right", "--out", tmp_path / "x.png", expect=2)
     assert "--index or --image" in missing.output and not (tmp_path / "x.png").exists()
