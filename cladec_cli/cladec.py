@@ -10,7 +10,7 @@ import numpy as np
 
 from cladec_cli import artifacts
 from cladec_cli.architectures import DECODER_WIDTH
-from cladec_cli.classifier import check_cross_entropy, check_fits, classification_loss
+from cladec_cli.classifier import chance_warning, check_cross_entropy, check_fits, classification_loss
 from cladec_cli.curves import TestRecLoss, curve_record
 from cladec_cli.decoder import build_decoder
 from cladec_cli.data.feed import ArrayFeed
@@ -22,7 +22,7 @@ from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.pixels import in_range
 from cladec_cli.reconstruction import split_rec_losses
-from cladec_cli.training import compile_model, fit, predict, run_settings, trained_provenance, training_run
+from cladec_cli.training import compile_model, fit, predict, run_settings, trained_provenance, training_run, warn
 
 CACHE_LIMIT_BYTES = 1 << 30
 
@@ -149,6 +149,7 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
+    warn(settings, chance_warning(classifier, dataset, classifier_provenance), before_training=True)
 
     def run_of(layer, cache):
         return run_settings("cladec_decoder", dataset, settings,

@@ -6,6 +6,7 @@ import numpy as np
 from cladec_cli import artifacts, batchnorm
 from cladec_cli.architectures import build_classifier
 from cladec_cli.cloning import clone_graph
+from cladec_cli.data.names import same_dataset
 from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.frozen import frozen
 from cladec_cli.layers import check_supported, output_activation
@@ -165,6 +166,29 @@ def sampled_accuracy(model, split, pixel_range="0,1", count=CHANCE_SAMPLE, seed=
     """The classifier's accuracy on `count` images drawn at random from `split` (all, when it has fewer)."""
     chosen = np.random.default_rng(seed).choice(len(split), min(count, len(split)), replace=False)
     return accuracy(classifier_on(model, pixel_range), split.subset(sorted(chosen.tolist())))
+
+
+def chance_warning(classifier, dataset, provenance=None):
+    """A warning, or None: whether the classifier does no better than chance on the dataset's test images
+    (its accuracy on a sample lies within three standard errors of guessing), so that its pixel range,
+    resize or class order may not be those it was trained with, or it is untrained. None for data other
+    than the dataset `provenance` (the classifier's record) names, on which it may rightly do no better,
+    and for a classifier that records 0 epochs of training (left untrained on purpose)."""
+    recorded = (provenance or {}).get("dataset")
+    if (recorded is not None and not same_dataset(recorded, dataset.name)) or dataset.n_classes < 2 or \
+            (provenance or {}).get("epochs") == 0:
+        return None
+    accuracy = sampled_accuracy(classifier, dataset.test, dataset.pixel_range, CHANCE_SAMPLE)
+    chance, sampled = 1 / dataset.n_classes, min(CHANCE_SAMPLE, len(dataset.test))
+    if accuracy >= chance + 3 * (chance * (1 - chance) / sampled) ** 0.5:
+        return None
+    line = (f"the classifier gets {accuracy:.0%} of {sampled} sampled test images right, about chance for "
+            f"{dataset.n_classes} classes: unless it is untrained, check that {option('pixel_range')} "
+            f"({dataset.pixel_range}), {option('resize')} and the order of the classes are those it was trained with")
+    if batchnorm.batchnorm_layers(classifier):
+        line += (", and that its BatchNorm layers' moving statistics have caught up with its weights (after a "
+                 "short training they lag, and Keras' own evaluate is at chance too)")
+    return line
 
 
 def check_fits(model, dataset, pixel_range=None):

@@ -35,6 +35,14 @@ class TrainingError(CladecError):
     exit_code = 1
 
 
+class CladecWarning(UserWarning):
+    """Something the user should check, found on the way (a classifier at chance on its data); parameters
+    marked with `option` read as keywords, as in `CladecError`."""
+
+    def __str__(self):
+        return _render(self, lambda name: f"`{name}`")
+
+
 # A parameter named in a message is marked, so that each reader sees it under its own name: the Python
 # API's keyword (`overwrite`) in str(error), the command-line option (--overwrite) through `for_cli`.
 _MARK = "\x1f"
@@ -59,6 +67,11 @@ def _render(error, name_of):
 def for_cli(error):
     """The message of `error` with each marked parameter written as its command-line option."""
     return _render(error, lambda name: _CLI_NAMES.get(name) or "--" + name.replace("_", "-"))
+
+
+def cli_text(text):
+    """`text` with each marked parameter written as its command-line option."""
+    return for_cli(CladecError(text))
 
 
 def counted(number, noun, plural=None):

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from cladec_cli import artifacts
-from cladec_cli.classifier import check_cross_entropy, check_fits
+from cladec_cli.classifier import chance_warning, check_cross_entropy, check_fits
 from cladec_cli.errors import UsageError, option
 from cladec_cli.explainer import layer_convention
 from cladec_cli.data.split import Split
 from cladec_cli.methods import build, explain_all, reconstructors
 from cladec_cli.metrics import acc_evals, agreement, split_measures
 from cladec_cli.reconstruction import mean_image_rec_loss, rec_loss, split_rec_losses
-from cladec_cli.training import predict
+from cladec_cli.training import predict, warn
 
 MAP_IMAGES = 256
 # Reconstructions of both splits by all methods held at once (with fit's copy of the training split's),
@@ -61,6 +61,7 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         raise UsageError(f"{option('map_images')} must be a whole number of at least 1, got {map_images!r}")
     if methods is not None and len(methods) == 0:
         raise UsageError(f"{option('methods')} names no method; leave it out for {', '.join(default_methods(explainer))}")
+    warn(eval_settings, chance_warning(explainer.classifier, dataset, explainer.classifier_provenance))
     chosen = build(default_methods(explainer) if methods is None else methods, explainer, dataset.train)
     pictures = reconstructors(chosen)
     if keep_dir and with_acc_eval:

@@ -5,7 +5,7 @@ several layers train in one pass, each with its own encoder copy (one after anot
 import keras
 
 from cladec_cli import artifacts, batchnorm
-from cladec_cli.classifier import check_fits, fresh_copy
+from cladec_cli.classifier import chance_warning, check_fits, fresh_copy
 from cladec_cli.cladec import decoder_for, layer_provenance
 from cladec_cli.fused import (in_turn, model_history, named_output, one_at_a_time, one_output_each, output_labels,
                               renamed, seeded)
@@ -13,7 +13,7 @@ from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_losses
 from cladec_cli.pixels import rescaled
-from cladec_cli.training import compile_model, fit, run_settings, trained_provenance, training_run
+from cladec_cli.training import compile_model, fit, run_settings, trained_provenance, training_run, warn
 
 ENCODER = "refae_encoder"  # the name of the trainable encoder inside a RefAE
 
@@ -51,6 +51,7 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     check_fits(classifier, dataset, (classifier_provenance or {}).get("pixel_range"))
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
+    warn(settings, chance_warning(classifier, dataset, classifier_provenance), before_training=True)
     outs = one_output_each(layers, outs)
     runs = [run_settings("refae", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
                          rec_loss=rec_loss_name, decoder_output=decoder_output, bn_statistics=bn_statistics)

@@ -21,7 +21,7 @@ import numpy as np
 from cladec_cli import artifacts, chunked_steps, distribute, interrupts, runtime, torch_gradients
 from cladec_cli.data.feed import ArrayFeed, WholeBatches, images_only, set_start_epoch
 from cladec_cli.data.split import FileFeed
-from cladec_cli.errors import TrainingError, UsageError, option
+from cladec_cli.errors import CladecWarning, TrainingError, UsageError, option
 
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -179,6 +179,22 @@ def compile_model(model, settings, data, loss, loss_weights=None):
     # traced training step, which makes that trace take about a second longer for the paper's
     # classifier on a 2-core CPU (first step 2.1-2.8 s against 1.0-1.3 s).
     model.optimizer.build(model.trainable_variables)
+
+
+def warn(settings, message, before_training=False):
+    """Warn the user of `message` (None: nothing to say): on the command line through `settings.announce`
+    (with `before_training`, once training starts, after every check that could refuse the command),
+    else as a Python warning (`CladecWarning`), as a notebook shows it."""
+    if message is None:
+        return
+    if settings is None or settings.announce is None:
+        warnings.warn(CladecWarning(message), stacklevel=3)
+        return
+    line, announce = f"warning: {message}", settings.announce
+    if before_training:  # announce_once: the warning comes before the training's first line, once
+        settings.announce = lambda text: (announce(line), announce(text))
+    else:
+        announce(line)
 
 
 def _say_xla_is_off(model, settings):

@@ -1,6 +1,7 @@
 """Training, saving and reloading the classifier to be explained."""
 
 import json
+import warnings
 
 import h5py
 import keras
@@ -158,3 +159,25 @@ def test_probabilities_are_read_from_the_graph(name, tmp_path):
     path = tmp_path / "model.keras"  # the legacy .h5 format does not keep ops in a graph
     model.save(path)
     assert outputs_probabilities(load_classifier(path)[0]) is probabilities
+
+
+def test_a_classifier_at_chance_is_warned_about_in_python_too(tmp_path, npz_dataset):
+    # From a notebook a wrong pixel range or class order would otherwise go unnoticed: a Python warning says it.
+    from cladec_cli.cladec import train_decoder
+    from cladec_cli.errors import CladecWarning
+    from conftest import quadrant_classifier
+
+    rolled = quadrant_classifier()
+    rolled.get_layer("logits").set_weights([np.roll(np.eye(4, dtype=np.float32) * 10, 1, axis=1), np.zeros(4)])
+    data = load_dataset(npz_dataset)
+    settings = TrainSettings(epochs=0, batch_size=32, verbose=0)
+    with pytest.warns(CladecWarning, match=r"about chance for 4 classes: unless it is untrained, check that "
+                                           r"`pixel_range` \(0,1\), `resize` and the order of the classes"):
+        train_decoder(rolled, None, data, -1, 0.0, settings, tmp_path / "d.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CladecWarning)
+        train_decoder(quadrant_classifier(), None, data, -1, 0.0, settings, tmp_path / "right.h5")
+    # Nor for a classifier whose record says it was left untrained.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CladecWarning)
+        train_decoder(rolled, {"epochs": 0}, data, -1, 0.0, settings, tmp_path / "untrained.h5")

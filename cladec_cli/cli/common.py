@@ -35,11 +35,18 @@ def train_settings(opts, quiet):
 _ANNOUNCED = set()
 
 
-def announce_once(line, quiet=False):
-    """Print the device line (and a warning when a GPU goes unused) once per process, on stderr; a
-    training warning ("warning: ...") once, also with `quiet`."""
-    from cladec_cli import runtime
+def new_command():
+    """Forget what an earlier command in this process announced (several run in one test process)."""
+    _ANNOUNCED.clear()
 
+
+def announce_once(line, quiet=False):
+    """Print the device line (and a warning when a GPU goes unused) once per command, on stderr; a
+    training warning ("warning: ...") once, also with `quiet`. Parameters marked in the line read as options."""
+    from cladec_cli import runtime
+    from cladec_cli.errors import cli_text
+
+    line = cli_text(line)
     if line in _ANNOUNCED:
         return
     _ANNOUNCED.add(line)
@@ -246,37 +253,7 @@ def layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet, file
     outs = layer_outputs(targets, out, out_dir, opts["dataset"] or provenance, filename)
     dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:], quiet=quiet)
     check_fits(classifier, dataset)
-    warn_at_chance(classifier, dataset, provenance, settings)
     return LayerJob(settings, classifier, provenance, targets, outs, dataset)
-
-
-def warn_at_chance(classifier, dataset, provenance=None, settings=None):
-    """One warning line when the classifier does no better than chance on the dataset's test images (its
-    accuracy on a sample lies within three standard errors of guessing): its pixel range, resize or class
-    order may not be those it was trained with, or it is untrained. Not for data other than the dataset
-    `provenance` (the classifier's record) names, on which it may rightly do no better. With training
-    `settings`, the line waits for the training to start, after every check that could refuse the command."""
-    from cladec_cli.batchnorm import batchnorm_layers
-    from cladec_cli.classifier import CHANCE_SAMPLE, sampled_accuracy
-
-    recorded = (provenance or {}).get("dataset")
-    if (recorded is not None and not same_dataset(recorded, dataset.name)) or dataset.n_classes < 2:
-        return
-    accuracy = sampled_accuracy(classifier, dataset.test, dataset.pixel_range, CHANCE_SAMPLE)
-    chance, sampled = 1 / dataset.n_classes, min(CHANCE_SAMPLE, len(dataset.test))
-    if accuracy >= chance + 3 * (chance * (1 - chance) / sampled) ** 0.5:
-        return
-    line = (f"warning: the classifier gets {accuracy:.0%} of {sampled} sampled test images right, about chance "
-            f"for {dataset.n_classes} classes: unless it is untrained, check that --pixel-range "
-            f"({dataset.pixel_range}), --resize and the order of the classes are those it was trained with")
-    if batchnorm_layers(classifier):
-        line += (", and that its BatchNorm layers' moving statistics have caught up with its weights (after a "
-                 "short training they lag, and Keras' own evaluate is at chance too)")
-    if settings is None or settings.announce is None:
-        note(line)
-        return
-    announce = settings.announce  # announce_once: the warning comes before the first line, once
-    settings.announce = lambda text: (announce(line), announce(text))
 
 
 def report_layer_models(job, records, started, detail, quiet, as_json):

@@ -87,6 +87,7 @@ class CladecCommand(click.Command):
     --custom-objects."""
 
     def invoke(self, ctx):
+        common.new_command()
         runtime.require_backend()
         if not ctx.find_root().params.get("debug"):
             runtime.import_tensorflow_quietly()
@@ -561,7 +562,6 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
     artifacts.check_output(table_out, overwrite)
     dataset = common.explainer_dataset(opts, explainer, quiet=quiet)
     check_fits(explainer.classifier, dataset)
-    common.warn_at_chance(explainer.classifier, dataset, explainer.classifier_provenance)
     result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0,
                       methods=list(method_names) or None, map_images=map_images)
     table = write_result(result, out, table_out, overwrite)
