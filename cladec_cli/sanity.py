@@ -94,7 +94,9 @@ def cascade(explainer, dataset, images, attribution_names, decoder_settings, wor
         settings = decoder_settings.with_epochs(decoder_settings.epochs)
         settings.overwrite = True
         recorded = explainer.decoder_provenance
-        decoder, _ = train_decoder(model, explainer.classifier_provenance, dataset, layer, recorded.get("alpha", 0.0),
+        # A classifier randomised on purpose is at chance on purpose: its record says untrained (no warning).
+        record = {**(explainer.classifier_provenance or {}), "epochs": 0} if k else explainer.classifier_provenance
+        decoder, _ = train_decoder(model, record, dataset, layer, recorded.get("alpha", 0.0),
                                    settings, stage_path(work_dir, k), rec_loss_name=recorded.get("rec_loss", "sse"),
                                    decoder_output=recorded.get("decoder_output", "sigmoid"))
         staged = Explainer(model, explainer.classifier_provenance,

@@ -7,7 +7,7 @@ import numpy as np
 
 from cladec_cli.classifier import load_classifier
 from cladec_cli.sanity import randomized, ssim, stages
-from conftest import invoke
+from conftest import invoke, read_group
 
 
 def test_stages_run_from_the_top_and_keep_batchnorm_with_its_layer(trained):
@@ -36,7 +36,12 @@ def test_ssim_of_an_explanation_with_itself_is_one():
     assert ssim(picture[..., 0], 0.5 * picture[..., 0]) < 1.0
 
 
-def test_sanity_on_a_tiny_classifier(trained, tmp_path):
+def test_sanity_on_a_tiny_classifier(trained, tmp_path, monkeypatch):
+    from cladec_cli import sanity
+
+    records, train = [], sanity.train_decoder
+    monkeypatch.setattr(sanity, "train_decoder", lambda model, record, *args, **kwargs: (
+        records.append(record), train(model, record, *args, **kwargs))[1])
     out = tmp_path / "sanity"
     result = invoke("sanity", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--count", 4,
                     "--decoder-epochs", 1, "--depth", 2, "--batch-size", 32, "--noise", 0.02, "--out-dir", out,
@@ -53,6 +58,9 @@ def test_sanity_on_a_tiny_classifier(trained, tmp_path):
     assert cascade["cladec"][1] == 1.0
     assert all(cascade[m][1] < 1.0 for m in ("gradcam", "saliency", "occlusion"))
     assert 0 < summary["kept"] <= 4 and set(summary["noise"]) == set(cascade)
+    # The randomised classifiers are at chance on purpose: their decoders train under a record that says so,
+    # which keeps the chance warning for the classifier itself.
+    assert [record.get("epochs") for record in records] == [read_group(trained["classifier"])["epochs"], 0, 0]
     for name in ("sanity.json", "sanity.md", "sanity.png"):
         assert (out / name).exists()
     again = invoke("sanity", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
