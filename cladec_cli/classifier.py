@@ -113,8 +113,14 @@ def accuracy(model, split, batch_size=512):
     """Share of `split` that `model` classifies correctly."""
     if len(split) == 0:
         return float("nan")
-    scores = predict(model, split.dataset(batch_size, labels=False))
-    return float(np.mean(scores.argmax(axis=1) == split.labels))
+    return float(np.mean(predictions(model, split, batch_size) == split.labels))
+
+
+def predictions(model, split, batch_size=512):
+    """The class `model` predicts for each image of `split`."""
+    if len(split) == 0:
+        return np.zeros(0, np.int64)
+    return predict(model, split.dataset(batch_size, labels=False)).argmax(axis=1)
 
 
 def fit_classifier(model, train_split, settings, backup=None, pixel_range="0,1"):

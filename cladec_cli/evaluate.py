@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cladec_cli import artifacts
+from cladec_cli import artifacts, batchnorm
 from cladec_cli.classifier import chance_warning, check_cross_entropy, check_fits
 from cladec_cli.errors import UsageError, option
 from cladec_cli.explainer import layer_convention
@@ -94,6 +94,10 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         result["acc_eval"] = {method: r.accuracy for method, r in acc.items()}
         result["eval_settings"] = {**eval_settings.provenance(),
                                    "stacked_methods": [method for method, r in acc.items() if r.stacked]}
+        one_class = [method for method, r in acc.items() if r.one_class]
+        if one_class:
+            result["acc_eval_one_class"] = one_class
+            warn(eval_settings, one_class_warning(one_class, explainer.classifier))
         for method, r in acc.items():
             if keep_dir:
                 _save_eval_classifier(r, Path(keep_dir) / f"eval_{method}.h5", method, explainer, dataset,
@@ -105,6 +109,16 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         if {"cladec", "refae"} <= set(result.get(key, {})):
             result[key]["difference"] = result[key]["cladec"] - result[key]["refae"]
     return result
+
+
+def one_class_warning(methods, classifier):
+    """Why the Acc Eval of `methods`, whose classifiers name one class for every test image, says nothing."""
+    line = (f"the Acc Eval classifier of {', '.join(methods)} names one class for every test image, so its "
+            "Acc Eval is that class's share, whatever the reconstructions show")
+    if batchnorm.batchnorm_layers(classifier):
+        line += (": its BatchNorm layers' moving statistics lag behind the weights after a short training (the "
+                 "longer, the higher their momentum); train it for more epochs")
+    return line
 
 
 def map_scores(explainer, split, methods, count=MAP_IMAGES):

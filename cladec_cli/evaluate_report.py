@@ -41,6 +41,9 @@ def markdown_table(result):
         f"{result['dataset']} ({result['test_images']} test images, resize {result['resize']}); "
         f"classifier test accuracy {result['classifier_test_accuracy']:.4f}",
     ]
+    if result.get("acc_eval_one_class"):
+        lines += ["", f"Acc Eval of {', '.join(result['acc_eval_one_class'])}: its classifier names one class for "
+                      "every test image, so the figure is that class's share."]
     pictures = measured_methods([result.get("rec_loss", {})])
     if pictures:
         both = {"cladec", "refae"} <= set(pictures)

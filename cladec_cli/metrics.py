@@ -7,7 +7,7 @@ import numpy as np
 
 from cladec_cli import runtime
 from cladec_cli.classifier import (accuracy, classification_loss, classifier_on, compile_classifier, fresh_copy,
-                                   frozen_outputs)
+                                   frozen_outputs, predictions)
 from cladec_cli.data.feed import ArrayFeed
 from cladec_cli.data.split import Split
 from cladec_cli.fused import named_output, one_at_a_time, renamed, seeded
@@ -56,12 +56,14 @@ def _measuring_model(classifier, reconstructors):
 
 
 class AccEval(NamedTuple):
-    """One method's Acc Eval: the test accuracy, the trained classifier, and whether it trained stacked
-    with the other methods' (`settings.stack_models`)."""
+    """One method's Acc Eval: the test accuracy, the trained classifier, whether it trained stacked with
+    the other methods' (`settings.stack_models`), and whether it names one class for every test image
+    (then its accuracy is the share of that class, whatever the reconstructions show)."""
 
     accuracy: float
     model: object
     stacked: bool = False
+    one_class: bool = False
 
 
 @runtime.setup_kept()
@@ -95,8 +97,12 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     fit(model, data, settings)
     if stack is not None:
         stack.write_back()
-    return {m: AccEval(accuracy(classifier_on(copies[m], pixel_range, reconstructors.get(m)), test[m], 256), copies[m],
-                       stacked) for m in methods}
+    results = {}
+    for m in methods:
+        predicted = predictions(classifier_on(copies[m], pixel_range, reconstructors.get(m)), test[m], 256)
+        results[m] = AccEval(float(np.mean(predicted == test[m].labels)) if len(predicted) else float("nan"),
+                             copies[m], stacked, len(predicted) > 1 and len(np.unique(predicted)) == 1)
+    return results
 
 
 def side_by_side(copies, pixel_range="0,1", reconstructors=None, stacked=False):

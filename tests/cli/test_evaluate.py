@@ -165,3 +165,24 @@ def test_evaluate_stacks_the_acc_eval_classifiers_and_says_so(tmp_path, trained)
     saved = json.loads(out.read_text())
     assert saved["eval_settings"]["stacked_methods"] == ["cladec", "refae"]
     assert artifacts.inspect(keep / "eval_cladec.h5")["stacked"] is True
+
+
+def test_an_acc_eval_classifier_that_names_one_class_is_warned_about(tmp_path, npz_dataset):
+    # Its logits start with class 0 far ahead, and a fresh copy trained briefly keeps it there: its Acc Eval
+    # is class 0's share of the test images, whatever the reconstructions show.
+    inputs = keras.Input((32, 32, 1))
+    means = keras.layers.Flatten()(keras.layers.AveragePooling2D(16)(inputs))
+    biased = keras.layers.Dense(4, name="logits", bias_initializer=keras.initializers.Constant([1e4, 0, 0, 0]))
+    path = tmp_path / "biased.keras"
+    keras.Model(inputs, biased(means)).save(path)
+    decoder = tmp_path / "d.h5"
+    invoke("train-decoder", "--classifier", path, "--dataset", npz_dataset, "--layer", -1, "--epochs", 0, "-q",
+           "--out", decoder)
+    out = tmp_path / "m.json"
+    said = invoke("evaluate", "--classifier", path, "--decoder", decoder, "--eval-epochs", 1, "--lr", 1e-6,
+                  "--out", out).stderr
+    assert ("warning: the Acc Eval classifier of cladec names one class for every test image, so its Acc Eval is "
+            "that class's share, whatever the reconstructions show") in said
+    saved = json.loads(out.read_text())
+    assert saved["acc_eval_one_class"] == ["cladec"] and saved["acc_eval"]["cladec"] == 0.25
+    assert "its classifier names one class for every test image" in out.with_suffix(".md").read_text()
