@@ -51,6 +51,10 @@ class Ridge(Method):
     def __init__(self, explainer, train=None, batch_size=256):
         super().__init__(explainer)
         self.train, self.batch_size = train, batch_size
+        size = int(np.prod(explainer.layer.shape))
+        if size > MAX_CODE:  # refused before any other method's work
+            raise UsageError(f"layer {explainer.layer.name} has {size:,} values per image; the ridge decoder "
+                             f"fits codes of at most {MAX_CODE:,} (a deeper layer)")
 
     def available(self):
         return self.train is not None
@@ -61,10 +65,6 @@ class Ridge(Method):
         if self.train is None:
             raise UsageError("the ridge decoder is fitted on training images; none were given")
         explainer = self.explainer
-        size = int(np.prod(explainer.layer.shape))
-        if size > MAX_CODE:
-            raise UsageError(f"layer {explainer.layer.name} has {size:,} values per image; the ridge decoder "
-                             f"fits codes of at most {MAX_CODE:,} (a deeper layer)")
         encoder = frozen_encoder(explainer.classifier, explainer.layer, explainer.pixel_range)
         flat = keras.Sequential([encoder, keras.layers.Flatten()])
         batches = ((predict(flat, images, self.batch_size), images.reshape(len(images), -1))

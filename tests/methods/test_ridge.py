@@ -52,4 +52,4 @@ def test_ridge_refuses_a_code_too_large_to_fit(trained, setup, monkeypatch):
     explainer = load_explainer(trained["classifier"], trained["decoder"])
     monkeypatch.setattr(ridge, "MAX_CODE", 8)
     with pytest.raises(UsageError, match="values per image"):
-        Ridge(explainer, dataset.train).explain(dataset.test.arrays()[0][:2])
+        Ridge(explainer, dataset.train)  # when the method is chosen, before any method's work
