@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from functools import cached_property
 
+import keras
 import numpy as np
 
 from cladec_cli import artifacts
@@ -10,7 +11,7 @@ from cladec_cli.classifier import load_classifier
 from cladec_cli.cladec import frozen_encoder, stacked
 from cladec_cli.data.names import same_dataset
 from cladec_cli.errors import ArtifactError, DataError, option
-from cladec_cli.layers import resolve_layer
+from cladec_cli.layers import check_supported, resolve_layer
 from cladec_cli.pixels import in_range
 from cladec_cli.training import predict
 
@@ -154,11 +155,19 @@ class Explainer:
 
 def load_explainer(classifier_path, decoder_path, refae_path=None, trust=False):
     """Load and cross-check a classifier, its ClaDec decoder and (optionally) its RefAE; returns an
-    `Explainer`.
+    `Explainer`. The classifier is a model file, or a Keras model in memory (as the training functions
+    take it: one of your own, without a record).
 
     `trust` allows model files with Lambda layers, which run code stored in the file.
     """
-    classifier, classifier_prov = load_classifier(classifier_path, trust)
+    if isinstance(classifier_path, keras.Model):
+        classifier, classifier_prov = classifier_path, {}
+        check_supported(classifier)
+        classifier_path = f"the model {classifier.name!r}"  # as messages name it; it has no file
+        path_of_classifier = None
+    else:
+        classifier, classifier_prov = load_classifier(classifier_path, trust)
+        path_of_classifier = str(classifier_path)
     decoder, decoder_prov = artifacts.load_model(decoder_path, kind="cladec_decoder", trust=trust)
     digest = artifacts.weights_digest(classifier)
     check_belongs(decoder_path, decoder_prov, digest, classifier_path)
@@ -170,6 +179,6 @@ def load_explainer(classifier_path, decoder_path, refae_path=None, trust=False):
         refae, refae_prov = artifacts.load_model(refae_path, kind="refae", trust=trust)
         check_belongs(refae_path, refae_prov, digest, classifier_path, layer.name, pixel_range)
         check_same_data(refae_path, refae_prov, decoder_prov)
-    paths = {"classifier": str(classifier_path), "decoder": str(decoder_path),
+    paths = {"classifier": path_of_classifier, "decoder": str(decoder_path),
              "refae": str(refae_path) if refae_path else None}
     return Explainer(classifier, classifier_prov, cladec, decoder_prov, refae, refae_prov, paths)

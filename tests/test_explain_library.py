@@ -1,10 +1,11 @@
 """Choosing the images to explain, and the prototype grid, through the library."""
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import ArtifactError, UsageError
 from cladec_cli.explain import images_to_explain, write_prototype_grid
 from cladec_cli.explainer import load_explainer
 
@@ -38,3 +39,17 @@ def test_prototype_grid_has_a_row_per_class(explainer, setup, tmp_path):
     _, _, data = setup
     size, classes = write_prototype_grid(tmp_path / "p.png", explainer, data.train, data.class_names)
     assert classes == data.class_names and Image.open(tmp_path / "p.png").size == size
+
+
+def test_an_explainer_takes_the_classifier_as_a_model_in_memory(trained, setup):
+    classifier, _, dataset = setup
+    from_memory = load_explainer(classifier, trained["decoder"], trained["refae"])
+    from_files = load_explainer(trained["classifier"], trained["decoder"], trained["refae"])
+    images = dataset.test.arrays()[0][:4]
+    for method in ("cladec", "refae"):
+        np.testing.assert_array_equal(from_memory.reconstructions(images)[method],
+                                      from_files.reconstructions(images)[method])
+    assert from_memory.models_record()["classifier"]["path"] is None
+    other = keras.models.clone_model(classifier)  # the same architecture, freshly initialised
+    with pytest.raises(ArtifactError, match="trained for another classifier, not the model"):
+        load_explainer(other, trained["decoder"])
