@@ -203,11 +203,7 @@ def _say_xla_is_off(model, settings):
     # The layers Keras itself looks through (`model_supports_jit`).
     kinds = sorted({type(layer).__name__ for layer in model._flatten_layers() if not layer.supports_jit})
     why = f"XLA cannot compile its {', '.join(kinds)} layers" if kinds else "Keras does not support it"
-    message = f"warning: XLA is off for {model.name}: {why}"
-    if settings.announce is not None:
-        settings.announce(message)
-    else:
-        warnings.warn(message, stacklevel=3)
+    warn(settings, f"XLA is off for {model.name}: {why}")
 
 
 def _file_digest(path):

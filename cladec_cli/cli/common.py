@@ -109,7 +109,7 @@ def explainer_pixel_range(opts, explainer, decoder_path):
 def dataset_for(opts, provenance=None, image_shape=None, source="the classifier", quiet=False):
     """Load the dataset the options name, defaulting to what `provenance` (the record of `source`) names,
     fitted to `image_shape` (a model's input); a note on stderr says how, where the images change."""
-    from cladec_cli.data.datasets import fitting_note, load_dataset
+    from cladec_cli.data.datasets import draws_test_split, fitting_note, load_dataset
 
     provenance = provenance or {}
     pixel_range = pixel_range_for(opts, provenance, source)
@@ -119,8 +119,9 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     kind, _, path = name.partition(":")
     if not opts.get("dataset") and kind in ("folder", "npz") and path and not Path(path).expanduser().exists():
         _refuse_missing_data(name, provenance, source)
-    if opts.get("test_fraction") is not None and kind != "folder":
-        _refuse_test_fraction(name)
+    if opts.get("test_fraction") is not None and not draws_test_split(name):
+        raise UsageError(f"{name} comes with its own test split, so --test-fraction would change nothing; it "
+                         "applies to image folders without train/ and test/ sub-folders")
     same = same_dataset(name, provenance.get("dataset"))
     recorded_resize = provenance.get("resize") if same else None
     if opts.get("resize") and recorded_resize and opts["resize"] != recorded_resize:
@@ -129,8 +130,6 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     resize = opts.get("resize") or recorded_resize or "bilinear"
     dataset = load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, image_shape=image_shape,
                            pixel_range=pixel_range, **split_choices(opts, provenance, same, source))
-    if opts.get("test_fraction") is not None and not dataset.drawn_split:  # a folder with train/ and test/
-        _refuse_test_fraction(name)
     fitted = fitting_note(dataset)
     if fitted:
         note(fitted, quiet)
@@ -138,11 +137,6 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
         note(f"warning: --limit {dataset.limit} keeps fewer images than there are classes "
              f"({dataset.n_classes}): some classes then have none")
     return dataset
-
-
-def _refuse_test_fraction(name):
-    raise UsageError(f"{name} comes with its own test split, so --test-fraction would change nothing; it "
-                     "applies to image folders without train/ and test/ sub-folders")
 
 
 def _refuse_missing_data(name, provenance, source):
@@ -222,12 +216,14 @@ def layer_tag(layer):
     return f"L{layer.index}" if layer.convention == "blocks" else layer.name.replace("/", "_")
 
 
-def recorded_layer_tag(provenance):
-    """`layer_tag` of the layer a decoder's `provenance` records."""
+def decoder_file_name(prefix, provenance, suffix):
+    """`<prefix>_<layer>_a<alpha><suffix>` for the layer and alpha a decoder's `provenance` records, the
+    layer named by `layer_tag` as the decoder's own file is."""
     from cladec_cli.explainer import layer_convention
+    from cladec_cli.layers import ExplainableLayer
 
-    return f"L{provenance['layer_index']}" if layer_convention(provenance) == "blocks" else \
-        provenance["layer_name"].replace("/", "_")
+    layer = ExplainableLayer(provenance["layer_name"], provenance["layer_index"], (), layer_convention(provenance))
+    return f"{prefix}_{layer_tag(layer)}_a{alpha_tag(provenance.get('alpha', 0))}{suffix}"
 
 
 def layer_outputs(layers, out, out_dir, dataset, filename):

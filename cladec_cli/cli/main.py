@@ -340,10 +340,8 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                          "show decoders of one pixel range side by side")
     explainer = explainers[0]
     common.explainer_pixel_range(opts, explainer, decoder_paths[0])
-    prov = explainer.decoder_provenance
     out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
-                             f"explain_{common.recorded_layer_tag(prov)}_a{common.alpha_tag(prov.get('alpha', 0))}.png",
-                             root="reports")
+                             common.decoder_file_name("explain", explainer.decoder_provenance, ".png"), root="reports")
     dataset, class_names = None, explainer.data_provenance.get("class_names") or []
     predicted_names = None  # the classifier's classes, where they are not the images'
     if prototypes or not images_dir or "ridge" in method_names:  # the ridge decoder is fitted on the training images
@@ -554,9 +552,8 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
                                       "xla": xla, "stack_models": opts.get("stack_models")}, quiet)
     explainer = load_explainer(classifier_path, decoder_path, refae_path, trust_model)
     common.explainer_pixel_range(opts, explainer, decoder_path)
-    prov = explainer.decoder_provenance
-    name = f"metrics_{common.recorded_layer_tag(prov)}_a{common.alpha_tag(prov.get('alpha', 0))}.json"
-    out = common.default_out(out, opts["dataset"] or explainer.data_provenance, name, root="reports")
+    out = common.default_out(out, opts["dataset"] or explainer.data_provenance,
+                             common.decoder_file_name("metrics", explainer.decoder_provenance, ".json"), root="reports")
     table_out = Path(out).with_suffix(".md")
     artifacts.check_output(out, overwrite, suffixes=(".json",))  # the table goes beside it as .md
     artifacts.check_output(table_out, overwrite)

@@ -20,7 +20,7 @@ class Dataset:
 
     The splits hold images in [0, 1]; `pixel_range` is the range the classifier takes them in, which
     the models apply themselves (see `cladec_cli.pixels`). `test_fraction` chose the test split only
-    where `drawn_split` (an image folder without train/ and test/); other data come with their own.
+    where `draws_test_split(name)`; other data come with their own.
     """
 
     name: str
@@ -34,7 +34,6 @@ class Dataset:
     test_fraction: float = 0.2
     pixel_range: str = "0,1"
     native_shape: tuple = None
-    drawn_split: bool = False
 
     @property
     def image_shape(self):
@@ -72,6 +71,13 @@ def read_raw(name, data_dir=None, test_fraction=0.2, split_seed=0, download=True
     raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
 
 
+def draws_test_split(name):
+    """Whether the dataset `name` draws its test split by a test fraction (an image folder without train/
+    and test/) rather than coming with its own."""
+    kind, _, path = name.partition(":")
+    return kind == "folder" and bool(path) and not readers.folder_has_split(path)
+
+
 def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape=None,
                  split_seed=0, test_fraction=0.2, download=True, pixel_range="0,1"):
     """Read a dataset and preprocess it to `image_shape` (H, W, C), float32 in [0, 1].
@@ -99,8 +105,7 @@ def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape
         else:
             splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))
     return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin,
-                   int(split_seed), float(test_fraction), pixel_range, tuple(int(v) for v in raw.native_shape),
-                   raw.drawn_split)
+                   int(split_seed), float(test_fraction), pixel_range, tuple(int(v) for v in raw.native_shape))
 
 
 # How images change channels to fit a model (`preprocess.convert_channels`), in words.

@@ -28,9 +28,7 @@ class RawPart:
 
 @dataclass
 class RawDataset:
-    """Train and test parts, class names, the images' natural shape and where they came from;
-    `drawn_split`: the test part was drawn from the images (a folder without train/ and test/), so
-    a test fraction chose it."""
+    """Train and test parts, class names, the images' natural shape and where they came from."""
 
     train: RawPart
     test: RawPart
@@ -38,7 +36,6 @@ class RawDataset:
     native_shape: tuple
     origin: str
     notes: dict = field(default_factory=dict)
-    drawn_split: bool = False
 
 
 def read_mnist_like(name, data_dir=None, download=True):
@@ -330,12 +327,17 @@ def _check_classes(root, class_root, class_names, train, test, has_split, test_f
                         f"to them or choose a smaller {option('test_fraction')}")
 
 
+def folder_has_split(root):
+    """Whether an image folder holds its own train/ and test/ splits (else a test fraction is drawn)."""
+    return (Path(root).expanduser() / "train").is_dir() and (Path(root).expanduser() / "test").is_dir()
+
+
 def read_folder(path, test_fraction=0.2, seed=0):
     """One sub-folder per class, with train/ and test/ splits if present, else a stratified split."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
-    has_split = (root / "train").is_dir() and (root / "test").is_dir()
+    has_split = folder_has_split(root)
     class_root = root / "train" if has_split else root
     class_names = [p.name for p in _class_folders(class_root)]
     if not class_names:
@@ -362,8 +364,7 @@ def read_folder(path, test_fraction=0.2, seed=0):
     if len(train.labels) == 0 or len(test.labels) == 0:
         raise DataError(f"image folder {root} has no readable images in its train or test split")
     _check_classes(root, class_root, class_names, train, test, has_split, test_fraction)
-    return RawDataset(train, test, class_names, native_image_shape(train.paths[0]), str(root),
-                      drawn_split=not has_split)
+    return RawDataset(train, test, class_names, native_image_shape(train.paths[0]), str(root))
 
 
 def read_tiny_imagenet(data_dir=None):
