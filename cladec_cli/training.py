@@ -652,6 +652,9 @@ def predict(model, data, batch_size=512, whole_batches=None):
                 data.order.n % data.batch_size:
             padded = WholeBatches(data)
             return keras.tree.map_structure(lambda o: o[:padded.n], model.predict(padded, verbose=0))
+        if isinstance(data, np.ndarray) and keras.backend.backend() == "tensorflow":
+            # Keras' array adapter would copy the whole array into tensors (see ArrayFeed.tf_dataset).
+            data = ArrayFeed(data, np.zeros(len(data), np.int8), batch_size, images_only).tf_dataset()
         if isinstance(data, np.ndarray):
             return model.predict(data, batch_size=batch_size, verbose=0)
         return model.predict(data, verbose=0)

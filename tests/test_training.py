@@ -477,6 +477,8 @@ def _fed_batch_sizes(model, monkeypatch):
     def spy(data, batch_size=None, verbose="auto"):
         if isinstance(data, keras.utils.PyDataset):
             sizes.extend(len(keras.tree.flatten(data[i])[0]) for i in range(len(data)))
+        elif hasattr(data, "as_numpy_iterator"):  # tf.data, as arrays are fed under TensorFlow
+            sizes.extend(len(keras.tree.flatten(batch)[0]) for batch in data.as_numpy_iterator())
         else:
             sizes.extend(len(data[start:start + batch_size]) for start in range(0, len(data), batch_size))
         return real(data, batch_size=batch_size, verbose=verbose)

@@ -58,11 +58,15 @@ def set_start_epoch(data, epoch):
             data.refresh()
 
 
-def _take(arrays, chosen, take=lambda a, chosen: a[chosen]):
+# The largest arrays (in bytes, all of a feed's together) that `ArrayFeed.tf_dataset` copies into tensors.
+TENSOR_COPY_LIMIT = 1 << 30
+
+
+def _take(arrays, chosen):
     """Items `chosen` of an array, or of each array in a tuple (a model with several inputs)."""
     if isinstance(arrays, (tuple, list)):
-        return tuple(take(a, chosen) for a in arrays)
-    return take(arrays, chosen)
+        return tuple(a[chosen] for a in arrays)
+    return arrays[chosen]
 
 
 class ArrayFeed(keras.utils.PyDataset):
@@ -100,17 +104,36 @@ class ArrayFeed(keras.utils.PyDataset):
                          self.order.seed, self.order.epoch)
 
     def tf_dataset(self):
-        """The same batches, in the same order, as a tf.data pipeline gathering them from tensors (TensorFlow
-        only). Keras' array adapter feeds `fit` this way; a PyDataset costs a Python call per batch (about
-        0.5 ms of CPU time more a batch on a 2-core CPU: benchmarks/feed_overhead.py). `fit` sets the
-        epoch through `set_start_epoch`."""
+        """The same batches, in the same order, as a tf.data pipeline (TensorFlow only). Keras' array
+        adapter feeds `fit` this way; a PyDataset costs a Python call per batch (about 0.5 ms of CPU time
+        more a batch on a 2-core CPU: benchmarks/feed_overhead.py). `fit` sets the epoch through
+        `set_start_epoch`.
+
+        Arrays of up to `TENSOR_COPY_LIMIT` bytes in all are copied into tensors and gathered there. Larger
+        ones are gathered from the arrays themselves, batch by batch, by a `tf.numpy_function`: turning
+        them into tensors takes twice their size again, and a tf.data iterator copies a captured tensor
+        once more when it starts, so the copies would hold three to four times the arrays at the peak. The
+        Python call costs about as much CPU time a batch as a PyDataset's."""
         import tensorflow as tf
 
-        with tf.device("/cpu:0"):  # tf.data reads them on the host, also where a GPU is the default device
-            inputs, second = tf.nest.map_structure(tf.constant, (self.inputs, self.second))
+        structure = (self.inputs, self.second)
+        arrays = [np.asarray(a) for a in keras.tree.flatten(structure)]
+        if sum(a.nbytes for a in arrays) <= TENSOR_COPY_LIMIT:
+            with tf.device("/cpu:0"):  # tf.data reads them on the host, also where a GPU is the default device
+                tensors = [tf.constant(a) for a in arrays]
+
+            def parts_of(chosen):
+                return [tf.gather(t, chosen) for t in tensors]
+        else:
+            specs = [tf.TensorSpec((None,) + a.shape[1:], tf.as_dtype(a.dtype)) for a in arrays]
+
+            def parts_of(chosen):
+                parts = tf.numpy_function(lambda i: [a[i] for a in arrays], [chosen], [s.dtype for s in specs],
+                                          stateful=False)
+                return [tf.ensure_shape(part, spec.shape) for part, spec in zip(parts, specs)]
 
         def batch(chosen):
-            return self.arrange(_take(inputs, chosen, tf.gather), tf.gather(second, chosen))
+            return self.arrange(*keras.tree.pack_sequence_as(structure, parts_of(chosen)))
 
         data = tf_epoch_indices(self.order).unbatch().batch(self.batch_size).map(batch)
         data = data.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(tf.data.AUTOTUNE)

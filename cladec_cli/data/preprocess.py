@@ -127,10 +127,13 @@ def resize_images(x, size, mode="bilinear"):
 def fit_images(images, image_shape, mode="bilinear", chunk=8192, scale=None):
     """Scale (by `scale`, see `to_unit_float`), convert channels and resize an image array to
     `image_shape` = (H, W, C), float32 [0, 1]."""
-    x = to_unit_float(images, scale=scale)
+    x = np.asarray(images)
+    if scale is None:
+        check_pixels(x)
+        scale = pixel_scale(x)
     out = np.empty((len(x),) + tuple(image_shape), dtype=np.float32)
-    for start in range(0, len(x), chunk):
-        part = convert_channels(x[start:start + chunk], image_shape[2])
+    for start in range(0, len(x), chunk):  # chunk by chunk, so no float copy of the whole array is made
+        part = convert_channels(to_unit_float(x[start:start + chunk], scale=scale), image_shape[2])
         out[start:start + chunk] = ops.convert_to_numpy(resize_images(part, image_shape[:2], mode))
     return out
 
