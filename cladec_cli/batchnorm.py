@@ -15,13 +15,15 @@ from cladec_cli.layers import is_submodel
 from cladec_cli.pixels import to_range
 
 CHOICES = ("moving", "data")
+# A loss in inference mode over the loss in training from which moving statistics are suspect.
+LAGGING_RATIO = 1.5
 
 
-def check_choice(bn_statistics, split):
-    """Refuse an unknown `bn_statistics`, and "data" for a `split` that streams from disk."""
+def check_choice(bn_statistics, *splits):
+    """Refuse an unknown `bn_statistics`, and "data" for `splits` of which one streams from disk."""
     if bn_statistics not in CHOICES:
         raise UsageError(f"unknown BatchNorm statistics {bn_statistics!r}; choose moving or data")
-    if bn_statistics == "data" and not split.in_memory:
+    if bn_statistics == "data" and not all(split.in_memory for split in splits):
         raise UsageError("BatchNorm statistics from data need a dataset held in memory; this one streams "
                          "image files from disk")
 

@@ -29,7 +29,7 @@ def default_methods(explainer):
 
 
 def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=True, methods=None,
-             map_images=MAP_IMAGES):
+             map_images=MAP_IMAGES, eval_bn_statistics="moving"):
     """Every measure of the methods named in `methods` (default: `default_methods`) on `dataset`.
 
     Methods that decode pictures get Rec. Loss, agreement and Acc Eval on the test split, and Rec. Loss
@@ -39,7 +39,9 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
 
     Acc Eval trains a fresh classifier of the explained architecture on each method's reconstructions
     of the training split (settings `eval_settings`), all methods side by side in one pass where
-    memory allows (`held_measures`); with `keep_dir` those classifiers are saved. A split that streams
+    memory allows (`held_measures`); with `keep_dir` those classifiers are saved. `eval_bn_statistics`
+    "data" sets their BatchNorm statistics to those of the reconstructions each learned from, once
+    training ends (`metrics.acc_evals`), for splits held in memory. A split that streams
     from disk is never held in memory whole (`streamed_measures`); splits held in memory are
     reconstructed once (`held_measures`).
 
@@ -57,6 +59,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     if with_acc_eval and eval_settings is None:
         raise UsageError(f"Acc Eval trains classifiers with {option('eval_settings')}: pass them, or "
                          f"{option('with_acc_eval')} False")
+    if with_acc_eval:
+        batchnorm.check_choice(eval_bn_statistics, dataset.train, dataset.test)
     if not isinstance(map_images, numbers.Integral) or map_images < 1:
         raise UsageError(f"{option('map_images')} must be a whole number of at least 1, got {map_images!r}")
     if methods is not None and len(methods) == 0:
@@ -71,7 +75,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     # the methods (and once more for the mean-image baseline).
     held = dataset.train.in_memory and dataset.test.in_memory and with_acc_eval
     measure = held_measures if held else streamed_measures
-    measured, acc = measure(explainer, pictures, dataset, eval_settings if with_acc_eval else None)
+    measured, acc = measure(explainer, pictures, dataset, eval_settings if with_acc_eval else None,
+                            eval_bn_statistics)
     result = {
         "layer_name": explainer.decoder_provenance["layer_name"],
         "layer_index": explainer.decoder_provenance["layer_index"],
@@ -92,16 +97,20 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
             result["code_values"] = int(np.prod(explainer.layer.shape))
     if acc:
         result["acc_eval"] = {method: r.accuracy for method, r in acc.items()}
-        result["eval_settings"] = {**eval_settings.provenance(),
+        result["eval_settings"] = {**eval_settings.provenance(), "bn_statistics": eval_bn_statistics,
                                    "stacked_methods": [method for method, r in acc.items() if r.stacked]}
         one_class = [method for method, r in acc.items() if r.one_class]
         if one_class:
             result["acc_eval_one_class"] = one_class
-            warn(eval_settings, one_class_warning(one_class, explainer.classifier))
+            warn(eval_settings, one_class_warning(one_class, explainer.classifier, eval_bn_statistics))
+        lagging = {method: r.lag for method, r in acc.items() if r.lag is not None}
+        if lagging:
+            result["acc_eval_bn_lag"] = lagging
+            warn(eval_settings, lag_warning(lagging))
         for method, r in acc.items():
             if keep_dir:
                 _save_eval_classifier(r, Path(keep_dir) / f"eval_{method}.h5", method, explainer, dataset,
-                                      eval_settings)
+                                      eval_settings, eval_bn_statistics)
     maps = [m for m in chosen if m.kind == "map"]
     if maps:
         result.update(map_scores(explainer, dataset.test, maps, map_images))
@@ -111,14 +120,25 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     return result
 
 
-def one_class_warning(methods, classifier):
+def one_class_warning(methods, classifier, bn_statistics="moving"):
     """Why the Acc Eval of `methods`, whose classifiers name one class for every test image, says nothing."""
     line = (f"the Acc Eval classifier of {', '.join(methods)} names one class for every test image, so its "
             "Acc Eval is that class's share, whatever the reconstructions show")
-    if batchnorm.batchnorm_layers(classifier):
+    if batchnorm.batchnorm_layers(classifier) and bn_statistics == "moving":
         line += (": its BatchNorm layers' moving statistics lag behind the weights after a short training (the "
-                 "longer, the higher their momentum); train it for more epochs")
+                 "longer, the higher their momentum); train it for more epochs, or set them from the "
+                 f"reconstructions it learned from with {option('eval_bn_statistics', 'data')}")
     return line
+
+
+def lag_warning(lagging):
+    """Why the Acc Eval of the methods of `lagging` ({method: `metrics.batchnorm_lag` ratio}) may understate
+    what their reconstructions hold."""
+    ratios = ", ".join(f"{method} {ratio:.1f}x" for method, ratio in lagging.items())
+    return (f"the Acc Eval classifiers' loss on the reconstructions they learned from is, in inference mode, "
+            f"{ratios} that of their last training epoch: their BatchNorm moving statistics lag behind their "
+            "weights, so their Acc Eval may understate what the reconstructions hold; set the statistics from "
+            f"the reconstructions with {option('eval_bn_statistics', 'data')}, or train them longer")
 
 
 def map_scores(explainer, split, methods, count=MAP_IMAGES):
@@ -141,7 +161,7 @@ def training_loop_losses(explainer, pictures):
     return {m: loss for m, loss in losses.items() if loss is not None and m in pictures}
 
 
-def streamed_measures(explainer, pictures, dataset, eval_settings=None):
+def streamed_measures(explainer, pictures, dataset, eval_settings=None, bn_statistics="moving"):
     """The classifier's test accuracy and, per method of `pictures` ({method: image -> image model}),
     Rec. Loss on the test and training images and agreement: ({measure: value or {method: value}},
     {method: metrics.AccEval}), the latter empty without `eval_settings`. Every split
@@ -152,10 +172,11 @@ def streamed_measures(explainer, pictures, dataset, eval_settings=None):
     if eval_settings is None or not pictures:
         return measured, {}
     train, test = ({m: split for m in pictures} for split in (dataset.train, dataset.test))
-    return measured, acc_evals(explainer.classifier, train, test, eval_settings, explainer.pixel_range, pictures)
+    return measured, acc_evals(explainer.classifier, train, test, eval_settings, explainer.pixel_range, pictures,
+                               bn_statistics)
 
 
-def held_measures(explainer, pictures, dataset, eval_settings):
+def held_measures(explainer, pictures, dataset, eval_settings, bn_statistics="moving"):
     """What `streamed_measures` gives, for splits held in memory: each split is reconstructed once per
     method and every measure taken from those reconstructions, so each epoch of the Acc Eval
     classifiers trains the classifiers alone (twice as fast as reconstructing in every step).
@@ -169,14 +190,14 @@ def held_measures(explainer, pictures, dataset, eval_settings):
     acc = {}
     for group in _groups(list(pictures), 2 * train.images.nbytes + test.images.nbytes, HELD_BYTES):
         group_measures, group_acc = _held_group(explainer, {m: pictures[m] for m in group}, dataset, eval_settings,
-                                                predicted)
+                                                predicted, bn_statistics)
         for key, values in group_measures.items():
             measured[key].update(values)
         acc.update(group_acc)
     return measured, acc
 
 
-def _held_group(explainer, pictures, dataset, eval_settings, predicted):
+def _held_group(explainer, pictures, dataset, eval_settings, predicted, bn_statistics):
     """`held_measures` for the methods of one group, whose reconstructions are dropped on return."""
     train, test = dataset.train, dataset.test
     recs = {m: (reconstructed(train, model), reconstructed(test, model)) for m, model in pictures.items()}
@@ -187,7 +208,7 @@ def _held_group(explainer, pictures, dataset, eval_settings, predicted):
     acc = {}
     if eval_settings is not None:
         acc = acc_evals(explainer.classifier, {m: r[0] for m, r in recs.items()}, {m: r[1] for m, r in recs.items()},
-                        eval_settings, explainer.pixel_range)
+                        eval_settings, explainer.pixel_range, bn_statistics=bn_statistics)
     return measured, acc
 
 
@@ -204,12 +225,13 @@ def reconstructed(split, reconstructor, batch_size=256):
                  resize=split.resize)
 
 
-def _save_eval_classifier(acc, path, method, explainer, dataset, settings):
+def _save_eval_classifier(acc, path, method, explainer, dataset, settings, bn_statistics):
     provenance = {
         **artifacts.base_provenance("eval_classifier"),
         **dataset.provenance(),
         **settings.provenance(),
         "stacked": acc.stacked,
+        "bn_statistics": bn_statistics,
         "trained_on": f"{method} reconstructions",
         "layer_name": explainer.decoder_provenance["layer_name"],
         "classifier_digest": explainer.decoder_provenance["classifier_digest"],

@@ -5,11 +5,13 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from cladec_cli import runtime
+from cladec_cli import batchnorm, runtime
 from cladec_cli.classifier import (accuracy, classification_loss, classifier_on, compile_classifier, fresh_copy,
                                    frozen_outputs, predictions)
 from cladec_cli.data.feed import ArrayFeed
+from cladec_cli.data.preprocess import stratified_indices
 from cladec_cli.data.split import Split
+from cladec_cli.errors import UsageError
 from cladec_cli.fused import named_output, one_at_a_time, renamed, seeded
 from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
 from cladec_cli.reconstruction import sse_outputs
@@ -57,17 +59,43 @@ def _measuring_model(classifier, reconstructors):
 
 class AccEval(NamedTuple):
     """One method's Acc Eval: the test accuracy, the trained classifier, whether it trained stacked with
-    the other methods' (`settings.stack_models`), and whether it names one class for every test image
-    (then its accuracy is the share of that class, whatever the reconstructions show)."""
+    the other methods' (`settings.stack_models`), whether it names one class for every test image
+    (then its accuracy is the share of that class, whatever the reconstructions show), and `lag`: where
+    its BatchNorm moving statistics lag behind its weights, its loss on the reconstructions it learned
+    from in inference mode over its last training epoch's (`batchnorm_lag`), else None."""
 
     accuracy: float
     model: object
     stacked: bool = False
     one_class: bool = False
+    lag: float = None
+
+
+# Training images (class-stratified) on which an Acc Eval classifier's inference-mode loss is measured.
+LAG_SAMPLE = 2048
+# How far above its training loss (in nats) that loss must be as well: near the end of a long run both are
+# close to 0, and their ratio says nothing.
+LAG_MIN_NATS = 0.1
+
+
+def batchnorm_lag(copy, split, trained_loss, pixel_range="0,1", reconstructor=None):
+    """The cross-entropy of the trained classifier `copy` in inference mode on (a class-stratified sample
+    of `LAG_SAMPLE` of) the training `split` it learned from, over `trained_loss`, its loss in its last
+    training epoch, where that ratio reaches `batchnorm.LAGGING_RATIO` and the difference `LAG_MIN_NATS`:
+    then inference's moving BatchNorm statistics are far from the batch statistics it trained with. None
+    below them, and for a model without BatchNorm or a loss that is not a positive number."""
+    if not batchnorm.batchnorm_layers(copy) or not trained_loss or not np.isfinite(trained_loss) or \
+            trained_loss <= 0 or len(split) == 0:
+        return None
+    sample = split.subset(stratified_indices(split.labels, LAG_SAMPLE))
+    scores = predict(classifier_on(copy, pixel_range, reconstructor), sample.dataset(512, labels=False))
+    loss = float(classification_loss(copy)(sample.labels, scores))
+    lags = loss >= batchnorm.LAGGING_RATIO * trained_loss and loss - trained_loss >= LAG_MIN_NATS
+    return loss / trained_loss if lags else None
 
 
 @runtime.setup_kept()
-def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructors=None):
+def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructors=None, bn_statistics="moving"):
     """Acc Eval of several methods in one training pass: for each method, the test accuracy of a fresh
     classifier of `classifier`'s architecture trained on its reconstructions of the training images and
     tested on those of the test images. Returns {method: AccEval}.
@@ -81,10 +109,18 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     never stacked, since a stacked model's call leaves them out).
     Under float16 they train one after another instead: one dynamic loss scale would skip every
     classifier's step when one of them overflows. They see their inputs in `pixel_range`.
+
+    `bn_statistics` "data" sets each classifier's BatchNorm statistics, once training ends, to those of
+    the training reconstructions it learned from (`batchnorm.statistics_from_split`; they must be held in
+    memory); "moving" keeps those training leaves.
     """
+    batchnorm.check_choice(bn_statistics, *train.values())
+    if bn_statistics == "data" and reconstructors:
+        raise UsageError("BatchNorm statistics from data need the reconstructions held in memory; these are "
+                         "made batch by batch as training goes")
     if one_at_a_time(settings, len(train)):
-        return {m: acc_evals(classifier, {m: train[m]}, {m: test[m]}, settings, pixel_range, reconstructors)[m]
-                for m in train}
+        return {m: acc_evals(classifier, {m: train[m]}, {m: test[m]}, settings, pixel_range, reconstructors,
+                             bn_statistics)[m] for m in train}
     reconstructors = reconstructors or {}
     methods = list(train)
     start(settings)
@@ -94,14 +130,20 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     start(settings)
     data = _side_by_side_feed(train, settings, methods)
     compile_classifier(model, settings, data, loss=losses)
-    fit(model, data, settings)
+    history = fit(model, data, settings)
     if stack is not None:
         stack.write_back()
+    if bn_statistics == "data":
+        for m in methods:
+            batchnorm.statistics_from_split(copies[m], train[m], pixel_range)
     results = {}
     for m in methods:
         predicted = predictions(classifier_on(copies[m], pixel_range, reconstructors.get(m)), test[m], 256)
+        trained_loss = (history.get(f"scores_{m}_loss") or history.get("loss") or [None])[-1]
+        lag = None if bn_statistics == "data" else batchnorm_lag(copies[m], train[m], trained_loss, pixel_range,
+                                                                 reconstructors.get(m))
         results[m] = AccEval(float(np.mean(predicted == test[m].labels)) if len(predicted) else float("nan"),
-                             copies[m], stacked, len(predicted) > 1 and len(np.unique(predicted)) == 1)
+                             copies[m], stacked, len(predicted) > 1 and len(np.unique(predicted)) == 1, lag)
     return results
 
 

@@ -51,6 +51,8 @@ def test_what_cannot_be_measured_is_refused_before_the_work(npz_dataset, tmp_pat
             (lambda: evaluate(explainer, dataset, EVAL, methods="cladec"), UsageError, "list of names"),
             (lambda: evaluate(explainer, dataset, EVAL, methods=[]), UsageError, "`methods` names no method"),
             (lambda: evaluate(explainer, dataset, EVAL, map_images=0), UsageError, "`map_images` must be"),
+            (lambda: evaluate(explainer, dataset, EVAL, eval_bn_statistics="median"), UsageError,
+             "unknown BatchNorm statistics 'median'"),
             (lambda: evaluate(explainer, load_dataset(npz_dataset, pixel_range="-1,1"), EVAL), DataError,
              "pixel range is -1,1 but the classifier takes images in 0,1")):
         with pytest.raises(error, match=message):

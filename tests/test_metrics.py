@@ -7,6 +7,7 @@ import pytest
 from cladec_cli import artifacts
 from cladec_cli.classifier import fit_classifier, fresh_copy
 from cladec_cli.data.split import Split
+from cladec_cli.errors import UsageError
 from cladec_cli.metrics import acc_eval, acc_evals, agreement, rec_loss, side_by_side
 from cladec_cli.reconstruction import per_image_sse
 from cladec_cli.training import TrainSettings, start
@@ -151,3 +152,76 @@ def test_side_by_side_refuses_splits_whose_labels_differ(images):
     train = {"a": held_split(x, y, slice(0, 32)), "b": held_split(x, y[::-1].copy(), slice(0, 32))}
     with pytest.raises(ValueError, match="same labels"):
         acc_evals(small_conv_classifier(), train, train, TrainSettings(epochs=1, batch_size=16, verbose=0))
+
+
+def _batchnorm_inputs(model, images):
+    """(the BatchNorm layer of `model`, its inputs over `images` as one array per channel)."""
+    layer = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    inputs = keras.Model(model.inputs[0], layer.input).predict(images, verbose=0)
+    return layer, inputs.reshape(-1, inputs.shape[-1]).astype(np.float64)
+
+
+def test_acc_eval_can_take_batchnorm_statistics_from_the_reconstructions_each_learned_from(images):
+    x, y = images
+    train = {"same": held_split(x, y, slice(0, 240)), "flipped": held_split(flipped(x), y, slice(0, 240))}
+    test = dict.fromkeys(train, held_split(x, y, slice(240, 320)))
+    settings = TrainSettings(epochs=1, batch_size=16, verbose=0)
+    moving, data = (acc_evals(small_conv_classifier(), train, test, settings, bn_statistics=bn)
+                    for bn in ("moving", "data"))
+    for method, split in train.items():
+        layer, inputs = _batchnorm_inputs(data[method].model, split.images)
+        np.testing.assert_allclose(layer.moving_mean, inputs.mean(axis=0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(layer.moving_variance, inputs.var(axis=0), rtol=1e-4, atol=1e-6)
+        # Keras' momentum 0.99 leaves the moving mean near its start after 15 steps; only the statistics differ.
+        lagging, _ = _batchnorm_inputs(moving[method].model, split.images)
+        assert not np.allclose(lagging.moving_mean, inputs.mean(axis=0), rtol=0.1)
+        np.testing.assert_array_equal(lagging.gamma, layer.gamma)
+
+
+def test_batchnorm_statistics_from_data_need_reconstructions_held_in_memory(images, tmp_path):
+    x, y = images
+    held = {"a": held_split(x, y, slice(0, 32))}
+    settings = TrainSettings(epochs=1, batch_size=16, verbose=0)
+    with pytest.raises(UsageError, match="need the reconstructions held in memory"):
+        identity = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Identity()])
+        acc_evals(small_conv_classifier(), held, held, settings, reconstructors={"a": identity}, bn_statistics="data")
+    streamed = {"a": Split(y[:2], (32, 32, 1), paths=np.array([str(tmp_path / "a.png")] * 2))}
+    with pytest.raises(UsageError, match="need a dataset held in memory"):
+        acc_evals(small_conv_classifier(), streamed, streamed, settings, bn_statistics="data")
+    with pytest.raises(UsageError, match="unknown BatchNorm statistics 'median'"):
+        acc_evals(small_conv_classifier(), held, held, settings, bn_statistics="median")
+
+
+def test_batchnorm_lag_is_the_inference_loss_over_the_last_training_loss_past_both_thresholds(images, monkeypatch):
+    import cladec_cli.metrics as metrics
+    from cladec_cli.classifier import classification_loss
+
+    x, y = images
+    split = held_split(x, y, slice(0, 64))
+    copy = small_conv_classifier()
+    loss = float(classification_loss(copy)(split.labels, copy.predict(split.images, verbose=0)))
+    assert metrics.batchnorm_lag(copy, split, loss / 2) == pytest.approx(2.0, rel=1e-4)
+    assert metrics.batchnorm_lag(copy, split, loss / 1.4) is None
+    assert metrics.batchnorm_lag(copy, split, float("nan")) is None
+    monkeypatch.setattr(metrics, "LAG_MIN_NATS", loss)  # the difference, loss / 2, is now too small
+    assert metrics.batchnorm_lag(copy, split, loss / 2) is None
+    monkeypatch.undo()
+    assert metrics.batchnorm_lag(quadrant_classifier(), split, 1e-6) is None  # no BatchNorm to lag
+
+
+def _quadrant_learner():
+    """A classifier with BatchNorm (Keras' momentum 0.99) that learns the synthetic quadrants in a few steps."""
+    inputs = keras.Input((32, 32, 1))
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, strides=4)(inputs)))
+    return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(h)))
+
+
+def test_an_acc_eval_classifier_whose_batchnorm_lags_is_found_and_one_with_statistics_from_data_is_not(images):
+    x, y = images
+    train, test = {"a": held_split(x, y, slice(0, 240))}, {"a": held_split(x, y, slice(240, 320))}
+    settings = TrainSettings(epochs=2, batch_size=16, lr=0.01, verbose=0)
+    moving = acc_evals(_quadrant_learner(), train, test, settings)["a"]
+    data = acc_evals(_quadrant_learner(), train, test, settings, bn_statistics="data")["a"]
+    # 30 steps leave the moving statistics near where they started, far from the batches' own.
+    assert moving.lag is not None and moving.lag >= 10
+    assert data.lag is None

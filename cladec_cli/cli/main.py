@@ -520,6 +520,9 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
 @map_images_option
 @click.option("--eval-epochs", type=click.IntRange(min=0), default=64, show_default=True,
               help="Epochs of the evaluation classifiers (0 skips Acc Eval).")
+@bn_statistics_option("the Acc Eval classifiers", "for a classifier whose BatchNorm momentum is high, as Keras' "
+                      "default 0.99, whose moving statistics lag after a short training; it needs the data held in "
+                      "memory", flag="--eval-bn-statistics", over="the reconstructions each learned from")
 @click.option("--keep-eval-models", type=NonEmptyPath(file_okay=False), default=None,
               help="Save the evaluation classifiers in this folder.")
 @data_options()
@@ -533,7 +536,7 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
                 "reports/<dataset>/metrics_<layer>_a<alpha>.json, <layer> named as in the decoder's file")
 @report_options
 def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_names, map_images, eval_epochs,
-                 keep_eval_models, batch_size, lr, seed, out, overwrite, quiet, as_json, precision, deterministic,
+                 eval_bn_statistics, keep_eval_models, batch_size, lr, seed, out, overwrite, quiet, as_json, precision, deterministic,
                  steps_per_execution, xla, **opts):
     """Measure explanation methods for one layer: Rec. Loss, Acc Eval and agreement of ClaDec, RefAE and
     a ridge decoder; deletion and insertion areas of Grad-CAM, SmoothGrad and occlusion."""
@@ -560,7 +563,8 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
     dataset = common.explainer_dataset(opts, explainer, quiet=quiet)
     check_fits(explainer.classifier, dataset)
     result = evaluate(explainer, dataset, settings, keep_eval_models, with_acc_eval=eval_epochs > 0,
-                      methods=list(method_names) or None, map_images=map_images)
+                      methods=list(method_names) or None, map_images=map_images,
+                      eval_bn_statistics=eval_bn_statistics)
     table = write_result(result, out, table_out, overwrite)
     common.report(result, [table.rstrip(), f"saved {out} and {table_out}"], quiet, as_json)
 

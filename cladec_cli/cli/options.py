@@ -215,12 +215,12 @@ def methods_option(help_text, choices=DECODING_METHODS + ATTRIBUTION_METHODS):
     return click.option("--method", "method_names", multiple=True, type=click.Choice(choices), help=help_text)
 
 
-def bn_statistics_option(whose, note):
-    """--bn-statistics: where the inference statistics of `whose` BatchNorm layers come from."""
+def bn_statistics_option(whose, note, flag="--bn-statistics", over="the training images"):
+    """--bn-statistics (or `flag`): where the inference statistics of `whose` BatchNorm layers come from."""
     return click.option(
-        "--bn-statistics", type=click.Choice(["moving", "data"]), default="moving", show_default=True,
+        flag, type=click.Choice(["moving", "data"]), default="moving", show_default=True,
         help=f"BatchNorm's inference statistics of {whose}: moving (as training leaves them) or data (mean and "
-             f"variance over the training images, computed once training ends; {note}).")
+             f"variance over {over}, computed once training ends; {note}).")
 map_images_option = click.option(
     "--map-images", type=click.IntRange(min=1), default=256, show_default=True,
     help="Test images on which attribution methods' deletion and insertion curves are measured.")

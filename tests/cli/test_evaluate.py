@@ -186,3 +186,54 @@ def test_an_acc_eval_classifier_that_names_one_class_is_warned_about(tmp_path, n
     saved = json.loads(out.read_text())
     assert saved["acc_eval_one_class"] == ["cladec"] and saved["acc_eval"]["cladec"] == 0.25
     assert "its classifier names one class for every test image" in out.with_suffix(".md").read_text()
+
+
+def test_acc_eval_classifiers_can_take_batchnorm_statistics_from_their_reconstructions(tmp_path, trained):
+    out, keep = tmp_path / "metrics.json", tmp_path / "kept"
+    invoke("evaluate", "--classifier", trained["classifier"], "--decoder", trained["decoder"], "--eval-epochs", 1,
+           "--batch-size", 32, "--eval-bn-statistics", "data", "--keep-eval-models", keep, "--out", out, "-q")
+    saved = json.loads(out.read_text())
+    assert saved["eval_settings"]["bn_statistics"] == "data"
+    assert read_group(keep / "eval_cladec.h5")["bn_statistics"] == "data"
+    assert ("The Acc Eval classifiers' BatchNorm statistics are those of the reconstructions each learned from."
+            in out.with_suffix(".md").read_text())
+    # Its first BatchNorm normalises with the mean of what reaches it over the training reconstructions.
+    explainer = load_explainer(trained["classifier"], trained["decoder"])
+    recs = explainer.reconstructions(load_dataset(trained["dataset"]).train.arrays()[0])["cladec"]
+    eval_model = keras.models.load_model(keep / "eval_cladec.h5")
+    first = next(layer for layer in eval_model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    reaching = keras.Model(eval_model.inputs[0], first.input).predict(recs, verbose=0)
+    np.testing.assert_allclose(first.moving_mean, reaching.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+
+
+def test_the_one_class_warning_names_the_remedy_for_batchnorm_lag():
+    from cladec_cli.errors import cli_text
+    from cladec_cli.evaluate import one_class_warning
+    from conftest import small_conv_classifier
+
+    classifier = small_conv_classifier()
+    assert cli_text(one_class_warning(["refae"], classifier)).endswith(
+        "train it for more epochs, or set them from the reconstructions it learned from with --eval-bn-statistics data")
+    assert "moving statistics lag" not in one_class_warning(["refae"], classifier, "data")
+    assert "moving statistics lag" not in one_class_warning(["refae"], quadrant_classifier())
+
+
+def test_acc_eval_classifiers_whose_batchnorm_lags_are_warned_about(tmp_path, npz_dataset):
+    inputs = keras.Input((32, 32, 1))
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, strides=4)(inputs)))
+    path = tmp_path / "bn.keras"
+    keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(h))).save(path)
+    decoder, out = tmp_path / "d.h5", tmp_path / "m.json"
+    invoke("train-decoder", "--classifier", path, "--dataset", npz_dataset, "--layer", -2, "--epochs", 3, "-q",
+           "--batch-size", 16, "--out", decoder)
+    args = ("evaluate", "--classifier", path, "--decoder", decoder, "--eval-epochs", 2, "--lr", 0.01,
+            "--batch-size", 16, "--out", out, "--overwrite")
+    said = invoke(*args).stderr
+    saved = json.loads(out.read_text())
+    assert saved["acc_eval_bn_lag"]["cladec"] >= 1.5
+    assert (f"warning: the Acc Eval classifiers' loss on the reconstructions they learned from is, in inference mode, "
+            f"cladec {saved['acc_eval_bn_lag']['cladec']:.1f}x that of their last training epoch") in said
+    assert "set the statistics from the reconstructions with --eval-bn-statistics data" in said
+    assert "its BatchNorm moving statistics lag behind its weights" in out.with_suffix(".md").read_text()
+    said = invoke(*args, "--eval-bn-statistics", "data").stderr
+    assert "acc_eval_bn_lag" not in json.loads(out.read_text()) and "inference mode" not in said
