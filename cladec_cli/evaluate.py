@@ -50,7 +50,9 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     for decoding methods {method: value} under `rec_loss` (test), `train_rec_loss`, `loop_loss` (each
     model's last training-epoch loss), `agreement`, the baseline `mean_image_rec_loss`
     (`reconstruction.mean_image_rec_loss`), with the ridge decoder the layer's `code_values` and, with
-    Acc Eval, `acc_eval` and `eval_settings`; for attribution maps `deletion`, `insertion` and
+    Acc Eval, `acc_eval` and `eval_settings` (and, where found, the methods whose Acc Eval classifier
+    names one class, `acc_eval_one_class`, and {method: ratio} of those whose BatchNorm statistics lag,
+    `acc_eval_bn_lag`: `metrics.batchnorm_lag`); for attribution maps `deletion`, `insertion` and
     `map_images`. With both ClaDec and RefAE, each of those dicts also holds their `difference`.
     """
     check_fits(explainer.classifier, dataset, explainer.pixel_range)
