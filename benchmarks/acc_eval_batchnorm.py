@@ -77,8 +77,10 @@ def main():
     print(f"classifier test accuracy {figures['classifier_test_accuracy']:.4f}")
     for statistics in ("moving", "data"):
         acc, lag = figures[statistics]["acc_eval"], figures[statistics]["acc_eval_bn_lag"] or {}
+        warned = ", ".join(f"{m} {r['moving']:.4f} with moving statistics, {r['data']:.4f} with the sample's "
+                           f"(of {r['images']} training reconstructions)" for m, r in lag.items())
         print(f"--eval-bn-statistics {statistics:6s} Acc Eval ClaDec {acc['cladec']:.4f}, RefAE {acc['refae']:.4f}"
-              + (f"; lag warned: {', '.join(f'{m} {r:.1f}x' for m, r in lag.items())}" if lag else ""))
+              + (f"; lag warned: {warned}" if lag else ""))
 
 
 if __name__ == "__main__":

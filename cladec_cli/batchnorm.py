@@ -15,8 +15,6 @@ from cladec_cli.layers import is_submodel
 from cladec_cli.pixels import to_range
 
 CHOICES = ("moving", "data")
-# A loss in inference mode over the loss in training from which moving statistics are suspect.
-LAGGING_RATIO = 1.5
 
 
 def check_choice(bn_statistics, *splits):

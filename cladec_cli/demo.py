@@ -50,7 +50,8 @@ def run_demo(dataset, settings, out_dir, layer=-1, class_name=None, count=6, log
     step("drew the explanation grid", lambda: write_grid(
         paths["grid"], explanation_arrays(explainer, images), dataset.class_names, labels,
         [f"test #{i}" for i in chosen], settings.overwrite))
-    result = step("measured Rec. Loss, agreement and Acc Eval", lambda: evaluate(explainer, dataset, settings))
+    result = step("measured Rec. Loss, agreement and Acc Eval",
+                  lambda: evaluate(explainer, dataset, settings, eval_bn_statistics=None))
     write_result(result, paths["metrics"], paths["table"], settings.overwrite)
     step("wrote the report page", lambda: write_report(out_dir, settings.overwrite))
     return result, paths

@@ -41,7 +41,9 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     of the training split (settings `eval_settings`), all methods side by side in one pass where
     memory allows (`held_measures`); with `keep_dir` those classifiers are saved. `eval_bn_statistics`
     "data" sets their BatchNorm statistics to those of the reconstructions each learned from, once
-    training ends (`metrics.acc_evals`), for splits held in memory. A split that streams
+    training ends (`metrics.acc_evals`), for splits held in memory; "moving" keeps what training leaves,
+    and so does None, for callers that offer no choice: the warnings then name no remedy of that kind.
+    A split that streams
     from disk is never held in memory whole (`streamed_measures`); splits held in memory are
     reconstructed once (`held_measures`).
 
@@ -61,8 +63,6 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     if with_acc_eval and eval_settings is None:
         raise UsageError(f"Acc Eval trains classifiers with {option('eval_settings')}: pass them, or "
                          f"{option('with_acc_eval')} False")
-    if with_acc_eval:
-        batchnorm.check_choice(eval_bn_statistics, dataset.train, dataset.test)
     if not isinstance(map_images, numbers.Integral) or map_images < 1:
         raise UsageError(f"{option('map_images')} must be a whole number of at least 1, got {map_images!r}")
     if methods is not None and len(methods) == 0:
@@ -70,6 +70,9 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     warn(eval_settings, chance_warning(explainer.classifier, dataset, explainer.classifier_provenance))
     chosen = build(default_methods(explainer) if methods is None else methods, explainer, dataset.train)
     pictures = reconstructors(chosen)
+    offer_statistics, eval_bn_statistics = eval_bn_statistics is not None, eval_bn_statistics or "moving"
+    if with_acc_eval and pictures:
+        batchnorm.check_choice(eval_bn_statistics, dataset.train, dataset.test)
     if keep_dir and with_acc_eval:
         for method in pictures:  # refused before the work, not after it
             artifacts.check_output(Path(keep_dir) / f"eval_{method}.h5", eval_settings.overwrite, suffixes=(".h5",))
@@ -104,11 +107,13 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         one_class = [method for method, r in acc.items() if r.one_class]
         if one_class:
             result["acc_eval_one_class"] = one_class
-            warn(eval_settings, one_class_warning(one_class, explainer.classifier, eval_bn_statistics))
+            warn(eval_settings, one_class_warning(one_class, explainer.classifier, eval_bn_statistics,
+                                                  offer_statistics))
         lagging = {method: r.lag for method, r in acc.items() if r.lag is not None}
         if lagging:
-            result["acc_eval_bn_lag"] = lagging
-            warn(eval_settings, lag_warning(lagging))
+            result["acc_eval_bn_lag"] = {method: lag._asdict() for method, lag in lagging.items()}
+            for method, lag in lagging.items():
+                warn(eval_settings, lag_warning(method, lag, offer_statistics))
         for method, r in acc.items():
             if keep_dir:
                 _save_eval_classifier(r, Path(keep_dir) / f"eval_{method}.h5", method, explainer, dataset,
@@ -122,25 +127,29 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     return result
 
 
-def one_class_warning(methods, classifier, bn_statistics="moving"):
-    """Why the Acc Eval of `methods`, whose classifiers name one class for every test image, says nothing."""
+def one_class_warning(methods, classifier, bn_statistics="moving", offer_statistics=True):
+    """Why the Acc Eval of `methods`, whose classifiers name one class for every test image, says nothing;
+    with `offer_statistics`, the remedy may name `eval_bn_statistics`."""
     line = (f"the Acc Eval classifier of {', '.join(methods)} names one class for every test image, so its "
             "Acc Eval is that class's share, whatever the reconstructions show")
     if batchnorm.batchnorm_layers(classifier) and bn_statistics == "moving":
         line += (": its BatchNorm layers' moving statistics lag behind the weights after a short training (the "
-                 "longer, the higher their momentum); train it for more epochs, or set them from the "
-                 f"reconstructions it learned from with {option('eval_bn_statistics', 'data')}")
+                 "longer, the higher their momentum); train it for more epochs")
+        if offer_statistics:
+            line += f", or set them from the reconstructions it learned from with {option('eval_bn_statistics', 'data')}"
     return line
 
 
-def lag_warning(lagging):
-    """Why the Acc Eval of the methods of `lagging` ({method: `metrics.batchnorm_lag` ratio}) may understate
-    what their reconstructions hold."""
-    ratios = ", ".join(f"{method} {ratio:.1f}x" for method, ratio in lagging.items())
-    return (f"the Acc Eval classifiers' loss on the reconstructions they learned from is, in inference mode, "
-            f"{ratios} that of their last training epoch: their BatchNorm moving statistics lag behind their "
-            "weights, so their Acc Eval may understate what the reconstructions hold; set the statistics from "
-            f"the reconstructions with {option('eval_bn_statistics', 'data')}, or train them longer")
+def lag_warning(method, lag, offer_statistics=True):
+    """Why the Acc Eval of `method`, whose classifier's moving BatchNorm statistics cost it accuracy on the
+    reconstructions it learned from (`lag`, a `metrics.BatchNormLag`), understates what they hold."""
+    line = (f"the Acc Eval classifier of {method} gets {lag.moving:.4f} of {lag.images:,} of the reconstructions it "
+            f"learned from right in inference mode with its moving BatchNorm statistics, and {lag.data:.4f} with "
+            "statistics from those reconstructions: the moving statistics lag behind its weights, so its Acc Eval "
+            "understates what the reconstructions hold; train it for more epochs")
+    if offer_statistics:
+        line += f", or use statistics from the reconstructions with {option('eval_bn_statistics', 'data')}"
+    return line
 
 
 def map_scores(explainer, split, methods, count=MAP_IMAGES):

@@ -44,11 +44,11 @@ def markdown_table(result):
     if result.get("acc_eval_one_class"):
         lines += ["", f"Acc Eval of {', '.join(result['acc_eval_one_class'])}: its classifier names one class for "
                       "every test image, so the figure is that class's share."]
-    if result.get("acc_eval_bn_lag"):
-        lagging = ", ".join(f"{m} ({ratio:.1f}x)" for m, ratio in result["acc_eval_bn_lag"].items())
-        lines += ["", f"Acc Eval of {lagging}: in inference mode its classifier's loss on the reconstructions it "
-                      "learned from is that many times its last training epoch's, so its BatchNorm moving statistics "
-                      "lag behind its weights and the figure may understate what the reconstructions hold."]
+    for method, lag in result.get("acc_eval_bn_lag", {}).items():
+        lines += ["", f"Acc Eval of {method}: its classifier gets {lag['moving']:.4f} of {lag['images']:,} of the "
+                      f"reconstructions it learned from right with its moving BatchNorm statistics and "
+                      f"{lag['data']:.4f} with statistics from those reconstructions, so the figure understates "
+                      "what the reconstructions hold."]
     if result.get("eval_settings", {}).get("bn_statistics") == "data":
         lines += ["", "The Acc Eval classifiers' BatchNorm statistics are those of the reconstructions each learned from."]
     pictures = measured_methods([result.get("rec_loss", {})])

@@ -13,6 +13,7 @@ from cladec_cli.data.preprocess import stratified_indices
 from cladec_cli.data.split import Split
 from cladec_cli.errors import UsageError
 from cladec_cli.fused import named_output, one_at_a_time, renamed, seeded
+from cladec_cli.pixels import to_range
 from cladec_cli.reconstruction import rec_loss  # noqa: F401  (part of this module's API)
 from cladec_cli.reconstruction import sse_outputs
 from cladec_cli.stacked import Stacked
@@ -57,41 +58,64 @@ def _measuring_model(classifier, reconstructors):
     return keras.Model(images, outputs, name="measures")
 
 
+class BatchNormLag(NamedTuple):
+    """An Acc Eval classifier's accuracy in inference mode on `images` of the training reconstructions it
+    learned from, with its moving BatchNorm statistics (`moving`) and with statistics from those images
+    (`data`)."""
+
+    images: int
+    moving: float
+    data: float
+
+
 class AccEval(NamedTuple):
     """One method's Acc Eval: the test accuracy, the trained classifier, whether it trained stacked with
     the other methods' (`settings.stack_models`), whether it names one class for every test image
-    (then its accuracy is the share of that class, whatever the reconstructions show), and `lag`: where
-    its BatchNorm moving statistics lag behind its weights, its loss on the reconstructions it learned
-    from in inference mode over its last training epoch's (`batchnorm_lag`), else None."""
+    (then its accuracy is the share of that class, whatever the reconstructions show), and `lag`: a
+    `BatchNormLag` where its moving BatchNorm statistics cost it accuracy (`batchnorm_lag`), else None."""
 
     accuracy: float
     model: object
     stacked: bool = False
     one_class: bool = False
-    lag: float = None
+    lag: BatchNormLag = None
 
 
-# Training images (class-stratified) on which an Acc Eval classifier's inference-mode loss is measured.
+# Training images (class-stratified) on which an Acc Eval classifier's BatchNorm statistics are tried.
 LAG_SAMPLE = 2048
-# How far above its training loss (in nats) that loss must be as well: near the end of a long run both are
-# close to 0, and their ratio says nothing.
-LAG_MIN_NATS = 0.1
+# The accuracy those images must gain with statistics of their own for the moving ones to count as lagging.
+LAG_MIN_GAIN = 0.02
 
 
-def batchnorm_lag(copy, split, trained_loss, pixel_range="0,1", reconstructor=None):
-    """The cross-entropy of the trained classifier `copy` in inference mode on (a class-stratified sample
-    of `LAG_SAMPLE` of) the training `split` it learned from, over `trained_loss`, its loss in its last
-    training epoch, where that ratio reaches `batchnorm.LAGGING_RATIO` and the difference `LAG_MIN_NATS`:
-    then inference's moving BatchNorm statistics are far from the batch statistics it trained with. None
-    below them, and for a model without BatchNorm or a loss that is not a positive number."""
-    if not batchnorm.batchnorm_layers(copy) or not trained_loss or not np.isfinite(trained_loss) or \
-            trained_loss <= 0 or len(split) == 0:
+def batchnorm_lag(copy, split, pixel_range="0,1", reconstructor=None):
+    """How much the trained classifier `copy`'s moving BatchNorm statistics cost it: its accuracy in
+    inference mode on a class-stratified sample of `LAG_SAMPLE` of the training `split` it learned from
+    (made into reconstructions by `reconstructor`, if given), with those statistics and with statistics
+    set from the sample itself (`batchnorm.statistics_from_data`; the moving ones are put back after).
+    A `BatchNormLag` where the second is at least `LAG_MIN_GAIN` above the first, else None (also for a
+    classifier without BatchNorm)."""
+    layers = batchnorm.batchnorm_layers(copy)
+    if not layers or len(split) == 0:
         return None
     sample = split.subset(stratified_indices(split.labels, LAG_SAMPLE))
-    scores = predict(classifier_on(copy, pixel_range, reconstructor), sample.dataset(512, labels=False))
-    loss = float(classification_loss(copy)(sample.labels, scores))
-    lags = loss >= batchnorm.LAGGING_RATIO * trained_loss and loss - trained_loss >= LAG_MIN_NATS
-    return loss / trained_loss if lags else None
+    images = sample.arrays()[0] if reconstructor is None else predict(reconstructor,
+                                                                      sample.dataset(512, labels=False))
+    images = to_range(images, pixel_range)
+
+    def sample_accuracy():
+        return float(np.mean(predict(copy, images).argmax(axis=-1) == sample.labels))
+
+    moving = sample_accuracy()
+    kept = [(keras.ops.convert_to_numpy(layer.moving_mean), keras.ops.convert_to_numpy(layer.moving_variance))
+            for layer in layers]
+    try:
+        batchnorm.statistics_from_data(copy, images)
+        data = sample_accuracy()
+    finally:
+        for layer, (mean, variance) in zip(layers, kept):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
+    return BatchNormLag(len(sample), moving, data) if data - moving >= LAG_MIN_GAIN else None
 
 
 @runtime.setup_kept()
@@ -130,7 +154,7 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     start(settings)
     data = _side_by_side_feed(train, settings, methods)
     compile_classifier(model, settings, data, loss=losses)
-    history = fit(model, data, settings)
+    fit(model, data, settings)
     if stack is not None:
         stack.write_back()
     if bn_statistics == "data":
@@ -139,8 +163,7 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     results = {}
     for m in methods:
         predicted = predictions(classifier_on(copies[m], pixel_range, reconstructors.get(m)), test[m], 256)
-        trained_loss = (history.get(f"scores_{m}_loss") or history.get("loss") or [None])[-1]
-        lag = None if bn_statistics == "data" else batchnorm_lag(copies[m], train[m], trained_loss, pixel_range,
+        lag = None if bn_statistics == "data" else batchnorm_lag(copies[m], train[m], pixel_range,
                                                                  reconstructors.get(m))
         results[m] = AccEval(float(np.mean(predicted == test[m].labels)) if len(predicted) else float("nan"),
                              copies[m], stacked, len(predicted) > 1 and len(np.unique(predicted)) == 1, lag)

@@ -84,16 +84,19 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     return results
 
 
+LAGGING_RATIO = 1.5  # test Rec. Loss over the last training loss from which moving statistics are suspect
+
+
 def statistics_may_lag(refae, record):
     """The test Rec. Loss over the last training loss (SSE both) of a RefAE trained with moving BatchNorm
-    statistics, where that ratio reaches `batchnorm.LAGGING_RATIO` and its encoder has BatchNorm layers: inference
+    statistics, where that ratio reaches `LAGGING_RATIO` and its encoder has BatchNorm layers: inference
     then uses moving statistics that may lag behind the trained weights (`--bn-statistics data` sets them
     from the training images). None otherwise, and for a RefAE trained with another loss than SSE."""
     metrics = record.get("metrics", {})
     test, train = metrics.get("test_rec_loss"), metrics.get("train_loss")
     if record.get("bn_statistics", "moving") != "moving" or record.get("rec_loss", "sse") != "sse":
         return None
-    if not test or not train or train <= 0 or test / train < batchnorm.LAGGING_RATIO:
+    if not test or not train or train <= 0 or test / train < LAGGING_RATIO:
         return None
     return test / train if batchnorm.batchnorm_layers(refae_encoder(refae)) else None
 

@@ -243,7 +243,8 @@ class Experiment:
         refae = self._refae_path(run, cell) if "refae" in self.methods else None
         explainer = load_explainer(self._classifier_path(run, cell.classifier_epochs), self._cladec_path(run, cell),
                                    refae)
-        result = evaluate(explainer, self.dataset, eval_settings, with_acc_eval=acc_eval, methods=self.methods)
+        result = evaluate(explainer, self.dataset, eval_settings, with_acc_eval=acc_eval, methods=self.methods,
+                          eval_bn_statistics=None)
         result["seconds"] = round(time.time() - started, 1)
         self.log(f"  evaluated in {result['seconds']} s")
         artifacts.write_json(self.metrics_path(run, cell), result, overwrite=True)

@@ -81,7 +81,8 @@ class ArrayFeed(keras.utils.PyDataset):
     def __init__(self, inputs, second, batch_size, arrange=images_and_labels, shuffle=False, seed=0,
                  start_epoch=0):
         super().__init__()
-        n = len(inputs[0]) if isinstance(inputs, (tuple, list)) else len(inputs)
+        inputs = tuple(inputs) if isinstance(inputs, list) else inputs  # as tf.data would stack a list
+        n = len(inputs[0]) if isinstance(inputs, tuple) else len(inputs)
         if n != len(second):
             raise ValueError(f"inputs and second array differ in length: {n} vs {len(second)}")
         self.inputs, self.second, self.batch_size = inputs, second, int(batch_size)

@@ -64,16 +64,22 @@ def pixel_scale(*arrays):
     return 1.0
 
 
-def to_unit_float(images, where="the image array", scale=None):
-    """uint8 images (or floats in [0, 255]) -> float32 in [0, 1] with a channel axis; other than uint8
-    arrays are divided by `scale`, given by a caller that has checked the values (as `load_dataset` does
-    with what its readers checked), else `pixel_scale` of these images once `check_pixels` has passed them:
-    floats above 1 are read as [0, 255], so one outside [0, 255] (or below 0) could only come out wrong."""
+def with_channel_axis(images):
+    """An N x H x W x C image array (N x H x W gets a channel axis); other shapes are refused."""
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
         raise DataError(f"images must be N x H x W or N x H x W x C arrays, got shape {x.shape}")
+    return x
+
+
+def to_unit_float(images, where="the image array", scale=None):
+    """uint8 images (or floats in [0, 255]) -> float32 in [0, 1] with a channel axis; other than uint8
+    arrays are divided by `scale`, given by a caller that has checked the values (as `load_dataset` does
+    with what its readers checked), else `pixel_scale` of these images once `check_pixels` has passed them:
+    floats above 1 are read as [0, 255], so one outside [0, 255] (or below 0) could only come out wrong."""
+    x = with_channel_axis(images)
     if scale is None:
         check_pixels(x, where)
         scale = pixel_scale(x)
@@ -127,7 +133,7 @@ def resize_images(x, size, mode="bilinear"):
 def fit_images(images, image_shape, mode="bilinear", chunk=8192, scale=None):
     """Scale (by `scale`, see `to_unit_float`), convert channels and resize an image array to
     `image_shape` = (H, W, C), float32 [0, 1]."""
-    x = np.asarray(images)
+    x = with_channel_axis(images)
     if scale is None:
         check_pixels(x)
         scale = pixel_scale(x)
