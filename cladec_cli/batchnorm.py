@@ -10,20 +10,21 @@ new statistics), as inference with "population statistics" assumes.
 import keras
 import numpy as np
 
-from cladec_cli.errors import UsageError
+from cladec_cli.errors import UsageError, option
 from cladec_cli.layers import is_submodel
 from cladec_cli.pixels import to_range
 
 CHOICES = ("moving", "data")
 
 
-def check_choice(bn_statistics, *splits):
-    """Refuse an unknown `bn_statistics`, and "data" for `splits` of which one streams from disk."""
+def check_choice(bn_statistics, *splits, name="bn_statistics"):
+    """Refuse an unknown `bn_statistics`, and "data" for `splits` of which one streams from disk; `name` is
+    the parameter that chose it, for the message."""
     if bn_statistics not in CHOICES:
         raise UsageError(f"unknown BatchNorm statistics {bn_statistics!r}; choose moving or data")
     if bn_statistics == "data" and not all(split.in_memory for split in splits):
-        raise UsageError("BatchNorm statistics from data need a dataset held in memory; this one streams "
-                         "image files from disk")
+        raise UsageError(f"{option(name, 'data')}: BatchNorm statistics from data need a dataset held in memory; "
+                         "this one streams image files from disk")
 
 
 def statistics_from_split(model, split, pixel_range="0,1"):

@@ -72,7 +72,7 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     pictures = reconstructors(chosen)
     offer_statistics, eval_bn_statistics = eval_bn_statistics is not None, eval_bn_statistics or "moving"
     if with_acc_eval and pictures:
-        batchnorm.check_choice(eval_bn_statistics, dataset.train, dataset.test)
+        batchnorm.check_choice(eval_bn_statistics, dataset.train, dataset.test, name="eval_bn_statistics")
     if keep_dir and with_acc_eval:
         for method in pictures:  # refused before the work, not after it
             artifacts.check_output(Path(keep_dir) / f"eval_{method}.h5", eval_settings.overwrite, suffixes=(".h5",))

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 from keras.ops import convert_to_numpy
 
 from cladec_cli.architectures import build_classifier
@@ -50,3 +51,18 @@ def test_train_classifier_records_batchnorm_statistics_from_data(tmp_path, npz_d
     moving = keras.models.load_model(tmp_path / "moving.h5", compile=False)
     assert np.abs(data.get_layer("block1_bn").moving_mean.numpy()).max() > 0
     assert np.all(moving.get_layer("block1_bn").moving_mean.numpy() == 0)
+
+
+def test_statistics_from_data_are_refused_for_streamed_splits_naming_the_option_that_chose_them(tmp_path):
+    from cladec_cli.batchnorm import check_choice
+    from cladec_cli.data.split import Split
+    from cladec_cli.errors import UsageError, for_cli
+
+    held = Split(np.zeros(2, np.int64), (4, 4, 1), images=np.zeros((2, 4, 4, 1), np.float32))
+    streamed = Split(np.zeros(2, np.int64), (4, 4, 1), paths=np.array([str(tmp_path / "a.png")] * 2))
+    check_choice("data", held)
+    check_choice("moving", held, streamed)
+    with pytest.raises(UsageError) as refused:
+        check_choice("data", held, streamed, name="eval_bn_statistics")
+    assert for_cli(refused.value).startswith("--eval-bn-statistics data: BatchNorm statistics from data need a "
+                                             "dataset held in memory")
