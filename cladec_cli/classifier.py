@@ -58,11 +58,10 @@ def logits_model(model):
 
 
 def fresh_copy(model):
-    """A newly initialised, trainable model of the same architecture, computing under a mixed global
-    policy where one is set (`cloning.clone_graph`). Weights are not copied, except the statistics of
-    adapted Normalization layers: they describe the data, are not trained, and a copy without them would
-    take unnormalised images."""
-    copy = clone_graph(model, compute=True)
+    """A newly initialised, trainable model of the same architecture, each layer computing in its own dtype
+    policy. Weights are not copied, except the statistics of adapted Normalization layers: they describe
+    the data, are not trained, and a copy without them would take unnormalised images."""
+    copy = clone_graph(model)
     _keep_normalization(model, copy)
     _unfreeze(copy)
     return copy

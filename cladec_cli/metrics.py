@@ -85,17 +85,31 @@ class AccEval(NamedTuple):
 LAG_SAMPLE = 2048
 # The accuracy those images must gain with statistics of their own for the moving ones to count as lagging.
 LAG_MIN_GAIN = 0.02
+# Moving statistics of a momentum at most LAG_FAST_MOMENTUM average the last few dozen batches; once their
+# start weighs less than LAG_FORGOTTEN in them, they follow the weights, and the classifier is not tried.
+LAG_FAST_MOMENTUM = 0.9
+LAG_FORGOTTEN = 1e-3
 
 
-def batchnorm_lag(copy, split, pixel_range="0,1", reconstructor=None):
+def may_lag(copy, steps=None):
+    """Whether `copy`'s BatchNorm statistics may lag behind its weights after `steps` training steps (None:
+    unknown): a BatchNorm of a momentum above `LAG_FAST_MOMENTUM`, or whose start still weighs
+    `LAG_FORGOTTEN` or more."""
+    layers = batchnorm.batchnorm_layers(copy)
+    return any(steps is None or layer.momentum > LAG_FAST_MOMENTUM or layer.momentum ** steps >= LAG_FORGOTTEN
+               for layer in layers)
+
+
+def batchnorm_lag(copy, split, pixel_range="0,1", reconstructor=None, steps=None):
     """How much the trained classifier `copy`'s moving BatchNorm statistics cost it: its accuracy in
     inference mode on a class-stratified sample of `LAG_SAMPLE` of the training `split` it learned from
     (made into reconstructions by `reconstructor`, if given), with those statistics and with statistics
     set from the sample itself (`batchnorm.statistics_from_data`; the moving ones are put back after).
-    A `BatchNormLag` where the second is at least `LAG_MIN_GAIN` above the first, else None (also for a
-    classifier without BatchNorm)."""
+    A `BatchNormLag` where the second is at least `LAG_MIN_GAIN` above the first, else None, also untried
+    for a classifier without BatchNorm or one whose statistics cannot lag after its `steps` (`may_lag`):
+    the paper's classifier (momentum 0.9) after more than 65 steps."""
     layers = batchnorm.batchnorm_layers(copy)
-    if not layers or len(split) == 0:
+    if not may_lag(copy, steps) or len(split) == 0:
         return None
     sample = split.subset(stratified_indices(split.labels, LAG_SAMPLE))
     images = sample.arrays()[0] if reconstructor is None else predict(reconstructor,
@@ -155,6 +169,7 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     data = _side_by_side_feed(train, settings, methods)
     compile_classifier(model, settings, data, loss=losses)
     fit(model, data, settings)
+    steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     if stack is not None:
         stack.write_back()
     if bn_statistics == "data":
@@ -164,7 +179,7 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
     for m in methods:
         predicted = predictions(classifier_on(copies[m], pixel_range, reconstructors.get(m)), test[m], 256)
         lag = None if bn_statistics == "data" else batchnorm_lag(copies[m], train[m], pixel_range,
-                                                                 reconstructors.get(m))
+                                                                 reconstructors.get(m), steps)
         results[m] = AccEval(float(np.mean(predicted == test[m].labels)) if len(predicted) else float("nan"),
                              copies[m], stacked, len(predicted) > 1 and len(np.unique(predicted)) == 1, lag)
     return results

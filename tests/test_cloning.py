@@ -75,28 +75,3 @@ def test_a_model_with_two_streams_of_the_same_layer_names_saves_and_opens(tmp_pa
     tolerance = 1e-6 if policy == "float32" else 2e-2  # the copy computes in float32, the model in bfloat16
     np.testing.assert_allclose(loaded.predict(images(), verbose=0), expected, rtol=tolerance, atol=tolerance)
 
-
-def test_a_fresh_copy_computes_under_a_mixed_global_policy_but_its_outputs_and_lambdas_in_float32():
-    from cladec_cli.classifier import fresh_copy
-
-    inputs = keras.Input((16, 16, 3))
-    h = layers.Lambda(lambda x: x - 0.5, name="centre")(inputs)
-    features = keras.Model(inputs, layers.Conv2D(4, 3, name="conv")(h), name="features")
-    outer = keras.Input((16, 16, 3))
-    h = layers.GlobalAveragePooling2D(name="pool")(features(outer))
-    model = keras.Model(outer, layers.Dense(3, name="scores")(h))
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        copy = fresh_copy(model)
-        kept = clone_graph(model)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    nested = copy.get_layer("features")
-    assert copy.get_layer("pool").dtype_policy.name == "mixed_bfloat16"
-    assert copy.get_layer("scores").dtype_policy.name == "float32"  # the output: logits in full precision
-    assert nested.get_layer("centre").dtype_policy.name == "float32"
-    # The nested model's output feeds the outer model, so it is not one of the copy's outputs.
-    assert nested.get_layer("conv").dtype_policy.name == "mixed_bfloat16"
-    assert {layer.dtype_policy.name for layer in kept.get_layer("features").layers[1:] + kept.layers[2:]} == {"float32"}
-    assert {layer.dtype_policy.name for layer in fresh_copy(model).layers[1:]} == {"float32"}  # float32 global
-    np.testing.assert_allclose(copy.predict(images(), verbose=0).shape, (4, 3))

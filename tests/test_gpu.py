@@ -53,4 +53,6 @@ def test_gpu_chunks_on_the_device_train_like_single_batches(npz_dataset):
     single, single_history = run(1)
     chunked, chunked_history = run(3)
     assert int(chunked.optimizer.iterations) == int(single.optimizer.iterations) == 2 * 8
-    np.testing.assert_allclose(single_history["loss"], chunked_history["loss"], rtol=1e-3)
+    # By the second epoch the tiny set is learned (loss about 1e-3), where GPU rounding alone moves the loss
+    # by more than 1e-3 of itself (1.8e-6 on an H200 under JAX, 2026-11-28): hence the absolute tolerance.
+    np.testing.assert_allclose(single_history["loss"], chunked_history["loss"], rtol=1e-3, atol=1e-5)

@@ -134,7 +134,7 @@ def test_under_float16_no_classifier_skips_a_step_for_another(images):
         return acc_evals(classifier, {m: held_split(sources[m], y, slice(0, 240)) for m in methods},
                          {m: held_split(sources[m], y, slice(240, 320)) for m in methods}, settings)
 
-    keras.mixed_precision.set_global_policy("mixed_float16")  # the copies' hidden layers compute in float16
+    keras.mixed_precision.set_global_policy("mixed_float16")  # the copies keep their layers' policy
     try:
         inputs = keras.Input((32, 32, 1))
         dense = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Dense(16)(keras.layers.Flatten()(inputs))))
@@ -221,6 +221,9 @@ def test_batchnorm_lag_is_the_sample_accuracy_with_moving_and_with_the_samples_s
     assert wrong <= right - 0.5
     assert metrics.batchnorm_lag(model, split) == (64, pytest.approx(wrong), pytest.approx(right))
     np.testing.assert_array_equal(layer.moving_mean, 0.0)  # its own statistics are put back
+    layer.momentum = 0.9  # statistics of the last few dozen batches: after 66 steps nothing is left to lag
+    assert metrics.batchnorm_lag(model, split, steps=66) is None
+    assert metrics.batchnorm_lag(model, split, steps=65) == (64, pytest.approx(wrong), pytest.approx(right))
     monkeypatch.setattr(metrics, "LAG_MIN_GAIN", right - wrong + 0.01)
     assert metrics.batchnorm_lag(model, split) is None
     assert metrics.batchnorm_lag(quadrant_classifier(), split) is None  # no BatchNorm to lag
