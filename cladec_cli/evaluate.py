@@ -43,9 +43,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     "data" sets their BatchNorm statistics to those of the reconstructions each learned from, once
     training ends (`metrics.acc_evals`), for splits held in memory; "moving" keeps what training leaves,
     and so does None, for callers that offer no choice: the warnings then name no remedy of that kind.
-    A split that streams
-    from disk is never held in memory whole (`streamed_measures`); splits held in memory are
-    reconstructed once (`held_measures`).
+    A split that streams from disk is never held in memory whole (`streamed_measures`); splits held in
+    memory are reconstructed once (`held_measures`).
 
     Returns a dict: `classifier_test_accuracy`, `test_images`, `train_images`, the layer (with its
     `layer_convention`) and dataset records, the `models` measured (`Explainer.models_record`), `methods`;
@@ -53,8 +52,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     model's last training-epoch loss), `agreement`, the baseline `mean_image_rec_loss`
     (`reconstruction.mean_image_rec_loss`), with the ridge decoder the layer's `code_values` and, with
     Acc Eval, `acc_eval` and `eval_settings` (and, where found, the methods whose Acc Eval classifier
-    names one class, `acc_eval_one_class`, and {method: ratio} of those whose BatchNorm statistics lag,
-    `acc_eval_bn_lag`: `metrics.batchnorm_lag`); for attribution maps `deletion`, `insertion` and
+    names one class, `acc_eval_one_class`, and {method: {images, moving, data}} of those whose BatchNorm
+    statistics lag, `acc_eval_bn_lag`: `metrics.batchnorm_lag`); for attribution maps `deletion`, `insertion` and
     `map_images`. With both ClaDec and RefAE, each of those dicts also holds their `difference`.
     """
     check_fits(explainer.classifier, dataset, explainer.pixel_range)

@@ -150,7 +150,7 @@ def acc_evals(classifier, train, test, settings, pixel_range="0,1", reconstructo
 
     `bn_statistics` "data" sets each classifier's BatchNorm statistics, once training ends, to those of
     the training reconstructions it learned from (`batchnorm.statistics_from_split`; they must be held in
-    memory); "moving" keeps those training leaves.
+    memory); "moving" keeps what training leaves.
     """
     batchnorm.check_choice(bn_statistics, *train.values())
     if bn_statistics == "data" and reconstructors:

@@ -536,8 +536,8 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
                 "reports/<dataset>/metrics_<layer>_a<alpha>.json, <layer> named as in the decoder's file")
 @report_options
 def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_names, map_images, eval_epochs,
-                 eval_bn_statistics, keep_eval_models, batch_size, lr, seed, out, overwrite, quiet, as_json, precision, deterministic,
-                 steps_per_execution, xla, **opts):
+                 eval_bn_statistics, keep_eval_models, batch_size, lr, seed, out, overwrite, quiet, as_json,
+                 precision, deterministic, steps_per_execution, xla, **opts):
     """Measure explanation methods for one layer: Rec. Loss, Acc Eval and agreement of ClaDec, RefAE and
     a ridge decoder; deletion and insertion areas of Grad-CAM, SmoothGrad and occlusion."""
     from cladec_cli import artifacts
