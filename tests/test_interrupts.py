@@ -1,6 +1,5 @@
 """Ctrl-C and SIGTERM: deferred while a file must stay whole, and SIGTERM unwinding as Ctrl-C does."""
 
-import os
 import signal
 import threading
 
@@ -14,7 +13,7 @@ def test_a_signal_within_a_deferred_block_arrives_once_the_block_has_finished():
     done = []
     with pytest.raises(KeyboardInterrupt):
         with interrupts.deferred():
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
             done.append("the rest of the block")
     assert done == ["the rest of the block"]
     assert signal.getsignal(signal.SIGINT) is before
@@ -31,7 +30,7 @@ def test_sigterm_raises_keyboard_interrupt_within_the_block_only():
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         with interrupts.sigterm_as_interrupt():
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) == before
 
 
@@ -40,7 +39,7 @@ def test_sigterm_waits_within_a_deferred_block_too():
     with interrupts.sigterm_as_interrupt():
         with pytest.raises(KeyboardInterrupt):
             with interrupts.deferred():
-                os.kill(os.getpid(), signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)
                 done.append("whole")
     assert done == ["whole"]
 
@@ -48,7 +47,7 @@ def test_sigterm_waits_within_a_deferred_block_too():
 def test_a_failing_deferred_block_raises_its_own_error():
     with pytest.raises(OSError, match="disk full"):
         with interrupts.deferred():
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
             raise OSError("disk full")
 
 

@@ -113,7 +113,7 @@ def test_sigterm_from_a_batch_system_ends_a_training_as_ctrl_c_does(tmp_path, np
     def then_terminated(self, epoch, logs=None):
         on_epoch_end(self, epoch, logs)
         if epoch == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
 
     monkeypatch.setattr(training.PeriodicBackup, "on_epoch_end", then_terminated)
     before = signal.getsignal(signal.SIGTERM)
@@ -366,7 +366,7 @@ def test_ctrl_c_while_a_backup_is_written_waits_until_it_is_whole(tmp_path, tiny
 
     def saved_then_interrupted(self, *args, **kwargs):
         save_weights(self, *args, **kwargs)
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the weights and the epoch record
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C between the weights and the epoch record
 
     monkeypatch.setattr(keras.Model, "save_weights", saved_then_interrupted)
     settings = dict(epochs=3, batch_size=32, seed=5, verbose=0, backup_interval=0)
