@@ -53,6 +53,18 @@ def process_setup_put_back():
         yield
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt during the test, as it does in a terminal, also where this
+    process was started with SIGINT ignored (a background job of a shell without job control, as some CI
+    runners start their commands); the handler in place before is put back after."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def loud_classifier():
     """A classifier with huge logits (a 1x1 convolution weighting each channel by 12,000 before them): in
     the first steps of training in float16, a decoder of the logits overflows at other loss scales than

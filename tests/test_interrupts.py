@@ -8,7 +8,7 @@ import pytest
 from cladec_cli import interrupts
 
 
-def test_a_signal_within_a_deferred_block_arrives_once_the_block_has_finished():
+def test_a_signal_within_a_deferred_block_arrives_once_the_block_has_finished(ctrl_c_raises):
     before = signal.getsignal(signal.SIGINT)
     done = []
     with pytest.raises(KeyboardInterrupt):

@@ -361,7 +361,7 @@ def test_a_backup_of_another_model_layout_is_refused_in_one_line(tmp_path, npz_d
     assert said[0].endswith("; delete that folder (or pass --overwrite) to start again") and not out.exists()
 
 
-def test_ctrl_c_while_a_backup_is_written_waits_until_it_is_whole(tmp_path, tiny, monkeypatch):
+def test_ctrl_c_while_a_backup_is_written_waits_until_it_is_whole(tmp_path, tiny, monkeypatch, ctrl_c_raises):
     save_weights = keras.Model.save_weights
 
     def saved_then_interrupted(self, *args, **kwargs):
