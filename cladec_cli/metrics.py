@@ -91,11 +91,10 @@ LAG_FAST_MOMENTUM = 0.9
 LAG_FORGOTTEN = 1e-3
 
 
-def may_lag(copy, steps=None):
-    """Whether `copy`'s BatchNorm statistics may lag behind its weights after `steps` training steps (None:
-    unknown): a BatchNorm of a momentum above `LAG_FAST_MOMENTUM`, or whose start still weighs
+def may_lag(layers, steps=None):
+    """Whether the statistics of the BatchNorm `layers` may lag behind their weights after `steps` training
+    steps (None: unknown): a momentum above `LAG_FAST_MOMENTUM`, or a start that still weighs
     `LAG_FORGOTTEN` or more."""
-    layers = batchnorm.batchnorm_layers(copy)
     return any(steps is None or layer.momentum > LAG_FAST_MOMENTUM or layer.momentum ** steps >= LAG_FORGOTTEN
                for layer in layers)
 
@@ -109,7 +108,7 @@ def batchnorm_lag(copy, split, pixel_range="0,1", reconstructor=None, steps=None
     for a classifier without BatchNorm or one whose statistics cannot lag after its `steps` (`may_lag`):
     the paper's classifier (momentum 0.9) after more than 65 steps."""
     layers = batchnorm.batchnorm_layers(copy)
-    if not may_lag(copy, steps) or len(split) == 0:
+    if not may_lag(layers, steps) or len(split) == 0:
         return None
     sample = split.subset(stratified_indices(split.labels, LAG_SAMPLE))
     images = sample.arrays()[0] if reconstructor is None else predict(reconstructor,

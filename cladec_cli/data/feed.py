@@ -64,7 +64,7 @@ TENSOR_COPY_LIMIT = 1 << 30
 
 def _take(arrays, chosen):
     """Items `chosen` of an array, or of each array in a tuple (a model with several inputs)."""
-    if isinstance(arrays, (tuple, list)):
+    if isinstance(arrays, tuple):
         return tuple(a[chosen] for a in arrays)
     return arrays[chosen]
 

@@ -74,15 +74,19 @@ def with_channel_axis(images):
     return x
 
 
+def checked_scale(images, where="the image array"):
+    """`pixel_scale` of `images` once `check_pixels` has passed them (`where` names them in its message)."""
+    check_pixels(images, where)
+    return pixel_scale(images)
+
+
 def to_unit_float(images, where="the image array", scale=None):
     """uint8 images (or floats in [0, 255]) -> float32 in [0, 1] with a channel axis; other than uint8
     arrays are divided by `scale`, given by a caller that has checked the values (as `load_dataset` does
     with what its readers checked), else `pixel_scale` of these images once `check_pixels` has passed them:
     floats above 1 are read as [0, 255], so one outside [0, 255] (or below 0) could only come out wrong."""
     x = with_channel_axis(images)
-    if scale is None:
-        check_pixels(x, where)
-        scale = pixel_scale(x)
+    scale = checked_scale(x, where) if scale is None else scale
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
     return x.astype(np.float32) / np.float32(scale)
@@ -134,9 +138,7 @@ def fit_images(images, image_shape, mode="bilinear", chunk=8192, scale=None):
     """Scale (by `scale`, see `to_unit_float`), convert channels and resize an image array to
     `image_shape` = (H, W, C), float32 [0, 1]."""
     x = with_channel_axis(images)
-    if scale is None:
-        check_pixels(x)
-        scale = pixel_scale(x)
+    scale = checked_scale(x) if scale is None else scale
     out = np.empty((len(x),) + tuple(image_shape), dtype=np.float32)
     for start in range(0, len(x), chunk):  # chunk by chunk, so no float copy of the whole array is made
         part = convert_channels(to_unit_float(x[start:start + chunk], scale=scale), image_shape[2])
