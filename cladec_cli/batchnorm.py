@@ -62,9 +62,16 @@ def statistics_from_data(model, images, batch_size=512):
 
 
 def _batch_outputs(probe, images, batch_size):
-    """`probe`'s outputs over `images` in inference mode, batch by batch, as NumPy arrays."""
+    """`probe`'s outputs over `images` in inference mode, batch by batch, as NumPy arrays, through Keras'
+    compiled prediction step rather than eager calls. A shorter last batch after whole ones is padded with
+    the first images to a whole batch and the padding's outputs dropped, so each probe compiles one program."""
     for start in range(0, len(images), batch_size):
-        yield keras.ops.convert_to_numpy(probe(images[start:start + batch_size], training=False))
+        batch = images[start:start + batch_size]
+        short = start > 0 and len(batch) < batch_size
+        if short:
+            batch = np.concatenate([batch, images[:batch_size - len(batch)]])
+        outputs = probe.predict_on_batch(batch)
+        yield outputs[:len(images) - start] if short else outputs
 
 
 def _outputs(probe, images, batch_size):

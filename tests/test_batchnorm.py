@@ -31,6 +31,19 @@ def test_statistics_from_data_normalise_every_batchnorm_in_inference_mode():
     assert_normalised(model, images)  # gamma 1, beta 0 when untrained: mean 0, variance 1
 
 
+def test_statistics_from_data_do_not_count_the_padding_of_a_shorter_last_batch():
+    def statistics(batch_size):
+        keras.utils.set_random_seed(0)
+        model = build_classifier((32, 32, 1), 4)
+        statistics_from_data(model, images, batch_size=batch_size)
+        return [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in batchnorm_layers(model)]
+
+    images = synthetic_images(300)[0].astype("float32") / 255.0
+    for (mean, variance), (whole_mean, whole_variance) in zip(statistics(128), statistics(300)):
+        np.testing.assert_allclose(mean, whole_mean, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(variance, whole_variance, rtol=1e-4, atol=1e-6)
+
+
 def test_statistics_from_data_reach_batchnorm_inside_a_nested_model():
     keras.utils.set_random_seed(0)
     inner = build_classifier((32, 32, 1), 4)
