@@ -10,6 +10,7 @@ new statistics), as inference with "population statistics" assumes.
 import keras
 import numpy as np
 
+from cladec_cli.data.feed import padded_to
 from cladec_cli.errors import UsageError, option
 from cladec_cli.layers import is_submodel
 from cladec_cli.pixels import to_range
@@ -63,15 +64,12 @@ def statistics_from_data(model, images, batch_size=512):
 
 def _batch_outputs(probe, images, batch_size):
     """`probe`'s outputs over `images` in inference mode, batch by batch, as NumPy arrays, through Keras'
-    compiled prediction step rather than eager calls. A shorter last batch after whole ones is padded with
-    the first images to a whole batch and the padding's outputs dropped, so each probe compiles one program."""
+    compiled prediction step rather than eager calls. A shorter last batch after whole ones is padded to a
+    whole batch (`padded_to`) and the padding's outputs dropped, so each probe compiles one program."""
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        short = start > 0 and len(batch) < batch_size
-        if short:
-            batch = np.concatenate([batch, images[:batch_size - len(batch)]])
-        outputs = probe.predict_on_batch(batch)
-        yield outputs[:len(images) - start] if short else outputs
+        outputs = probe.predict_on_batch(padded_to(batch, batch_size) if start else batch)
+        yield outputs[:len(batch)]
 
 
 def _outputs(probe, images, batch_size):
