@@ -19,13 +19,15 @@ CHOICES = ("moving", "data")
 
 
 def check_choice(bn_statistics, *splits, name="bn_statistics"):
-    """Refuse an unknown `bn_statistics`, and "data" for `splits` of which one streams from disk; `name` is
-    the parameter that chose it, for the message."""
+    """Refuse an unknown `bn_statistics`, and "data" for `splits` of which one is not held in memory
+    fitted; `name` is the parameter that chose it, for the message."""
     if bn_statistics not in CHOICES:
         raise UsageError(f"unknown BatchNorm statistics {bn_statistics!r}; choose moving or data")
-    if bn_statistics == "data" and not all(split.in_memory for split in splits):
+    streamed = [split for split in splits if not split.in_memory]
+    if bn_statistics == "data" and streamed:
         raise UsageError(f"{option(name, 'data')}: BatchNorm statistics from data need a dataset held in memory; "
-                         "this one streams image files from disk")
+                         f"in this one {streamed[0].how_read()}"
+                         + (f" (a smaller {option('limit')} holds it)" if streamed[0].fitted_per_batch else ""))
 
 
 def statistics_from_split(model, split, pixel_range="0,1"):

@@ -100,8 +100,8 @@ def _training_setup(classifier, encoder, decoders, split, settings, alpha, rec, 
 
     if cache:
         if not split.in_memory:
-            raise UsageError(f"{option('cache_codes')} yes needs a dataset held in memory; this one streams "
-                             f"image files from disk (use {option('cache_codes')} auto or no)")
+            raise UsageError(f"{option('cache_codes')} yes needs a dataset held in memory; in this one "
+                             f"{split.how_read()} (use {option('cache_codes')} auto or no)")
         codes = predict(encoder, split.images)
         codes = list(codes) if len(decoders) > 1 else [codes]
         inputs = [keras.Input(shape=d.inputs[0].shape[1:], name=f"code_{i}") for i, d in enumerate(decoders, start=1)]

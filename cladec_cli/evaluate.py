@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cladec_cli import artifacts, batchnorm
+from cladec_cli import artifacts, batchnorm, memory
 from cladec_cli.classifier import chance_warning, check_cross_entropy, check_fits
 from cladec_cli.errors import UsageError, option
 from cladec_cli.explainer import layer_convention
@@ -43,8 +43,9 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     "data" sets their BatchNorm statistics to those of the reconstructions each learned from, once
     training ends (`metrics.acc_evals`), for splits held in memory; "moving" keeps what training leaves,
     and so does None, for callers that offer no choice: the warnings then name no remedy of that kind.
-    A split that streams from disk is never held in memory whole (`streamed_measures`); splits held in
-    memory are reconstructed once (`held_measures`).
+    A split that is not held in memory fitted (files, or images fitted batch by batch) is never held whole
+    (`streamed_measures`), and neither are reconstructions that would take more than `memory.hold_limit()`;
+    otherwise each split is reconstructed once (`held_measures`).
 
     Returns a dict: `classifier_test_accuracy`, `test_images`, `train_images`, the layer (with its
     `layer_convention`) and dataset records, the `models` measured (`Explainer.models_record`), `methods`;
@@ -77,7 +78,8 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
             artifacts.check_output(Path(keep_dir) / f"eval_{method}.h5", eval_settings.overwrite, suffixes=(".h5",))
     # Without Acc Eval, holding the reconstructions would save nothing: each split is still read once for
     # the methods (and once more for the mean-image baseline).
-    held = dataset.train.in_memory and dataset.test.in_memory and with_acc_eval
+    held = dataset.train.in_memory and dataset.test.in_memory and with_acc_eval and \
+        _held_bytes(dataset) <= memory.hold_limit()
     measure = held_measures if held else streamed_measures
     measured, acc = measure(explainer, pictures, dataset, eval_settings if with_acc_eval else None,
                             eval_bn_statistics)
@@ -198,7 +200,7 @@ def held_measures(explainer, pictures, dataset, eval_settings, bn_statistics="mo
     measured = {"accuracy": float(np.mean(predicted == test.labels)) if len(test) else float("nan"),
                 "rec_loss": {}, "train_rec_loss": {}, "agreement": {}}
     acc = {}
-    for group in _groups(list(pictures), 2 * train.images.nbytes + test.images.nbytes, HELD_BYTES):
+    for group in _groups(list(pictures), _held_bytes(dataset), HELD_BYTES):
         group_measures, group_acc = _held_group(explainer, {m: pictures[m] for m in group}, dataset, eval_settings,
                                                 predicted, bn_statistics)
         for key, values in group_measures.items():
@@ -220,6 +222,12 @@ def _held_group(explainer, pictures, dataset, eval_settings, predicted, bn_stati
         acc = acc_evals(explainer.classifier, {m: r[0] for m, r in recs.items()}, {m: r[1] for m, r in recs.items()},
                         eval_settings, explainer.pixel_range, bn_statistics=bn_statistics)
     return measured, acc
+
+
+def _held_bytes(dataset):
+    """Bytes one method's reconstructions of both splits take held, the training split's counted twice
+    for the tensors `fit` copies them into."""
+    return 2 * dataset.train.images.nbytes + dataset.test.images.nbytes
 
 
 def _groups(methods, bytes_each, limit_bytes):

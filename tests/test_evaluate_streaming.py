@@ -75,3 +75,31 @@ def test_methods_measured_one_at_a_time_give_the_numbers_of_methods_measured_tog
     assert len(trained) == 2
     for group in ("rec_loss", "train_rec_loss", "agreement", "acc_eval"):
         assert one_at_a_time[group] == pytest.approx(together[group], rel=1e-6), group
+
+
+def test_images_fitted_batch_by_batch_are_never_held_fitted_and_give_the_numbers_of_held_ones(
+        monkeypatch, in_memory, explainer):
+    held = evaluate(explainer, in_memory, SETTINGS)
+    batched = load_dataset(in_memory.name, image_shape=(32, 32, 1), hold_bytes=0)
+    assert batched.train.fitted_per_batch and batched.test.fitted_per_batch
+
+    def refuse(split):
+        raise AssertionError("a split fitted batch by batch was fitted whole")
+    monkeypatch.setattr(Split, "arrays", refuse)
+    result = evaluate(explainer, batched, SETTINGS)
+    assert result["classifier_test_accuracy"] == held["classifier_test_accuracy"]
+    for group in ("rec_loss", "train_rec_loss", "agreement", "acc_eval"):
+        for method in ("cladec", "refae"):
+            assert result[group][method] == pytest.approx(held[group][method], rel=1e-5), (group, method)
+
+
+def test_reconstructions_too_large_to_hold_are_measured_batch_by_batch(monkeypatch, in_memory, explainer):
+    held = evaluate(explainer, in_memory, SETTINGS)
+
+    def refuse(*args):
+        raise AssertionError("reconstructions above the hold limit were held")
+    monkeypatch.setattr(evaluate_module, "reconstructed", refuse)
+    monkeypatch.setattr(evaluate_module.memory, "hold_limit", lambda: 1)
+    streamed = evaluate(explainer, in_memory, SETTINGS)
+    for group in ("rec_loss", "train_rec_loss", "agreement", "acc_eval"):
+        assert streamed[group] == pytest.approx(held[group], rel=1e-5), group

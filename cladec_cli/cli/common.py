@@ -109,7 +109,7 @@ def explainer_pixel_range(opts, explainer, decoder_path):
 def dataset_for(opts, provenance=None, image_shape=None, source="the classifier", quiet=False):
     """Load the dataset the options name, defaulting to what `provenance` (the record of `source`) names,
     fitted to `image_shape` (a model's input); a note on stderr says how, where the images change."""
-    from cladec_cli.data.datasets import draws_test_split, fitting_note, load_dataset
+    from cladec_cli.data.datasets import draws_test_split, fitting_note, holding_note, load_dataset
 
     provenance = provenance or {}
     pixel_range = pixel_range_for(opts, provenance, source)
@@ -130,9 +130,9 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     resize = opts.get("resize") or recorded_resize or "bilinear"
     dataset = load_dataset(name, data_dir=opts.get("data_dir"), resize=resize, image_shape=image_shape,
                            pixel_range=pixel_range, **split_choices(opts, provenance, same, source))
-    fitted = fitting_note(dataset)
-    if fitted:
-        note(fitted, quiet)
+    for line in (fitting_note(dataset), holding_note(dataset)):
+        if line:
+            note(line, quiet)
     if dataset.limit and dataset.limit < dataset.n_classes:
         note(f"warning: --limit {dataset.limit} keeps fewer images than there are classes "
              f"({dataset.n_classes}): some classes then have none")

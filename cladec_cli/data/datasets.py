@@ -4,9 +4,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cladec_cli import memory
 from cladec_cli.data import readers
 from cladec_cli.data.names import DATASET_NAMES, PIXEL_RANGES, RESIZE_MODES
-from cladec_cli.data.preprocess import fit_images, pixel_scale, stratified_indices
+from cladec_cli.data.preprocess import fit_images, pixel_scale, stratified_indices, with_channel_axis
 from cladec_cli.data.split import Split
 from cladec_cli.errors import UsageError
 
@@ -34,6 +35,7 @@ class Dataset:
     test_fraction: float = 0.2
     pixel_range: str = "0,1"
     native_shape: tuple = None
+    hold_bytes: int = None
 
     @property
     def image_shape(self):
@@ -78,11 +80,20 @@ def draws_test_split(name):
     return kind == "folder" and bool(path) and not readers.folder_has_split(path)
 
 
+def fitted_bytes(n_images, image_shape):
+    """Bytes that `n_images` images fitted to `image_shape` take as float32."""
+    return int(n_images) * int(np.prod(image_shape)) * 4
+
+
 def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape=None,
-                 split_seed=0, test_fraction=0.2, download=True, pixel_range="0,1"):
+                 split_seed=0, test_fraction=0.2, download=True, pixel_range="0,1", hold_bytes=None):
     """Read a dataset and preprocess it to `image_shape` (H, W, C), float32 in [0, 1].
 
-    Array datasets are held in memory; image folders stay on disk and are decoded batch by batch.
+    Array datasets are held in memory, fitted to `image_shape` when both splits then take at most
+    `hold_bytes` (default `memory.hold_limit()`: half the memory available), else as they come, each
+    batch fitted when it is read (a model with a large input on small images: 60,000 Fashion-MNIST
+    images at 224x224x3 would take 36 GB fitted, 47 MB as they come); either way every batch holds the
+    same values. Image folders stay on disk and are decoded batch by batch.
     `limit` keeps a class-stratified subset of at most that many images of each split. `split_seed`
     chooses that subset and, for image folders without train/ and test/, which `test_fraction` of
     each class is held out; it is not a training seed, so that every model trained on the same data
@@ -97,15 +108,21 @@ def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape
     splits = []
     arrays = [part.images for part in (raw.train, raw.test) if part.images is not None]
     scale = pixel_scale(*arrays) if arrays else None
-    for part in (raw.train, raw.test):
-        keep = stratified_indices(part.labels, limit, split_seed)
-        if part.images is not None:
+    kept = [stratified_indices(part.labels, limit, split_seed) for part in (raw.train, raw.test)]
+    hold_bytes = memory.hold_limit() if hold_bytes is None else int(hold_bytes)
+    held = fitted_bytes(sum(map(len, kept)), shape) <= hold_bytes
+    for part, keep in zip((raw.train, raw.test), kept):
+        if part.images is not None and held:
             images = fit_images(np.asarray(part.images)[keep], shape, resize, scale=scale)
             splits.append(Split(part.labels[keep], shape, images=images, resize=resize))
+        elif part.images is not None:
+            unfitted = with_channel_axis(np.asarray(part.images)[keep])
+            splits.append(Split(part.labels[keep], shape, resize=resize, unfitted=unfitted, scale=scale))
         else:
             splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))
     return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin,
-                   int(split_seed), float(test_fraction), pixel_range, tuple(int(v) for v in raw.native_shape))
+                   int(split_seed), float(test_fraction), pixel_range, tuple(int(v) for v in raw.native_shape),
+                   hold_bytes)
 
 
 # How images change channels to fit a model (`preprocess.convert_channels`), in words.
@@ -131,3 +148,14 @@ def fitting_note(dataset):
               else f"{dataset.name} images ({shape})")
     return f"note: the {source} are {' and '.join(changes)} to fit the model's input {'x'.join(map(str, target))}"
 
+
+def holding_note(dataset):
+    """One line saying that the images are fitted to the model batch by batch, or None when they are held
+    fitted (or stream from files)."""
+    if not dataset.train.fitted_per_batch:
+        return None
+    n = len(dataset.train) + len(dataset.test)
+    return (f"note: the {n:,} {dataset.name} images would take {memory.gigabytes(fitted_bytes(n, dataset.image_shape))} "
+            f"fitted to {'x'.join(map(str, dataset.image_shape))}, more than the "
+            f"{memory.gigabytes(dataset.hold_bytes)} that data held whole may take here (half the memory available), "
+            "so they are held as they come and fitted batch by batch")

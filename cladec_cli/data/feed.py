@@ -75,18 +75,19 @@ class ArrayFeed(keras.utils.PyDataset):
 
     With `shuffle`, epoch e is served in `epoch_order(n, seed, e)`; as a PyDataset the epoch advances by
     one at the end of each pass, starting from `start_epoch` (set it when a run resumes). `tf_dataset`
-    never advances it: `fit` sets it at each epoch's start.
+    never advances it: `fit` sets it at each epoch's start. `prepare`, when given, turns each batch of
+    inputs into what `arrange` gets (a `preprocess.BatchFitter`: images fitted to a model batch by batch).
     """
 
     def __init__(self, inputs, second, batch_size, arrange=images_and_labels, shuffle=False, seed=0,
-                 start_epoch=0):
+                 start_epoch=0, prepare=None):
         super().__init__()
         inputs = tuple(inputs) if isinstance(inputs, list) else inputs  # as tf.data would stack a list
         n = len(inputs[0]) if isinstance(inputs, tuple) else len(inputs)
         if n != len(second):
             raise ValueError(f"inputs and second array differ in length: {n} vs {len(second)}")
         self.inputs, self.second, self.batch_size = inputs, second, int(batch_size)
-        self.arrange = arrange
+        self.arrange, self.prepare = arrange, prepare
         self.order = EpochOrder(n, shuffle, seed, start_epoch)
         self.refresh()
 
@@ -102,7 +103,7 @@ class ArrayFeed(keras.utils.PyDataset):
 
             inputs, second = jax.device_put((inputs, second))
         return ArrayFeed(inputs, second, self.batch_size * batches, self.arrange, self.order.shuffle,
-                         self.order.seed, self.order.epoch)
+                         self.order.seed, self.order.epoch, self.prepare)
 
     def tf_dataset(self):
         """The same batches, in the same order, as a tf.data pipeline (TensorFlow only). Keras' array
@@ -134,7 +135,7 @@ class ArrayFeed(keras.utils.PyDataset):
                 return [tf.ensure_shape(part, spec.shape) for part, spec in zip(parts, specs)]
 
         def batch(chosen):
-            return self.arrange(*keras.tree.pack_sequence_as(structure, parts_of(chosen)))
+            return self._arranged(*keras.tree.pack_sequence_as(structure, parts_of(chosen)))
 
         data = tf_epoch_indices(self.order).unbatch().batch(self.batch_size).map(batch)
         data = data.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(tf.data.AUTOTUNE)
@@ -151,7 +152,10 @@ class ArrayFeed(keras.utils.PyDataset):
     def __getitem__(self, index):
         window = slice(index * self.batch_size, (index + 1) * self.batch_size)
         chosen = window if self._order is None else self._order[window]
-        return self.arrange(_take(self.inputs, chosen), self.second[chosen])
+        return self._arranged(_take(self.inputs, chosen), self.second[chosen])
+
+    def _arranged(self, inputs, second):
+        return self.arrange(inputs if self.prepare is None else self.prepare(inputs), second)
 
     def on_epoch_end(self):
         self.order.epoch += 1

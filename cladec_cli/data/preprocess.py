@@ -3,6 +3,7 @@
 Arrays and image files go through the same channel conversion (`convert_channels`) and resizing
 (`resize_images`), so one image gives the same input whichever way it reaches the model."""
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -144,6 +145,22 @@ def fit_images(images, image_shape, mode="bilinear", chunk=8192, scale=None):
         part = convert_channels(to_unit_float(x[start:start + chunk], scale=scale), image_shape[2])
         out[start:start + chunk] = ops.convert_to_numpy(resize_images(part, image_shape[:2], mode))
     return out
+
+
+class BatchFitter:
+    """Fits batches of images to `image_shape` as `fit_images` fits a whole array: NumPy batches give
+    NumPy arrays, tensors (a tf.data pipeline's, or arrays on an accelerator) give tensors of the same
+    values. Non-uint8 images are divided by `scale` (see `to_unit_float`)."""
+
+    def __init__(self, image_shape, mode="bilinear", scale=1.0):
+        self.image_shape, self.mode, self.scale = tuple(int(v) for v in image_shape), mode, float(scale)
+
+    def __call__(self, images):
+        if isinstance(images, np.ndarray):
+            return fit_images(images, self.image_shape, self.mode, scale=self.scale)
+        uint8 = keras.backend.standardize_dtype(images.dtype) == "uint8"
+        x = ops.divide(ops.cast(images, "float32"), np.float32(255.0 if uint8 else self.scale))
+        return resize_images(convert_channels(x, self.image_shape[2]), self.image_shape[:2], self.mode)
 
 
 def stratified_indices(labels, limit, seed=0):

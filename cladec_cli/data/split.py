@@ -8,7 +8,7 @@ import numpy as np
 
 from cladec_cli import runtime
 from cladec_cli.data.feed import ArrayFeed, EpochOrder, images_and_labels, images_only, tf_epoch_indices
-from cladec_cli.data.preprocess import convert_channels, resize_images
+from cladec_cli.data.preprocess import BatchFitter, convert_channels, resize_images
 from cladec_cli.data.readers import check_image_files
 
 
@@ -86,7 +86,10 @@ def _tf_file_dataset(split, batch_size, arrange, shuffle, seed):
 
 @dataclass
 class Split:
-    """Integer labels plus images, either as an in-memory array or as file paths decoded on the fly."""
+    """Integer labels plus images: an in-memory array fitted to `image_shape`, file paths decoded on the
+    fly, or `unfitted` images (N x h x w x c, as the dataset gives them, non-uint8 ones divided by
+    `scale`) held in memory and fitted batch by batch, for images that would take too much memory
+    fitted whole. Only the first is `in_memory`: the others are read batch by batch, like a stream."""
 
     labels: np.ndarray
     image_shape: tuple
@@ -94,6 +97,8 @@ class Split:
     paths: np.ndarray = None
     resize: str = "bilinear"
     files_checked: bool = field(default=False, repr=False, compare=False)
+    unfitted: np.ndarray = field(default=None, repr=False)
+    scale: float = 1.0
 
     def __len__(self):
         return len(self.labels)
@@ -101,6 +106,20 @@ class Split:
     @property
     def in_memory(self):
         return self.images is not None
+
+    @property
+    def fitted_per_batch(self):
+        return self.unfitted is not None
+
+    def how_read(self):
+        """How a split that is not `in_memory` is read, in words, for messages."""
+        if self.fitted_per_batch:
+            return "its images are fitted to the model batch by batch, being too large to hold fitted"
+        return "it streams image files from disk"
+
+    def fitter(self):
+        """The `BatchFitter` of an `unfitted` split."""
+        return BatchFitter(self.image_shape, self.resize, self.scale)
 
     def subset(self, indices):
         """A Split with only the items at `indices`."""
@@ -111,6 +130,8 @@ class Split:
             images=None if self.images is None else self.images[indices],
             paths=None if self.paths is None else self.paths[indices],
             resize=self.resize,
+            unfitted=None if self.unfitted is None else self.unfitted[indices],
+            scale=self.scale,
         )
 
     def dataset(self, batch_size, shuffle=False, seed=0, labels=True, arrange=None):
@@ -123,6 +144,8 @@ class Split:
         arrange = arrange or (images_and_labels if labels else images_only)
         if self.in_memory:
             return ArrayFeed(self.images, self.labels, batch_size, arrange, shuffle, seed)
+        if self.fitted_per_batch:
+            return ArrayFeed(self.unfitted, self.labels, batch_size, arrange, shuffle, seed, prepare=self.fitter())
         if not self.files_checked:  # before decoding, which names no file when one fails
             check_image_files(self.paths)
             self.files_checked = True
@@ -131,10 +154,12 @@ class Split:
         return FileFeed(self, batch_size, arrange, shuffle, seed)
 
     def batches(self, batch_size):
-        """Image batches as NumPy arrays, in order; files are decoded batch by batch."""
-        if self.in_memory:
+        """Image batches as NumPy arrays, in order; files are decoded, and unfitted images fitted, batch by
+        batch."""
+        if self.in_memory or self.fitted_per_batch:
+            fit = (lambda x: x) if self.in_memory else self.fitter()
             for start in range(0, len(self), batch_size):
-                yield self.images[start:start + batch_size]
+                yield fit((self.images if self.in_memory else self.unfitted)[start:start + batch_size])
             return
         feed = self.dataset(batch_size, labels=False)
         if isinstance(feed, keras.utils.PyDataset):
@@ -145,7 +170,7 @@ class Split:
                 yield images
 
     def arrays(self):
-        """(images, labels) as NumPy arrays; decodes files when the split streams from disk."""
+        """(images, labels) as NumPy arrays; decodes files, or fits unfitted images, batch by batch."""
         if self.in_memory:
             return self.images, self.labels
         parts = list(self.batches(256))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cladec_cli.data import sources
-from cladec_cli.data.datasets import fitting_note, load_dataset
+from cladec_cli.data.datasets import fitted_bytes, fitting_note, holding_note, load_dataset
 from cladec_cli.errors import DataError, UsageError
 from conftest import N_CLASSES, synthetic_images, write_idx_dataset, write_npz
 from image_files import write_image_folder
@@ -237,3 +237,59 @@ def test_keras_download_progress_stays_off_stdout(monkeypatch, capsys):
     captured = capsys.readouterr()
     assert x_train.shape == (1, 28, 28)
     assert captured.out == "" and "Downloading data from" in captured.err
+
+
+def _feed_batches(feed):
+    """Every batch a feed serves, as NumPy: through tf.data under TensorFlow (as `fit` reads it), else as
+    a PyDataset."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return [tuple(map(np.asarray, batch)) for batch in feed.tf_dataset().as_numpy_iterator()]
+    return [tuple(map(np.asarray, feed[i])) for i in range(len(feed))]
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "pad"])
+@pytest.mark.parametrize("as_floats", [False, True])
+def test_images_fitted_batch_by_batch_hold_the_values_of_images_held_fitted(tmp_path, mode, as_floats):
+    x_train, y_train = synthetic_images(40, size=20, channels=3)
+    x_test, y_test = synthetic_images(12, size=20, channels=3, seed=1)
+    if as_floats:  # floats in [0, 255]: divided by the scale both splits share
+        x_train, x_test = x_train.astype(np.float64) * 0.9, x_test.astype(np.float64)
+    path = tmp_path / "rgb.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    shape = (28, 28, 1)
+    held = load_dataset(f"npz:{path}", image_shape=shape, resize=mode)
+    batched = load_dataset(f"npz:{path}", image_shape=shape, resize=mode, hold_bytes=0)
+    assert held.train.in_memory and not held.train.fitted_per_batch
+    assert batched.train.fitted_per_batch and not batched.train.in_memory and batched.test.fitted_per_batch
+    assert batched.train.unfitted.shape == (40, 20, 20, 3)  # as they come, not at the model's size
+    assert batched.image_shape == shape and batched.provenance() == held.provenance()
+    for a, b in ((held.train, batched.train), (held.test, batched.test)):
+        np.testing.assert_array_equal(b.arrays()[0], a.images)
+        np.testing.assert_array_equal(np.concatenate(list(b.batches(7))), a.images)
+        np.testing.assert_array_equal(b.subset([5, 1, 3]).arrays()[0], a.images[[5, 1, 3]])
+        for want, got in zip(_feed_batches(a.dataset(8, shuffle=True, seed=3)),
+                             _feed_batches(b.dataset(8, shuffle=True, seed=3)), strict=True):
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_images_are_held_fitted_up_to_the_hold_limit(tmp_path):
+    path = write_npz(tmp_path / "tiny.npz", n_train=40, n_test=12, size=16)
+    need = fitted_bytes(52, (32, 32, 1))
+    assert need == 52 * 32 * 32 * 4
+    shape = (32, 32, 1)
+    assert load_dataset(f"npz:{path}", image_shape=shape, hold_bytes=need).train.in_memory
+    assert load_dataset(f"npz:{path}", image_shape=shape, hold_bytes=need - 1).train.fitted_per_batch
+    limited = load_dataset(f"npz:{path}", image_shape=shape, hold_bytes=need - 1, limit=20)  # the subset is held
+    assert limited.train.in_memory and len(limited.train) + len(limited.test) == 32
+
+
+def test_holding_note_says_that_images_are_fitted_batch_by_batch(tmp_path):
+    path = write_npz(tmp_path / "tiny.npz", n_train=40, n_test=12, size=16)
+    assert holding_note(load_dataset(f"npz:{path}")) is None
+    line = holding_note(load_dataset(f"npz:{path}", image_shape=(224, 224, 3), hold_bytes=10 ** 6))
+    assert line.startswith(f"note: the 52 npz:{path} images would take 0.0 GB fitted to 224x224x3")
+    assert "more than the 0.0 GB that data held whole may take here" in line
+    assert line.endswith("so they are held as they come and fitted batch by batch")
