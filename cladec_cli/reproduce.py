@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cladec_cli import artifacts
+from cladec_cli import artifacts, batchnorm
 from cladec_cli.classifier import load_classifier, train_classifier
 from cladec_cli.cladec import train_decoders
 from cladec_cli.errors import TrainingError, UsageError, option
@@ -49,7 +49,7 @@ PAPER_FIGURES = {
 }
 # Settings recorded since a later version, with the value that folders made before then used.
 ADDED_SETTINGS = {"split_seed": 0, "test_fraction": 0.2, "pixel_range": "0,1", "lr_schedule": "cosine",
-                  "methods": list(PAPER_METHODS), "bn_statistics": "moving"}
+                  "methods": list(PAPER_METHODS), "bn_statistics": "moving", "eval_bn_statistics": "moving"}
 
 
 @dataclass(frozen=True)
@@ -146,9 +146,9 @@ class Experiment:
     processes on the same folder (each unit is locked while it trains; see `locks`)."""
 
     def __init__(self, table, dataset, train_settings, eval_settings, runs, out, log=print, lock_timeout=600.0,
-                 poll=None, methods=PAPER_METHODS, bn_statistics="moving"):
+                 poll=None, methods=PAPER_METHODS, bn_statistics="moving", eval_bn_statistics="moving"):
         self.table, self.dataset, self.runs, self.out, self.log = table, dataset, runs, Path(out), log
-        self.methods, self.bn_statistics = list(methods), bn_statistics
+        self.methods, self.bn_statistics, self.eval_bn_statistics = list(methods), bn_statistics, eval_bn_statistics
         self.train_settings, self.eval_settings = train_settings, eval_settings
         self.lock_timeout = float(lock_timeout)
         self.poll = min(5.0, self.lock_timeout / 4) if poll is None else poll
@@ -244,7 +244,7 @@ class Experiment:
         explainer = load_explainer(self._classifier_path(run, cell.classifier_epochs), self._cladec_path(run, cell),
                                    refae)
         result = evaluate(explainer, self.dataset, eval_settings, with_acc_eval=acc_eval, methods=self.methods,
-                          eval_bn_statistics=None)
+                          eval_bn_statistics=self.eval_bn_statistics)
         result["seconds"] = round(time.time() - started, 1)
         self.log(f"  evaluated in {result['seconds']} s")
         artifacts.write_json(self.metrics_path(run, cell), result, overwrite=True)
@@ -368,23 +368,27 @@ def paper_comparison(table, rows):
 
 
 def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=print, shard=(0, 1), report_only=False,
-              lock_timeout=600.0, methods=None, bn_statistics="moving"):
+              lock_timeout=600.0, methods=None, bn_statistics="moving", eval_bn_statistics="moving"):
     """Run or resume a table (or, with `shard` (K, N), its K-th of N shares); write results.json, results.csv
     and results.md into `out`, unless this is one shard of several: `report_only` then writes them from
     the cells the shards finished, training nothing. Returns the summary.
 
     `methods` (default: the paper's, ClaDec and RefAE) are measured in every cell, ClaDec always (RefAE
     is trained only when named);
-    `bn_statistics` is passed to `train_classifier` for every explained classifier."""
+    `bn_statistics` is passed to `train_classifier` for every explained classifier, `eval_bn_statistics`
+    to `evaluate` for every cell."""
     if runs < 1:
         raise UsageError(f"{option('runs')} must be at least 1, got {runs}")
     cells(table, train_settings.epochs)  # an unknown table is refused before anything is written
+    batchnorm.check_choice(bn_statistics, dataset.train)
+    if eval_settings.epochs > 0:
+        batchnorm.check_choice(eval_bn_statistics, dataset.train, dataset.test, name="eval_bn_statistics")
     methods = in_order(["cladec", *(methods or PAPER_METHODS)])
     out = Path(out)
     settings = {"table": table, "runs": runs, "epochs": train_settings.epochs,
                 "eval_epochs": eval_settings.epochs, "batch_size": train_settings.batch_size,
                 "lr": train_settings.lr, "lr_schedule": train_settings.lr_schedule, "methods": methods,
-                "bn_statistics": bn_statistics,
+                "bn_statistics": bn_statistics, "eval_bn_statistics": eval_bn_statistics,
                 **{k: v for k, v in dataset.provenance().items() if k != "class_names"}}
     if report_only and not (out / "settings.json").exists():
         raise UsageError(f"{out} holds no experiment to report on")
@@ -392,7 +396,7 @@ def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=prin
     check_settings(out, {k: v for k, v in settings.items() if k != "runs"}, report_only)
     started = time.time()
     experiment = Experiment(table, dataset, train_settings, eval_settings, runs, out, log, lock_timeout,
-                            methods=methods, bn_statistics=bn_statistics)
+                            methods=methods, bn_statistics=bn_statistics, eval_bn_statistics=eval_bn_statistics)
     if not report_only:
         experiment.run(shard)
     summary = {"settings": settings, "seconds": round(time.time() - started, 1), "trained": experiment.trained}

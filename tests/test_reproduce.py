@@ -91,6 +91,7 @@ def test_reproduce_accepts_a_folder_from_before_the_split_seed(tmp_path, npz_dat
     recorded = json.loads((tmp_path / "settings.json").read_text())
     assert (recorded["split_seed"], recorded["test_fraction"]) == (0, 0.2)
     del recorded["split_seed"], recorded["test_fraction"], recorded["methods"], recorded["bn_statistics"]
+    del recorded["eval_bn_statistics"]
     (tmp_path / "settings.json").write_text(json.dumps(recorded))
     assert reproduce("table4", dataset, settings, settings, 1, tmp_path, log=lambda m: None)["trained"] == 0
     with pytest.raises(UsageError, match="split_seed 0 -> 1"):
@@ -182,6 +183,34 @@ def test_reproduce_measures_the_methods_asked_for(tmp_path, npz_dataset):
     assert ",deletion,gradcam," in (out / "results.csv").read_text()
     with pytest.raises(UsageError, match="methods"):
         reproduce("table4", dataset, settings, settings.with_epochs(1), 1, out, log=lambda m: None)
+
+
+def test_reproduce_sets_the_acc_eval_classifiers_statistics_as_asked_and_keeps_to_it(tmp_path, npz_dataset):
+    dataset = load_dataset(npz_dataset, limit=60)
+    settings = TrainSettings(epochs=0, batch_size=32, verbose=0)
+    out = tmp_path / "table4"
+    reproduce("table4", dataset, settings, settings.with_epochs(1), 1, out, log=lambda m: None, methods=["cladec"],
+              eval_bn_statistics="data")
+    assert json.loads((out / "settings.json").read_text())["eval_bn_statistics"] == "data"
+    cell = json.loads((out / "run0" / "c0_L-2" / "metrics_a0.json").read_text())
+    assert cell["eval_settings"]["bn_statistics"] == "data"
+    with pytest.raises(UsageError, match="other settings \\(eval_bn_statistics data -> moving\\)"):
+        reproduce("table4", dataset, settings, settings.with_epochs(1), 1, out, log=lambda m: None,
+                  methods=["cladec"])
+
+
+def test_reproduce_refuses_statistics_from_data_it_cannot_have_before_writing_anything(tmp_path, npz_dataset):
+    batched = load_dataset(npz_dataset, limit=60, hold_bytes=0)
+    settings = TrainSettings(epochs=0, batch_size=32, verbose=0)
+    for choice in ({"bn_statistics": "data"}, {"eval_bn_statistics": "data"}):
+        with pytest.raises(UsageError, match="statistics from data need a dataset held in memory; in this one its "
+                                             "images are fitted to the model batch by batch"):
+            reproduce("table4", batched, settings, settings.with_epochs(1), 1, tmp_path / "out", log=lambda m: None,
+                      **choice)
+    assert not (tmp_path / "out").exists()
+    # Without Acc Eval, the Acc Eval classifiers' statistics are never set.
+    reproduce("table4", batched, settings, settings.with_epochs(0), 1, tmp_path / "out", log=lambda m: None,
+              methods=["cladec"], eval_bn_statistics="data")
 
 
 def test_protocol_projection_reads_keras_epoch_lines(capsys):

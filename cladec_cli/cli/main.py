@@ -12,10 +12,10 @@ from cladec_cli import __version__, interrupts, runtime
 from cladec_cli.cli import common
 from cladec_cli.cli.options import (ATTRIBUTION_METHODS, CUSTOM_OBJECTS, SEED, NonEmptyPath, batch_size_option,
                                     bn_statistics_option, classifier_option, data_options, decoder_option,
-                                    decoder_output_option, device_options, layer_convention_option, layer_option,
-                                    lr_option, map_images_option, methods_option, model_loading_options,
-                                    out_dir_option, output_options, rec_loss_option, report_options,
-                                    stack_models_option, train_options, with_default)
+                                    decoder_output_option, device_options, eval_bn_statistics_option,
+                                    layer_convention_option, layer_option, lr_option, map_images_option,
+                                    methods_option, model_loading_options, out_dir_option, output_options,
+                                    rec_loss_option, report_options, stack_models_option, train_options, with_default)
 from cladec_cli.custom_objects import load_custom_objects
 from cladec_cli.errors import CladecError, TrainingError, UsageError, counted, for_cli
 
@@ -520,9 +520,7 @@ def sanity_cmd(classifier_path, trust_model, decoder_path, method_names, count, 
 @map_images_option
 @click.option("--eval-epochs", type=click.IntRange(min=0), default=64, show_default=True,
               help="Epochs of the evaluation classifiers (0 skips Acc Eval).")
-@bn_statistics_option("the Acc Eval classifiers", "for a classifier whose BatchNorm momentum is high, as Keras' "
-                      "default 0.99, whose moving statistics lag after a short training; it needs the data held in "
-                      "memory", flag="--eval-bn-statistics", over="the reconstructions each learned from")
+@eval_bn_statistics_option
 @click.option("--keep-eval-models", type=NonEmptyPath(file_okay=False), default=None,
               help="Save the evaluation classifiers in this folder.")
 @data_options()
@@ -588,6 +586,7 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
                              "when named; ridge and attribution maps measured beside them.", "cladec, refae"))
 @bn_statistics_option("the classifiers trained", "for --epochs 0 the untrained network then sees normalised "
                       "activations")
+@eval_bn_statistics_option
 @stack_models_option
 @click.option("--report-only", is_flag=True, help="Write the results from the finished cells; train nothing.")
 @click.option("--lock-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
@@ -595,8 +594,8 @@ def evaluate_cmd(classifier_path, trust_model, decoder_path, refae_path, method_
                    "and is taken over (resuming from its backup); keep it well above the file system's "
                    "attribute caching (minutes on NFS). A unit of a process gone from this host is taken at once.")
 @report_options
-def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, bn_statistics, report_only, lock_timeout,
-                  quiet, as_json, **opts):
+def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, bn_statistics, eval_bn_statistics,
+                  report_only, lock_timeout, quiet, as_json, **opts):
     """Run the paper's Table II (layers), III (alpha) or IV (classifier epochs); resumes when rerun.
 
     Several processes may work on one --out folder at once (shards of a job array, --workers, or the
@@ -624,7 +623,8 @@ def reproduce_cmd(table, runs, eval_epochs, out, shard, workers, method_names, b
     summary = reproduce(table, dataset, settings, eval_settings, runs, out,
                         log=lambda message: common.note(message, quiet), shard=shard,
                         report_only=report_only or workers > 1, lock_timeout=lock_timeout,
-                        methods=list(method_names) or None, bn_statistics=bn_statistics)
+                        methods=list(method_names) or None, bn_statistics=bn_statistics,
+                        eval_bn_statistics=eval_bn_statistics)
     trained = f"{summary['trained']} models trained"
     if workers > 1 and not report_only:  # the shards trained; each said what in its own lines above
         summary = {**summary, "seconds": round(time.time() - started, 1), "trained": None, "workers": workers}

@@ -221,6 +221,10 @@ def bn_statistics_option(whose, note, flag="--bn-statistics", over="the training
         flag, type=click.Choice(["moving", "data"]), default="moving", show_default=True,
         help=f"BatchNorm's inference statistics of {whose}: moving (as training leaves them) or data (mean and "
              f"variance over {over}, computed once training ends; {note}).")
+eval_bn_statistics_option = bn_statistics_option(
+    "the Acc Eval classifiers", "for a classifier whose BatchNorm momentum is high, as Keras' default 0.99, whose "
+    "moving statistics lag after a short training; it needs the data held in memory", flag="--eval-bn-statistics",
+    over="the reconstructions each learned from")
 map_images_option = click.option(
     "--map-images", type=click.IntRange(min=1), default=256, show_default=True,
     help="Test images on which attribution methods' deletion and insertion curves are measured.")

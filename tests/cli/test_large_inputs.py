@@ -61,3 +61,14 @@ def test_batchnorm_statistics_from_data_name_why_they_cannot_be_had(monkeypatch,
             "images are fitted to the model batch by batch, being too large to hold fitted (a smaller --limit holds "
             "it)") in result.stderr
     assert not (tmp_path / "refae.h5").exists()
+
+
+def test_reproduce_refuses_acc_eval_statistics_from_data_it_cannot_have_before_writing_anything(
+        monkeypatch, tmp_path, npz_dataset):
+    monkeypatch.setattr(memory, "hold_limit", lambda: 0)
+    result = invoke("reproduce", "table4", "--dataset", npz_dataset, "--runs", 1, *TRAIN, "--eval-bn-statistics",
+                    "data", "--out", tmp_path / "table4", expect=2)
+    assert "fitted batch by batch" in result.stderr
+    assert ("--eval-bn-statistics data: BatchNorm statistics from data need a dataset held in memory; in this one "
+            "its images are fitted to the model batch by batch") in result.stderr
+    assert not (tmp_path / "table4").exists()

@@ -1,5 +1,6 @@
 """load_dataset: IDX folders, npz files, preprocessing, stratified limits and batch feeds."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -242,8 +243,6 @@ def test_keras_download_progress_stays_off_stdout(monkeypatch, capsys):
 def _feed_batches(feed):
     """Every batch a feed serves, as NumPy: through tf.data under TensorFlow (as `fit` reads it), else as
     a PyDataset."""
-    import keras
-
     if keras.backend.backend() == "tensorflow":
         return [tuple(map(np.asarray, batch)) for batch in feed.tf_dataset().as_numpy_iterator()]
     return [tuple(map(np.asarray, feed[i])) for i in range(len(feed))]
@@ -273,6 +272,11 @@ def test_images_fitted_batch_by_batch_hold_the_values_of_images_held_fitted(tmp_
                              _feed_batches(b.dataset(8, shuffle=True, seed=3)), strict=True):
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
+        # Chunks of batches, which under JAX on a GPU are gathered on the device.
+        on_device = keras.backend.backend() == "jax"
+        held_chunks, batched_chunks = (s.dataset(8, shuffle=True, seed=3).in_chunks(2, on_device) for s in (a, b))
+        for index in range(len(held_chunks)):
+            np.testing.assert_array_equal(np.asarray(batched_chunks[index][0]), np.asarray(held_chunks[index][0]))
 
 
 def test_images_are_held_fitted_up_to_the_hold_limit(tmp_path):
