@@ -72,14 +72,13 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     pictures = reconstructors(chosen)
     offer_statistics, eval_bn_statistics = eval_bn_statistics is not None, eval_bn_statistics or "moving"
     if with_acc_eval and pictures:
-        batchnorm.check_choice(eval_bn_statistics, dataset.train, dataset.test, name="eval_bn_statistics")
+        check_statistics_choice(eval_bn_statistics, dataset)
     if keep_dir and with_acc_eval:
         for method in pictures:  # refused before the work, not after it
             artifacts.check_output(Path(keep_dir) / f"eval_{method}.h5", eval_settings.overwrite, suffixes=(".h5",))
     # Without Acc Eval, holding the reconstructions would save nothing: each split is still read once for
     # the methods (and once more for the mean-image baseline).
-    held = dataset.train.in_memory and dataset.test.in_memory and with_acc_eval and \
-        _held_bytes(dataset) <= memory.hold_limit()
+    held = with_acc_eval and _reconstructions_fit(dataset)
     measure = held_measures if held else streamed_measures
     measured, acc = measure(explainer, pictures, dataset, eval_settings if with_acc_eval else None,
                             eval_bn_statistics)
@@ -104,6 +103,7 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     if acc:
         result["acc_eval"] = {method: r.accuracy for method, r in acc.items()}
         result["eval_settings"] = {**eval_settings.provenance(), "bn_statistics": eval_bn_statistics,
+                                   "reconstructions": "held" if held else "made batch by batch",
                                    "stacked_methods": [method for method, r in acc.items() if r.stacked]}
         one_class = [method for method, r in acc.items() if r.one_class]
         if one_class:
@@ -222,6 +222,24 @@ def _held_group(explainer, pictures, dataset, eval_settings, predicted, bn_stati
         acc = acc_evals(explainer.classifier, {m: r[0] for m, r in recs.items()}, {m: r[1] for m, r in recs.items()},
                         eval_settings, explainer.pixel_range, bn_statistics=bn_statistics)
     return measured, acc
+
+
+def check_statistics_choice(eval_bn_statistics, dataset):
+    """Refuse an unknown `eval_bn_statistics`, and "data" where the reconstructions the Acc Eval
+    classifiers learn from would not be held in memory (see `evaluate`), before any work."""
+    batchnorm.check_choice(eval_bn_statistics, dataset.train, dataset.test, name="eval_bn_statistics")
+    if eval_bn_statistics == "data" and not _reconstructions_fit(dataset):
+        raise UsageError(
+            f"{option('eval_bn_statistics', 'data')}: BatchNorm statistics from data need the reconstructions held "
+            f"in memory, {memory.gigabytes(_held_bytes(dataset))} for each method, more than the "
+            f"{memory.gigabytes(memory.hold_limit())} that may be held here (half the memory available); use a "
+            f"smaller {option('limit')}")
+
+
+def _reconstructions_fit(dataset):
+    """Whether a method's reconstructions of both splits may be held: the splits are held fitted, and the
+    reconstructions take at most `memory.hold_limit()`."""
+    return dataset.train.in_memory and dataset.test.in_memory and _held_bytes(dataset) <= memory.hold_limit()
 
 
 def _held_bytes(dataset):

@@ -14,7 +14,7 @@ from cladec_cli import artifacts, batchnorm
 from cladec_cli.classifier import load_classifier, train_classifier
 from cladec_cli.cladec import train_decoders
 from cladec_cli.errors import TrainingError, UsageError, option
-from cladec_cli.evaluate import evaluate
+from cladec_cli.evaluate import check_statistics_choice, evaluate
 from cladec_cli.explainer import load_explainer
 from cladec_cli.fused import how_trained
 from cladec_cli.locks import UnitLock, describe
@@ -382,7 +382,7 @@ def reproduce(table, dataset, train_settings, eval_settings, runs, out, log=prin
     cells(table, train_settings.epochs)  # an unknown table is refused before anything is written
     batchnorm.check_choice(bn_statistics, dataset.train)
     if eval_settings.epochs > 0:
-        batchnorm.check_choice(eval_bn_statistics, dataset.train, dataset.test, name="eval_bn_statistics")
+        check_statistics_choice(eval_bn_statistics, dataset)
     methods = in_order(["cladec", *(methods or PAPER_METHODS)])
     out = Path(out)
     settings = {"table": table, "runs": runs, "epochs": train_settings.epochs,

@@ -8,6 +8,7 @@ from cladec_cli.data.datasets import load_dataset
 from cladec_cli.data.split import Split
 from cladec_cli import evaluate as evaluate_module
 from cladec_cli import metrics, training
+from cladec_cli.errors import UsageError
 from cladec_cli.evaluate import evaluate
 from cladec_cli.explainer import load_explainer
 from cladec_cli.training import TrainSettings
@@ -103,3 +104,19 @@ def test_reconstructions_too_large_to_hold_are_measured_batch_by_batch(monkeypat
     streamed = evaluate(explainer, in_memory, SETTINGS)
     for group in ("rec_loss", "train_rec_loss", "agreement", "acc_eval"):
         assert streamed[group] == pytest.approx(held[group], rel=1e-5), group
+    assert (held["eval_settings"]["reconstructions"], streamed["eval_settings"]["reconstructions"]) == (
+        "held", "made batch by batch")
+
+
+def test_statistics_from_reconstructions_too_large_to_hold_are_refused_before_any_work(monkeypatch, in_memory,
+                                                                                      explainer):
+    def refuse(*args, **kwargs):
+        raise AssertionError("worked before refusing")
+    monkeypatch.setattr(metrics, "fit", refuse)
+    monkeypatch.setattr(evaluate_module, "split_measures", refuse)
+    monkeypatch.setattr(evaluate_module.memory, "hold_limit", lambda: 10 ** 5)  # under the 0.6 MB they take
+    with pytest.raises(UsageError, match="`eval_bn_statistics` data: BatchNorm statistics from data need the "
+                                         "reconstructions held in memory, 0.0 GB for each method, more than the "
+                                         "0.0 GB that may be held here \\(half the memory available\\); use a "
+                                         "smaller `limit`"):
+        evaluate(explainer, in_memory, SETTINGS, eval_bn_statistics="data")

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from cladec_cli import evaluate as evaluate_module
 from cladec_cli.cli import common
 from cladec_cli.data.datasets import load_dataset
 from cladec_cli.errors import UsageError
@@ -199,7 +200,8 @@ def test_reproduce_sets_the_acc_eval_classifiers_statistics_as_asked_and_keeps_t
                   methods=["cladec"])
 
 
-def test_reproduce_refuses_statistics_from_data_it_cannot_have_before_writing_anything(tmp_path, npz_dataset):
+def test_reproduce_refuses_statistics_from_data_it_cannot_have_before_writing_anything(monkeypatch, tmp_path,
+                                                                                        npz_dataset):
     batched = load_dataset(npz_dataset, limit=60, hold_bytes=0)
     settings = TrainSettings(epochs=0, batch_size=32, verbose=0)
     for choice in ({"bn_statistics": "data"}, {"eval_bn_statistics": "data"}):
@@ -207,6 +209,12 @@ def test_reproduce_refuses_statistics_from_data_it_cannot_have_before_writing_an
                                              "images are fitted to the model batch by batch"):
             reproduce("table4", batched, settings, settings.with_epochs(1), 1, tmp_path / "out", log=lambda m: None,
                       **choice)
+    assert not (tmp_path / "out").exists()
+    held = load_dataset(npz_dataset, limit=60)
+    monkeypatch.setattr(evaluate_module.memory, "hold_limit", lambda: 10 ** 4)  # reconstructions too large to hold
+    with pytest.raises(UsageError, match="need the reconstructions held in memory"):
+        reproduce("table4", held, settings, settings.with_epochs(1), 1, tmp_path / "out", log=lambda m: None,
+                  eval_bn_statistics="data")
     assert not (tmp_path / "out").exists()
     # Without Acc Eval, the Acc Eval classifiers' statistics are never set.
     reproduce("table4", batched, settings, settings.with_epochs(0), 1, tmp_path / "out", log=lambda m: None,

@@ -118,6 +118,7 @@ def load_dataset(name, data_dir=None, resize="bilinear", limit=None, image_shape
         elif part.images is not None:
             unfitted = with_channel_axis(np.asarray(part.images)[keep])
             splits.append(Split(part.labels[keep], shape, resize=resize, unfitted=unfitted, scale=scale))
+            splits[-1].fitter()(unfitted[:1])  # images that cannot be fitted are refused now, not at a batch
         else:
             splits.append(Split(part.labels[keep], shape, paths=part.paths[keep], resize=resize))
     return Dataset(name, splits[0], splits[1], list(raw.class_names), resize, limit, raw.origin,

@@ -96,8 +96,8 @@ class ArrayFeed(keras.utils.PyDataset):
 
         With `on_device` (JAX only) the arrays are copied to the accelerator once and each chunk is
         gathered there, so a step waits on no host-to-device copy of its images; not those of a feed that
-        `prepare`s its batches, which are fitted on the host, where they get the values that fitting them
-        whole gives (XLA's division by 255 differs from NumPy's in the last bit for about half the uint8 values).
+        `prepare`s its batches, which are scaled by NumPy, as whole arrays are, to get the same values (XLA's
+        division by 255 differs from NumPy's in the last bit for about half the uint8 values).
         """
         inputs, second = self.inputs, self.second
         if on_device and self.prepare is None:

@@ -279,6 +279,13 @@ def test_images_fitted_batch_by_batch_hold_the_values_of_images_held_fitted(tmp_
             np.testing.assert_array_equal(np.asarray(batched_chunks[index][0]), np.asarray(held_chunks[index][0]))
 
 
+def test_images_that_cannot_be_fitted_are_refused_when_loaded_also_where_they_are_fitted_batch_by_batch(tmp_path):
+    path = write_npz(tmp_path / "big.npz", n_train=8, n_test=4, size=40)
+    for hold_bytes in (None, 0):
+        with pytest.raises(DataError, match="pad cannot shrink 40x40 images to 32x32"):
+            load_dataset(f"npz:{path}", image_shape=(32, 32, 1), resize="pad", hold_bytes=hold_bytes)
+
+
 def test_images_are_held_fitted_up_to_the_hold_limit(tmp_path):
     path = write_npz(tmp_path / "tiny.npz", n_train=40, n_test=12, size=16)
     need = fitted_bytes(52, (32, 32, 1))
