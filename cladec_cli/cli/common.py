@@ -238,6 +238,20 @@ def layer_outputs(layers, out, out_dir, dataset, filename):
             for layer in layers]
 
 
+def refuse_another_classifiers(paths, classifier):
+    """Refuse, before any work, outputs named by default that hold a model of another classifier than
+    `classifier`: the usual remedy, --overwrite, would destroy it."""
+    from cladec_cli.artifacts import read_provenance, weights_digest
+
+    digest = None
+    for path in (p for p in paths if p.is_file()):
+        recorded = read_provenance(path).get("classifier_digest")
+        digest = digest or weights_digest(classifier)
+        if recorded and recorded != digest:
+            raise UsageError(f"{path} already exists and holds a model of another classifier; name this one's with "
+                             "--out or another --out-dir (--overwrite would replace the other classifier's)")
+
+
 def layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet, filename, convention="blocks"):
     """Load the classifier, resolve the layers, name the outputs (`filename(layer)`) and load fitting data."""
     from cladec_cli.classifier import check_fits, load_classifier
@@ -247,6 +261,8 @@ def layer_job(classifier_path, layer, opts, out, out_dir, overwrite, quiet, file
     classifier, provenance = load_classifier(classifier_path, settings.trust_model)
     targets = resolve_layers(classifier, layer_specs(layer), convention)
     outs = layer_outputs(targets, out, out_dir, opts["dataset"] or provenance, filename)
+    if not out and not overwrite:
+        refuse_another_classifiers(outs, classifier)
     dataset = dataset_for(opts, provenance, classifier.inputs[0].shape[1:], quiet=quiet)
     check_fits(classifier, dataset)
     return LayerJob(settings, classifier, provenance, targets, outs, dataset)

@@ -44,6 +44,27 @@ def test_an_existing_output_refuses_the_whole_run_up_front(tmp_path, trained):
     assert (tmp_path / "refae_L-2.h5").read_bytes() == b"keep"
 
 
+def test_a_default_output_holding_another_classifiers_model_is_refused_with_a_way_that_keeps_it(
+        tmp_path, trained, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "other.h5"
+    invoke("train-classifier", "--dataset", trained["dataset"], "--epochs", 0, "--seed", 1, "-q", "--out", other)
+    args = ("train-decoder", "--layer", -2, "--epochs", 0, "--batch-size", 32, "-q")
+    invoke(*args, "--classifier", trained["classifier"])
+    first = tmp_path / "models" / "tiny" / "cladec_L-2_a0.h5"
+    kept = first.read_bytes()
+    for place, named in (((), "models/tiny/cladec_L-2_a0.h5"), (("--out-dir", first.parent), first)):
+        result = invoke(*args, "--classifier", other, *place, expect=2)
+        assert result.stderr == (f"cladec: error: {named} already exists and holds a model of another classifier; name "
+                                 "this one's with --out or another --out-dir (--overwrite would replace the other "
+                                 "classifier's)\n")
+    assert first.read_bytes() == kept
+    again = invoke(*args, "--classifier", trained["classifier"], expect=2)  # the same classifier's: the usual line
+    assert "already exists; pass --overwrite to replace it" in again.stderr
+    invoke(*args, "--classifier", other, "--overwrite")
+    assert read_group(first)["classifier_digest"] != read_group(trained["decoder"])["classifier_digest"]
+
+
 def test_layers_convention_trains_batchnorm_outputs_and_explains_them(tmp_path, trained, monkeypatch):
     out_dir = tmp_path / "models"
     invoke("train-decoder", "--classifier", trained["classifier"], "--layer", "-3,-4", "--layer-convention", "layers",
