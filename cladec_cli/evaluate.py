@@ -71,14 +71,16 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     chosen = build(default_methods(explainer) if methods is None else methods, explainer, dataset.train)
     pictures = reconstructors(chosen)
     offer_statistics, eval_bn_statistics = eval_bn_statistics is not None, eval_bn_statistics or "moving"
+    # Decided once: the memory available moves, and the check below must see what the measuring does.
+    fits = _reconstructions_fit(dataset)
     if with_acc_eval and pictures:
-        check_statistics_choice(eval_bn_statistics, dataset)
+        check_statistics_choice(eval_bn_statistics, dataset, fits)
     if keep_dir and with_acc_eval:
         for method in pictures:  # refused before the work, not after it
             artifacts.check_output(Path(keep_dir) / f"eval_{method}.h5", eval_settings.overwrite, suffixes=(".h5",))
     # Without Acc Eval, holding the reconstructions would save nothing: each split is still read once for
     # the methods (and once more for the mean-image baseline).
-    held = with_acc_eval and _reconstructions_fit(dataset)
+    held = with_acc_eval and fits
     measure = held_measures if held else streamed_measures
     measured, acc = measure(explainer, pictures, dataset, eval_settings if with_acc_eval else None,
                             eval_bn_statistics)
@@ -224,11 +226,12 @@ def _held_group(explainer, pictures, dataset, eval_settings, predicted, bn_stati
     return measured, acc
 
 
-def check_statistics_choice(eval_bn_statistics, dataset):
+def check_statistics_choice(eval_bn_statistics, dataset, fits=None):
     """Refuse an unknown `eval_bn_statistics`, and "data" where the reconstructions the Acc Eval
-    classifiers learn from would not be held in memory (see `evaluate`), before any work."""
+    classifiers learn from would not be held in memory (`fits`, default `_reconstructions_fit`; see
+    `evaluate`), before any work."""
     batchnorm.check_choice(eval_bn_statistics, dataset.train, dataset.test, name="eval_bn_statistics")
-    if eval_bn_statistics == "data" and not _reconstructions_fit(dataset):
+    if eval_bn_statistics == "data" and not (_reconstructions_fit(dataset) if fits is None else fits):
         raise UsageError(
             f"{option('eval_bn_statistics', 'data')}: BatchNorm statistics from data need the reconstructions held "
             f"in memory, {memory.gigabytes(_held_bytes(dataset))} for each method, more than the "

@@ -149,8 +149,8 @@ def fit_images(images, image_shape, mode="bilinear", chunk=8192, scale=None):
 
 class BatchFitter:
     """Fits batches of images to `image_shape` as `fit_images` fits a whole array: NumPy batches give
-    NumPy arrays, tensors (a tf.data pipeline's, or arrays on an accelerator) give tensors of the same
-    values. Non-uint8 images are divided by `scale` (see `to_unit_float`)."""
+    NumPy arrays, a tf.data pipeline's tensors give tensors of the same values. Non-uint8 images are
+    divided by `scale` (see `to_unit_float`)."""
 
     def __init__(self, image_shape, mode="bilinear", scale=1.0):
         self.image_shape, self.mode, self.scale = tuple(int(v) for v in image_shape), mode, float(scale)

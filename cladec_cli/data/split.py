@@ -156,10 +156,9 @@ class Split:
     def batches(self, batch_size):
         """Image batches as NumPy arrays, in order; files are decoded, and unfitted images fitted, batch by
         batch."""
-        if self.in_memory or self.fitted_per_batch:
-            fit = (lambda x: x) if self.in_memory else self.fitter()
+        if self.in_memory:
             for start in range(0, len(self), batch_size):
-                yield fit((self.images if self.in_memory else self.unfitted)[start:start + batch_size])
+                yield self.images[start:start + batch_size]
             return
         feed = self.dataset(batch_size, labels=False)
         if isinstance(feed, keras.utils.PyDataset):
