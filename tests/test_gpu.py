@@ -56,3 +56,14 @@ def test_gpu_chunks_on_the_device_train_like_single_batches(npz_dataset):
     # By the second epoch the tiny set is learned (loss about 1e-3), where GPU rounding alone moves the loss
     # by more than 1e-3 of itself (1.8e-6 on an H200 under JAX, 2026-11-28): hence the absolute tolerance.
     np.testing.assert_allclose(single_history["loss"], chunked_history["loss"], rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_gpu_images_are_fitted_on_the_cpu_so_every_machine_holds_the_same(mode):
+    from cladec_cli.data.preprocess import convert_channels, fit_images, resize_images
+
+    images = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), dtype=np.uint8)
+    with keras.device("cpu:0"):
+        on_cpu = keras.ops.convert_to_numpy(resize_images(convert_channels(images.astype(np.float32) / 255.0, 3),
+                                                          (48, 48), mode))
+    np.testing.assert_array_equal(fit_images(images, (48, 48, 3), mode), on_cpu)

@@ -137,13 +137,18 @@ def resize_images(x, size, mode="bilinear"):
 
 def fit_images(images, image_shape, mode="bilinear", chunk=8192, scale=None):
     """Scale (by `scale`, see `to_unit_float`), convert channels and resize an image array to
-    `image_shape` = (H, W, C), float32 [0, 1]."""
+    `image_shape` = (H, W, C), float32 [0, 1], on the CPU.
+
+    The CPU, also where an accelerator is the default device: a GPU's resize kernels can differ from the
+    CPU's in the last bit, and tf.data fits batches on the CPU, so fitted images are the same on every
+    machine and held or fitted batch by batch; nor do they take accelerator memory."""
     x = with_channel_axis(images)
     scale = checked_scale(x) if scale is None else scale
     out = np.empty((len(x),) + tuple(image_shape), dtype=np.float32)
-    for start in range(0, len(x), chunk):  # chunk by chunk, so no float copy of the whole array is made
-        part = convert_channels(to_unit_float(x[start:start + chunk], scale=scale), image_shape[2])
-        out[start:start + chunk] = ops.convert_to_numpy(resize_images(part, image_shape[:2], mode))
+    with keras.device("cpu:0"):
+        for start in range(0, len(x), chunk):  # chunk by chunk, so no float copy of the whole array is made
+            part = convert_channels(to_unit_float(x[start:start + chunk], scale=scale), image_shape[2])
+            out[start:start + chunk] = ops.convert_to_numpy(resize_images(part, image_shape[:2], mode))
     return out
 
 

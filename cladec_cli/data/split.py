@@ -8,7 +8,7 @@ import numpy as np
 
 from cladec_cli import runtime
 from cladec_cli.data.feed import ArrayFeed, EpochOrder, images_and_labels, images_only, tf_epoch_indices
-from cladec_cli.data.preprocess import BatchFitter, convert_channels, resize_images
+from cladec_cli.data.preprocess import BatchFitter, convert_channels, fit_images
 from cladec_cli.data.readers import check_image_files
 
 
@@ -36,9 +36,8 @@ def read_image_file(path, image_shape, resize="bilinear"):
     from PIL import Image
 
     with Image.open(path) as im:
-        array = np.asarray(im.convert("RGB"), np.float32) / 255.0
-    array = np.asarray(convert_channels(array, image_shape[2]))
-    return np.asarray(resize_images(array[None], image_shape[:2], resize)[0], np.float32)
+        array = np.asarray(im.convert("RGB"))
+    return fit_images(array[None], image_shape, resize, scale=255.0)[0]
 
 
 class FileFeed(keras.utils.PyDataset):
