@@ -127,9 +127,12 @@ def save_model(model, path, provenance, overwrite=False):
     if path.suffix.lower() != ".h5":
         raise UsageError(f"{path}: models are saved as HDF5, the file name must end in .h5")
     from cladec_cli.cloning import savable
+    from cladec_cli.custom_objects import class_modules
     from cladec_cli.precision import float32_copy
 
     record = dict(provenance, digest=weights_digest(model))
+    if modules := class_modules(model):
+        record["class_modules"] = modules
     # Every worker of a multi-worker training makes the copy: making variables is a collective step.
     copy = savable(float32_copy(model))
     if not distribute.writes_files():
@@ -272,12 +275,23 @@ def _unknown_classes(path, message):
     return names or ([named] if named else [])
 
 
+def _defining_modules(unknown, recorded):
+    """The modules that define the `unknown` classes, where known: as `recorded` in the file's provenance
+    (`class_modules`), or Keras' applications module of that name."""
+    from cladec_cli.custom_objects import keras_module_defining
+
+    modules = [recorded.get(name) or keras_module_defining(name.split(">")[-1]) for name in unknown]
+    return list(dict.fromkeys(module for module in modules if module))
+
+
 def load_model(path, kind=None, trust=False):
     """Load a model file and its provenance; `kind` refuses artifacts of another kind.
 
     Keras' safe mode stays on, and files with Lambda layers are refused, unless `trust`.
     """
     import keras
+
+    from cladec_cli.custom_objects import keras_own_classes
 
     provenance = inspect(path)
     path = Path(path)
@@ -287,15 +301,21 @@ def load_model(path, kind=None, trust=False):
     if kind and not found and kind != "classifier":
         raise ArtifactError(f"{path} is not a {KINDS[kind]} made by cladec (it has no cladec provenance)")
     check_safe(path, trust)
+    recorded = provenance.get("class_modules") or {}
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=not trust)
+        # An HDF5 file names a class alone: Keras' own classes outside its layers (ConvNeXt's LayerScale) are
+        # given from the modules recorded at saving; a user's module is imported only by --custom-objects.
+        model = keras.models.load_model(path, compile=False, safe_mode=not trust,
+                                        custom_objects=keras_own_classes(recorded))
     except Exception as e:  # Keras raises many types for unreadable or foreign files
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "safe_mode" in message:
             message = f"it holds code that runs on loading; pass {option('trust')} if you trust where it comes from"
         elif unknown := _unknown_classes(path, message):
+            modules = _defining_modules(unknown, recorded)
+            module = " ".join(f"--custom-objects {m}" for m in modules) or "--custom-objects MODULE"
             message = (f"it uses classes that Keras does not know ({', '.join(unknown)}); give the module that "
-                       "defines them: --custom-objects MODULE (in Python: load_custom_objects(MODULE))")
+                       f"defines them: {module} (in Python: load_custom_objects(MODULE))")
         elif isinstance(e, KeyError):  # a part of the file that Keras expects is missing
             message = f"it lacks the part {message} that a Keras model file holds (cut short, or written by hand?)"
         raise ArtifactError(f"cannot load {path} as a Keras model: {message}") from e

@@ -107,3 +107,59 @@ def unknown_in_message(message):
     """The name Keras' error message says it does not know ("Unknown layer: 'Doubled'"), else None."""
     found = re.search(r"Unknown [a-z ]+: '([^']+)'", message)
     return found.group(1) if found else None
+
+
+def class_modules(model):
+    """{name in the model's config: defining module} for the layers and operations of `model` (nested models
+    included) that Keras would not find by their name alone, as an HDF5 file keeps them: a keras.applications
+    model's own layers (ConvNeXt's LayerScale), operations written as `a + b` on a model's tensors (whose
+    `Add` is not the Add layer), or a user's classes."""
+    import keras
+
+    found = {}
+    for operation in _every_operation(model):
+        cls = type(operation)
+        if not _found_by_name(cls):
+            found[keras.saving.get_registered_name(cls)] = cls.__module__
+    return found
+
+
+def _every_operation(model):
+    for operation in getattr(model, "operations", model.layers):
+        yield operation
+        if hasattr(operation, "layers"):
+            yield from _every_operation(operation)
+
+
+def _found_by_name(cls):
+    import keras
+
+    if cls.__name__ == "Functional" and issubclass(cls, keras.Model):
+        return True
+    return any(getattr(getattr(keras, space), cls.__name__, None) is cls for space in _KERAS_NAMESPACES)
+
+
+def keras_own_classes(modules):
+    """{name: class} for the entries of `modules` (as `class_modules` gives) that Keras itself defines, in
+    a module of its own (`keras.`): safe to import, unlike a user's module, which only --custom-objects
+    imports."""
+    found = {}
+    for name, module in modules.items():
+        if not module.startswith("keras."):
+            continue
+        try:
+            cls = getattr(importlib.import_module(module), name.split(">")[-1])
+        except (ImportError, AttributeError):
+            continue
+        found[name] = cls
+    return found
+
+
+def keras_module_defining(name):
+    """The module of Keras' applications (already imported with Keras) that defines a class `name`, else None:
+    what an HDF5 file of such a model, which names the class alone, needs from --custom-objects."""
+    for module_name, module in sorted(sys.modules.items()):
+        if module_name.startswith("keras.src.applications.") and inspect.isclass(getattr(module, name, None)):
+            if getattr(module, name).__module__ == module_name:
+                return module_name
+    return None

@@ -41,8 +41,12 @@ DATA_FIELDS = ("dataset", "limit", "split_seed", "test_fraction", "resize")
 def check_same_data(path, provenance, decoder_provenance):
     """Refuse a RefAE trained on other images than the decoder (another dataset, subset, split or resize):
     their reconstructions would not be comparable."""
+    def same(key):
+        mine, theirs = provenance[key], decoder_provenance[key]
+        return same_dataset(mine, theirs) if key == "dataset" else mine == theirs
+
     differ = [f"{key} {provenance[key]} against {decoder_provenance[key]}" for key in DATA_FIELDS
-              if key in provenance and key in decoder_provenance and provenance[key] != decoder_provenance[key]]
+              if key in provenance and key in decoder_provenance and not same(key)]
     if differ:
         raise ArtifactError(f"{path} was trained on other images than the decoder ({'; '.join(differ)}); "
                             "use files trained on the same data")

@@ -50,3 +50,41 @@ def test_provenance_takes_numpy_values(tmp_path):
     assert (loaded["limit"], loaded["lr"], loaded["shape"]) == (300, 0.5, [2, 1])
     assert artifacts.json_safe({"a": np.float64("nan"), "b": np.int8(3)}) == {"a": None, "b": 3}
     assert record["limit"] == 300
+
+
+def _model_with_keras_classes_outside_its_layers():
+    """LayerScale (keras.applications' ConvNeXt) and `a + b` on tensors (an `Add` operation, not the Add
+    layer): an HDF5 file names both by their class name alone, and Keras alone cannot load it back."""
+    import keras
+    from keras.src.applications.convnext import LayerScale
+
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = LayerScale(0.5, 4)(x) + inputs
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+def test_keras_own_classes_outside_its_layers_are_recorded_and_found_on_loading(tmp_path):
+    import keras
+    import numpy as np
+
+    model = _model_with_keras_classes_outside_its_layers()
+    path = tmp_path / "m.h5"
+    artifacts.save_model(model, path, {"kind": "classifier"})
+    assert artifacts.inspect(path)["class_modules"] == {"LayerScale": "keras.src.applications.convnext",
+                                                        "Add": "keras.src.ops.numpy"}
+    with pytest.raises(Exception):
+        keras.models.load_model(path, compile=False)
+    loaded, _ = artifacts.load_model(path, kind="classifier")
+    x = np.random.default_rng(0).random((2, 8, 8, 4), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_a_file_of_another_tool_names_the_keras_module_that_defines_an_unknown_class(tmp_path):
+    from cladec_cli.errors import ArtifactError
+
+    path = tmp_path / "own.h5"
+    _model_with_keras_classes_outside_its_layers().save(path)
+    with pytest.raises(ArtifactError, match=r"\(LayerScale\); give the module that defines them: "
+                                            r"--custom-objects keras\.src\.applications\.convnext "):
+        artifacts.load_model(path)

@@ -53,3 +53,15 @@ def test_an_explainer_takes_the_classifier_as_a_model_in_memory(trained, setup):
     other = keras.models.clone_model(classifier)  # the same architecture, freshly initialised
     with pytest.raises(ArtifactError, match="trained for another classifier, not the model"):
         load_explainer(other, trained["decoder"])
+
+
+def test_a_refae_of_the_same_folder_named_otherwise_is_the_same_data(tmp_path, monkeypatch):
+    from cladec_cli.explainer import check_same_data
+
+    (tmp_path / "images").mkdir()
+    monkeypatch.chdir(tmp_path)
+    decoder = {"dataset": f"folder:{tmp_path / 'images'}", "resize": "bilinear"}
+    check_same_data("refae.h5", {"dataset": "folder:images", "resize": "bilinear"}, decoder)
+    check_same_data("refae.h5", {"dataset": "folder:./images/", "resize": "bilinear"}, decoder)
+    with pytest.raises(ArtifactError, match="dataset folder:other against"):
+        check_same_data("refae.h5", {"dataset": "folder:other", "resize": "bilinear"}, decoder)
