@@ -7,9 +7,13 @@ its inputs over a split, layer after layer (each layer's inputs computed with th
 new statistics), as inference with "population statistics" assumes.
 """
 
+import inspect
+import math
+
 import keras
 import numpy as np
 
+from cladec_cli import memory
 from cladec_cli.data.feed import padded_to
 from cladec_cli.errors import UsageError, option
 from cladec_cli.layers import is_submodel
@@ -49,7 +53,112 @@ def batchnorm_layers(model):
 
 def statistics_from_data(model, images, batch_size=512):
     """Set every BatchNorm's moving mean and variance of `model` to those of its inputs over `images`
-    (as `model` takes them), in inference mode, nested models included. Returns the number of layers set."""
+    (as `model` takes them), in inference mode, nested models included. Returns the number of layers set.
+
+    Where the layers' outputs over all `images` that a sweep through the graph holds at once (each until
+    the last layer that reads it has run) fit, twice over, in the memory a command may hold
+    (`memory.hold_limit`), one sweep sets them, each layer run once on all the images (on the CPU);
+    otherwise each BatchNorm's inputs come from a model cut at it, a compiled program and a pass over the
+    images apiece (for a network with a hundred BatchNorm layers, as DenseNet121, that costs minutes)."""
+    if _sweepable(model) and 2 * _activation_bytes(model) * len(images) <= memory.hold_limit():
+        set_layers = []
+        with keras.device("cpu:0"):  # the host's memory, which the limit measures, also beside a GPU
+            _swept(model, keras.ops.convert_to_tensor(np.asarray(images, np.float32)), set_layers)
+        return len(set_layers)
+    return _statistics_cut_by_cut(model, images, batch_size)
+
+
+def _graph(model):
+    """The functional graph of `model` (a built Sequential model keeps one)."""
+    return model._functional if isinstance(model, keras.Sequential) else model
+
+
+def _sweepable(model):
+    return all(hasattr(_graph(m), "_nodes_by_depth") for m in [model, *_submodels(model)])
+
+
+def _submodels(model):
+    for layer in model.layers:
+        if is_submodel(layer):
+            yield layer
+            yield from _submodels(layer)
+
+
+def _nodes_in_order(graph):
+    """The nodes of a functional graph that compute something, each after the nodes it reads from."""
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                yield node
+
+
+def _readers(graph):
+    """How many times each tensor of `graph` (by id) is read by its nodes, and once more for an output."""
+    count = {}
+    for node in _nodes_in_order(graph):
+        for tensor in node.input_tensors:
+            count[id(tensor)] = count.get(id(tensor), 0) + 1
+    for tensor in graph.outputs:
+        count[id(tensor)] = count.get(id(tensor), 0) + 1
+    return count
+
+
+def _tensor_bytes(tensor):
+    return 4 * math.prod(d or 1 for d in tensor.shape[1:])
+
+
+def _activation_bytes(model):
+    """float32 bytes an image of the layers' outputs held at once, at the most, by a sweep through `model`
+    (`_swept`), nested models included."""
+    graph = _graph(model)
+    readers, held, peak = _readers(graph), {}, 0
+    for tensor in graph.inputs:
+        held[id(tensor)] = _tensor_bytes(tensor)
+    for node in _nodes_in_order(graph):
+        inner = _activation_bytes(node.operation) if is_submodel(node.operation) else 0
+        outputs = sum(_tensor_bytes(tensor) for tensor in node.outputs)
+        peak = max(peak, sum(held.values()) + max(inner, outputs))
+        held.update((id(tensor), _tensor_bytes(tensor)) for tensor in node.outputs)
+        _release(held, readers, node)
+    return peak
+
+
+def _release(held, readers, node):
+    """Drop from `held` the tensors that `node` was the last to read."""
+    for tensor in node.input_tensors:
+        readers[id(tensor)] -= 1
+        if readers[id(tensor)] == 0:
+            held.pop(id(tensor), None)
+
+
+def _swept(model, x, set_layers):
+    """`model`'s outputs on the tensor `x` in inference mode, computed node by node on all of `x`, each
+    BatchNorm's statistics set from its inputs before it runs (appended to `set_layers`); a layer's outputs
+    are let go once the last layer that reads them has run."""
+    def operation_fn(operation):
+        if isinstance(operation, keras.layers.BatchNormalization):
+            def normalised(inputs, *args, **kwargs):
+                _assign(operation, _moments(operation, [keras.ops.convert_to_numpy(inputs)]))
+                set_layers.append(operation)
+                return operation(inputs, training=False)
+            return normalised
+        if is_submodel(operation) and batchnorm_layers(operation):
+            return lambda inputs, *args, **kwargs: _swept(operation, inputs, set_layers)
+        if isinstance(operation, keras.layers.Layer) and "training" in inspect.signature(operation.call).parameters:
+            return lambda *args, **kwargs: operation(*args, **{**kwargs, "training": False})
+        return operation
+
+    graph = _graph(model)
+    readers, held = _readers(graph), {id(graph.inputs[0]): x}
+    for node in _nodes_in_order(graph):
+        args, kwargs = node.arguments.fill_in(held)
+        outputs = operation_fn(node.operation)(*args, **kwargs)
+        held.update((id(tensor), value) for tensor, value in zip(node.outputs, keras.tree.flatten(outputs)))
+        _release(held, readers, node)
+    return keras.tree.pack_sequence_as(graph._outputs_struct, [held[id(tensor)] for tensor in graph.outputs])
+
+
+def _statistics_cut_by_cut(model, images, batch_size):
     done = 0
     for layer in model.layers:
         if is_submodel(layer) and batchnorm_layers(layer):
@@ -57,9 +166,10 @@ def statistics_from_data(model, images, batch_size=512):
             fed = layer._inbound_nodes[0].input_tensors[0]
             inner = images if fed is model.inputs[0] else _outputs(keras.Model(model.inputs[0], fed), images,
                                                                    batch_size)
-            done += statistics_from_data(layer, inner, batch_size)
+            done += _statistics_cut_by_cut(layer, inner, batch_size)
         elif isinstance(layer, keras.layers.BatchNormalization):
-            _set_statistics(layer, keras.Model(model.inputs[0], layer.input), images, batch_size)
+            probe = keras.Model(model.inputs[0], layer.input)
+            _assign(layer, _moments(layer, _batch_outputs(probe, images, batch_size)))
             done += 1
     return done
 
@@ -79,16 +189,22 @@ def _outputs(probe, images, batch_size):
     return np.concatenate(list(_batch_outputs(probe, images, batch_size))).astype(np.float32)
 
 
-def _set_statistics(layer, probe, images, batch_size):
-    """Set `layer`'s moving mean and variance to those of `probe`'s outputs (its inputs) over `images`."""
+def _moments(layer, batches):
+    """Mean and variance over `batches` (NumPy arrays of `layer`'s inputs) of each channel, in float64."""
     axes = [layer.axis] if isinstance(layer.axis, int) else list(layer.axis)
     if len(axes) != 1 or axes[0] not in (-1, len(layer.input.shape) - 1):
         raise ValueError(f"{layer.name}: only BatchNorm over the last axis is supported")
     total, total_sq, count = 0.0, 0.0, 0
-    for x in _batch_outputs(probe, images, batch_size):
-        x = x.astype(np.float64).reshape(-1, x.shape[-1])
-        total, total_sq, count = total + x.sum(axis=0), total_sq + np.square(x).sum(axis=0), count + len(x)
+    for batch in batches:
+        batch = batch.reshape(-1, batch.shape[-1])
+        for start in range(0, len(batch), 65536):  # in float64 a part at a time
+            x = batch[start:start + 65536].astype(np.float64)
+            total, total_sq, count = total + x.sum(axis=0), total_sq + np.square(x).sum(axis=0), count + len(x)
     mean = total / count
-    variance = np.maximum(total_sq / count - np.square(mean), 0.0)
+    return mean, np.maximum(total_sq / count - np.square(mean), 0.0)
+
+
+def _assign(layer, moments):
+    mean, variance = moments
     layer.moving_mean.assign(mean.astype("float32"))
     layer.moving_variance.assign(variance.astype("float32"))

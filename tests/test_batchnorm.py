@@ -79,3 +79,33 @@ def test_statistics_from_data_are_refused_for_streamed_splits_naming_the_option_
         check_choice("data", held, streamed, name="eval_bn_statistics")
     assert for_cli(refused.value).startswith("--eval-bn-statistics data: BatchNorm statistics from data need a "
                                              "dataset held in memory")
+
+
+def _mobilenet_in_a_sequential_model():
+    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None, alpha=0.35)
+    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(2.0, offset=-1.0), base,
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dropout(0.5), keras.layers.Dense(4)])
+
+
+@pytest.mark.parametrize("build", [lambda: build_classifier((32, 32, 1), 4), _mobilenet_in_a_sequential_model],
+                         ids=["paper", "mobilenet-nested"])
+def test_one_sweep_sets_the_statistics_that_a_model_cut_at_each_batchnorm_gives(build, monkeypatch):
+    from cladec_cli import memory
+
+    def statistics(hold_limit):
+        monkeypatch.setattr(memory, "hold_limit", lambda: hold_limit)
+        keras.utils.set_random_seed(0)
+        model = build()
+        set_layers = statistics_from_data(model, images, batch_size=64)
+        return set_layers, [(convert_to_numpy(layer.moving_mean), convert_to_numpy(layer.moving_variance))
+                            for layer in batchnorm_layers(model)]
+
+    channels = build().inputs[0].shape[-1]
+    images = np.repeat(synthetic_images(150)[0].astype("float32") / 255.0, channels, axis=-1)
+    swept_count, swept = statistics(2 ** 40)
+    cut_count, cut = statistics(0)
+    assert swept_count == cut_count == len(swept) > 4
+    for (mean, variance), (cut_mean, cut_variance) in zip(swept, cut):
+        np.testing.assert_allclose(mean, cut_mean, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(variance, cut_variance, rtol=1e-4, atol=1e-5)
+        assert float(np.abs(mean).max()) > 0
