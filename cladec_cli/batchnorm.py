@@ -74,7 +74,8 @@ def _graph(model):
 
 
 def _sweepable(model):
-    return all(hasattr(_graph(m), "_nodes_by_depth") for m in [model, *_submodels(model)])
+    """Whether `_swept` can run through `model`: a graph of one input, as every model nested in it."""
+    return all(hasattr(_graph(m), "_nodes_by_depth") and len(m.inputs) == 1 for m in [model, *_submodels(model)])
 
 
 def _submodels(model):
@@ -115,7 +116,7 @@ def _activation_bytes(model):
     for tensor in graph.inputs:
         held[id(tensor)] = _tensor_bytes(tensor)
     for node in _nodes_in_order(graph):
-        inner = _activation_bytes(node.operation) if is_submodel(node.operation) else 0
+        inner = _activation_bytes(node.operation) if is_submodel(node.operation) else 0  # its own sweep's
         outputs = sum(_tensor_bytes(tensor) for tensor in node.outputs)
         peak = max(peak, sum(held.values()) + max(inner, outputs))
         held.update((id(tensor), _tensor_bytes(tensor)) for tensor in node.outputs)
@@ -142,7 +143,7 @@ def _swept(model, x, set_layers):
                 set_layers.append(operation)
                 return operation(inputs, training=False)
             return normalised
-        if is_submodel(operation) and batchnorm_layers(operation):
+        if is_submodel(operation):  # swept too, so that it holds what `_activation_bytes` counts
             return lambda inputs, *args, **kwargs: _swept(operation, inputs, set_layers)
         if isinstance(operation, keras.layers.Layer) and "training" in inspect.signature(operation.call).parameters:
             return lambda *args, **kwargs: operation(*args, **{**kwargs, "training": False})
