@@ -7,6 +7,7 @@ its inputs over a split, layer after layer (each layer's inputs computed with th
 new statistics), as inference with "population statistics" assumes.
 """
 
+import collections
 import inspect
 import math
 
@@ -85,23 +86,21 @@ def _submodels(model):
             yield from _submodels(layer)
 
 
-def _nodes_in_order(graph):
-    """The nodes of a functional graph that compute something, each after the nodes it reads from."""
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            if node.operation is not None and not node.is_input:
-                yield node
-
-
-def _readers(graph):
-    """How many times each tensor of `graph` (by id) is read by its nodes, and once more for an output."""
-    count = {}
-    for node in _nodes_in_order(graph):
+def _walk(graph, held):
+    """The nodes of a functional graph that compute something, each after the nodes it reads from. `held`
+    maps tensors (by id) to what the caller holds for them, the graph's input first: the caller puts each
+    node's outputs in it, and once the node is done, the tensors it was the last to read are dropped (a
+    graph's outputs are kept)."""
+    nodes = [node for depth in sorted(graph._nodes_by_depth, reverse=True) for node in graph._nodes_by_depth[depth]
+             if node.operation is not None and not node.is_input]
+    readers = collections.Counter(id(tensor) for node in nodes for tensor in node.input_tensors)
+    readers.update(id(tensor) for tensor in graph.outputs)
+    for node in nodes:
+        yield node
         for tensor in node.input_tensors:
-            count[id(tensor)] = count.get(id(tensor), 0) + 1
-    for tensor in graph.outputs:
-        count[id(tensor)] = count.get(id(tensor), 0) + 1
-    return count
+            readers[id(tensor)] -= 1
+            if readers[id(tensor)] == 0:
+                held.pop(id(tensor), None)
 
 
 def _tensor_bytes(tensor):
@@ -112,24 +111,13 @@ def _activation_bytes(model):
     """float32 bytes an image of the layers' outputs held at once, at the most, by a sweep through `model`
     (`_swept`), nested models included."""
     graph = _graph(model)
-    readers, held, peak = _readers(graph), {}, 0
-    for tensor in graph.inputs:
-        held[id(tensor)] = _tensor_bytes(tensor)
-    for node in _nodes_in_order(graph):
+    held, peak = {id(tensor): _tensor_bytes(tensor) for tensor in graph.inputs}, 0
+    for node in _walk(graph, held):
         inner = _activation_bytes(node.operation) if is_submodel(node.operation) else 0  # its own sweep's
         outputs = sum(_tensor_bytes(tensor) for tensor in node.outputs)
         peak = max(peak, sum(held.values()) + max(inner, outputs))
         held.update((id(tensor), _tensor_bytes(tensor)) for tensor in node.outputs)
-        _release(held, readers, node)
     return peak
-
-
-def _release(held, readers, node):
-    """Drop from `held` the tensors that `node` was the last to read."""
-    for tensor in node.input_tensors:
-        readers[id(tensor)] -= 1
-        if readers[id(tensor)] == 0:
-            held.pop(id(tensor), None)
 
 
 def _swept(model, x, set_layers):
@@ -150,12 +138,11 @@ def _swept(model, x, set_layers):
         return operation
 
     graph = _graph(model)
-    readers, held = _readers(graph), {id(graph.inputs[0]): x}
-    for node in _nodes_in_order(graph):
+    held = {id(graph.inputs[0]): x}
+    for node in _walk(graph, held):
         args, kwargs = node.arguments.fill_in(held)
         outputs = operation_fn(node.operation)(*args, **kwargs)
         held.update((id(tensor), value) for tensor, value in zip(node.outputs, keras.tree.flatten(outputs)))
-        _release(held, readers, node)
     return keras.tree.pack_sequence_as(graph._outputs_struct, [held[id(tensor)] for tensor in graph.outputs])
 
 
