@@ -1,7 +1,8 @@
 """Speed of cladec's training commands against their plain Keras equivalents, in one process.
 
 Each case pairs a cladec run with its peer: the same layers trained with `model.fit` on NumPy arrays
-at the same batch size, under the same device set-up (precision policy, XLA, steps per execution and
+at the same batch size, with the same optimizer and learning-rate schedule (Adam, by default with a
+cosine decay over the run, as cladec trains), under the same device set-up (precision policy, XLA, steps per execution and
 determinism, resolved once by `runtime.resolve_runtime`). They take turns (cladec, peer, cladec,
 peer, ...) so that drift in the machine's speed hits both. An epoch runs from its start to the next
 epoch's start (the last to the end of training), so callbacks and checkpoints count; the first epoch
@@ -11,6 +12,7 @@ compared with the device's peak measured here by a large matrix product through 
 """
 
 import dataclasses
+import math
 import os
 import platform
 import statistics
@@ -97,11 +99,19 @@ class Bench:
                                    tensorboard=None, announce=None, extra_callbacks=list(callbacks))
 
     def plain_fit(self, model, targets, loss, epochs, callbacks, loss_weights=None):
-        """`fit` as a Keras user would write it, with the tool's device set-up."""
-        model.compile(optimizer=keras.optimizers.Adam(self.settings.lr), loss=loss, loss_weights=loss_weights,
+        """`fit` as a Keras user would write it, with the tool's device set-up and learning-rate schedule."""
+        model.compile(optimizer=keras.optimizers.Adam(self.plain_rate(epochs)), loss=loss, loss_weights=loss_weights,
                       jit_compile=self.setup.xla, steps_per_execution=self.setup.steps_per_execution)
         model.fit(self.x, targets, batch_size=self.settings.batch_size, epochs=epochs, verbose=0,
                   callbacks=list(callbacks))
+
+    def plain_rate(self, epochs):
+        """Adam's learning rate for a plain run of `epochs` epochs: the settings' rate, decayed to 0 over the
+        run by Keras' own cosine schedule where the settings train that way."""
+        if self.settings.lr_schedule != "cosine":
+            return self.settings.lr
+        steps = epochs * math.ceil(len(self.x) / self.settings.batch_size)
+        return keras.optimizers.schedules.CosineDecay(self.settings.lr, decay_steps=max(1, steps))
 
     def fresh(self):
         """The device set-up and seeds, applied before each run builds its models."""
@@ -340,6 +350,8 @@ def run_benchmark(dataset, settings, epochs=3, repeats=1, log=None):
         "dataset": dataset.name,
         "train_images": len(bench.y),
         "batch_size": settings.batch_size,
+        "lr": settings.lr,
+        "lr_schedule": settings.lr_schedule,
         "epochs": epochs,
         "repeats": repeats,
         "peak_gflop_per_s": peaks,

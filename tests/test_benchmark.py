@@ -104,6 +104,7 @@ def test_benchmark_times_every_command_against_plain_keras(benchmarked):
     saved = json.loads(out.read_text())
     assert [row["command"] for row in saved["rows"]] == COMMANDS
     assert saved["train_images"] == 64 and saved["epochs"] == 2
+    assert saved["lr_schedule"] == "cosine" and saved["lr"] > 0
     assert saved["peak_gflop_per_s"]["float32"] > 0
     for row in saved["rows"]:
         fused = row["command"] == "train-decoder --layer -1,-2,-3,-4"
@@ -114,6 +115,23 @@ def test_benchmark_times_every_command_against_plain_keras(benchmarked):
         assert row["speedup"] == pytest.approx(row["peer"]["s_per_epoch"] / row["cladec"]["s_per_epoch"])
         assert row["train_flops_per_image"] > 1e6
     assert printed["rows"] == saved["rows"]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_the_plain_peer_follows_cladecs_learning_rate_schedule(tmp_path, schedule):
+    from cladec_cli.data.datasets import load_dataset
+    from cladec_cli.training import TrainSettings, make_optimizer
+
+    dataset = load_dataset(f"npz:{write_npz(tmp_path / 'tiny.npz', n_train=300, n_test=16)}")
+    settings = TrainSettings(epochs=3, batch_size=128, lr=2e-3, lr_schedule=schedule)
+    bench = benchmark.Bench(dataset, settings, tmp_path)
+    tools = make_optimizer(settings, steps_per_epoch=3)
+    peers = keras.optimizers.Adam(bench.plain_rate(epochs=3))
+    for step in (0, 4, 8, 9):
+        tools.iterations.assign(step)
+        peers.iterations.assign(step)
+        assert float(peers.learning_rate) == pytest.approx(float(tools.learning_rate), abs=1e-9)
+    assert float(peers.learning_rate) == (0.0 if schedule == "cosine" else pytest.approx(2e-3))
 
 
 def test_benchmark_writes_a_markdown_table_beside_the_json(benchmarked):
