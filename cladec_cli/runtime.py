@@ -16,6 +16,11 @@ MIXED_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16":
 # Steps per execution on a GPU: each step of these small models is a few launches, so running several
 # steps per call from the host keeps the GPU busy (benchmarks/steps_sweep.py measures it).
 GPU_STEPS_PER_EXECUTION = 64
+# Steps per execution on a CPU under TensorFlow: a step of the paper's classifier takes about 16 ms on
+# 2 cores, of which Keras' per-call work (the call, the iterator, the callbacks' dispatch) is a
+# noticeable share; in chunks of 16 its epochs took about a tenth less (benchmarks/steps_cpu_ab.py).
+# Under JAX the steps of a chunk are unrolled on CPUs, so compile time would grow with it: 1 there.
+CPU_STEPS_PER_EXECUTION = {"tensorflow": 16}
 
 
 def backend():
@@ -270,9 +275,17 @@ def resolve_runtime(precision="auto", deterministic=None, steps_per_execution=No
         precision=resolve_precision(precision, device),
         xla=resolve_xla(xla, device, deterministic),
         deterministic=deterministic,
-        steps_per_execution=steps_per_execution or (GPU_STEPS_PER_EXECUTION if device.is_gpu else 1),
+        steps_per_execution=steps_per_execution or default_steps_per_execution(device),
         **spread.provenance(),
     )
+
+
+def default_steps_per_execution(device):
+    """Optimizer steps per compiled call where none is asked for: `GPU_STEPS_PER_EXECUTION` on GPUs, on
+    CPUs `CPU_STEPS_PER_EXECUTION` of the backend (1 where it names none)."""
+    if device.is_gpu:
+        return GPU_STEPS_PER_EXECUTION
+    return CPU_STEPS_PER_EXECUTION.get(backend(), 1)
 
 
 def apply(runtime):

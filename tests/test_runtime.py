@@ -49,11 +49,19 @@ def test_auto_xla_is_off_on_cpu_and_on_on_gpu_under_tensorflow(monkeypatch):
 def test_this_machine_resolves_to_deterministic_float32_without_xla():
     setup = runtime.resolve_runtime()
     assert setup.device.startswith("CPU, ") and setup.precision == "float32"
-    assert setup.deterministic and setup.steps_per_execution == 1
+    assert setup.deterministic and setup.steps_per_execution == 16
     line = setup.line()
     assert line.startswith("device: CPU, ") and "precision float32" in line and "deterministic on" in line
     with pytest.raises(UsageError):
         runtime.resolve_runtime(steps_per_execution=0)
+
+
+def test_cpus_run_chunks_of_steps_only_under_tensorflow(monkeypatch):
+    assert runtime.default_steps_per_execution(CPU) == 16
+    assert runtime.resolve_runtime(steps_per_execution=3).steps_per_execution == 3
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert runtime.default_steps_per_execution(CPU) == 1
+    assert runtime.default_steps_per_execution(AMPERE) == runtime.GPU_STEPS_PER_EXECUTION
 
 
 def test_the_device_line_counts_replicas_and_says_when_one_device_has_nothing_to_spread():

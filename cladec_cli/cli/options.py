@@ -110,7 +110,8 @@ def device_options():
                      help="Use deterministic kernels, so one seed gives the same weights [default: on for CPUs, "
                           "off for GPUs]."),
         click.option("--steps-per-execution", type=click.IntRange(min=1), default=None,
-                     help="Training steps run per call from the host [default: 1 on CPUs, 64 on GPUs]."),
+                     help="Training steps run per call from the host [default: 64 on GPUs; on CPUs 16 under "
+                          "TensorFlow, else 1]."),
         click.option("--xla", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
                      help="Compile training steps with XLA; auto is on for GPUs and off for CPUs, and under "
                           "TensorFlow off with --deterministic, under which Keras compiles without XLA."),
