@@ -64,6 +64,14 @@ def test_cpus_run_chunks_of_steps_only_under_tensorflow(monkeypatch):
     assert runtime.default_steps_per_execution(AMPERE) == runtime.GPU_STEPS_PER_EXECUTION
 
 
+def test_a_tensorflow_distribution_runs_one_step_per_execution():
+    """Keras' multi-step loop fails inside a TensorFlow distribution strategy (keras-team/keras#19246)."""
+    assert runtime.resolve_runtime(distribute="mirrored").steps_per_execution == 1
+    assert runtime.resolve_runtime(distribute="mirrored", steps_per_execution=1).steps_per_execution == 1
+    with pytest.raises(UsageError, match="keras-team/keras#19246"):
+        runtime.resolve_runtime(distribute="mirrored", steps_per_execution=4)
+
+
 def test_the_device_line_counts_replicas_and_says_when_one_device_has_nothing_to_spread():
     def line(replicas):
         return runtime.Runtime("tensorflow", "CPU, 2 cores", "float32", False, True, 1, "mirrored", replicas).line(128)
