@@ -2,8 +2,8 @@
 
 Each case pairs a cladec run with its peer: the same layers trained with `model.fit` on NumPy arrays
 at the same batch size, with the same optimizer and learning-rate schedule (Adam, by default with a
-cosine decay over the run, as cladec trains), under the same device set-up (precision policy, XLA, steps per execution and
-determinism, resolved once by `runtime.resolve_runtime`). They take turns (cladec, peer, cladec,
+cosine decay over the run, as cladec trains), under the same device set-up (precision policy, XLA,
+steps per execution and determinism, resolved once by `runtime.resolve_runtime`). They take turns (cladec, peer, cladec,
 peer, ...) so that drift in the machine's speed hits both. An epoch runs from its start to the next
 epoch's start (the last to the end of training), so callbacks and checkpoints count; the first epoch
 (tracing, compilation) is left out and the fastest remaining epoch is reported. Achieved GFLOP/s

@@ -18,7 +18,8 @@ MIXED_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16":
 GPU_STEPS_PER_EXECUTION = 64
 # Steps per execution on a CPU under TensorFlow: a step of the paper's classifier takes about 16 ms on
 # 2 cores, of which Keras' per-call work (the call, the iterator, the callbacks' dispatch) is a
-# noticeable share; in chunks of 16 its epochs took about a tenth less (benchmarks/steps_cpu_ab.py).
+# noticeable share; in chunks of 16 its epochs took about a tenth less, the decoders' no more
+# (docs/results/steps-per-execution-cpu-2-cores-2026-11-29.txt; benchmarks/steps_cpu_ab.py).
 # Under JAX the steps of a chunk are unrolled on CPUs, so compile time would grow with it: 1 there.
 CPU_STEPS_PER_EXECUTION = {"tensorflow": 16}
 
