@@ -6,7 +6,8 @@ run per steps-per-execution value, one after another. Epochs after the first are
 quartiles of their wall-clock and CPU seconds are printed per case and value, and all of them written
 to OUT.json.
 
-    python benchmarks/steps_cpu_ab.py [--rounds 3] [--epochs 3] [--limit 10000] [--steps 1,16] [--cases classifier,layers] OUT.json
+    python benchmarks/steps_cpu_ab.py [--rounds 3] [--epochs 3] [--limit 10000] [--steps 1,16]
+        [--cases classifier,layers] OUT.json
 """
 import argparse
 import dataclasses

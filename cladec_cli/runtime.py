@@ -269,11 +269,12 @@ def resolve_runtime(precision="auto", deterministic=None, steps_per_execution=No
     device = current_device()
     if steps_per_execution is not None and steps_per_execution < 1:
         raise UsageError(f"steps per execution must be at least 1, got {steps_per_execution}")
-    if (steps_per_execution or 1) > 1 and _steps_fail_distributed(spread):
-        raise UsageError(f"{option('steps_per_execution')} {steps_per_execution} does not go with "
-                         f"{option('distribute')} {spread.kind} under TensorFlow: Keras' loop over several steps "
-                         "fails inside a distribution strategy (keras-team/keras#19246); use 1 or leave it out")
     if _steps_fail_distributed(spread):
+        if (steps_per_execution or 1) > 1:
+            raise UsageError(f"{option('steps_per_execution')} {steps_per_execution} does not go with "
+                             f"{option('distribute')} {spread.kind} under TensorFlow: Keras' loop over several "
+                             "steps fails inside a distribution strategy (keras-team/keras#19246); "
+                             "use 1 or leave it out")
         steps_per_execution = 1
     deterministic = (not device.is_gpu) if deterministic is None else bool(deterministic)
     return Runtime(
