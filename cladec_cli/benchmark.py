@@ -3,12 +3,13 @@
 Each case pairs a cladec run with its peer: the same layers trained with `model.fit` on NumPy arrays
 at the same batch size, with the same optimizer and learning-rate schedule (Adam, by default with a
 cosine decay over the run, as cladec trains), under the same device set-up (precision policy, XLA,
-steps per execution and determinism, resolved once by `runtime.resolve_runtime`). They take turns (cladec, peer, cladec,
-peer, ...) so that drift in the machine's speed hits both. An epoch runs from its start to the next
-epoch's start (the last to the end of training), so callbacks and checkpoints count; the first epoch
-(tracing, compilation) is left out and the fastest remaining epoch is reported. Achieved GFLOP/s
-credit both sides with the peer model's counted training FLOPs (see `cladec_cli.flops`), and are
-compared with the device's peak measured here by a large matrix product through `keras.ops`.
+steps per execution and determinism, resolved once by `runtime.resolve_runtime`). They take turns
+(cladec then peer, peer then cladec, ...) so that drift in the machine's speed hits both, and the two
+runs of each turn are also compared with each other. An epoch runs from its start to the next epoch's
+start (the last to the end of training), so callbacks and checkpoints count; the first epoch (tracing,
+compilation) is left out and the fastest remaining epoch is reported. Achieved GFLOP/s credit both
+sides with the peer model's counted training FLOPs (see `cladec_cli.flops`), and are compared with the
+device's peak measured here by a large matrix product through `keras.ops`.
 """
 
 import dataclasses
@@ -212,8 +213,8 @@ def fused_case(bench, classifier, provenance):
     def peer(epochs, callbacks):
         # The same timer sees the four fits; an epoch's time is then the sum over the four.
         for layer in layers:
-            train_decoder(classifier, provenance, bench.dataset, layer.name, 0.0, bench.tool_settings(epochs, callbacks),
-                          bench.path("separate.h5"))
+            train_decoder(classifier, provenance, bench.dataset, layer.name, 0.0,
+                          bench.tool_settings(epochs, callbacks), bench.path("separate.h5"))
 
     work = sum(training_flops(plain_decoder_model(classifier, provenance, layer, 0.0)) for layer in layers)
     return Case("train-decoder --layer -1,-2,-3,-4", tool, peer, work, peer_name="4 one-layer cladec runs")
@@ -243,18 +244,32 @@ def fastest_steady_epoch(run, epochs):
     return steady_seconds([timer.epoch_seconds()])[0]
 
 
-def time_case(case, epochs, repeats, n_images, peaks):
-    """Run a case's cladec and peer sides in turn, `repeats` times each; a result row.
+def turn_order(repeat):
+    """The sides of the `repeat`-th turn in the order they run: cladec first in even turns, the peer first
+    in odd ones, so that neither side always runs right after the other case's runs or always second."""
+    return ("cladec", "peer") if repeat % 2 == 0 else ("peer", "cladec")
 
-    `speedup` is the peer's seconds per epoch over cladec's: above 1, cladec is faster. `cpu_speedup`
-    is the same for CPU seconds.
+
+def turn_speedups(runs):
+    """Per turn, the peer's fastest epoch after the first over cladec's, from runs that ran side by side:
+    a drift in the machine's speed between turns cancels out of each."""
+    return [steady_seconds([peer])[0] / steady_seconds([mine])[0] for mine, peer in zip(runs["cladec"], runs["peer"])]
+
+
+def time_case(case, epochs, repeats, n_images, peaks):
+    """Run a case's cladec and peer sides in turn, `repeats` times each (see `turn_order`); a result row.
+
+    `speedup` is the peer's fastest epoch over cladec's, over all turns: above 1, cladec is faster.
+    `cpu_speedup` is the same for CPU seconds. `turn_speedups` compares the sides within each turn, and
+    `median_turn_speedup` is their median: a machine whose speed shifts for minutes at a time can give
+    one side's fastest epoch a quiet stretch that the other never had.
     """
     runs = {"cladec": [], "peer": []}
     cpu_runs = {"cladec": [], "peer": []}
-    for _ in range(repeats):
-        for side, run in (("cladec", case.tool), ("peer", case.peer)):
+    for repeat in range(repeats):
+        for side in turn_order(repeat):
             timer = EpochTimer()
-            run(epochs, [timer])
+            (case.tool if side == "cladec" else case.peer)(epochs, [timer])
             runs[side].append(timer.epoch_seconds())
             cpu_runs[side].append(timer.epoch_seconds(clock=1))
     row = {"command": case.name, "peer_name": case.peer_name, "train_flops_per_image": int(case.flops_per_image),
@@ -268,6 +283,10 @@ def time_case(case, epochs, repeats, n_images, peaks):
                      "gflop_per_s": gflops, "fraction_of_peak": {dtype: gflops / peak for dtype, peak in peaks.items()}}
     row["speedup"] = row["peer"]["s_per_epoch"] / row["cladec"]["s_per_epoch"]
     row["cpu_speedup"] = row["peer"]["cpu_s_per_epoch"] / row["cladec"]["cpu_s_per_epoch"]
+    row["turn_speedups"] = turn_speedups(runs)
+    row["median_turn_speedup"] = statistics.median(row["turn_speedups"])
+    row["turn_cpu_speedups"] = turn_speedups(cpu_runs)
+    row["median_turn_cpu_speedup"] = statistics.median(row["turn_cpu_speedups"])
     return row
 
 

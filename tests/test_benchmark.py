@@ -37,14 +37,18 @@ def use_clock(monkeypatch, clock):
 
 
 def fake_run(clock, epoch_seconds, calls, label):
-    """A run that 'trains' by moving the clock on, calling the timer's hooks as `fit` would."""
+    """A run that 'trains' by moving the clock on, calling the timer's hooks as `fit` would: each call
+    takes `epoch_seconds`, or with a list of those the next one of them."""
+    per_call = epoch_seconds if isinstance(epoch_seconds[0], list) else None
+
     def run(epochs, callbacks):
+        seconds = per_call[calls.count(label)] if per_call else epoch_seconds
         calls.append(label)
         timer = callbacks[0]
         timer.on_train_begin()
         for epoch in range(epochs):
             timer.on_epoch_begin(epoch)
-            clock.now += epoch_seconds[epoch]
+            clock.now += seconds[epoch]
         timer.on_train_end()
     return run
 
@@ -70,13 +74,37 @@ def test_sides_take_turns_and_the_row_compares_them(monkeypatch):
     case = Case("cmd", fake_run(clock, [5.0, 2.0, 2.0], calls, "tool"),
                 fake_run(clock, [5.0, 3.0, 3.0], calls, "peer"), flops_per_image=10 ** 6)
     row = time_case(case, epochs=3, repeats=2, n_images=1000, peaks={"float32": 1.0})
-    assert calls == ["tool", "peer", "tool", "peer"]
+    assert calls == ["tool", "peer", "peer", "tool"]
     assert row["cladec"]["s_per_epoch"] == 2.0 and row["peer"]["s_per_epoch"] == 3.0
     assert row["speedup"] == pytest.approx(1.5) and row["cpu_speedup"] == pytest.approx(1.5)
     assert row["cladec"]["cpu_s_per_epoch"] == 1.0
     assert row["cladec"]["images_per_s"] == pytest.approx(500)
     assert row["cladec"]["gflop_per_s"] == pytest.approx(0.5)
     assert row["cladec"]["fraction_of_peak"]["float32"] == pytest.approx(0.5)
+
+
+def test_each_turn_compares_the_runs_that_ran_side_by_side(monkeypatch):
+    # In the second turn the machine is quiet while the peer runs and busy while cladec does: the fastest
+    # epochs over all turns set the peer's quiet run against cladec's, the turns do not.
+    clock = FakeClock()
+    use_clock(monkeypatch, clock)
+    calls = []
+    case = Case("cmd", fake_run(clock, [[5.0, 2.0, 2.0], [5.0, 2.5, 2.5], [5.0, 2.0, 2.0]], calls, "tool"),
+                fake_run(clock, [[5.0, 3.0, 3.0], [5.0, 1.0, 1.0], [5.0, 2.6, 2.6]], calls, "peer"),
+                flops_per_image=10 ** 6)
+    row = time_case(case, epochs=3, repeats=3, n_images=1000, peaks={"float32": 1.0})
+    assert calls == ["tool", "peer", "peer", "tool", "tool", "peer"]
+    assert row["speedup"] == pytest.approx(0.5)
+    assert row["turn_speedups"] == pytest.approx([1.5, 0.4, 1.3])
+    assert row["median_turn_speedup"] == pytest.approx(1.3)
+    assert row["turn_cpu_speedups"] == pytest.approx([1.5, 0.4, 1.3])
+    assert row["median_turn_cpu_speedup"] == pytest.approx(1.3)
+    assert "| 1.30x (0.40-1.50) |" in markdown_table({
+        "runtime": {"device": "CPU, 2 cores", "backend": "tensorflow", "precision": "float32", "xla": False,
+                    "deterministic": True, "steps_per_execution": 16},
+        "peak_gflop_per_s": {"float32": 100.0}, "load_average": {"start": [1.0], "end": [1.0]}, "epochs": 3,
+        "cpu": {"name": "test CPU"}, "keras": keras.__version__, "train_images": 1000, "dataset": "npz",
+        "batch_size": 128, "repeats": 3, "date": "now", "rows": [{**row, "peer_name": "plain Keras"}]})
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
