@@ -515,6 +515,8 @@ def fit(model, train_data, settings, backup=None, validation_data=None):
         on_gpu = settings.runtime().on_gpu
         chunked_steps.install(model, train_data.batch_size, on_gpu)
         train_data = train_data.in_chunks(chunk, on_device=on_gpu and runtime.backend() == "jax")
+        if runtime.backend() == "tensorflow":
+            train_data = train_data.tf_dataset()
     elif _local_array_feed(settings, train_data) and runtime.has_tensorflow():
         train_data = train_data.tf_dataset()
     if settings.runtime().distribute == "multiworker":

@@ -91,6 +91,24 @@ def test_under_tensorflow_on_a_gpu_chunks_loop_inside_xla_and_train_like_single_
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data is TensorFlow's")
+def test_under_tensorflow_chunks_come_through_tf_data_without_autotuning(tiny, monkeypatch):
+    import tensorflow as tf
+
+    fed = []
+    keras_fit = keras.Model.fit
+
+    def spy(model, data, *args, **kwargs):
+        fed.append(data)
+        return keras_fit(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    model, _ = trained_classifier(tiny, 3, epochs=1)
+    assert isinstance(fed[0], tf.data.Dataset) and fed[0].options().autotune.enabled is False
+    # 240 images: chunks of 3 batches of 32, the last of 48 images.
+    assert [len(x) for x, _ in fed[0]] == [96, 96, 48]
+
+
 def test_chunk_feed_serves_the_same_items_in_the_same_order():
     x = np.arange(50, dtype=np.float32)[:, None]
     feed = ArrayFeed(x, x, 4, shuffle=True, seed=3, start_epoch=2)

@@ -48,6 +48,20 @@ def tf_epoch_indices(order):
                                           output_signature=tf.TensorSpec((None,), tf.int64))
 
 
+def without_autotune(data):
+    """A tf.data pipeline with tf.data's autotuning off: its `AUTOTUNE` parallelism stays at the number of
+    cores and its prefetch buffer grows as the consumer waits, as without the tuning model.
+
+    With autotuning on, throwing an iterator away waits for the tuning thread to end, which on a 2-core
+    CPU (TensorFlow 2.21) held `fit` with both cores idle for 2-4 s at the start of about every other
+    epoch of a few seconds (benchmarks/autotune_stall.py)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return data.with_options(options)
+
+
 def set_start_epoch(data, epoch):
     """Make a feed (or a tf.data pipeline made by `ArrayFeed.tf_dataset` or `Split.dataset`) serve epoch
     `epoch`'s order next."""
@@ -141,6 +155,7 @@ class ArrayFeed(keras.utils.PyDataset):
 
         data = tf_epoch_indices(self.order).unbatch().batch(self.batch_size).map(batch)
         data = data.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(tf.data.AUTOTUNE)
+        data = without_autotune(data)
         data.order = self.order
         return data
 

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 
 from cladec_cli import runtime
-from cladec_cli.data.feed import ArrayFeed, EpochOrder, images_and_labels, images_only, tf_epoch_indices
+from cladec_cli.data.feed import (ArrayFeed, EpochOrder, images_and_labels, images_only, tf_epoch_indices,
+                                  without_autotune)
 from cladec_cli.data.preprocess import BatchFitter, convert_channels, fit_images
 from cladec_cli.data.readers import check_image_files
 
@@ -78,7 +79,7 @@ def _tf_file_dataset(split, batch_size, arrange, shuffle, seed):
                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size).map(arrange).apply(tf.data.experimental.assert_cardinality(
         math.ceil(len(split) / batch_size)))
-    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds = without_autotune(ds.prefetch(tf.data.AUTOTUNE))
     ds.order = order
     return ds
 

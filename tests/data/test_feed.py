@@ -62,3 +62,17 @@ def test_serving_and_predicting_a_large_array_under_tensorflow_does_not_copy_it(
     np.testing.assert_allclose(predict(model, images, batch_size=4096), 1.0)
     # Turning the array into tensors would take at least its own size again.
     assert _resident_bytes() - before < images.nbytes // 4
+
+
+@tensorflow_only
+def test_tf_pipelines_of_arrays_and_of_files_run_without_autotuning(tmp_path):
+    from image_files import write_image_folder
+
+    from cladec_cli.data.datasets import load_dataset
+
+    arrays = ArrayFeed(np.zeros((10, 2), np.float32), np.arange(10), 4).tf_dataset()
+    files = load_dataset(f"folder:{write_image_folder(tmp_path / 'images', n_per_class=4)}", test_fraction=0.25)
+    assert not files.train.in_memory
+    for data in (arrays, files.train.dataset(4, shuffle=True)):
+        assert data.options().autotune.enabled is False
+        assert sum(len(labels) for _, labels in data) == len(data.order.current())
