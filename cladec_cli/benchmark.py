@@ -260,7 +260,8 @@ def time_case(case, epochs, repeats, n_images, peaks):
     """Run a case's cladec and peer sides in turn, `repeats` times each (see `turn_order`); a result row.
 
     `speedup` is the peer's fastest epoch over cladec's, over all turns: above 1, cladec is faster.
-    `cpu_speedup` is the same for CPU seconds. `turn_speedups` compares the sides within each turn, and
+    `cpu_speedup` is the same for CPU seconds, `median_speedup` for the median epochs, which count the
+    epochs that something held up (the fastest leave them out). `turn_speedups` compares the sides within each turn, and
     `median_turn_speedup` is their median: a machine whose speed shifts for minutes at a time can give
     one side's fastest epoch a quiet stretch that the other never had.
     """
@@ -283,6 +284,7 @@ def time_case(case, epochs, repeats, n_images, peaks):
                      "gflop_per_s": gflops, "fraction_of_peak": {dtype: gflops / peak for dtype, peak in peaks.items()}}
     row["speedup"] = row["peer"]["s_per_epoch"] / row["cladec"]["s_per_epoch"]
     row["cpu_speedup"] = row["peer"]["cpu_s_per_epoch"] / row["cladec"]["cpu_s_per_epoch"]
+    row["median_speedup"] = row["peer"]["median_s_per_epoch"] / row["cladec"]["median_s_per_epoch"]
     row["turn_speedups"] = turn_speedups(runs)
     row["median_turn_speedup"] = statistics.median(row["turn_speedups"])
     row["turn_cpu_speedups"] = turn_speedups(cpu_runs)

@@ -26,6 +26,11 @@ def _percent(value):
     return f"{100 * value:.0f} %"
 
 
+def ratio(value):
+    """A speed ratio as the table writes it ("-" where a result of an earlier version lacks it)."""
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def by_turn(row):
     """The median of a row's per-turn speeds vs the peer, with their range where there are several."""
     turns = row.get("turn_speedups")  # not in results of earlier versions
@@ -51,19 +56,19 @@ def markdown_table(result):
         f"{result['train_images']:,} {result['dataset']} training images, batch {result['batch_size']}, "
         f"{epochs} epochs a run, {result['repeats']} run(s) a side, taking turns; seconds per epoch are the "
         f"fastest of epochs 2-{epochs}; speed vs peer is the peer's seconds over cladec's (above 1: cladec is "
-        f"faster), also in this process's CPU seconds; by turn: the median (and range) of that ratio within "
-        f"each turn. Load average {load['start'][0]:.1f} at the start, "
+        f"faster), also in this process's CPU seconds and for the median epochs; by turn: the median (and range) "
+        f"of the fastest epochs' ratio within each turn. Load average {load['start'][0]:.1f} at the start, "
         f"{load['end'][0]:.1f} at the end. Measured peak (matrix product): {peak_text}. {result['date']}.",
         "",
     ]
-    header = ["command", "peer", "cladec s/epoch", "peer s/epoch", "speed vs peer", "by CPU time", "by turn",
+    header = ["command", "peer", "cladec s/epoch", "peer s/epoch", "speed vs peer", "by CPU time", "by median epoch", "by turn",
               "cladec images/s", "MFLOP/image", "cladec GFLOP/s"] + [f"% of {dtype} peak" for dtype in peaks]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result["rows"]:
         mine = row["cladec"]
         cells = [f"`{row['command']}`", row["peer_name"], f"{mine['s_per_epoch']:.2f}",
                  f"{row['peer']['s_per_epoch']:.2f}", f"{row['speedup']:.2f}x", f"{row['cpu_speedup']:.2f}x",
-                 by_turn(row), f"{mine['images_per_s']:,.0f}",
+                 ratio(row.get("median_speedup")), by_turn(row), f"{mine['images_per_s']:,.0f}",
                  f"{row['train_flops_per_image'] / 1e6:.1f}", f"{mine['gflop_per_s']:.0f}"]
         cells += [_percent(mine["fraction_of_peak"][dtype]) for dtype in peaks]
         lines.append("| " + " | ".join(cells) + " |")
