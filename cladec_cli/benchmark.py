@@ -253,7 +253,8 @@ def turn_order(repeat):
 def turn_speedups(runs):
     """Per turn, the peer's fastest epoch after the first over cladec's, from runs that ran side by side:
     a drift in the machine's speed between turns cancels out of each."""
-    return [steady_seconds([peer])[0] / steady_seconds([mine])[0] for mine, peer in zip(runs["cladec"], runs["peer"])]
+    return [steady_seconds([peer])[0] / steady_seconds([mine])[0]
+            for mine, peer in zip(runs["cladec"], runs["peer"])]
 
 
 def time_case(case, epochs, repeats, n_images, peaks):
@@ -261,9 +262,9 @@ def time_case(case, epochs, repeats, n_images, peaks):
 
     `speedup` is the peer's fastest epoch over cladec's, over all turns: above 1, cladec is faster.
     `cpu_speedup` is the same for CPU seconds, `median_speedup` for the median epochs, which count the
-    epochs that something held up (the fastest leave them out). `turn_speedups` compares the sides within each turn, and
-    `median_turn_speedup` is their median: a machine whose speed shifts for minutes at a time can give
-    one side's fastest epoch a quiet stretch that the other never had.
+    epochs that something held up (the fastest leave them out). `turn_speedups` compares the sides
+    within each turn, and `median_turn_speedup` is their median: a machine whose speed shifts for
+    minutes at a time can give one side's fastest epoch a quiet stretch that the other never had.
     """
     runs = {"cladec": [], "peer": []}
     cpu_runs = {"cladec": [], "peer": []}

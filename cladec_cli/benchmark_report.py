@@ -56,13 +56,14 @@ def markdown_table(result):
         f"{result['train_images']:,} {result['dataset']} training images, batch {result['batch_size']}, "
         f"{epochs} epochs a run, {result['repeats']} run(s) a side, taking turns; seconds per epoch are the "
         f"fastest of epochs 2-{epochs}; speed vs peer is the peer's seconds over cladec's (above 1: cladec is "
-        f"faster), also in this process's CPU seconds and for the median epochs; by turn: the median (and range) "
-        f"of the fastest epochs' ratio within each turn. Load average {load['start'][0]:.1f} at the start, "
+        f"faster), also in this process's CPU seconds and for the median epochs; by turn: the median (and "
+        f"range) of the fastest epochs' ratio within each turn. Load average {load['start'][0]:.1f} at the start, "
         f"{load['end'][0]:.1f} at the end. Measured peak (matrix product): {peak_text}. {result['date']}.",
         "",
     ]
-    header = ["command", "peer", "cladec s/epoch", "peer s/epoch", "speed vs peer", "by CPU time", "by median epoch", "by turn",
-              "cladec images/s", "MFLOP/image", "cladec GFLOP/s"] + [f"% of {dtype} peak" for dtype in peaks]
+    header = ["command", "peer", "cladec s/epoch", "peer s/epoch", "speed vs peer", "by CPU time", "by median epoch",
+              "by turn", "cladec images/s", "MFLOP/image", "cladec GFLOP/s"]
+    header += [f"% of {dtype} peak" for dtype in peaks]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result["rows"]:
         mine = row["cladec"]

@@ -99,8 +99,8 @@ class TrainSettings:
     def provenance(self):
         """What a trained model records about how it was trained."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "lr_schedule": self.lr_schedule, "optimizer": "adam", "seed": self.seed, "trust_model": self.trust_model,
-                **self.runtime().provenance()}
+                "lr_schedule": self.lr_schedule, "optimizer": "adam", "seed": self.seed,
+                "trust_model": self.trust_model, **self.runtime().provenance()}
 
     def with_epochs(self, epochs):
         """A copy of these settings with another epoch count."""
