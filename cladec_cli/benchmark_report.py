@@ -34,11 +34,9 @@ def ratio(value):
 def by_turn(row):
     """The median of a row's per-turn speeds vs the peer, with their range where there are several."""
     turns = row.get("turn_speedups")  # not in results of earlier versions
-    if not turns:
-        return "-"
-    if len(turns) == 1:
-        return f"{turns[0]:.2f}x"
-    return f"{row['median_turn_speedup']:.2f}x ({min(turns):.2f}-{max(turns):.2f})"
+    if not turns or len(turns) == 1:
+        return ratio(turns[0] if turns else None)
+    return f"{ratio(row['median_turn_speedup'])} ({min(turns):.2f}-{max(turns):.2f})"
 
 
 def markdown_table(result):
@@ -68,7 +66,7 @@ def markdown_table(result):
     for row in result["rows"]:
         mine = row["cladec"]
         cells = [f"`{row['command']}`", row["peer_name"], f"{mine['s_per_epoch']:.2f}",
-                 f"{row['peer']['s_per_epoch']:.2f}", f"{row['speedup']:.2f}x", f"{row['cpu_speedup']:.2f}x",
+                 f"{row['peer']['s_per_epoch']:.2f}", ratio(row["speedup"]), ratio(row["cpu_speedup"]),
                  ratio(row.get("median_speedup")), by_turn(row), f"{mine['images_per_s']:,.0f}",
                  f"{row['train_flops_per_image'] / 1e6:.1f}", f"{mine['gflop_per_s']:.0f}"]
         cells += [_percent(mine["fraction_of_peak"][dtype]) for dtype in peaks]
