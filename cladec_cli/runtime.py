@@ -308,8 +308,7 @@ def apply(runtime):
 
     keras.mixed_precision.set_global_policy(MIXED_POLICIES[runtime.precision])
     _set_determinism(runtime.deterministic)
-    if runtime.backend == "jax":
-        _keep_compiled_programs()
+    keep_compiled_programs()
 
 
 @contextlib.contextmanager
@@ -351,12 +350,16 @@ def jax_cache_dir():
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cladec" / "jax"
 
 
-def _keep_compiled_programs():
-    """Turn on JAX's persistent compilation cache for every program, however fast it compiles. Every
-    model of a reproduction is compiled afresh (a new model is a new program to trace), and for models
-    this small compiling takes longer than training an epoch on a GPU; runs after the first find the
-    same programs in the cache. JAX's own threshold (1 s) would leave the many prediction programs out,
-    which take a fraction of a second each; $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS still sets it."""
+def keep_compiled_programs():
+    """Under JAX, turn on its persistent compilation cache for every program, however fast it compiles
+    (elsewhere, nothing). Every model is compiled afresh in a new process, from the initializers that
+    build a model loaded from a file to the prediction and training steps, and for models this small
+    compiling takes longer than predicting or training an epoch on a GPU; later runs and later commands
+    find the same programs in the cache. JAX's own threshold (1 s) would leave nearly all of them out;
+    $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS still sets it. Every command calls this as it starts, and
+    so does `apply`, for the Python API's trainings."""
+    if backend() != "jax":
+        return
     import jax
 
     if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):

@@ -113,6 +113,37 @@ class _FakeJaxConfig:
     ({}, "/theirs", 0.0, "/theirs"),  # a folder set through JAX (e.g. $JAX_COMPILATION_CACHE_DIR) stands
 ])
 def test_jax_keeps_every_compiled_program(monkeypatch, tmp_path, env, cache_dir, threshold, folder):
+    config = _fake_jax(monkeypatch, tmp_path, cache_dir)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    runtime.keep_compiled_programs()
+    assert config.updated.get("jax_persistent_cache_min_compile_time_secs") == threshold
+    expected = str(tmp_path / "cladec" / "jax") if folder == "home" else folder
+    assert config.jax_compilation_cache_dir == expected
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
+def test_other_backends_leave_jax_alone(monkeypatch, tmp_path, backend):
+    config = _fake_jax(monkeypatch, tmp_path)
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    runtime.keep_compiled_programs()
+    assert config.updated == {} and config.jax_compilation_cache_dir is None
+
+
+def test_every_command_keeps_compiled_programs_before_it_loads_a_model(monkeypatch, trained):
+    from cladec_cli import artifacts
+
+    events = []
+    load_model = artifacts.load_model
+    monkeypatch.setattr(runtime, "keep_compiled_programs", lambda: events.append("keep"))
+    monkeypatch.setattr(artifacts, "load_model", lambda *a, **k: events.append("load") or load_model(*a, **k))
+    invoke("layers", "--classifier", trained["classifier"])
+    assert events[:2] == ["keep", "load"]
+
+
+def _fake_jax(monkeypatch, tmp_path, cache_dir=None):
+    """A stand-in for the `jax` module whose config records updates; cladec's cache folder under tmp_path."""
     import sys
     import types
 
@@ -121,12 +152,30 @@ def test_jax_keeps_every_compiled_program(monkeypatch, tmp_path, env, cache_dir,
     monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    runtime._keep_compiled_programs()
-    assert config.updated.get("jax_persistent_cache_min_compile_time_secs") == threshold
-    expected = str(tmp_path / "cladec" / "jax") if folder == "home" else folder
-    assert config.jax_compilation_cache_dir == expected
+    return config
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's persistent compilation cache")
+def test_under_jax_a_command_run_again_compiles_nothing_new(tmp_path, trained):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    kept = tmp_path / "cache" / "cladec" / "jax"
+
+    def explain(name):
+        subprocess.run([sys.executable, "-m", "cladec_cli", "explain", "--classifier", trained["classifier"],
+                        "--decoder", trained["decoder"], "--refae", trained["refae"], "--dataset",
+                        trained["dataset"], "--count", "4", "--out", tmp_path / name], env=env, check=True,
+                       capture_output=True, timeout=300)
+        return sorted(p.name for p in kept.iterdir())
+
+    first = explain("a.png")
+    assert len(first) >= 5  # the initializers of three loaded models, their predictions
+    assert explain("b.png") == first
 
 
 @pytest.fixture(scope="module")

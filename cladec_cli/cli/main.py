@@ -83,12 +83,13 @@ def _environment_variable(error):
 
 
 class CladecCommand(click.Command):
-    """A command that loads TensorFlow quietly once its options have been parsed, then the modules of
-    --custom-objects."""
+    """A command that loads TensorFlow quietly once its options have been parsed (under JAX, keeps compiled
+    programs between processes: `runtime.keep_compiled_programs`), then the modules of --custom-objects."""
 
     def invoke(self, ctx):
         common.new_command()
         runtime.require_backend()
+        runtime.keep_compiled_programs()
         if not ctx.find_root().params.get("debug"):
             runtime.import_tensorflow_quietly()
         for spec in ctx.meta.get(CUSTOM_OBJECTS, ()):
