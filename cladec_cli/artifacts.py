@@ -127,7 +127,7 @@ def save_model(model, path, provenance, overwrite=False):
     if path.suffix.lower() != ".h5":
         raise UsageError(f"{path}: models are saved as HDF5, the file name must end in .h5")
     from cladec_cli.cloning import savable
-    from cladec_cli.custom_objects import class_modules
+    from cladec_cli.custom_objects import class_modules, with_saved_class_names
     from cladec_cli.precision import float32_copy
 
     record = dict(provenance, digest=weights_digest(model))
@@ -140,6 +140,8 @@ def save_model(model, path, provenance, overwrite=False):
     with atomic_path(path, overwrite) as tmp, _quiet_absl():
         copy.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
+            if modules and with_saved_class_names(config := json.loads(f.attrs["model_config"]), copy):
+                f.attrs["model_config"] = json.dumps(config)
             group = f.require_group(GROUP)
             for key, value in record.items():
                 group.attrs[key] = json.dumps(value, default=plain)

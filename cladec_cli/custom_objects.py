@@ -114,14 +114,43 @@ def class_modules(model):
     included) that Keras would not find by their name alone, as an HDF5 file keeps them: a keras.applications
     model's own layers (ConvNeXt's LayerScale), operations written as `a + b` on a model's tensors (whose
     `Add` is not the Add layer), or a user's classes."""
-    import keras
-
     found = {}
     for operation in _every_operation(model):
         cls = type(operation)
         if not _found_by_name(cls):
-            found[keras.saving.get_registered_name(cls)] = cls.__module__
+            found[saved_class_name(cls)] = cls.__module__
     return found
+
+
+def saved_class_name(cls):
+    """The class name an HDF5 file of cladec's gives `cls`: its registered name, or, for a class of Keras'
+    that Keras would not find by its name and whose name another class of Keras' has (the `Add` operation
+    of `a + b` beside the Add layer), its module-qualified name, so that a model holding both loads."""
+    import keras
+
+    name = keras.saving.get_registered_name(cls)
+    if cls.__module__.startswith("keras.") and not _found_by_name(cls) and _keras_defines(name):
+        return f"{cls.__module__}.{cls.__name__}"
+    return name
+
+
+def with_saved_class_names(config, model):
+    """`config`, the model config that Keras' HDF5 format wrote for `model`, with each of its operations'
+    class names given by `saved_class_name`, nested models included; whether one changed."""
+    import keras
+
+    by_name = {operation.name: operation for operation in getattr(model, "operations", model.layers)}
+    changed = False
+    for entry in (config.get("config") or {}).get("layers") or []:
+        operation = by_name.get(entry.get("name") or (entry.get("config") or {}).get("name"))
+        if operation is None:
+            continue
+        name = saved_class_name(type(operation))
+        if name != keras.saving.get_registered_name(type(operation)):
+            entry["class_name"], changed = name, True
+        if hasattr(operation, "layers"):
+            changed |= with_saved_class_names(entry, operation)
+    return changed
 
 
 def _every_operation(model):
@@ -148,7 +177,7 @@ def keras_own_classes(modules):
         if not module.startswith("keras."):
             continue
         try:
-            cls = getattr(importlib.import_module(module), name.split(">")[-1])
+            cls = getattr(importlib.import_module(module), name.split(">")[-1].rsplit(".", 1)[-1])
         except (ImportError, AttributeError):
             continue
         found[name] = cls

@@ -72,11 +72,61 @@ def test_keras_own_classes_outside_its_layers_are_recorded_and_found_on_loading(
     path = tmp_path / "m.h5"
     artifacts.save_model(model, path, {"kind": "classifier"})
     assert artifacts.inspect(path)["class_modules"] == {"LayerScale": "keras.src.applications.convnext",
-                                                        "Add": "keras.src.ops.numpy"}
+                                                        "keras.src.ops.numpy.Add": "keras.src.ops.numpy"}
     with pytest.raises(Exception):
         keras.models.load_model(path, compile=False)
     loaded, _ = artifacts.load_model(path, kind="classifier")
     x = np.random.default_rng(0).random((2, 8, 8, 4), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def _model_with_operations_and_layers_of_one_name():
+    """`a + b` and `a * b` on tensors (the `Add` and `Multiply` operations) beside the Add and Multiply
+    layers, in the model and in a nested one: an HDF5 file names both kinds by their class name alone."""
+    import keras
+
+    inner_in = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(2, 3, padding="same")(inner_in)
+    inner = keras.Model(inner_in, keras.layers.Multiply()([h * inner_in, h]), name="inner")
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(2, 3, padding="same")(inputs)
+    x = keras.layers.Add()([x + inputs, inner(x)])
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+
+
+def test_operations_and_layers_of_one_name_load_back_as_they_were(tmp_path):
+    import keras
+    import numpy as np
+
+    model = _model_with_operations_and_layers_of_one_name()
+    path = tmp_path / "m.h5"
+    artifacts.save_model(model, path, {"kind": "classifier"})
+    assert artifacts.inspect(path)["class_modules"] == {"keras.src.ops.numpy.Add": "keras.src.ops.numpy",
+                                                        "keras.src.ops.numpy.Multiply": "keras.src.ops.numpy"}
+    loaded, _ = artifacts.load_model(path, kind="classifier")
+    kinds = sorted(type(op).__module__.rsplit(".", 1)[-1] + "." + type(op).__name__
+                   for op in [*loaded.operations, *loaded.get_layer("inner").operations]
+                   if type(op).__name__ in ("Add", "Multiply"))
+    assert kinds == ["add.Add", "multiply.Multiply", "numpy.Add", "numpy.Multiply"]
+    x = np.random.default_rng(0).random((2, 6, 6, 2), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_files_that_name_an_operation_by_its_class_name_alone_still_load(tmp_path):
+    import h5py
+    import json
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs + inputs))
+    path = tmp_path / "before.h5"
+    model.save(path)
+    with h5py.File(path, "a") as f:  # as cladec wrote them before it qualified such names
+        group = f.require_group(artifacts.GROUP)
+        group.attrs["kind"], group.attrs["class_modules"] = '"classifier"', json.dumps({"Add": "keras.src.ops.numpy"})
+    loaded, _ = artifacts.load_model(path, kind="classifier")
+    x = np.ones((1, 4), np.float32)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
 
 

@@ -390,6 +390,24 @@ def test_a_classifier_without_a_record_is_measured_on_the_decoders_data(tmp_path
     assert not (tmp_path / "e2.json").exists() and not (tmp_path / "g.png").exists()
 
 
+def test_a_classifier_with_both_a_plus_b_and_the_add_layer_gets_a_refae_that_loads(tmp_path, npz_dataset):
+    """`h + x` on tensors is an `Add` operation, not the Add layer; a RefAE's copy of a graph holding both
+    is saved so that it loads, and is measured."""
+    inputs = keras.Input((32, 32, 1))
+    h = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    h = layers.Add()([layers.Conv2D(4, 3, padding="same")(h) + h, h])
+    h = layers.MaxPooling2D(4, name="pooled")(h)
+    model = keras.Model(inputs, layers.Dense(4)(layers.Flatten()(h)))
+    path, refae, dec = tmp_path / "both.keras", tmp_path / "refae.h5", tmp_path / "dec.h5"
+    model.save(path)
+    common = ("--classifier", path, "--layer", "pooled", "--dataset", npz_dataset)
+    invoke("train-refae", *common, "--out", refae, *TRAIN)
+    invoke("train-decoder", *common, "--out", dec, *TRAIN)
+    result = json.loads(invoke("evaluate", "--classifier", path, "--decoder", dec, "--refae", refae,
+                               "--eval-epochs", 1, "--out", tmp_path / "e.json", "--json").stdout)
+    assert np.isfinite(result["rec_loss"]["refae"]) and 0 <= result["acc_eval"]["refae"] <= 1
+
+
 @keras.saving.register_keras_serializable(package="cladec_tests")
 class Subclassed(keras.Model):
     def __init__(self, **kwargs):
