@@ -127,7 +127,8 @@ def save_model(model, path, provenance, overwrite=False):
     if path.suffix.lower() != ".h5":
         raise UsageError(f"{path}: models are saved as HDF5, the file name must end in .h5")
     from cladec_cli.cloning import savable
-    from cladec_cli.custom_objects import class_modules, with_saved_class_names
+    from cladec_cli.custom_objects import class_modules, keras_own_classes, with_saved_class_names
+    from cladec_cli.hdf5_fidelity import check_loads_back, check_savable
     from cladec_cli.precision import float32_copy
 
     record = dict(provenance, digest=weights_digest(model))
@@ -135,6 +136,7 @@ def save_model(model, path, provenance, overwrite=False):
         record["class_modules"] = modules
     # Every worker of a multi-worker training makes the copy: making variables is a collective step.
     copy = savable(float32_copy(model))
+    check_savable(copy, str(path))
     if not distribute.writes_files():
         return record  # a non-chief worker of a distributed training: the chief writes the file
     with atomic_path(path, overwrite) as tmp, _quiet_absl():
@@ -145,6 +147,8 @@ def save_model(model, path, provenance, overwrite=False):
             group = f.require_group(GROUP)
             for key, value in record.items():
                 group.attrs[key] = json.dumps(value, default=plain)
+        if modules:  # classes Keras finds only from what cladec records: try the file before it is kept
+            check_loads_back(tmp, copy, keras_own_classes(modules), str(path))
     return record
 
 

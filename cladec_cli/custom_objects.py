@@ -115,7 +115,7 @@ def class_modules(model):
     model's own layers (ConvNeXt's LayerScale), operations written as `a + b` on a model's tensors (whose
     `Add` is not the Add layer), or a user's classes."""
     found = {}
-    for operation in _every_operation(model):
+    for operation in every_operation(model):
         cls = type(operation)
         if not _found_by_name(cls):
             found[saved_class_name(cls)] = cls.__module__
@@ -153,11 +153,12 @@ def with_saved_class_names(config, model):
     return changed
 
 
-def _every_operation(model):
+def every_operation(model):
+    """The layers and operations of `model`, and of the models nested in it."""
     for operation in getattr(model, "operations", model.layers):
         yield operation
         if hasattr(operation, "layers"):
-            yield from _every_operation(operation)
+            yield from every_operation(operation)
 
 
 def _found_by_name(cls):

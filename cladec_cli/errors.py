@@ -50,7 +50,7 @@ _MARK = "\x1f"
 _CLI_NAMES = {"trust": "--trust-model", "sigma": "--noise", "rec_loss_name": "--rec-loss",
               "deterministic=False": "--no-deterministic", "class_name": "--class",
               "layer_specs": "--layer", "outs": "--out-dir", "images_dir": "--images",
-              "with_acc_eval=False": "--eval-epochs 0"}
+              "with_acc_eval=False": "--eval-epochs 0", "keep_dir": "--keep-eval-models"}
 
 
 def option(name, value=None):

@@ -11,6 +11,7 @@ from cladec_cli import artifacts, batchnorm, memory
 from cladec_cli.classifier import chance_warning, check_cross_entropy, check_fits
 from cladec_cli.errors import UsageError, option
 from cladec_cli.explainer import layer_convention
+from cladec_cli.hdf5_fidelity import check_savable
 from cladec_cli.data.split import Split
 from cladec_cli.methods import build, explain_all, reconstructors
 from cladec_cli.metrics import acc_evals, agreement, split_measures
@@ -75,9 +76,10 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
     fits = _reconstructions_fit(dataset)
     if with_acc_eval and pictures:
         check_statistics_choice(eval_bn_statistics, dataset, fits)
-    if keep_dir and with_acc_eval:
-        for method in pictures:  # refused before the work, not after it
+    if keep_dir and with_acc_eval and pictures:  # refused before the work, not after it
+        for method in pictures:
             artifacts.check_output(Path(keep_dir) / f"eval_{method}.h5", eval_settings.overwrite, suffixes=(".h5",))
+        check_savable(explainer.classifier, f"{option('keep_dir')}: the Acc Eval classifiers, copies of the classifier,")
     # Without Acc Eval, holding the reconstructions would save nothing: each split is still read once for
     # the methods (and once more for the mean-image baseline).
     held = with_acc_eval and fits

@@ -13,6 +13,7 @@ from cladec_cli.layers import build_encoder, resolve_layers
 from cladec_cli.losses import reconstruction_loss
 from cladec_cli.reconstruction import split_rec_losses
 from cladec_cli.pixels import rescaled
+from cladec_cli.hdf5_fidelity import check_savable
 from cladec_cli.training import compile_model, fit, run_settings, trained_provenance, training_run, warn
 
 ENCODER = "refae_encoder"  # the name of the trainable encoder inside a RefAE
@@ -65,6 +66,8 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
             classifier, layer, classifier_provenance, dataset.pixel_range, name=f"refae_{i}",
             decoder_output=decoder_output))
             for i, layer in enumerate(layers, start=1)]
+        for layer, refae in zip(layers, refaes):  # refused before training, not once it is saved
+            check_savable(refae, f"the RefAE of layer {layer.name}")
         recs = [f"rec_{label}" for label in output_labels(layers)]
         image = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
         model = keras.Model(image, {r: named_output(refae(image), r) for r, refae in zip(recs, refaes)}, name="refae")

@@ -2,6 +2,7 @@
 non-square and gray, .h5 and .keras; refusing subclassed and multi-input models."""
 
 import json
+import re
 import sys
 
 import keras
@@ -406,6 +407,28 @@ def test_a_classifier_with_both_a_plus_b_and_the_add_layer_gets_a_refae_that_loa
     result = json.loads(invoke("evaluate", "--classifier", path, "--decoder", dec, "--refae", refae,
                                "--eval-epochs", 1, "--out", tmp_path / "e.json", "--json").stdout)
     assert np.isfinite(result["rec_loss"]["refae"]) and 0 <= result["acc_eval"]["refae"] <= 1
+
+
+def test_copies_of_a_classifier_that_hdf5_would_change_are_refused_before_training(tmp_path, npz_dataset):
+    """`keras.ops.mean` over height and width: Keras' HDF5 loader drops its axis, so a RefAE encoder or an
+    Acc Eval classifier holding it would come back as another model; layers before it are fine."""
+    inputs = keras.Input((32, 32, 1))
+    h = layers.Conv2D(4, 3, strides=2, activation="relu", name="conv")(inputs)
+    h = layers.Dense(8, name="features")(keras.ops.mean(h, axis=(1, 2)))
+    path = tmp_path / "mean.keras"
+    keras.Model(inputs, layers.Dense(4)(h)).save(path)
+    common = ("--classifier", path, "--dataset", npz_dataset)
+    refused = invoke("train-refae", *common, "--layer", "features", "--out", tmp_path / "r.h5", *TRAIN, expect=2)
+    assert one_line_error(refused).startswith("cladec: error: the RefAE of layer features cannot be saved as HDF5")
+    assert re.search(r"would drop that of mean(_\d+)? \(axis \(1, 2\)\)", refused.stderr)
+    invoke("train-refae", *common, "--layer", "conv", "--out", tmp_path / "r.h5", *TRAIN)
+    invoke("train-decoder", *common, "--layer", "conv", "--out", tmp_path / "d.h5", *TRAIN)
+    kept = invoke("evaluate", "--classifier", path, "--decoder", tmp_path / "d.h5", "--eval-epochs", 1,
+                  "--keep-eval-models", tmp_path / "eval", "--out", tmp_path / "e.json", expect=2)
+    assert one_line_error(kept).startswith("cladec: error: --keep-eval-models: the Acc Eval classifiers, copies of the "
+                                           "classifier, cannot be saved as HDF5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5", "eval", "mean.keras", "r.h5"]
+    assert list((tmp_path / "eval").iterdir()) == []
 
 
 @keras.saving.register_keras_serializable(package="cladec_tests")

@@ -1,0 +1,72 @@
+"""Whether Keras' HDF5 format gives a model back as it was: the parts its loader drops, found before any
+work, and a saved file loaded back and run once."""
+
+import numpy as np
+
+from cladec_cli.errors import ArtifactError, UsageError
+
+# Keras' HDF5 loader keeps an `axis` of one dimension only and drops any other
+# (keras/src/legacy/saving/saving_utils.py, model_from_config).
+_KEPT_AXES = 1
+
+
+def dropped_parts(model):
+    """'name (axis (1, 2))' for each layer or operation of `model`, nested models included, whose config
+    Keras' HDF5 loader would not restore: an axis of several dimensions, which it drops, so that the
+    loaded model reduces or normalises over another."""
+    from cladec_cli.custom_objects import every_operation
+
+    found = []
+    for operation in every_operation(model):
+        try:
+            axis = operation.get_config().get("axis")
+        except (NotImplementedError, TypeError):
+            continue  # a class without a config of its own is saved by name only
+        if isinstance(axis, (list, tuple)) and len(axis) > _KEPT_AXES:
+            found.append(f"{operation.name} (axis {tuple(axis)})")
+    return found
+
+
+def check_savable(model, what):
+    """Refuse, before any work, a model that an HDF5 file would not give back: `what` names it in the
+    message ("the RefAE of layer pool")."""
+    dropped = dropped_parts(model)
+    if dropped:
+        raise UsageError(f"{what} cannot be saved as HDF5, the format cladec writes: Keras' HDF5 loader keeps a "
+                         f"single axis and would drop that of {', '.join(dropped)}, giving back another model; "
+                         "compute that step over one axis at a time, or with a layer made for it (a mean over "
+                         "an image's height and width: GlobalAveragePooling2D)")
+
+
+def check_loads_back(path, model, custom_objects, what):
+    """Load the HDF5 file `path`, just written from `model`, with `custom_objects`, and compare its outputs
+    with `model`'s on two random images; raise `ArtifactError`, naming the file `what`, where it does not
+    load or computes otherwise."""
+    import keras
+
+    try:
+        loaded = keras.models.load_model(path, compile=False, safe_mode=False, custom_objects=custom_objects)
+    except Exception as e:  # Keras raises many types for configs it cannot rebuild
+        raise ArtifactError(f"{what} would not load back from HDF5, the format cladec writes: "
+                            f"{_first_line(e)}") from e
+    images = _probe(model)
+    expected, found = (keras.tree.flatten(m.predict(images, verbose=0)) for m in (model, loaded))
+    if len(found) != len(expected) or not all(
+            e.shape == f.shape and np.allclose(e, f, rtol=1e-4, atol=1e-5) for e, f in zip(expected, found)):
+        raise ArtifactError(f"{what} would load back from HDF5, the format cladec writes, computing something "
+                            "else: Keras' HDF5 loader does not restore every layer's or operation's settings; "
+                            "write the model's keras.ops calls as layers")
+
+
+def _probe(model):
+    """Two random images of `model`'s input shape and dtype."""
+    shape, dtype = (2, *model.inputs[0].shape[1:]), model.inputs[0].dtype
+    rng = np.random.default_rng(0)
+    if "int" in str(dtype):
+        return rng.integers(0, 256, shape).astype(dtype)
+    return rng.random(shape, dtype=np.float32)
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

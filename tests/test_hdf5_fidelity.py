@@ -1,0 +1,90 @@
+"""Models that Keras' HDF5 format would not give back as they were are refused before any work, and a
+written file that loads back otherwise is never kept."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from cladec_cli import artifacts
+from cladec_cli.errors import ArtifactError, UsageError
+from cladec_cli.hdf5_fidelity import check_loads_back, dropped_parts
+
+
+def mean_over_height_and_width():
+    """A mean over two axes written as `keras.ops.mean`, whose axis Keras' HDF5 loader drops."""
+    inputs = keras.Input((8, 8, 2))
+    h = layers.Conv2D(3, 3, padding="same", name="conv")(inputs)
+    h = keras.ops.mean(h, axis=(1, 2))
+    return keras.Model(inputs, layers.Dense(4, name="scores")(h))
+
+
+def normalised_over_an_image():
+    """LayerNormalization over height, width and channels, inside a nested model."""
+    inputs = keras.Input((8, 8, 2))
+    inner = keras.Sequential([keras.Input((8, 8, 2)), layers.LayerNormalization(axis=[1, 2, 3], name="norm")],
+                             name="inner")
+    return keras.Model(inputs, layers.Dense(4)(layers.Flatten()(inner(inputs))))
+
+
+@pytest.mark.parametrize("build", [mean_over_height_and_width, normalised_over_an_image])
+def test_the_premise_keras_hdf5_does_not_give_these_back(tmp_path, build):
+    model = build()
+    model.save(tmp_path / "plain.h5")
+    x = np.random.default_rng(0).random((2, 8, 8, 2), dtype=np.float32)
+    try:
+        loaded = keras.models.load_model(tmp_path / "plain.h5", compile=False)
+    except Exception:
+        return  # refused on loading, far from where the file was written
+    assert not np.allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("build, part", [(mean_over_height_and_width, r"mean(_\d+)? \(axis \(1, 2\)\)"),
+                                         (normalised_over_an_image, r"norm \(axis \(1, 2, 3\)\)")])
+def test_an_axis_of_several_dimensions_is_refused_and_nothing_written(tmp_path, build, part):
+    model = build()
+    (found,) = dropped_parts(model)
+    assert re.fullmatch(part, found)  # an operation's name counts the operations made before it
+    with pytest.raises(UsageError, match=r"cannot be saved as HDF5.*would drop that of " + part):
+        artifacts.save_model(model, tmp_path / "m.h5", {"kind": "classifier"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_axis_and_operations_without_an_axis_are_kept():
+    inputs = keras.Input((8, 8, 2))
+    h = layers.BatchNormalization(axis=-1)(layers.Conv2D(3, 3)(inputs))
+    h = keras.ops.mean(keras.ops.relu(h) * 0.5, axis=1)
+    model = keras.Model(inputs, layers.Dense(4)(layers.Flatten()(h)))
+    assert dropped_parts(model) == []
+
+
+def test_a_file_that_computes_otherwise_or_does_not_load_is_an_error(tmp_path):
+    one, other = (keras.Sequential([keras.Input((3,)), layers.Dense(2, kernel_initializer=init)])
+                  for init in ("zeros", "ones"))
+    one.save(tmp_path / "one.h5")
+    check_loads_back(tmp_path / "one.h5", one, {}, "one.h5")
+    with pytest.raises(ArtifactError, match="other.h5 would load back from HDF5.*computing something else"):
+        check_loads_back(tmp_path / "one.h5", other, {}, "other.h5")
+    (tmp_path / "broken.h5").write_bytes(b"not a model")
+    with pytest.raises(ArtifactError, match="broken.h5 would not load back from HDF5"):
+        check_loads_back(tmp_path / "broken.h5", one, {}, "broken.h5")
+
+
+def test_saving_tries_files_with_operations_before_keeping_them(tmp_path, monkeypatch):
+    from cladec_cli import hdf5_fidelity
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layers.Dense(2)(inputs + inputs))
+    tried = []
+    monkeypatch.setattr(hdf5_fidelity, "check_loads_back", lambda path, *a: tried.append(path) or
+                        (_ for _ in ()).throw(ArtifactError("m.h5 would load back from HDF5 computing else")))
+    with pytest.raises(ArtifactError):
+        artifacts.save_model(model, tmp_path / "m.h5", {"kind": "classifier"})
+    assert len(tried) == 1 and not (tmp_path / "m.h5").exists()
+    monkeypatch.undo()
+    artifacts.save_model(model, tmp_path / "m.h5", {"kind": "classifier"})
+    x = np.ones((1, 4), np.float32)
+    np.testing.assert_allclose(artifacts.load_model(tmp_path / "m.h5")[0].predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-6)
