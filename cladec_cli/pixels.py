@@ -42,8 +42,21 @@ def rescaled(images, pixel_range):
 
 def in_range(model, pixel_range, name=None):
     """`model` behind a Rescaling layer that maps [0, 1] images to `pixel_range`; `model` itself for
-    [0, 1]. The wrapper shares the model's weights; `training=False` reaches the model inside."""
+    [0, 1] (on a float input: `float_input`). The wrapper shares the model's weights; `training=False`
+    reaches the model inside."""
+    model = float_input(model)
     if check_pixel_range(pixel_range) == DEFAULT:
         return model
     inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name="image")
     return keras.Model(inputs, model(rescaled(inputs, pixel_range)), name=name or f"{model.name}_in_range")
+
+
+def float_input(model):
+    """`model`, or where it takes integer images (a uint8 Input), its layers on a float32 Input, sharing
+    their weights. Keras casts what reaches an integer Input to its dtype, and no gradient passes that
+    cast: not the classification loss of reconstructions (alpha above 0), nor a saliency map's. On whole
+    pixel values both compute the same."""
+    if "int" not in str(model.inputs[0].dtype):
+        return model
+    inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), dtype="float32", name="float_image")
+    return keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer)

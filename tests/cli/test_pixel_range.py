@@ -5,6 +5,8 @@ import json
 
 import keras
 import numpy as np
+import pytest
+from keras import layers
 
 from cladec_cli.data.datasets import load_dataset
 from conftest import invoke, read_group
@@ -58,3 +60,48 @@ def test_explain_shows_what_the_classifier_sees_in_its_range(tmp_path, npz_datas
     result = invoke("explain", "--classifier", classifier, "--decoder", decoder, "--dataset", npz_dataset,
                     "--pixel-range", "0,1", "--out", tmp_path / "h.png", expect=2)
     assert "differs from the range -1,1 recorded in" in result.stderr and not (tmp_path / "h.png").exists()
+
+
+def uint8_classifier(sequential=False):
+    """A classifier of uint8 images (0-255), rescaled inside it: Keras casts any input to uint8 there."""
+    body = [layers.Rescaling(1 / 255), layers.Conv2D(4, 3, strides=2, activation="relu", name="conv"),
+            layers.Flatten(), layers.Dense(4, name="scores")]
+    inputs = keras.Input((32, 32, 1), dtype="uint8")
+    if sequential:
+        return keras.Sequential([inputs, *body])
+    h = inputs
+    for layer in body:
+        h = layer(h)
+    return keras.Model(inputs, h)
+
+
+def test_a_classifier_of_uint8_images_lets_the_classification_loss_and_saliency_through(tmp_path, npz_dataset):
+    path = tmp_path / "u8.keras"
+    uint8_classifier().save(path)
+    common = ("--classifier", path, "--dataset", npz_dataset, "--pixel-range", "0,255", "--layer", "conv",
+              "--alpha", 1, "--batch-size", 32, "-q")
+    invoke("train-decoder", *common, "--epochs", 0, "--out", tmp_path / "start.h5")
+    invoke("train-decoder", *common, "--epochs", 1, "--out", tmp_path / "trained.h5")
+    start, trained = (keras.models.load_model(tmp_path / f, compile=False).get_weights()
+                      for f in ("start.h5", "trained.h5"))
+    assert max(float(np.abs(a - b).max()) for a, b in zip(start, trained)) > 1e-4  # alpha 1: only that loss
+    arrays = tmp_path / "a.npz"
+    invoke("explain", "--classifier", path, "--decoder", tmp_path / "trained.h5", "--count", 2, "--method", "saliency",
+           "--out", tmp_path / "g.png", "--save-arrays", arrays, "-q")
+    saliency = np.load(arrays)["saliency"]
+    assert np.isfinite(saliency).all() and saliency.max() > 0
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_in_range_takes_float_images_where_the_classifier_takes_uint8(sequential):
+    from cladec_cli.methods.gradients import class_scores, input_gradients
+    from cladec_cli.pixels import in_range
+
+    model = uint8_classifier(sequential)
+    scaled = in_range(model, "0,255")
+    assert str(scaled.inputs[0].dtype) == "float32" and scaled.weights == model.weights
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 1)).astype(np.uint8)
+    np.testing.assert_allclose(scaled.predict(pixels / 255.0, verbose=0), model.predict(pixels, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    gradients = input_gradients(class_scores(scaled, [0, 1, 2]), pixels / 255.0)
+    assert np.isfinite(gradients).all() and np.abs(gradients).max() > 0
