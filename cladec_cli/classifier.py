@@ -9,7 +9,7 @@ from cladec_cli.cloning import clone_graph
 from cladec_cli.data.names import same_dataset
 from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.frozen import frozen
-from cladec_cli.layers import check_supported, output_activation
+from cladec_cli.layers import check_supported, is_augmentation, output_activation
 from cladec_cli.pixels import in_range
 from cladec_cli.training import compile_model, fit, predict, run_settings, start, trained_provenance, training_run
 
@@ -57,14 +57,23 @@ def logits_model(model):
                      "attributions need them: save the classifier with a separate Softmax layer")
 
 
-def fresh_copy(model):
+def fresh_copy(model, augmentation=True):
     """A newly initialised, trainable model of the same architecture, each layer computing in its own dtype
     policy. Weights are not copied, except the statistics of adapted Normalization layers: they describe
-    the data, are not trained, and a copy without them would take unnormalised images."""
-    copy = clone_graph(model)
+    the data, are not trained, and a copy without them would take unnormalised images. Without
+    `augmentation`, Keras' augmentation layers that pass images on unchanged in inference (all but
+    RandomCrop) become Identity layers of the same name: an autoencoder learns to give back its input."""
+    copy = clone_graph(model, replace=None if augmentation else _without_augmentation)
     _keep_normalization(model, copy)
     _unfreeze(copy)
     return copy
+
+
+def _without_augmentation(layer):
+    """An Identity layer in place of an augmentation `layer` whose output has its input's shape, else None."""
+    if is_augmentation(layer) and tuple(layer.input.shape) == tuple(layer.output.shape):
+        return keras.layers.Identity(name=layer.name)
+    return None
 
 
 def _keep_normalization(model, copy):

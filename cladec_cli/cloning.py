@@ -15,8 +15,9 @@ def clone_layer(layer):
     return layer.__class__.from_config(config)
 
 
-def clone_graph(model):
-    """A newly built model of `model`'s architecture, nested functional and Sequential models included.
+def clone_graph(model, replace=None):
+    """A newly built model of `model`'s architecture, nested functional and Sequential models included;
+    `replace(layer)`, where given and not None, is the layer put in a layer's place.
 
     Each nested model's layers are built under its name, so their variables' paths name it: Keras' HDF5
     format keys a layer's weights by those paths, and could not hold two nested models whose layers bear
@@ -27,7 +28,8 @@ def clone_graph(model):
             # (keras.applications names MobileNetV2 `mobilenetv2_1.00_224`).
             with keras.name_scope(layer.name.replace(".", "_")):
                 return keras.models.clone_model(layer, clone_function=clone)
-        return clone_layer(layer)
+        replaced = replace(layer) if replace is not None else None
+        return clone_layer(layer) if replaced is None else replaced
 
     return keras.models.clone_model(model, clone_function=clone)
 

@@ -27,6 +27,8 @@ PLUMBING = (
     "Rescaling", "Normalization", "Resizing", "CenterCrop",
 )
 PREPROCESSING = ("Rescaling", "Normalization", "Resizing", "CenterCrop")
+# Keras' augmentation layers that are not named Random...: on in training only, like those that are.
+AUGMENTATIONS = ("MixUp", "CutMix", "AugMix", "RandAugment")
 NORMALIZATIONS = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
 ACTIVATIONS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax")
 CONVENTIONS = ("blocks", "layers")
@@ -139,7 +141,7 @@ def _explainable_paths(model, prefix="", every=False):
         if is_submodel(layer):
             found += _explainable_paths(layer, f"{prefix}{layer.name}/", every)
             continue
-        if kind in PLUMBING:
+        if kind in PLUMBING or is_augmentation(layer):
             continue
         nexts = consumers[id(layer)]
         if len(nexts) == 1 and not every:
@@ -236,6 +238,9 @@ def _find_layer(model, spec, convention):
         why = "is a nested model: name one of its layers, as outer/inner"
     elif kind in PREPROCESSING:
         why = f"({kind}) prepares the input images, so it shows nothing the network has learned"
+    elif is_augmentation(kept_out):
+        why = (f"({kind}) varies the training images and passes others on as they are, so it shows nothing the "
+               "network has learned")
     elif kind in PLUMBING:
         why = (f"({kind}) passes its input on, reshaped or in part, so it has no activations of its own to "
                "explain: name the layer before it")
@@ -395,3 +400,11 @@ def _run_after(model, path, inputs, full_name):
     if id(graph.outputs[0]) not in tensors:
         raise UsageError(f"the classifier's output does not depend on layer {full_name}")
     return tensors[id(graph.outputs[0])]
+
+
+def is_augmentation(layer):
+    """Whether `layer` is one of Keras' data augmentation layers (RandomFlip, RandomRotation, MixUp, ...),
+    which change images in training only."""
+    kind = type(layer)
+    return kind.__module__.startswith("keras.") and (kind.__name__.startswith("Random")
+                                                     or kind.__name__ in AUGMENTATIONS)

@@ -24,8 +24,10 @@ def build_refae(classifier, layer, classifier_provenance=None, pixel_range="0,1"
     """A fresh, trainable encoder of the classifier's graph up to `layer`, plus the ClaDec decoder.
 
     Like ClaDec's frozen encoder, it takes [0, 1] images and rescales them to the classifier's range.
+    The classifier's augmentation layers are left out (`fresh_copy`): they would change the images the
+    RefAE learns to give back unchanged.
     """
-    encoder = fresh_copy(build_encoder(classifier, layer, name=ENCODER))
+    encoder = fresh_copy(build_encoder(classifier, layer, name=ENCODER), augmentation=False)
     decoder = decoder_for(classifier, layer, classifier_provenance, output=decoder_output)
     inputs = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
     return keras.Model(inputs, decoder(encoder(rescaled(inputs, pixel_range))), name=name)

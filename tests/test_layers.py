@@ -308,3 +308,21 @@ def test_an_offset_at_a_nested_layer_inside_a_residual_connection_reaches_the_ou
     kernel = convert_to_numpy(model.get_layer("out").kernel)
     np.testing.assert_allclose(convert_to_numpy(offset([x, moved]) - offset([x, zero])), np.tile(kernel[0], (2, 1)),
                                rtol=1e-5, atol=1e-5)
+
+
+def augmented_classifier():
+    """Keras' augmentation layers in front of two convolutions."""
+    inputs = keras.Input((16, 16, 1))
+    h = keras.layers.RandomFlip("horizontal", name="flip")(inputs)
+    h = keras.layers.RandomRotation(0.2, name="rotate")(h)
+    h = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="conv")(h)
+    h = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="conv2")(h)
+    return keras.Model(inputs, keras.layers.Dense(3, name="scores")(keras.layers.Flatten()(h)))
+
+
+def test_augmentation_layers_are_not_explained():
+    model = augmented_classifier()
+    assert [layer.name for layer in explainable_layers(model)] == ["conv", "conv2", "scores"]
+    assert resolve_layer(model, -3).name == "conv"
+    with pytest.raises(UsageError, match=r"layer 'flip' \(RandomFlip\) varies the training images"):
+        resolve_layer(model, "flip")

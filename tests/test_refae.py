@@ -192,3 +192,20 @@ def test_moving_statistics_are_suspected_only_of_a_batchnorm_encoder_testing_muc
     assert statistics_may_lag(refae, {**record, "rec_loss": "bce"}) is None  # another unit than the test's SSE
     without = quadrant_classifier()
     assert statistics_may_lag(build_refae(without, resolve_layer(without, "quadrants")), record) is None
+
+
+def test_a_refae_leaves_the_classifiers_augmentation_out_and_an_acc_eval_copy_keeps_it():
+    from cladec_cli.classifier import fresh_copy
+    from cladec_cli.custom_objects import every_operation
+    from test_layers import augmented_classifier
+
+    classifier = augmented_classifier()
+    refae = build_refae(classifier, resolve_layer(classifier, "conv2"))
+    encoder = refae_encoder(refae)
+    kinds = {layer.name: type(layer).__name__ for layer in every_operation(encoder)}
+    assert kinds["flip"] == kinds["rotate"] == "Identity" and kinds["conv"] == "Conv2D"
+    images = np.random.default_rng(0).random((4, 16, 16, 1), dtype=np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(encoder(images, training=True)),
+                               keras.ops.convert_to_numpy(encoder(images, training=False)), rtol=1e-6, atol=1e-6)
+    copy = fresh_copy(classifier)  # an Acc Eval classifier trains as the architecture does, augmented
+    assert [type(copy.get_layer(n)).__name__ for n in ("flip", "rotate")] == ["RandomFlip", "RandomRotation"]
