@@ -281,6 +281,27 @@ def _unknown_classes(path, message):
     return names or ([named] if named else [])
 
 
+SAVE_AS_KERAS = "save the model as .keras (model.save('model.keras')) and give that file"
+# Keras' error where an HDF5 file's `a * 0.5` on tensors comes back as the Multiply layer.
+ARITHMETIC_READ_AS_LAYER = "Only input tensors may be passed as positional arguments"
+
+
+def _is_operation(name):
+    """Whether `name` is the class of a `keras.ops` call on a model's tensors (Relu, Mean), not a layer's."""
+    import importlib
+    import inspect
+
+    import keras
+
+    for module in ("keras.src.ops.nn", "keras.src.ops.numpy", "keras.src.ops.math", "keras.src.ops.image",
+                   "keras.src.ops.core"):
+        cls = getattr(importlib.import_module(module), name, None)
+        if inspect.isclass(cls) and issubclass(cls, keras.src.ops.operation.Operation) and \
+                not issubclass(cls, keras.layers.Layer):
+            return True
+    return False
+
+
 def _defining_modules(unknown, recorded):
     """The modules that define the `unknown` classes, where known: as `recorded` in the file's provenance
     (`class_modules`), or Keras' applications module of that name."""
@@ -317,7 +338,13 @@ def load_model(path, kind=None, trust=False):
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "safe_mode" in message:
             message = f"it holds code that runs on loading; pass {option('trust')} if you trust where it comes from"
-        elif unknown := _unknown_classes(path, message):
+        elif (unknown := _unknown_classes(path, message)) and not recorded and all(map(_is_operation, unknown)):
+            message = (f"it holds keras.ops calls on the model's tensors ({', '.join(unknown)}), which Keras' HDF5 "
+                       f"format does not restore; {SAVE_AS_KERAS}")
+        elif not recorded and ARITHMETIC_READ_AS_LAYER in message:
+            message = (f"it seems to hold arithmetic on the model's tensors (a * 0.5), which Keras' HDF5 format reads "
+                       f"back as layers ({message}); {SAVE_AS_KERAS}")
+        elif unknown:
             modules = _defining_modules(unknown, recorded)
             module = " ".join(f"--custom-objects {m}" for m in modules) or "--custom-objects MODULE"
             message = (f"it uses classes that Keras does not know ({', '.join(unknown)}); give the module that "

@@ -3,6 +3,7 @@
 import os
 import stat
 
+import keras
 import pytest
 
 from cladec_cli import artifacts
@@ -136,4 +137,18 @@ def test_a_file_of_another_tool_names_the_keras_module_that_defines_an_unknown_c
     _model_with_keras_classes_outside_its_layers().save(path)
     with pytest.raises(ArtifactError, match=r"\(LayerScale\); give the module that defines them: "
                                             r"--custom-objects keras\.src\.applications\.convnext "):
+        artifacts.load_model(path)
+
+
+@pytest.mark.parametrize("step, said", [
+    (lambda h: keras.ops.relu(h), r"it holds keras\.ops calls on the model's tensors \(Relu\)"),
+    (lambda h: h * 0.5, r"it seems to hold arithmetic on the model's tensors \(a \* 0\.5\)")])
+def test_a_users_hdf5_file_with_operations_is_sent_to_the_keras_format(tmp_path, step, said):
+    from cladec_cli.errors import ArtifactError
+
+    inputs = keras.Input((4, 4, 1))
+    h = step(keras.layers.Conv2D(2, 3, padding="same")(inputs))
+    path = tmp_path / "theirs.h5"
+    keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(h))).save(path)
+    with pytest.raises(ArtifactError, match=said + r".*save the model as \.keras \(model\.save\('model\.keras'\)\)"):
         artifacts.load_model(path)
