@@ -39,14 +39,16 @@ def check_cross_entropy(model):
 
 def logits_model(model):
     """`model` when it outputs logits; for a classifier ending in a softmax (a Softmax or softmax
-    Activation layer, or a Dense with softmax activation), a model sharing its weights that stops
-    before the softmax. Gradient-based attributions need the logits."""
+    Activation layer, `keras.ops.softmax`, or a Dense with softmax activation), a model sharing its
+    weights that stops before the softmax. Gradient-based attributions need the logits."""
     if not outputs_probabilities(model):
         return model
-    last = model.layers[-1]
-    activation = last.get_config().get("activation")
-    if isinstance(last, keras.layers.Softmax) or (isinstance(last, keras.layers.Activation) and activation == "softmax"):
-        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+    history = model.outputs[0]._keras_history
+    last = history.operation  # a layer, or an operation such as keras.ops.softmax, which is no layer
+    activation = last.get_config().get("activation") if isinstance(last, keras.layers.Layer) else None
+    if type(last).__name__ == "Softmax" or (isinstance(last, keras.layers.Activation) and activation == "softmax"):
+        scores = last._inbound_nodes[history.node_index].input_tensors[0]
+        return keras.Model(model.inputs, scores, name=f"{model.name}_logits")
     if isinstance(last, keras.layers.Dense) and activation == "softmax":
         linear = keras.layers.Dense.from_config({**last.get_config(), "activation": "linear",
                                                  "name": f"{last.name}_logits"})

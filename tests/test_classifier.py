@@ -181,3 +181,21 @@ def test_a_classifier_at_chance_is_warned_about_in_python_too(tmp_path, npz_data
     with warnings.catch_warnings():
         warnings.simplefilter("error", CladecWarning)
         train_decoder(rolled, {"epochs": 0}, data, -1, 0.0, settings, tmp_path / "untrained.h5")
+
+
+@pytest.mark.parametrize("head", [
+    lambda h: keras.layers.Dense(3, activation="softmax")(h),
+    lambda h: keras.layers.Softmax()(keras.layers.Dense(3)(h)),
+    lambda h: keras.layers.Activation("softmax")(keras.layers.Dense(3)(h)),
+    lambda h: keras.ops.softmax(keras.layers.Dense(3)(h)),  # an operation, not a layer: not in model.layers
+])
+def test_the_logits_in_front_of_every_kind_of_softmax(head):
+    from cladec_cli.classifier import logits_model
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, head(keras.layers.Dense(5, activation="relu")(inputs)))
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    logits = logits_model(model).predict(x, verbose=0)
+    assert not np.allclose(logits.sum(axis=1), 1.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.softmax(logits)), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
