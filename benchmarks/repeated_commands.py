@@ -7,7 +7,7 @@ one or more source trees taking turns: what a process start costs once compiled 
 Each command (`cladec` subcommand and its options; `---` separates several) runs `--calls` times in a
 row per tree and round, each call a new `python -m cladec_cli` process started in that tree (so its
 `cladec_cli` is the one imported), with `{out}` in the arguments replaced by a fresh output path. Every
-tree and round starts from an empty compilation cache of its own ($XDG_CACHE_HOME and
+tree and round starts from an empty compilation cache of its own ($XDG_CACHE_HOME set to a fresh folder,
 $JAX_COMPILATION_CACHE_DIR unset), so the first call of a round compiles and the later ones may find
 what it kept. The trees take turns, in alternating order from round to round. Runs under the Keras
 backend of $KERAS_BACKEND.
@@ -54,7 +54,8 @@ def call(tree, command, cache_home, scratch):
                           text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed in {tree}: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"{' '.join(args)} failed in {tree}: {last}")
     return seconds
 
 

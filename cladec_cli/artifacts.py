@@ -127,7 +127,7 @@ def save_model(model, path, provenance, overwrite=False):
     if path.suffix.lower() != ".h5":
         raise UsageError(f"{path}: models are saved as HDF5, the file name must end in .h5")
     from cladec_cli.cloning import savable
-    from cladec_cli.custom_objects import class_modules, keras_own_classes, with_saved_class_names
+    from cladec_cli.custom_objects import class_modules, saved_classes, with_saved_class_names
     from cladec_cli.hdf5_fidelity import check_loads_back, check_savable
     from cladec_cli.precision import float32_copy
 
@@ -147,8 +147,10 @@ def save_model(model, path, provenance, overwrite=False):
             group = f.require_group(GROUP)
             for key, value in record.items():
                 group.attrs[key] = json.dumps(value, default=plain)
-        if modules:  # classes Keras finds only from what cladec records: try the file before it is kept
-            check_loads_back(tmp, copy, keras_own_classes(modules), str(path))
+        # Classes that Keras' HDF5 loader finds by name only when given them: try the file before it is kept
+        # (not in a distributed training, where loading a model and predicting are steps of every worker).
+        if modules and not distribute.active():
+            check_loads_back(tmp, copy, saved_classes(copy), str(path))
     return record
 
 

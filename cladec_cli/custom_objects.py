@@ -114,11 +114,17 @@ def class_modules(model):
     included) that Keras would not find by their name alone, as an HDF5 file keeps them: a keras.applications
     model's own layers (ConvNeXt's LayerScale), operations written as `a + b` on a model's tensors (whose
     `Add` is not the Add layer), or a user's classes."""
+    return {name: cls.__module__ for name, cls in saved_classes(model).items()}
+
+
+def saved_classes(model):
+    """{name in the model's HDF5 config: class} for the classes that `class_modules` records: what loading
+    a file just written from `model` needs, a user's classes that Keras does not know by name included."""
     found = {}
     for operation in every_operation(model):
         cls = type(operation)
         if not _found_by_name(cls):
-            found[saved_class_name(cls)] = cls.__module__
+            found[saved_class_name(cls)] = cls
     return found
 
 

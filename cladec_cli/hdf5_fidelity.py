@@ -1,6 +1,8 @@
 """Whether Keras' HDF5 format gives a model back as it was: the parts its loader drops, found before any
 work, and a saved file loaded back and run once."""
 
+import inspect
+
 import numpy as np
 
 from cladec_cli.errors import ArtifactError, UsageError
@@ -12,19 +14,38 @@ _KEPT_AXES = 1
 
 def dropped_parts(model):
     """'name (axis (1, 2))' for each layer or operation of `model`, nested models included, whose config
-    Keras' HDF5 loader would not restore: an axis of several dimensions, which it drops, so that the
-    loaded model reduces or normalises over another."""
+    Keras' HDF5 loader would not restore: it keeps an axis of one dimension only and drops any other
+    (several, or none), so that the loaded layer takes its default axis instead, and reduces or
+    normalises over another."""
     from cladec_cli.custom_objects import every_operation
 
     found = []
     for operation in every_operation(model):
         try:
-            axis = operation.get_config().get("axis")
+            config = operation.get_config()
         except (NotImplementedError, TypeError):
             continue  # a class without a config of its own is saved by name only
-        if isinstance(axis, (list, tuple)) and len(axis) > _KEPT_AXES:
-            found.append(f"{operation.name} (axis {tuple(axis)})")
+        if "axis" not in config:
+            continue
+        axis = config["axis"]
+        if isinstance(axis, int) or (isinstance(axis, (list, tuple)) and len(axis) == _KEPT_AXES):
+            continue
+        if _as_tuple(axis) != _as_tuple(_default_axis(type(operation))):
+            found.append(f"{operation.name} (axis {_as_tuple(axis)})")
     return found
+
+
+_NO_DEFAULT = object()
+
+
+def _default_axis(cls):
+    """The axis `cls` takes when its config gives none (`_NO_DEFAULT` where it must be given)."""
+    parameter = inspect.signature(cls.__init__).parameters.get("axis")
+    return _NO_DEFAULT if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
+def _as_tuple(axis):
+    return tuple(axis) if isinstance(axis, (list, tuple)) else axis
 
 
 def check_savable(model, what):
@@ -33,7 +54,7 @@ def check_savable(model, what):
     dropped = dropped_parts(model)
     if dropped:
         raise UsageError(f"{what} cannot be saved as HDF5, the format cladec writes: Keras' HDF5 loader keeps a "
-                         f"single axis and would drop that of {', '.join(dropped)}, giving back another model; "
+                         f"single axis only and would drop that of {', '.join(dropped)}, giving back another model; "
                          "compute that step over one axis at a time, or with a layer made for it (a mean over "
                          "an image's height and width: GlobalAveragePooling2D)")
 

@@ -28,7 +28,7 @@ PLUMBING = (
 )
 PREPROCESSING = ("Rescaling", "Normalization", "Resizing", "CenterCrop")
 # Keras' augmentation layers that are not named Random...: on in training only, like those that are.
-AUGMENTATIONS = ("MixUp", "CutMix", "AugMix", "RandAugment")
+AUGMENTATIONS = ("MixUp", "CutMix", "AugMix", "RandAugment", "Solarization")
 NORMALIZATIONS = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
 ACTIVATIONS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax")
 CONVENTIONS = ("blocks", "layers")

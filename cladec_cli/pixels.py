@@ -52,11 +52,30 @@ def in_range(model, pixel_range, name=None):
 
 
 def float_input(model):
-    """`model`, or where it takes integer images (a uint8 Input), its layers on a float32 Input, sharing
-    their weights. Keras casts what reaches an integer Input to its dtype, and no gradient passes that
-    cast: not the classification loss of reconstructions (alpha above 0), nor a saliency map's. On whole
-    pixel values both compute the same."""
-    if "int" not in str(model.inputs[0].dtype):
+    """`model`, or where it takes integer images (a uint8 Input, its own or a nested model's), its layers
+    on float32 Inputs, sharing their weights. Keras casts what reaches an integer Input to its dtype, and
+    no gradient passes that cast: not the classification loss of reconstructions (alpha above 0), nor a
+    saliency map's. On whole pixel values both compute the same."""
+    if not _takes_integers(model):
         return model
-    inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), dtype="float32", name="float_image")
-    return keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer)
+
+    def clone(layer):
+        return float_input(layer) if _takes_integers(layer) else layer
+
+    def floating(tensor):
+        dtype = "float32" if "int" in str(tensor.dtype) else tensor.dtype
+        return keras.Input(shape=tuple(tensor.shape[1:]), dtype=dtype, name="float_image")
+
+    # A functional model's inputs as it was built (a list of one, or the tensor); a Sequential's first.
+    structure = model.inputs[0] if isinstance(model, keras.Sequential) else model.input
+    inputs = keras.tree.map_structure(floating, structure) if "int" in str(model.inputs[0].dtype) else None
+    return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
+
+
+def _takes_integers(layer):
+    """Whether `layer` is a model with an integer Input, its own or a nested model's."""
+    from cladec_cli.layers import is_submodel
+
+    if not is_submodel(layer):
+        return False
+    return "int" in str(layer.inputs[0].dtype) or any(_takes_integers(inner) for inner in layer.layers)

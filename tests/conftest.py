@@ -186,6 +186,15 @@ def setup(trained):
     return classifier, provenance, load_dataset(trained["dataset"])
 
 
+def pytest_configure(config):
+    """Under JAX, commands keep compiled programs (`runtime.keep_compiled_programs`): in a folder of the test
+    session's own, not in the user's cache."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="cladec-test-jax-"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked gpu without a GPU, and tests marked tensorflow_only under another backend."""
     from cladec_cli import runtime

@@ -152,3 +152,18 @@ def test_a_users_hdf5_file_with_operations_is_sent_to_the_keras_format(tmp_path,
     keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(h))).save(path)
     with pytest.raises(ArtifactError, match=said + r".*save the model as \.keras \(model\.save\('model\.keras'\)\)"):
         artifacts.load_model(path)
+
+
+class Doubled(keras.layers.Layer):
+    """A layer of a notebook's own, registered nowhere."""
+
+    def call(self, x):
+        return 2 * x
+
+
+def test_a_model_with_a_layer_of_a_notebooks_own_is_saved_and_tried_with_it(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(Doubled(name="doubled")(inputs) + inputs))
+    artifacts.save_model(model, tmp_path / "m.h5", {"kind": "classifier"})
+    assert artifacts.inspect(tmp_path / "m.h5")["class_modules"] == {
+        "Doubled": __name__, "keras.src.ops.numpy.Add": "keras.src.ops.numpy"}

@@ -88,3 +88,24 @@ def test_saving_tries_files_with_operations_before_keeping_them(tmp_path, monkey
     x = np.ones((1, 4), np.float32)
     np.testing.assert_allclose(artifacts.load_model(tmp_path / "m.h5")[0].predict(x, verbose=0),
                                model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_an_axis_of_none_where_the_layer_takes_another_by_default_is_dropped_too():
+    inputs = keras.Input((4, 3))
+    model = keras.Model(inputs, layers.Normalization(axis=None, mean=0.5, variance=2.0, name="scaled")(inputs))
+    assert dropped_parts(model) == ["scaled (axis ())"]  # Normalization keeps None as ()
+    unreduced = keras.Model(inputs, keras.ops.sum(inputs, axis=None))  # None is the default: kept
+    assert dropped_parts(unreduced) == []
+
+
+def test_a_distributed_training_saves_without_trying_the_file(tmp_path, monkeypatch):
+    """Loading a model and predicting are collective steps there, which the chief cannot take alone."""
+    from cladec_cli import distribute, hdf5_fidelity
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layers.Dense(2)(inputs + inputs))
+    tried = []
+    monkeypatch.setattr(hdf5_fidelity, "check_loads_back", lambda path, *a: tried.append(path))
+    monkeypatch.setattr(distribute, "active", lambda: True)
+    artifacts.save_model(model, tmp_path / "m.h5", {"kind": "classifier"})
+    assert tried == [] and (tmp_path / "m.h5").exists()

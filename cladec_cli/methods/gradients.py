@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from cladec_cli.errors import UsageError
+
 
 def input_gradients(score, inputs):
     """d score(x)_i / d x_i for each image i of the batch `inputs` (NumPy, float32); `score` maps a
@@ -17,7 +19,11 @@ def input_gradients(score, inputs):
         with tf.GradientTape() as tape:
             tape.watch(tensor)
             total = tf.reduce_sum(score(tensor))
-        return tape.gradient(total, tensor).numpy()
+        gradient = tape.gradient(total, tensor)
+        if gradient is None:
+            raise UsageError("no gradient reaches the images through the classifier (a step in it without one, "
+                             "such as a cast to integers): this explanation needs it; choose another method")
+        return gradient.numpy()
     if backend == "jax":
         import jax
 

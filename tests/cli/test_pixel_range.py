@@ -105,3 +105,18 @@ def test_in_range_takes_float_images_where_the_classifier_takes_uint8(sequential
                                rtol=1e-5, atol=1e-6)
     gradients = input_gradients(class_scores(scaled, [0, 1, 2]), pixels / 255.0)
     assert np.isfinite(gradients).all() and np.abs(gradients).max() > 0
+
+
+@pytest.mark.parametrize("outer", ["uint8", "float32"])
+def test_a_nested_model_of_uint8_images_takes_float_images_too(outer):
+    from cladec_cli.methods.gradients import class_scores, input_gradients
+    from cladec_cli.pixels import in_range
+
+    inputs = keras.Input((32, 32, 1), dtype=outer)
+    model = keras.Model(inputs, uint8_classifier(sequential=True)(inputs))
+    scaled = in_range(model, "0,255")
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 1)).astype(np.uint8)
+    np.testing.assert_allclose(scaled.predict(pixels / 255.0, verbose=0), model.predict(pixels, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    gradients = input_gradients(class_scores(scaled, [0, 3]), pixels / 255.0)
+    assert np.isfinite(gradients).all() and np.abs(gradients).max() > 0
