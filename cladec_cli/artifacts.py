@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from cladec_cli import __version__, distribute
-from cladec_cli.errors import ArtifactError, UsageError, option
+from cladec_cli.errors import ArtifactError, UsageError, first_line, option
 
 GROUP = "cladec"
 KINDS = {
@@ -127,13 +127,13 @@ def save_model(model, path, provenance, overwrite=False):
     if path.suffix.lower() != ".h5":
         raise UsageError(f"{path}: models are saved as HDF5, the file name must end in .h5")
     from cladec_cli.cloning import savable
-    from cladec_cli.custom_objects import class_modules, saved_classes, with_saved_class_names
+    from cladec_cli.custom_objects import saved_classes, with_saved_class_names
     from cladec_cli.hdf5_fidelity import check_loads_back, check_savable
     from cladec_cli.precision import float32_copy
 
     record = dict(provenance, digest=weights_digest(model))
-    if modules := class_modules(model):
-        record["class_modules"] = modules
+    if classes := saved_classes(model):
+        record["class_modules"] = {name: cls.__module__ for name, cls in classes.items()}
     # Every worker of a multi-worker training makes the copy: making variables is a collective step.
     copy = savable(float32_copy(model))
     check_savable(copy, str(path))
@@ -142,15 +142,15 @@ def save_model(model, path, provenance, overwrite=False):
     with atomic_path(path, overwrite) as tmp, _quiet_absl():
         copy.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
-            if modules and with_saved_class_names(config := json.loads(f.attrs["model_config"]), copy):
+            if classes and with_saved_class_names(config := json.loads(f.attrs["model_config"]), copy):
                 f.attrs["model_config"] = json.dumps(config)
             group = f.require_group(GROUP)
             for key, value in record.items():
                 group.attrs[key] = json.dumps(value, default=plain)
         # Classes that Keras' HDF5 loader finds by name only when given them: try the file before it is kept
         # (not in a distributed training, where loading a model and predicting are steps of every worker).
-        if modules and not distribute.active():
-            check_loads_back(tmp, copy, saved_classes(copy), str(path))
+        if classes and not distribute.active():
+            check_loads_back(tmp, copy, classes, str(path))
     return record
 
 
@@ -337,7 +337,7 @@ def load_model(path, kind=None, trust=False):
         model = keras.models.load_model(path, compile=False, safe_mode=not trust,
                                         custom_objects=keras_own_classes(recorded))
     except Exception as e:  # Keras raises many types for unreadable or foreign files
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        message = first_line(e)
         if "safe_mode" in message:
             message = f"it holds code that runs on loading; pass {option('trust')} if you trust where it comes from"
         elif (unknown := _unknown_classes(path, message)) and not recorded and all(map(_is_operation, unknown)):

@@ -109,17 +109,12 @@ def unknown_in_message(message):
     return found.group(1) if found else None
 
 
-def class_modules(model):
-    """{name in the model's config: defining module} for the layers and operations of `model` (nested models
-    included) that Keras would not find by their name alone, as an HDF5 file keeps them: a keras.applications
-    model's own layers (ConvNeXt's LayerScale), operations written as `a + b` on a model's tensors (whose
-    `Add` is not the Add layer), or a user's classes."""
-    return {name: cls.__module__ for name, cls in saved_classes(model).items()}
-
-
 def saved_classes(model):
-    """{name in the model's HDF5 config: class} for the classes that `class_modules` records: what loading
-    a file just written from `model` needs, a user's classes that Keras does not know by name included."""
+    """{name in the model's HDF5 config (`saved_class_name`): class} for the layers and operations of `model`
+    (nested models included) that Keras would not find by their name alone, as an HDF5 file keeps them: a
+    keras.applications model's own layers (ConvNeXt's LayerScale), operations written as `a + b` on a
+    model's tensors (whose `Add` is not the Add layer), or a user's classes. Their modules are what a file
+    records as `class_modules`; the classes are what loading a file just written from `model` needs."""
     found = {}
     for operation in every_operation(model):
         cls = type(operation)
@@ -176,7 +171,7 @@ def _found_by_name(cls):
 
 
 def keras_own_classes(modules):
-    """{name: class} for the entries of `modules` (as `class_modules` gives) that Keras itself defines, in
+    """{name: class} for the entries of `modules` (a file's `class_modules`) that Keras itself defines, in
     a module of its own (`keras.`): safe to import, unlike a user's module, which only --custom-objects
     imports."""
     found = {}

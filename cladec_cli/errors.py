@@ -53,6 +53,12 @@ _CLI_NAMES = {"trust": "--trust-model", "sigma": "--noise", "rec_loss_name": "--
               "with_acc_eval=False": "--eval-epochs 0", "keep_dir": "--keep-eval-models"}
 
 
+def first_line(error):
+    """The first line of an exception's message, or its type's name where it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def option(name, value=None):
     """`name` (a keyword argument, e.g. "batch_size"), marked for translation, with `value` after it."""
     return f"{_MARK}{name}{_MARK}" + ("" if value is None else f" {value}")

@@ -5,7 +5,7 @@ import inspect
 
 import numpy as np
 
-from cladec_cli.errors import ArtifactError, UsageError
+from cladec_cli.errors import ArtifactError, UsageError, first_line
 
 # Keras' HDF5 loader keeps an `axis` of one dimension only and drops any other
 # (keras/src/legacy/saving/saving_utils.py, model_from_config).
@@ -69,7 +69,7 @@ def check_loads_back(path, model, custom_objects, what):
         loaded = keras.models.load_model(path, compile=False, safe_mode=False, custom_objects=custom_objects)
     except Exception as e:  # Keras raises many types for configs it cannot rebuild
         raise ArtifactError(f"{what} would not load back from HDF5, the format cladec writes: "
-                            f"{_first_line(e)}") from e
+                            f"{first_line(e)}") from e
     images = _probe(model)
     expected, found = (keras.tree.flatten(m.predict(images, verbose=0)) for m in (model, loaded))
     if len(found) != len(expected) or not all(
@@ -86,8 +86,3 @@ def _probe(model):
     if "int" in str(dtype):
         return rng.integers(0, 256, shape).astype(dtype)
     return rng.random(shape, dtype=np.float32)
-
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
