@@ -56,6 +56,8 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     layers = resolve_layers(classifier, layer_specs)
     warn(settings, chance_warning(classifier, dataset, classifier_provenance), before_training=True)
     outs = one_output_each(layers, outs)
+    for layer in layers:  # refused before any training, not once an earlier layer's RefAE is saved
+        check_savable(build_encoder(classifier, layer), f"the RefAE of layer {layer.name}")
     runs = [run_settings("refae", dataset, settings, **layer_provenance(classifier, layer, classifier_provenance),
                          rec_loss=rec_loss_name, decoder_output=decoder_output, bn_statistics=bn_statistics)
             for layer in layers]
@@ -68,8 +70,6 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
             classifier, layer, classifier_provenance, dataset.pixel_range, name=f"refae_{i}",
             decoder_output=decoder_output))
             for i, layer in enumerate(layers, start=1)]
-        for layer, refae in zip(layers, refaes):  # refused before training, not once it is saved
-            check_savable(refae, f"the RefAE of layer {layer.name}")
         recs = [f"rec_{label}" for label in output_labels(layers)]
         image = keras.Input(shape=classifier.inputs[0].shape[1:], name="image")
         model = keras.Model(image, {r: named_output(refae(image), r) for r, refae in zip(recs, refaes)}, name="refae")

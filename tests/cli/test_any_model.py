@@ -421,13 +421,18 @@ def test_copies_of_a_classifier_that_hdf5_would_change_are_refused_before_traini
     refused = invoke("train-refae", *common, "--layer", "features", "--out", tmp_path / "r.h5", *TRAIN, expect=2)
     assert one_line_error(refused).startswith("cladec: error: the RefAE of layer features cannot be saved as HDF5")
     assert re.search(r"would drop that of mean(_\d+)? \(axis \(1, 2\)\)", refused.stderr)
+    for precision in ("float32", "float16"):  # float16 trains layers one after another: refused before the first
+        several = invoke("train-refae", *common, "--layer", "conv,features", "--precision", precision,
+                         "--out-dir", tmp_path / "several", *TRAIN, expect=2)
+        assert "the RefAE of layer features cannot be saved as HDF5" in one_line_error(several)
+        assert not (tmp_path / "several").exists() or not any((tmp_path / "several").iterdir())
     invoke("train-refae", *common, "--layer", "conv", "--out", tmp_path / "r.h5", *TRAIN)
     invoke("train-decoder", *common, "--layer", "conv", "--out", tmp_path / "d.h5", *TRAIN)
     kept = invoke("evaluate", "--classifier", path, "--decoder", tmp_path / "d.h5", "--eval-epochs", 1,
                   "--keep-eval-models", tmp_path / "eval", "--out", tmp_path / "e.json", expect=2)
     assert one_line_error(kept).startswith("cladec: error: --keep-eval-models: the Acc Eval classifiers, copies of the "
                                            "classifier, cannot be saved as HDF5")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5", "eval", "mean.keras", "r.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "several") == ["d.h5", "eval", "mean.keras", "r.h5"]
     assert list((tmp_path / "eval").iterdir()) == []
 
 
