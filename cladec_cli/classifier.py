@@ -5,11 +5,11 @@ import numpy as np
 
 from cladec_cli import artifacts, batchnorm
 from cladec_cli.architectures import build_classifier
-from cladec_cli.cloning import clone_graph
+from cladec_cli.cloning import clone_graph, clone_layer
 from cladec_cli.data.names import same_dataset
 from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.frozen import frozen
-from cladec_cli.layers import check_supported, is_augmentation, output_activation
+from cladec_cli.layers import check_supported, is_augmentation, is_submodel, output_activation
 from cladec_cli.pixels import in_range
 from cladec_cli.training import compile_model, fit, predict, run_settings, start, trained_provenance, training_run
 
@@ -39,23 +39,38 @@ def check_cross_entropy(model):
 
 def logits_model(model):
     """`model` when it outputs logits; for a classifier ending in a softmax (a Softmax or softmax
-    Activation layer, `keras.ops.softmax`, or a Dense with softmax activation), a model sharing its
-    weights that stops before the softmax. Gradient-based attributions need the logits."""
+    Activation layer, `keras.ops.softmax`, or a layer with a softmax activation such as a Dense head),
+    a model sharing its weights that stops before the softmax. The softmax may sit inside a nested
+    model (a head, or the whole classifier wrapped in another) and be followed by weightless steps
+    (reshapes, dropout): these are applied to the logits instead. Gradient-based attributions need the
+    logits."""
     if not outputs_probabilities(model):
         return model
-    history = model.outputs[0]._keras_history
+    return keras.Model(model.inputs, _logits(model.outputs[0], model.name), name=f"{model.name}_logits")
+
+
+def _logits(tensor, model_name):
+    """A tensor of the logits in front of the softmax that makes `tensor`, from the same inputs; the
+    original graph gains no nodes (steps applied anew are copies, nested models new models)."""
+    history = tensor._keras_history
     last = history.operation  # a layer, or an operation such as keras.ops.softmax, which is no layer
-    activation = last.get_config().get("activation") if isinstance(last, keras.layers.Layer) else None
+    node = last._inbound_nodes[history.node_index]
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    if is_submodel(last):
+        inner = keras.Model(last.inputs, _logits(last.outputs[history.tensor_index], model_name), name=last.name)
+        return inner(*node.arguments.args, **node.arguments.kwargs)
     if type(last).__name__ == "Softmax" or (isinstance(last, keras.layers.Activation) and activation == "softmax"):
-        scores = last._inbound_nodes[history.node_index].input_tensors[0]
-        return keras.Model(model.inputs, scores, name=f"{model.name}_logits")
-    if isinstance(last, keras.layers.Dense) and activation == "softmax":
-        linear = keras.layers.Dense.from_config({**last.get_config(), "activation": "linear",
-                                                 "name": f"{last.name}_logits"})
-        logits = linear(last.input)
+        return node.input_tensors[0]
+    if getattr(last, "weights", None) and activation == "softmax":
+        linear = type(last).from_config({**last.get_config(), "activation": "linear", "name": f"{last.name}_logits"})
+        logits = linear(node.input_tensors[0])
         linear.set_weights(last.get_weights())
-        return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
-    raise UsageError(f"cannot find the logits in front of {model.name!r}'s softmax ({last.name}); gradient-based "
+        return logits
+    if not getattr(last, "weights", None) and not isinstance(last, keras.layers.InputLayer) \
+            and len(node.input_tensors) == 1:
+        args, kwargs = node.arguments.fill_in({id(node.input_tensors[0]): _logits(node.input_tensors[0], model_name)})
+        return clone_layer(last)(*args, **kwargs)
+    raise UsageError(f"cannot find the logits in front of {model_name!r}'s softmax ({last.name}); gradient-based "
                      "attributions need them: save the classifier with a separate Softmax layer")
 
 

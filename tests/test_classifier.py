@@ -183,19 +183,41 @@ def test_a_classifier_at_chance_is_warned_about_in_python_too(tmp_path, npz_data
         train_decoder(rolled, {"epochs": 0}, data, -1, 0.0, settings, tmp_path / "untrained.h5")
 
 
+def _nested_head(h):
+    inputs = keras.Input(h.shape[1:])
+    return keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(3)(inputs)), name="head")(h)
+
+
 @pytest.mark.parametrize("head", [
     lambda h: keras.layers.Dense(3, activation="softmax")(h),
     lambda h: keras.layers.Softmax()(keras.layers.Dense(3)(h)),
     lambda h: keras.layers.Activation("softmax")(keras.layers.Dense(3)(h)),
     lambda h: keras.ops.softmax(keras.layers.Dense(3)(h)),  # an operation, not a layer: not in model.layers
+    lambda h: keras.Sequential([keras.layers.Dense(3, activation="softmax")], name="head")(h),
+    _nested_head,
+    lambda h: keras.layers.Reshape((3,))(keras.layers.Dropout(0.5)(keras.layers.Dense(3, activation="softmax")(h))),
+    lambda h: keras.ops.reshape(keras.ops.softmax(keras.layers.Dense(3)(h)), (-1, 3)),
 ])
-def test_the_logits_in_front_of_every_kind_of_softmax(head):
+@pytest.mark.parametrize("wrapped", [False, True], ids=["alone", "wrapped"])
+def test_the_logits_in_front_of_every_kind_of_softmax(head, wrapped):
+    """Also where the softmax is inside a nested model, follows weightless steps, or the whole classifier
+    is wrapped in another model; the classifier's graph is left as it was."""
     from cladec_cli.classifier import logits_model
+    from cladec_cli.custom_objects import every_operation
 
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, head(keras.layers.Dense(5, activation="relu")(inputs)))
+    model = keras.Model(inputs, head(keras.layers.Dense(5, activation="relu")(inputs)), name="classifier")
+    if wrapped:
+        outer = keras.Input((4,))
+        model = keras.Model(outer, model(outer), name="wrapper")
+
+    def nodes(m):
+        return {id(operation): len(operation._inbound_nodes) for operation in [m, *every_operation(m)]}
+
+    before = nodes(model)
     x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     logits = logits_model(model).predict(x, verbose=0)
+    assert nodes(model) == before
     assert not np.allclose(logits.sum(axis=1), 1.0)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.softmax(logits)), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)

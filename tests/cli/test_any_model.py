@@ -263,6 +263,21 @@ def test_nested_sub_model(tmp_path, rgb48):
     assert np.load(arrays)["gradcam"].shape == (2, 48, 48)
 
 
+def test_a_classifier_wrapped_whole_in_another_model_gets_attributions(tmp_path, rgb48):
+    """The softmax inside the nested model: Grad-CAM and saliency take the logits in front of it."""
+    inputs = keras.Input((48, 48, 3))
+    path = tmp_path / "wrapped.keras"
+    keras.Model(inputs, nested_classifier()(inputs), name="wrapper").save(path)
+    invoke("train-decoder", "--classifier", path, "--layer", "outer/backbone/act", "--dataset", rgb48,
+           "--out", tmp_path / "dec.h5", *TRAIN)
+    arrays = tmp_path / "a.npz"
+    invoke("explain", "--classifier", path, "--decoder", tmp_path / "dec.h5", "--dataset", rgb48, "--count", 2,
+           "--out", tmp_path / "g.png", "--save-arrays", arrays, "--method", "gradcam", "--method", "saliency", "-q")
+    saved = np.load(arrays)
+    assert saved["gradcam"].shape == saved["saliency"].shape == (2, 48, 48)
+    assert np.isfinite(saved["saliency"]).all() and saved["saliency"].max() > 0
+
+
 def two_stream_classifier():
     """Two streams built by one function, so that their layers bear the same names, joined by a Concatenate."""
     def stream(name):
