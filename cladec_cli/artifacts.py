@@ -321,6 +321,7 @@ def load_model(path, kind=None, trust=False):
     import keras
 
     from cladec_cli.custom_objects import keras_own_classes
+    from cladec_cli.hdf5_fidelity import changed_on_loading
 
     provenance = inspect(path)
     path = Path(path)
@@ -351,7 +352,39 @@ def load_model(path, kind=None, trust=False):
             module = " ".join(f"--custom-objects {m}" for m in modules) or "--custom-objects MODULE"
             message = (f"it uses classes that Keras does not know ({', '.join(unknown)}); give the module that "
                        f"defines them: {module} (in Python: load_custom_objects(MODULE))")
+        elif dropped := [(name, axis) for name, axis in _dropped_axes(path) if f"(named {name})" in message]:
+            message = (f"Keras' HDF5 loader keeps an axis of one dimension only and dropped that of "
+                       f"{_listed(dropped)}, so that its weights no longer fit ({message}); {_hdf5_advice(found)}")
         elif isinstance(e, KeyError):  # a part of the file that Keras expects is missing
             message = f"it lacks the part {message} that a Keras model file holds (cut short, or written by hand?)"
         raise ArtifactError(f"cannot load {path} as a Keras model: {message}") from e
+    if path.suffix.lower() != ".keras" and (changed := changed_on_loading(model_config(path), model)):
+        raise ArtifactError(f"cannot load {path} as it was saved: Keras' HDF5 loader keeps an axis of one dimension "
+                            f"only and gives back {', '.join(changed)}, a model that may compute something else; "
+                            f"{_hdf5_advice(found)}")
     return model, provenance
+
+
+def _dropped_axes(path):
+    """`hdf5_fidelity.dropped_in_config` of the HDF5 file at `path`; [] for a .keras file or an unreadable one."""
+    from cladec_cli.hdf5_fidelity import dropped_in_config
+
+    if path.suffix.lower() == ".keras":
+        return []
+    try:
+        return dropped_in_config(model_config(path))
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _listed(dropped):
+    from cladec_cli.hdf5_fidelity import shown_axis
+
+    return ", ".join(f"{name} (axis {shown_axis(axis)})" for name, axis in dropped)
+
+
+def _hdf5_advice(kind):
+    """What to do with an HDF5 file that Keras gives back otherwise: a file of the user's, or one of cladec's."""
+    if kind in (None, "classifier"):
+        return SAVE_AS_KERAS
+    return "cladec refuses to write such a model now; train it again from a classifier saved as .keras"

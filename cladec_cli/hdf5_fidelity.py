@@ -1,5 +1,5 @@
 """Whether Keras' HDF5 format gives a model back as it was: the parts its loader drops, found before any
-work, and a saved file loaded back and run once."""
+work, a saved file loaded back and run once, and a loaded file compared with the config it was saved with."""
 
 import inspect
 
@@ -86,3 +86,50 @@ def _probe(model):
     if "int" in str(dtype):
         return rng.integers(0, 256, shape).astype(dtype)
     return rng.random(shape, dtype=np.float32)
+
+
+def dropped_in_config(config):
+    """[(name, axis)] for each layer or operation of an HDF5 file's model `config` (nested models
+    included) whose axis Keras' loader drops: one of several dimensions, or none."""
+    found = []
+    if isinstance(config, dict):
+        settings = config.get("config")
+        if "class_name" in config and isinstance(settings, dict) and "axis" in settings:
+            axis = settings["axis"]
+            if not isinstance(axis, (int, float)) and not (isinstance(axis, list) and len(axis) == _KEPT_AXES):
+                found.append((settings.get("name"), axis))
+        for value in config.values():
+            found += dropped_in_config(value)
+    elif isinstance(config, list):
+        for value in config:
+            found += dropped_in_config(value)
+    return found
+
+
+def changed_on_loading(config, model):
+    """'name (axis (1, 2), read back as -1)' for each layer or operation that an HDF5 file's model
+    `config` gives an axis that the `model` loaded from it does not have (`dropped_in_config`)."""
+    from cladec_cli.custom_objects import every_operation
+
+    loaded = {}
+    for operation in every_operation(model):
+        try:
+            loaded.setdefault(operation.name, []).append(operation.get_config().get("axis"))
+        except (NotImplementedError, TypeError):
+            continue
+    return [f"{name} (axis {shown_axis(axis)}, read back as {shown_axis(loaded[name][0])})"
+            for name, axis in dropped_in_config(config)
+            if name in loaded and all(_comparable(axis) != _comparable(found) for found in loaded[name])]
+
+
+def _comparable(axis):
+    """An axis as one value: a tuple, an int, or None for none (saved as null or as [])."""
+    if isinstance(axis, (list, tuple)):
+        return tuple(axis) if len(axis) > 1 else (int(axis[0]) if axis else None)
+    return axis
+
+
+def shown_axis(axis):
+    """An axis as messages give it: (1, 2), -1 or none."""
+    value = _comparable(axis)
+    return "none" if value is None else value

@@ -109,3 +109,64 @@ def test_a_distributed_training_saves_without_trying_the_file(tmp_path, monkeypa
     monkeypatch.setattr(distribute, "active", lambda: True)
     artifacts.save_model(model, tmp_path / "m.h5", {"kind": "classifier"})
     assert tried == [] and (tmp_path / "m.h5").exists()
+
+
+def _adapted(normalization):
+    normalization.adapt(np.random.default_rng(0).random((8, 6, 6, 4), dtype=np.float32))
+    return normalization
+
+
+def _users_hdf5_file(tmp_path, step):
+    """A model of `step` saved by plain Keras as HDF5, as a user's own classifier file would be."""
+    inputs = keras.Input((6, 6, 4))
+    model = keras.Model(inputs, layers.Dense(3, name="scores")(layers.Flatten()(step(inputs))))
+    model.save(tmp_path / "users.h5")
+    return model, tmp_path / "users.h5"
+
+
+@pytest.mark.parametrize("step, said", [
+    (lambda h: layers.Softmax(axis=[1, 2], name="spatial")(h), r"spatial \(axis \(1, 2\), read back as -1\)"),
+    (lambda h: layers.LayerNormalization(axis=[1, 2], center=False, scale=False, name="norm")(h),
+     r"norm \(axis \(1, 2\), read back as -1\)"),
+])
+def test_a_file_that_keras_loads_as_another_model_is_refused(tmp_path, step, said):
+    model, path = _users_hdf5_file(tmp_path, step)
+    x = np.random.default_rng(0).random((2, 6, 6, 4), dtype=np.float32)
+    plain = keras.models.load_model(path, compile=False)  # the premise: Keras loads it without a word
+    assert not np.allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ArtifactError, match=r"cannot load .*users.h5 as it was saved: Keras' HDF5 loader keeps an axis "
+                                            r"of one dimension only and gives back " + said + r".*save the model as \.keras"):
+        artifacts.load_model(path)
+
+
+@pytest.mark.parametrize("step, said", [
+    (lambda h: layers.LayerNormalization(axis=[1, 2, 3], name="norm")(h), r"norm \(axis \(1, 2, 3\)\)"),
+    (lambda h: _adapted(layers.Normalization(axis=None, name="scaled"))(h), r"scaled \(axis none\)"),
+])
+def test_a_file_whose_weights_no_longer_fit_says_why(tmp_path, step, said):
+    _, path = _users_hdf5_file(tmp_path, step)
+    with pytest.raises(ArtifactError, match=r"dropped that of " + said + r", so that its weights no longer fit "
+                                            r"\(Shape mismatch.*save the model as \.keras"):
+        artifacts.load_model(path)
+
+
+def test_a_file_written_by_cladec_before_it_refused_such_models_is_refused_on_loading(tmp_path, monkeypatch):
+    from cladec_cli import hdf5_fidelity
+
+    monkeypatch.setattr(hdf5_fidelity, "check_savable", lambda model, what: None)
+    inputs = keras.Input((6, 6, 4))
+    model = keras.Model(inputs, layers.UnitNormalization(axis=[1, 2], name="unit")(inputs))
+    artifacts.save_model(model, tmp_path / "refae.h5", {"kind": "refae"})
+    with pytest.raises(ArtifactError, match=r"unit \(axis \(1, 2\), read back as -1\).*train it again from a "
+                                            r"classifier saved as \.keras"):
+        artifacts.load_model(tmp_path / "refae.h5", kind="refae")
+
+
+def test_files_with_one_axis_or_none_by_default_load(tmp_path):
+    inputs = keras.Input((6, 6, 4))
+    h = layers.Softmax(axis=[-1], name="channels")(layers.LayerNormalization(axis=[3])(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(layers.Flatten()(h)))
+    model.save(tmp_path / "m.h5")
+    loaded, _ = artifacts.load_model(tmp_path / "m.h5")
+    x = np.random.default_rng(0).random((2, 6, 6, 4), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
