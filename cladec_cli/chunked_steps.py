@@ -28,7 +28,7 @@ def install(model, batch_size, on_gpu):
     if kind == "jax":
         chunked = _jax_chunked(step, batch_size, UNROLL_ON_GPU or not on_gpu)
     elif kind == "tensorflow":
-        chunked = _tensorflow_chunked(step, batch_size)
+        chunked = _tensorflow_chunked(step, batch_size, model.get_metrics_result if _keras_own_step(model) else None)
     else:
         chunked = _eager_chunked(step, batch_size)
     model.train_step = chunked
@@ -64,7 +64,18 @@ def _jax_chunked(step, batch_size, unroll):
     return chunked_step
 
 
-def _tensorflow_chunked(step, batch_size):
+def _keras_own_step(model):
+    """Whether `model` trains with Keras' own `train_step` and `compute_metrics`, whose logs are then
+    `model.get_metrics_result()`."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    return all(getattr(type(model), name) is getattr(TensorFlowTrainer, name) for name in ("train_step", "compute_metrics"))
+
+
+def _tensorflow_chunked(step, batch_size, metrics_result=None):
+    """With `metrics_result` (the logs Keras' own step returns, read from the metrics), every batch of a
+    chunk runs in the loop, so the step is traced once; without, the last batch runs after the loop,
+    to return the step's own logs, and the step is traced twice."""
     import tensorflow as tf
 
     def part(data, start):
@@ -78,7 +89,10 @@ def _tensorflow_chunked(step, batch_size):
             step(part(data, i * batch_size))
             return (i + 1,)
 
-        tf.while_loop(lambda i: i < count - 1, body, (tf.constant(0),))
+        in_loop = count if metrics_result is not None else count - 1
+        tf.while_loop(lambda i: i < in_loop, body, (tf.constant(0),))
+        if metrics_result is not None:
+            return metrics_result()
         return step(part(data, (count - 1) * batch_size))
 
     return chunked_step

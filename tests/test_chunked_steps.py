@@ -109,6 +109,35 @@ def test_under_tensorflow_chunks_come_through_tf_data_without_autotuning(tiny, m
     assert [len(x) for x, _ in fed[0]] == [96, 96, 48]
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's chunks loop in a tf.while_loop")
+def test_under_tensorflow_keras_own_step_is_traced_once_and_a_models_own_step_keeps_its_logs(tiny, monkeypatch):
+    traced = []
+    tensorflow_chunked = chunked_steps._tensorflow_chunked
+
+    def counting(step, batch_size, metrics_result=None):
+        return tensorflow_chunked(lambda data: traced.append(metrics_result is not None) or step(data), batch_size,
+                                  metrics_result)
+
+    monkeypatch.setattr(chunked_steps, "_tensorflow_chunked", counting)
+    trained_classifier(tiny, 3, epochs=1)
+    assert traced and all(traced)
+    with_metrics = len(traced)
+
+    class OwnStep(keras.Model):  # a train_step of its own: its logs come from it, so its last step runs apart
+        def train_step(self, data):
+            return {**super().train_step(data), "own": 1.0}
+
+    inputs = keras.Input(tiny.image_shape)
+    model = OwnStep(inputs, keras.layers.Dense(tiny.n_classes)(keras.layers.Flatten()(inputs)))
+    settings = TrainSettings(epochs=1, batch_size=32, seed=5, steps_per_execution=3, verbose=0)
+    data = tiny.train.dataset(32, shuffle=True, seed=5)
+    compile_model(model, settings, data, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    traced.clear()
+    history = fit(model, data, settings)
+    assert traced and not any(traced) and len(traced) == 2 * with_metrics
+    assert history["own"] == [1.0]
+
+
 def test_chunk_feed_serves_the_same_items_in_the_same_order():
     x = np.arange(50, dtype=np.float32)[:, None]
     feed = ArrayFeed(x, x, 4, shuffle=True, seed=3, start_epoch=2)
