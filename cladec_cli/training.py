@@ -142,9 +142,10 @@ def batches_per_call(settings, data):
     """How many batches of `data` one compiled training call takes: the steps per execution of
     `settings` for in-memory feeds, which `fit` serves in chunks (see `chunked_steps`); 1 where Keras'
     own `steps_per_execution` loops over the steps instead: for other feeds, for distributed training,
-    whose engine splits each batch between replicas, and under TensorFlow with XLA on a CPU."""
+    whose engine splits each batch between replicas, and under TensorFlow with XLA on a CPU, or with XLA
+    where an epoch ends in a shorter batch."""
     setup = settings.runtime()
-    if not _local_array_feed(settings, data) or _rolled_xla_loop_is_slow(setup):
+    if not _local_array_feed(settings, data) or _rolled_xla_loop_is_slow(setup) or _shorter_batch_in_xla(setup, data):
         return 1
     return setup.steps_per_execution
 
@@ -155,6 +156,14 @@ def _rolled_xla_loop_is_slow(setup):
     against 16 ms a step), and TensorFlow traces chunks with an unknown batch count, so they cannot be
     unrolled; Keras' loop runs outside the compiled step."""
     return setup.backend == "tensorflow" and setup.xla and not setup.on_gpu
+
+
+def _shorter_batch_in_xla(setup, data):
+    """Whether a chunk would hold an epoch's last, shorter batch inside XLA under TensorFlow. XLA pads a
+    slice of a length it does not know when compiling to its bound, a whole batch: that step would train
+    on the missing images as zeros (and `tf.shape` gives the whole batch). Keras' loop gives each batch
+    a call of its own instead."""
+    return setup.backend == "tensorflow" and setup.xla and data.order.n % data.batch_size != 0
 
 
 def _local_array_feed(settings, data):
