@@ -62,7 +62,7 @@ test-fast: install  ## Run the tests that need no real data
 
 $(JAX_VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(JAX_VENV)
-	$(JAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "jax[cpu]" -e ".[test,tensorboard,plots,sanity]"
+	$(JAX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "jax[cpu]" -e ".[test,tensorboard,plots,sanity,jax]"
 	touch $@
 
 test-jax: $(JAX_VENV)/.installed data  ## Run the tests under Keras' JAX backend on the CPU (second venv)
@@ -81,7 +81,7 @@ gpu-wheels: install data  ## Bundle the wheels and data a bare CUDA machine (Pyt
 	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
 	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
 	  --python-version 3.12 --implementation cp -d $(GPU_BUNDLE)/wheels \
-	  "keras==$$($(PY) -c 'import keras; print(keras.__version__)')" namex optree
+	  "keras==$$($(PY) -c 'import keras; print(keras.__version__)')" namex optree filelock
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w $(GPU_BUNDLE)/wheels .
 	src=$(DATA_DIR); [ -f $$src/train-images-idx3-ubyte.gz ] || src=$${KERAS_HOME:-$$HOME/.keras}/datasets/fashion-mnist; \
 	  cp $$src/*-ubyte.gz $(GPU_BUNDLE)/fashion-mnist/

@@ -4,7 +4,7 @@
 #   benchmarks/gpu_check.sh OUTDIR
 #
 # On a GPU server it uses the installed TensorFlow. On a bare CUDA machine with JAX but no TensorFlow and
-# no network, it installs keras, namex, optree and cladec from the bundle `make gpu-wheels` writes
+# no network, it installs keras, namex, optree, filelock and cladec from the bundle `make gpu-wheels` writes
 # (gpu-bundle/, with the Fashion-MNIST files) and runs under Keras' JAX backend.
 # Knobs: PYTHON (python3), GPU_BUNDLE (gpu-bundle), TABLE2_EPOCHS (64), BUDGET_S (450: the whole check's
 # seconds; the Table II run gets what the earlier stages leave, less TABLE2_RESERVE_S, 10 s, for the
@@ -42,7 +42,7 @@ fi
 # from passing for an installed one.
 if ! PYTHONSAFEPATH=1 "$PY" -c "import keras, click, h5py, PIL, cladec_cli" >/dev/null 2>&1; then
   log "installing from $BUNDLE/wheels (no index)"
-  "$PY" -m pip install --quiet --no-index --find-links "$BUNDLE/wheels" keras namex optree cladec \
+  "$PY" -m pip install --quiet --no-index --find-links "$BUNDLE/wheels" keras namex optree filelock cladec \
     >"$OUT/install.log" 2>&1 || { log "install failed: see install.log"; tail -5 "$OUT/install.log"; }
 fi
 if [ -d "$BUNDLE/fashion-mnist" ]; then

@@ -2,6 +2,7 @@
 XLA and steps per execution, and the one line that says where a job runs."""
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -350,9 +351,13 @@ def jax_cache_dir():
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cladec" / "jax"
 
 
+JAX_CACHE_MAX_BYTES = 2 << 30  # the JAX compilation cache's size beyond which it evicts (with filelock)
+
+
 def keep_compiled_programs():
     """Under JAX, turn on its persistent compilation cache for every program, however fast it compiles
-    (elsewhere, nothing). Every model is compiled afresh in a new process, from the initializers that
+    (elsewhere, nothing), capped at `JAX_CACHE_MAX_BYTES` where the `filelock` package is installed
+    (JAX needs it to evict; $JAX_COMPILATION_CACHE_MAX_SIZE still sets the cap). Every model is compiled afresh in a new process, from the initializers that
     build a model loaded from a file to the prediction and training steps, and for models this small
     compiling takes longer than predicting or training an epoch on a GPU; later runs and later commands
     find the same programs in the cache. JAX's own threshold (1 s) would leave nearly all of them out;
@@ -364,6 +369,9 @@ def keep_compiled_programs():
 
     if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    if not os.environ.get("JAX_COMPILATION_CACHE_MAX_SIZE") and _jax_can_evict():
+        # JAX evicts the programs used longest ago beyond this size, locking the folder with filelock.
+        jax.config.update("jax_compilation_cache_max_size", JAX_CACHE_MAX_BYTES)
     if jax.config.jax_compilation_cache_dir:
         return
     folder = jax_cache_dir()
@@ -372,6 +380,11 @@ def keep_compiled_programs():
     except OSError:
         return  # a read-only home: compile every time, as without the cache
     jax.config.update("jax_compilation_cache_dir", str(folder))
+
+
+def _jax_can_evict():
+    """Whether JAX can evict from its compilation cache: it locks the folder with `filelock`."""
+    return importlib.util.find_spec("filelock") is not None
 
 
 def _set_determinism(on):

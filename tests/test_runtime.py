@@ -123,6 +123,21 @@ def test_jax_keeps_every_compiled_program(monkeypatch, tmp_path, env, cache_dir,
     assert config.jax_compilation_cache_dir == expected
 
 
+@pytest.mark.parametrize("env, filelock, cap", [
+    ({}, True, runtime.JAX_CACHE_MAX_BYTES),  # capped where JAX can evict
+    ({}, False, None),  # JAX refuses a cap without filelock: none
+    ({"JAX_COMPILATION_CACHE_MAX_SIZE": "1000"}, True, None),  # the user's cap, read by JAX itself, stands
+])
+def test_jax_caps_its_compilation_cache_where_it_can_evict(monkeypatch, tmp_path, env, filelock, cap):
+    config = _fake_jax(monkeypatch, tmp_path)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setattr(runtime, "_jax_can_evict", lambda: filelock)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    runtime.keep_compiled_programs()
+    assert config.updated.get("jax_compilation_cache_max_size") == cap
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", "torch"])
 def test_other_backends_leave_jax_alone(monkeypatch, tmp_path, backend):
     config = _fake_jax(monkeypatch, tmp_path)
@@ -151,6 +166,7 @@ def _fake_jax(monkeypatch, tmp_path, cache_dir=None):
     monkeypatch.setitem(sys.modules, "jax", types.SimpleNamespace(config=config))
     monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_MAX_SIZE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     return config
 
