@@ -238,16 +238,10 @@ def model_config(path):
 
 def code_layers(config):
     """Names of the Lambda layers in a model config, nested models included: layers that run code."""
-    found = []
-    if isinstance(config, dict):
-        if config.get("class_name") == "Lambda":
-            found.append(config.get("config", {}).get("name", "lambda"))
-        for value in config.values():
-            found += code_layers(value)
-    elif isinstance(config, list):
-        for value in config:
-            found += code_layers(value)
-    return found
+    from cladec_cli.custom_objects import every_config
+
+    return [entry.get("config", {}).get("name", "lambda") for entry in every_config(config)
+            if entry.get("class_name") == "Lambda"]
 
 
 def check_safe(path, trust=False):

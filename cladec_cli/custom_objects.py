@@ -86,20 +86,27 @@ def _from_file(path, named):
     return module
 
 
+def every_config(config):
+    """Every object serialized in a model config (a dict naming a class), the nested ones included, in order."""
+    if isinstance(config, dict):
+        if "class_name" in config:
+            yield config
+        for value in config.values():
+            yield from every_config(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from every_config(value)
+
+
 def unknown_classes(config):
     """Names of the classes in a model config that Keras itself does not define: those of another module,
     or registered under a package ('package>Name'), nested models included, each once."""
     found = []
-    if isinstance(config, dict):
-        name = config.get("registered_name") or config.get("class_name")
-        module = config.get("module")
+    for entry in every_config(config):
+        name = entry.get("registered_name") or entry.get("class_name")
+        module = entry.get("module")
         if isinstance(name, str) and ((isinstance(module, str) and not module.startswith("keras")) or ">" in name):
             found.append(name)
-        for value in config.values():
-            found += unknown_classes(value)
-    elif isinstance(config, list):
-        for value in config:
-            found += unknown_classes(value)
     return list(dict.fromkeys(found))
 
 

@@ -91,18 +91,15 @@ def _probe(model):
 def dropped_in_config(config):
     """[(name, axis)] for each layer or operation of an HDF5 file's model `config` (nested models
     included) whose axis Keras' loader drops: one of several dimensions, or none."""
+    from cladec_cli.custom_objects import every_config
+
     found = []
-    if isinstance(config, dict):
-        settings = config.get("config")
-        if "class_name" in config and isinstance(settings, dict) and "axis" in settings:
+    for entry in every_config(config):
+        settings = entry.get("config")
+        if isinstance(settings, dict) and "axis" in settings:
             axis = settings["axis"]
             if not isinstance(axis, (int, float)) and not (isinstance(axis, list) and len(axis) == _KEPT_AXES):
                 found.append((settings.get("name"), axis))
-        for value in config.values():
-            found += dropped_in_config(value)
-    elif isinstance(config, list):
-        for value in config:
-            found += dropped_in_config(value)
     return found
 
 
