@@ -381,4 +381,6 @@ def _hdf5_advice(kind):
     """What to do with an HDF5 file that Keras gives back otherwise: a file of the user's, or one of cladec's."""
     if kind in (None, "classifier"):
         return SAVE_AS_KERAS
-    return "cladec refuses to write such a model now; train it again from a classifier saved as .keras"
+    return ("HDF5, the format cladec writes, cannot hold such a step: compute it in the classifier over one axis at a "
+            "time, or with a layer made for it (a mean over an image's height and width: GlobalAveragePooling2D), "
+            "and train this model again")

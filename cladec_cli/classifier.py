@@ -9,7 +9,7 @@ from cladec_cli.cloning import clone_graph, clone_layer
 from cladec_cli.data.names import same_dataset
 from cladec_cli.errors import DataError, UsageError, option
 from cladec_cli.frozen import frozen
-from cladec_cli.layers import check_supported, is_augmentation, is_submodel, output_activation
+from cladec_cli.layers import SCORE_ACTIVATIONS, check_supported, is_augmentation, is_submodel, output_activation
 from cladec_cli.pixels import in_range
 from cladec_cli.training import compile_model, fit, predict, run_settings, start, trained_provenance, training_run
 
@@ -41,9 +41,9 @@ def logits_model(model):
     """`model` when it outputs logits; for a classifier ending in a softmax (a Softmax or softmax
     Activation layer, `keras.ops.softmax`, or a layer with a softmax activation such as a Dense head),
     a model sharing its weights that stops before the softmax. The softmax may sit inside a nested
-    model (a head, or the whole classifier wrapped in another) and be followed by weightless steps
-    (reshapes, dropout): these are applied to the logits instead. Gradient-based attributions need the
-    logits."""
+    model (a head, or the whole classifier wrapped in another) and be followed by steps that pass values
+    on unchanged (reshapes, dropout, casts: `_PASSING_VALUES_ON`), which are applied to the logits instead;
+    after any other step (a clip, a log) the logits are refused. Gradient-based attributions need them."""
     if not outputs_probabilities(model):
         return model
     return keras.Model(model.inputs, _logits(model.outputs[0], model.name), name=f"{model.name}_logits")
@@ -55,7 +55,7 @@ def _logits(tensor, model_name):
     history = tensor._keras_history
     last = history.operation  # a layer, or an operation such as keras.ops.softmax, which is no layer
     node = last._inbound_nodes[history.node_index]
-    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    activation = SCORE_ACTIVATIONS.get(getattr(getattr(last, "activation", None), "__name__", None))
     if is_submodel(last):
         inner = keras.Model(last.inputs, _logits(last.outputs[history.tensor_index], model_name), name=last.name)
         return inner(*node.arguments.args, **node.arguments.kwargs)
@@ -66,12 +66,27 @@ def _logits(tensor, model_name):
         logits = linear(node.input_tensors[0])
         linear.set_weights(last.get_weights())
         return logits
-    if not getattr(last, "weights", None) and not isinstance(last, keras.layers.InputLayer) \
-            and len(node.input_tensors) == 1:
+    if _passes_values_on(last) and len(node.input_tensors) == 1:
         args, kwargs = node.arguments.fill_in({id(node.input_tensors[0]): _logits(node.input_tensors[0], model_name)})
         return clone_layer(last)(*args, **kwargs)
-    raise UsageError(f"cannot find the logits in front of {model_name!r}'s softmax ({last.name}); gradient-based "
-                     "attributions need them: save the classifier with a separate Softmax layer")
+    raise UsageError(f"cannot find the logits in front of {model_name!r}'s softmax ({last.name} is neither the softmax "
+                     "nor a step that passes its values on unchanged); gradient-based attributions need them: save "
+                     "the classifier with a separate Softmax layer as its last step")
+
+
+# Steps that pass their input's values on unchanged in inference, only rearranged, selected or cast: after a
+# softmax they give probabilities whose logits are those steps applied to the logits. A clip, a log or a
+# ReLU would not (clipped logits have no gradient; a log of logits is NaN).
+_PASSING_VALUES_ON = {"Reshape", "Flatten", "Permute", "Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+                      "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Cast", "Squeeze",
+                      "ExpandDims", "GetItem", "Transpose"}
+
+
+def _passes_values_on(operation):
+    """Whether `operation` is one of `_PASSING_VALUES_ON`, or a linear Activation layer."""
+    if isinstance(operation, keras.layers.Activation):
+        return getattr(operation.activation, "__name__", None) == "linear"
+    return type(operation).__name__ in _PASSING_VALUES_ON
 
 
 def fresh_copy(model, augmentation=True):

@@ -188,6 +188,32 @@ def _nested_head(h):
     return keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(3)(inputs)), name="head")(h)
 
 
+@pytest.mark.parametrize("step, name", [
+    (lambda p: keras.ops.clip(p, 1e-7, 1.0), "clip"),  # clipped logits would pass no gradient
+    (lambda p: keras.ops.log(p), "log"),  # a log of logits is NaN
+    (lambda p: keras.layers.Activation("relu", name="after")(p), "after"),
+])
+def test_no_logits_are_made_up_behind_a_step_that_changes_the_softmaxs_values(step, name):
+    from cladec_cli.classifier import logits_model
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, step(keras.layers.Dense(3, activation="softmax")(inputs)), name="classifier")
+    with pytest.raises(UsageError, match=rf"cannot find the logits in front of 'classifier''s softmax \({name}(_\d+)? "
+                                         r"is neither the softmax nor a step that passes its values on unchanged\)"):
+        logits_model(model)
+
+
+def test_the_logits_in_front_of_tensorflows_own_softmax_function():
+    tf = pytest.importorskip("tensorflow")
+    from cladec_cli.classifier import logits_model
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Activation(tf.nn.softmax)(keras.layers.Dense(3)(inputs)))  # softmax_v2
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.softmax(logits_model(model).predict(x, verbose=0))),
+                               model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("head", [
     lambda h: keras.layers.Dense(3, activation="softmax")(h),
     lambda h: keras.layers.Softmax()(keras.layers.Dense(3)(h)),
