@@ -57,6 +57,24 @@ def test_a_chunked_decoder_matches_the_unchunked_one(tmp_path, setup, alpha, cac
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
+def test_fused_decoders_log_each_ones_training_loss_in_chunks_as_without(tmp_path, setup):
+    """Several outputs, each with its own loss: the chunk's logs (Keras' metrics under TensorFlow) give
+    each decoder's training loss as unchunked training does."""
+    from cladec_cli.cladec import train_decoders
+
+    classifier, provenance, tiny = setup
+    trained = []
+    for steps in (1, 4):
+        settings = TrainSettings(epochs=2, batch_size=32, seed=2, verbose=0, steps_per_execution=steps)
+        outs = [tmp_path / f"s{steps}_{i}.h5" for i in (1, 2)]
+        trained.append([record["metrics"] for _, record in train_decoders(classifier, provenance, tiny, [-1, -2], 0.0,
+                                                                             settings, outs)])
+    for single, chunked in zip(*trained):
+        assert single["train_loss"] == pytest.approx(chunked["train_loss"], rel=1e-4)
+        assert single["test_rec_loss"] == pytest.approx(chunked["test_rec_loss"], rel=1e-4)
+    assert trained[0][0]["train_loss"] != pytest.approx(trained[0][1]["train_loss"], rel=1e-3)  # two decoders' own
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow" or runtime.current_device().is_gpu,
                     reason="TensorFlow's chunks loop inside XLA on a CPU")
 def test_under_tensorflow_with_xla_on_a_cpu_keras_loops_over_the_steps(tiny):
