@@ -319,6 +319,7 @@ def train_refae_cmd(classifier_path, layer, layer_convention, decoder_output, re
 def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indices, class_name, count, images_dir,
                 save_arrays, prototypes, method_names, out, overwrite, quiet, as_json, **opts):
     """Draw original | RefAE | ClaDec | |ClaDec - RefAE| for chosen images as a PNG grid."""
+    from cladec_cli import artifacts
     from cladec_cli.classifier import check_fits
     from cladec_cli.explain import (blank_maps_note, explanation_arrays, images_to_explain, own_image_files,
                                     parse_indices, write_grid, write_layer_grid, write_prototype_grid)
@@ -333,6 +334,10 @@ def explain_cmd(classifier_path, trust_model, decoder_paths, refae_paths, indice
                          "--save-arrays take one decoder")
     if prototypes and (images_dir or indices or class_name or method_names):
         raise UsageError("--prototypes shows every class; leave out --images, --indices, --class and --method")
+    if out is not None:  # refused before any model loads (a default name needs their provenance)
+        artifacts.check_output(out, overwrite, suffixes=(".png",))
+    if save_arrays is not None:
+        artifacts.check_output(save_arrays, overwrite, suffixes=(".npz",))
     refaes = list(refae_paths) or [None] * len(decoder_paths)
     explainers = [load_explainer(classifier_path, d, r, trust_model) for d, r in zip(decoder_paths, refaes)]
     ranges = {e.pixel_range for e in explainers}

@@ -170,6 +170,20 @@ def test_existing_output_is_not_overwritten(tmp_path, trained):
     assert out.read_bytes() == b"precious"
 
 
+def test_explain_refuses_an_existing_output_before_it_loads_a_model(tmp_path, trained, monkeypatch):
+    from cladec_cli import explainer
+
+    loaded = []
+    monkeypatch.setattr(explainer, "load_explainer", lambda *a, **k: loaded.append(a))
+    common = ["explain", "--classifier", trained["classifier"], "--decoder", trained["decoder"]]
+    for existing, args in (("g.png", ["--out", tmp_path / "g.png"]),
+                           ("a.npz", ["--out", tmp_path / "new.png", "--save-arrays", tmp_path / "a.npz"])):
+        (tmp_path / existing).write_bytes(b"precious")
+        run_bad(common + args, tmp_path, words=["already exists", "--overwrite"])
+        assert (tmp_path / existing).read_bytes() == b"precious"
+    assert loaded == []
+
+
 def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_path, trained, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_bytes(b"")
