@@ -7,6 +7,8 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -197,8 +199,25 @@ def _is_keras_archive(path):
         return "config.json" in archive.namelist()
 
 
+def foreign_format(path):
+    """What a TensorFlow model format other than Keras' model files is at `path`, and what to do with
+    it (Keras 3 reads .keras and .h5 model files only); None for anything else."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent if path.name == "saved_model.pb" else None
+    if folder is not None and (folder / "saved_model.pb").is_file():
+        return (f"{folder} is a TensorFlow SavedModel folder, which Keras 3 cannot load as a model: load it with the "
+                "Keras that wrote it (tf.keras, or tf_keras) and save the model as .h5 (model.save('model.h5'))")
+    prefix = path.with_suffix("") if path.suffix == ".index" or ".data-" in path.suffix else path
+    if not path.is_dir() and Path(f"{prefix}.index").is_file():
+        return (f"{prefix} is a TensorFlow checkpoint, which holds weights but no architecture: build the model, load "
+                "them into it (model.load_weights) and save it as .keras or .h5")
+    return None
+
+
 def check_readable(path):
     path = Path(path)
+    if foreign := foreign_format(path):
+        raise ArtifactError(foreign)
     if not path.exists():
         raise ArtifactError(f"{path} does not exist")
     if path.is_dir():
@@ -316,6 +335,7 @@ def load_model(path, kind=None, trust=False):
 
     from cladec_cli.custom_objects import keras_own_classes
     from cladec_cli.hdf5_fidelity import changed_on_loading
+    from cladec_cli.keras2_files import KERAS2_ONLY
 
     provenance = inspect(path)
     path = Path(path)
@@ -329,10 +349,11 @@ def load_model(path, kind=None, trust=False):
     try:
         # An HDF5 file names a class alone: Keras' own classes outside its layers (ConvNeXt's LayerScale) are
         # given from the modules recorded at saving; a user's module is imported only by --custom-objects.
-        model = keras.models.load_model(path, compile=False, safe_mode=not trust,
-                                        custom_objects=keras_own_classes(recorded))
+        with _as_keras3_reads(path) as (readable, config):
+            model = keras.models.load_model(readable, compile=False, safe_mode=not trust,
+                                            custom_objects=keras_own_classes(recorded))
     except Exception as e:  # Keras raises many types for unreadable or foreign files
-        message = first_line(e)
+        message = _keras_reason(e)
         if "safe_mode" in message:
             message = f"it holds code that runs on loading; pass {option('trust')} if you trust where it comes from"
         elif (unknown := _unknown_classes(path, message)) and not recorded and all(map(_is_operation, unknown)):
@@ -341,6 +362,10 @@ def load_model(path, kind=None, trust=False):
         elif not recorded and ARITHMETIC_READ_AS_LAYER in message:
             message = (f"it seems to hold arithmetic on the model's tensors (a * 0.5), which Keras' HDF5 format reads "
                        f"back as layers ({message}); {SAVE_AS_KERAS}")
+        elif unknown and all(name in KERAS2_ONLY for name in unknown):
+            message = (f"it was written by Keras 2 and holds {', '.join(unknown)}, which Keras 3 has not; build the model "
+                       "with Keras 3's layers (keras.applications for its own models), load the file's weights into it "
+                       "(model.load_weights(path)) and save it as .keras")
         elif unknown:
             modules = _defining_modules(unknown, recorded)
             module = " ".join(f"--custom-objects {m}" for m in modules) or "--custom-objects MODULE"
@@ -352,11 +377,47 @@ def load_model(path, kind=None, trust=False):
         elif isinstance(e, KeyError):  # a part of the file that Keras expects is missing
             message = f"it lacks the part {message} that a Keras model file holds (cut short, or written by hand?)"
         raise ArtifactError(f"cannot load {path} as a Keras model: {message}") from e
-    if path.suffix.lower() != ".keras" and (changed := changed_on_loading(model_config(path), model)):
+    if path.suffix.lower() != ".keras" and (changed := changed_on_loading(config, model)):
         raise ArtifactError(f"cannot load {path} as it was saved: Keras' HDF5 loader keeps an axis of one dimension "
                             f"only and gives back {', '.join(changed)}, a model that may compute something else; "
                             f"{_hdf5_advice(found)}")
     return model, provenance
+
+
+@contextlib.contextmanager
+def _as_keras3_reads(path):
+    """(a file Keras 3 reads as the model at `path`, that model's config ({} for a .keras file)): for an HDF5
+    file written by Keras 2 whose config Keras 3 would refuse, a temporary copy with the config
+    `keras2_files.upgraded`; else `path` itself."""
+    from cladec_cli.keras2_files import upgraded, written_by_keras2
+
+    if path.suffix.lower() == ".keras":
+        yield path, {}
+        return
+    config = model_config(path)
+    with h5py.File(path, "r") as f:
+        version = f.attrs.get("keras_version")
+    if not written_by_keras2(version) or not (new := upgraded(config))[1]:
+        yield path, config
+        return
+    with tempfile.TemporaryDirectory(prefix="cladec-keras2-") as folder:
+        copy = Path(folder) / path.name
+        shutil.copyfile(path, copy)
+        with h5py.File(copy, "r+") as f:
+            f.attrs["model_config"] = json.dumps(new[0])
+        yield copy, new[0]
+
+
+def _keras_reason(error):
+    """The line of a Keras loading error that says what went wrong: for a layer Keras could not build, the
+    exception it met ("Unrecognized keyword arguments passed to X: {...}") after the class's name, not the
+    config it was given."""
+    text = str(error)
+    built = re.search(r"Error when deserializing class '([^']+)'", text)
+    met = re.search(r"Exception encountered: (.+)", text)
+    if built and met:
+        return f"Keras cannot build its {built.group(1)} layer: {met.group(1).strip()}"
+    return first_line(error)
 
 
 def _dropped_axes(path):

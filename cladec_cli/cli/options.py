@@ -41,6 +41,21 @@ class NonEmptyPath(click.Path):
         return super().convert(value, param, ctx)
 
 
+class ModelPath(NonEmptyPath):
+    """A model file: TensorFlow's other formats (a SavedModel folder, a checkpoint) are refused saying what
+    they are and what to do (`artifacts.foreign_format`)."""
+
+    def __init__(self):
+        super().__init__(dir_okay=False)
+
+    def convert(self, value, param, ctx):
+        from cladec_cli.artifacts import foreign_format
+
+        if isinstance(value, str) and value.strip() and (foreign := foreign_format(value)):
+            self.fail(foreign, param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def compose(*decorators):
     """Apply several Click decorators as one."""
     def apply(func):
@@ -169,7 +184,7 @@ report_options = compose(
 )
 
 classifier_option = click.option("--classifier", "classifier_path", required=True,
-                                 type=NonEmptyPath(dir_okay=False), help="Classifier model file (.h5 or .keras).")
+                                 type=ModelPath(), help="Classifier model file (.h5 or .keras).")
 layer_option = click.option("--layer", default="-1", show_default=True,
                             help="Layer to explain: a name or a negative index (-1 logits, -2 last conv block, ...); "
                                  "several separated by commas (-1,-2,-3,-4) train one model each in one pass "

@@ -1,6 +1,7 @@
 """Every bad input gets one line on stderr, a non-zero exit code and no file written."""
 
 import os
+import re
 import zipfile
 
 import h5py
@@ -9,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cladec_cli.cli.main import cli
+from cladec_cli.errors import ArtifactError
 from conftest import write_idx_dataset
 
 
@@ -168,6 +170,23 @@ def test_existing_output_is_not_overwritten(tmp_path, trained):
     run_bad(["train-classifier", "--dataset", trained["dataset"], "--epochs", "0", "--out", out], tmp_path,
             words=["already exists", "--overwrite"])
     assert out.read_bytes() == b"precious"
+
+
+def test_tensorflows_other_model_formats_are_named_with_what_to_do(tmp_path):
+    from cladec_cli import artifacts
+
+    saved = tmp_path / "savedmodel"
+    (saved / "variables").mkdir(parents=True)
+    (saved / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "ckpt.index").write_bytes(b"")
+    (tmp_path / "ckpt.data-00000-of-00001").write_bytes(b"")
+    said = {"SavedModel": f"{saved} is a TensorFlow SavedModel folder, which Keras 3 cannot load as a model",
+            "checkpoint": f"{tmp_path / 'ckpt'} is a TensorFlow checkpoint, which holds weights but no architecture"}
+    for path, kind in ((saved, "SavedModel"), (saved / "saved_model.pb", "SavedModel"), (tmp_path / "ckpt", "checkpoint"),
+                       (tmp_path / "ckpt.index", "checkpoint"), (tmp_path / "ckpt.data-00000-of-00001", "checkpoint")):
+        run_bad(["layers", "--classifier", path], tmp_path, words=[said[kind]])
+        with pytest.raises(ArtifactError, match=re.escape(said[kind])):
+            artifacts.load_model(path)
 
 
 def test_explain_refuses_an_existing_output_before_it_loads_a_model(tmp_path, trained, monkeypatch):

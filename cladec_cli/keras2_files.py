@@ -1,0 +1,99 @@
+"""HDF5 model files written by Keras 2 (tf.keras, tf_keras), read by Keras 3.
+
+Keras 2 wrote settings into its HDF5 configs that Keras 3's layers refuse, so that plain
+`keras.models.load_model` fails on many such files: every DepthwiseConv2D (MobileNet, EfficientNet),
+SeparableConv2D (Xception, NASNet), Conv2DTranspose, recurrent layer, augmentation layer and
+SpatialDropout, and layer names with a slash (DenseNet's `conv1/conv`, MobileNetV3's `Conv/BatchNorm`).
+`upgraded` rewrites such a config into one Keras 3 builds the same model from; the weights, which
+Keras' HDF5 loader reads layer by layer in order, are untouched.
+"""
+
+import copy
+
+from cladec_cli.custom_objects import every_config
+
+ANY = object()  # a setting Keras 2 wrote but did not compute with, whatever its value
+
+# Settings Keras 2 wrote and Keras 3 refuses, with the value Keras 2 computed with.
+_LEFT_OVER = {
+    # Keras 2's depthwise, separable and transposed convolutions inherit `groups` from Conv.
+    "DepthwiseConv1D": {"groups": 1},
+    "DepthwiseConv2D": {"groups": 1},
+    "Conv1DTranspose": {"groups": 1},
+    "Conv2DTranspose": {"groups": 1},
+    "Conv3DTranspose": {"groups": 1},
+    # ... and a separable one the kernel settings of Conv, which its depthwise_/pointwise_ ones replace.
+    "SeparableConv1D": {"groups": 1, "kernel_initializer": ANY, "kernel_regularizer": ANY, "kernel_constraint": ANY},
+    "SeparableConv2D": {"groups": 1, "kernel_initializer": ANY, "kernel_regularizer": ANY, "kernel_constraint": ANY},
+    "SimpleRNN": {"time_major": False},
+    "LSTM": {"time_major": False},
+    "GRU": {"time_major": False},
+    "ConvLSTM1D": {"time_major": False},
+    "ConvLSTM2D": {"time_major": False},
+    "ConvLSTM3D": {"time_major": False},
+    # Keras 3's SpatialDropout layers take no `trainable` (they have no weights) and set their noise shape.
+    "SpatialDropout1D": {"trainable": ANY, "noise_shape": None},
+    "SpatialDropout2D": {"trainable": ANY, "noise_shape": None},
+    "SpatialDropout3D": {"trainable": ANY, "noise_shape": None},
+}
+_AUGMENTATION = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+                 "RandomCrop", "RandomHeight", "RandomWidth", "RandomBrightness")
+for _name in _AUGMENTATION:
+    _LEFT_OVER[_name] = {"rng_type": ANY}  # Keras 2's choice of random generator
+
+
+# Classes of Keras 2 that Keras 3 has not: TensorFlow functions called on a model's tensors (MobileNetV3's
+# hard sigmoid), and layers it dropped.
+KERAS2_ONLY = ("TFOpLambda", "SlicingOpLambda", "ThresholdedReLU", "LocallyConnected1D", "LocallyConnected2D")
+
+
+def written_by_keras2(version):
+    """Whether an HDF5 file's `keras_version` attribute (str or bytes, or None) names Keras 2."""
+    if isinstance(version, bytes):
+        version = version.decode()
+    return isinstance(version, str) and version.startswith("2.")
+
+
+def upgraded(config):
+    """(a copy of a Keras 2 HDF5 model `config` that Keras 3 builds, [what changed]); `config` itself
+    where nothing needs to change. A setting is dropped only with the value Keras 2 computed with, so
+    that the model stays the same; a layer name with a slash, which Keras 3 refuses, gets an underscore
+    instead, wherever the config names it."""
+    new = copy.deepcopy(config)
+    changes = []
+    for entry in every_config(new):
+        settings = entry.get("config")
+        if not isinstance(settings, dict):
+            continue
+        for key, kept in _LEFT_OVER.get(entry.get("class_name"), {}).items():
+            if key in settings and (kept is ANY or settings[key] == kept):
+                del settings[key]
+                changes.append(f"{settings.get('name', entry['class_name'])}: {key}")
+    renamed = _slashless_names(new)
+    if renamed:
+        new = _replaced_strings(new, renamed)
+        changes += [f"{old} -> {name}" for old, name in renamed.items()]
+    return (new, changes) if changes else (config, [])
+
+
+def _slashless_names(config):
+    """{name: new name} for the layer names in `config` with a slash, each new name unused before."""
+    names = {entry["config"]["name"] for entry in every_config(config)
+             if isinstance(entry.get("config"), dict) and isinstance(entry["config"].get("name"), str)}
+    renamed = {}
+    for name in sorted(n for n in names if "/" in n):
+        new, i = name.replace("/", "_"), 1
+        while new in names:
+            new, i = f"{name.replace('/', '_')}_{i}", i + 1
+        names.add(new)
+        renamed[name] = new
+    return renamed
+
+
+def _replaced_strings(config, renamed):
+    """`config` with every string equal to a key of `renamed` replaced (names, inbound nodes, inputs, outputs)."""
+    if isinstance(config, dict):
+        return {key: _replaced_strings(value, renamed) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_replaced_strings(value, renamed) for value in config]
+    return renamed.get(config, config) if isinstance(config, str) else config
