@@ -201,8 +201,23 @@ def train_classifier(dataset, settings, out, arch="paper", bn_statistics="moving
 def load_classifier(path, trust=False):
     """A classifier file (cladec's or any Keras classifier) and its provenance; `trust` allows Lambda layers."""
     model, provenance = artifacts.load_model(path, kind="classifier", trust=trust)
+    model = with_channel_axis(model)
     check_supported(model)
     return model, provenance
+
+
+def with_channel_axis(model):
+    """A functional or Sequential classifier of gray images of shape (H, W), without a channel axis (as
+    `Flatten(input_shape=(28, 28))` in Keras' own Fashion-MNIST tutorial builds it), as a model of (H, W, 1)
+    images: the classifier nested behind a Reshape. Its layers are then named with the classifier's name
+    in front (`sequential/dense`), or by their own names. Any other model as it is."""
+    inputs = getattr(model, "inputs", None) or []
+    shape = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else ()
+    if not is_submodel(model) or len(shape) != 2 or None in shape:
+        return model
+    image = keras.Input((*shape, 1), name="image")
+    return keras.Model(image, model(keras.layers.Reshape(shape, name="without_channel_axis")(image)),
+                       name=f"{model.name}_with_channel_axis")
 
 
 # Test images sampled to tell a classifier at chance on its data.

@@ -473,8 +473,30 @@ def test_subclassed_model_is_refused(tmp_path, npz_dataset):
     assert not (tmp_path / "d.h5").exists()
 
 
-@pytest.mark.parametrize("shape, hint", [((32, 32), "here (32, 32, 1) for gray images"),
-                                         ((1024,), "a Reshape in front"),
+def test_a_classifier_of_gray_images_without_a_channel_axis_is_explained(tmp_path, npz_dataset):
+    """Keras' own Fashion-MNIST tutorial builds its model on (28, 28) inputs: cladec gives it (H, W, 1) images."""
+    inputs = keras.Input((32, 32))
+    h = layers.Dense(8, activation="relu", name="hidden")(layers.Flatten()(inputs))
+    original = keras.Model(inputs, layers.Dense(4, name="scores")(h), name="tutorial")
+    path = tmp_path / "mlp.keras"
+    original.save(path)
+    assert [row[:2] for row in layers_json(path)] == [("tutorial/hidden", -2), ("tutorial/scores", -1)]
+    invoke("train-decoder", "--classifier", path, "--layer", "hidden", "--dataset", npz_dataset,
+           "--out", tmp_path / "d.h5", *TRAIN)
+    arrays = tmp_path / "a.npz"
+    invoke("explain", "--classifier", path, "--decoder", tmp_path / "d.h5", "--count", 2, "--out", tmp_path / "g.png",
+           "--save-arrays", arrays, "--method", "saliency", "-q")
+    saved = np.load(arrays)
+    assert saved["cladec"].shape == (2, 32, 32, 1) and saved["saliency"].max() > 0
+    from cladec_cli.classifier import load_classifier
+
+    classifier, _ = load_classifier(path)
+    images = np.random.default_rng(0).random((3, 32, 32, 1), dtype=np.float32)
+    np.testing.assert_allclose(classifier.predict(images, verbose=0), original.predict(images[..., 0], verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, hint", [((1024,), "a Reshape in front"),
                                          ((None, None, 1), "keras.Input(shape=(H, W, C))")])
 def test_a_model_without_a_fixed_image_input_is_refused(tmp_path, npz_dataset, shape, hint):
     inputs = keras.Input(shape)
