@@ -110,12 +110,14 @@ def dataset_for(opts, provenance=None, image_shape=None, source="the classifier"
     """Load the dataset the options name, defaulting to what `provenance` (the record of `source`) names,
     fitted to `image_shape` (a model's input); a note on stderr says how, where the images change."""
     from cladec_cli.data.datasets import draws_test_split, fitting_note, holding_note, load_dataset
+    from cladec_cli.data.names import DATASET_NAMES
 
     provenance = provenance or {}
     pixel_range = pixel_range_for(opts, provenance, source)
     name = opts.get("dataset") or provenance.get("dataset")
     if not name:
-        raise UsageError(f"{source} records no dataset; pass --dataset")
+        raise UsageError(f"{source} records no dataset; pass --dataset: {', '.join(DATASET_NAMES[:-1])} or "
+                         f"{DATASET_NAMES[-1]} (the images are fitted to the classifier's input)")
     kind, _, path = name.partition(":")
     if not opts.get("dataset") and kind in ("folder", "npz") and path and not Path(path).expanduser().exists():
         _refuse_missing_data(name, provenance, source)

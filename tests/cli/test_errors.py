@@ -172,6 +172,15 @@ def test_existing_output_is_not_overwritten(tmp_path, trained):
     assert out.read_bytes() == b"precious"
 
 
+def test_a_classifier_of_no_recorded_dataset_asks_for_one_naming_the_choices(tmp_path):
+    inputs = keras.Input((32, 32, 1))
+    path = tmp_path / "own.keras"
+    keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs))).save(path)
+    run_bad(["train-decoder", "--classifier", path, "--out", tmp_path / "d.h5"], tmp_path,
+            words=["the classifier records no dataset; pass --dataset: fashion_mnist, mnist, tiny_imagenet, "
+                   "folder:PATH or npz:PATH"])
+
+
 def test_tensorflows_other_model_formats_are_named_with_what_to_do(tmp_path):
     from cladec_cli import artifacts
 
