@@ -253,6 +253,24 @@ def chance_warning(classifier, dataset, provenance=None):
     return line
 
 
+def pixel_range_warning(classifier, pixel_range):
+    """A warning, or None: whether the classifier's first step divides by about 255 (a Rescaling of scale
+    1/255 or 1/127.5, as Keras' preprocessing examples begin), so that it takes pixel values 0..255,
+    while it is fed `pixel_range` other than 0,255. A ReLU network's decisions can survive inputs 255
+    times too small, so the chance warning need not catch this."""
+    if pixel_range == "0,255":
+        return None
+    first = [layer for layer in classifier.layers if not isinstance(layer, keras.layers.InputLayer)
+             and any(tensor is classifier.inputs[0] for node in layer._inbound_nodes for tensor in node.input_tensors)]
+    for layer in first:
+        scale = layer.get_config().get("scale") if isinstance(layer, keras.layers.Rescaling) else None
+        if isinstance(scale, (int, float)) and 0 < scale <= 1 / 100:
+            return (f"the classifier's first step, {layer.name} (Rescaling by {scale:.4g}), takes pixel values 0..255, "
+                    f"but cladec feeds it {pixel_range}: pass {option('pixel_range')} 0,255 unless it was trained on "
+                    f"images in {pixel_range}")
+    return None
+
+
 def check_fits(model, dataset, pixel_range=None):
     """Refuse data whose images or classes do not fit the classifier, or whose pixel range is not the
     `pixel_range` it takes (when given: the one its record, or its decoder's, holds)."""

@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -142,3 +143,18 @@ def test_no_chance_warning_for_a_classifier_well_above_chance_or_on_other_data(t
     result = invoke("train-decoder", "--classifier", trained["classifier"], "--dataset", f"npz:{tmp_path / 'other.npz'}",
                     "--layer", -1, "--epochs", 0, "--out", tmp_path / "o.h5")
     assert "about chance" not in result.stderr
+
+
+@pytest.mark.parametrize("scale, pixel_range, warned", [(1 / 255, None, True), (1 / 127.5, "-1,1", True),
+                                                        (1 / 255, "0,255", False), (2.0, None, False)])
+def test_a_classifier_that_divides_by_255_first_is_said_to_take_0_to_255(tmp_path, npz_dataset, scale, pixel_range,
+                                                                          warned):
+    """Its decisions may survive images 255 times too dark, so the chance warning need not fire."""
+    inputs = keras.Input((32, 32, 1))
+    h = keras.layers.Rescaling(scale, name="to_unit")(inputs)
+    keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(h))).save(tmp_path / "c.keras")
+    result = invoke("train-decoder", "--classifier", tmp_path / "c.keras", "--dataset", npz_dataset, "--layer", -1,
+                    "--epochs", 0, "--out", tmp_path / "d.h5", *(("--pixel-range", pixel_range) if pixel_range else ()))
+    said = (f"warning: the classifier's first step, to_unit (Rescaling by {scale:.4g}), takes pixel values 0..255, "
+            f"but cladec feeds it {pixel_range or '0,1'}: pass --pixel-range 0,255")
+    assert (said in result.stderr) == warned, result.stderr
