@@ -346,6 +346,7 @@ def load_model(path, kind=None, trust=False):
         raise ArtifactError(f"{path} is not a {KINDS[kind]} made by cladec (it has no cladec provenance)")
     check_safe(path, trust)
     recorded = provenance.get("class_modules") or {}
+    config = {}  # the config Keras reads: the file's, or a Keras 2 file's upgraded
     try:
         # An HDF5 file names a class alone: Keras' own classes outside its layers (ConvNeXt's LayerScale) are
         # given from the modules recorded at saving; a user's module is imported only by --custom-objects.
@@ -371,7 +372,7 @@ def load_model(path, kind=None, trust=False):
             module = " ".join(f"--custom-objects {m}" for m in modules) or "--custom-objects MODULE"
             message = (f"it uses classes that Keras does not know ({', '.join(unknown)}); give the module that "
                        f"defines them: {module} (in Python: load_custom_objects(MODULE))")
-        elif dropped := [(name, axis) for name, axis in _dropped_axes(path) if f"(named {name})" in message]:
+        elif dropped := [(name, axis) for name, axis in _dropped_axes(path, config) if f"(named {name})" in message]:
             message = (f"Keras' HDF5 loader keeps an axis of one dimension only and dropped that of "
                        f"{_listed(dropped)}, so that its weights no longer fit ({message}); {_hdf5_advice(found)}")
         elif isinstance(e, KeyError):  # a part of the file that Keras expects is missing
@@ -389,7 +390,7 @@ def _as_keras3_reads(path):
     """(a file Keras 3 reads as the model at `path`, that model's config ({} for a .keras file)): for an HDF5
     file written by Keras 2 whose config Keras 3 would refuse, a temporary copy with the config
     `keras2_files.upgraded`; else `path` itself."""
-    from cladec_cli.keras2_files import upgraded, written_by_keras2
+    from cladec_cli.keras2_files import computed_otherwise, upgraded, written_by_keras2
 
     if path.suffix.lower() == ".keras":
         yield path, {}
@@ -397,6 +398,12 @@ def _as_keras3_reads(path):
     config = model_config(path)
     with h5py.File(path, "r") as f:
         version = f.attrs.get("keras_version")
+    if written_by_keras2(version) and (otherwise := computed_otherwise(config)):
+        raise ArtifactError(f"it was written by Keras 2 and uses hard_sigmoid in {', '.join(otherwise)}, which Keras 3 "
+                            "computes otherwise (x/6 + 1/2 where Keras 2 took x/5 + 1/2), so the model would compute "
+                            "something else; build the model with an activation of Keras 2's formula "
+                            "(keras.ops.clip(0.2 * x + 0.5, 0, 1)), load the file's weights into it (model.load_weights) "
+                            "and save it as .keras")
     if not written_by_keras2(version) or not (new := upgraded(config))[1]:
         yield path, config
         return
@@ -420,14 +427,15 @@ def _keras_reason(error):
     return first_line(error)
 
 
-def _dropped_axes(path):
-    """`hdf5_fidelity.dropped_in_config` of the HDF5 file at `path`; [] for a .keras file or an unreadable one."""
+def _dropped_axes(path, config):
+    """`hdf5_fidelity.dropped_in_config` of the config Keras read for the HDF5 file at `path` (`config`, else
+    the file's); [] for a .keras file or an unreadable one."""
     from cladec_cli.hdf5_fidelity import dropped_in_config
 
     if path.suffix.lower() == ".keras":
         return []
     try:
-        return dropped_in_config(model_config(path))
+        return dropped_in_config(config or model_config(path))
     except (OSError, ValueError, KeyError):
         return []
 

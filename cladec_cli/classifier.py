@@ -254,21 +254,36 @@ def chance_warning(classifier, dataset, provenance=None):
 
 
 def pixel_range_warning(classifier, pixel_range):
-    """A warning, or None: whether the classifier's first step divides by about 255 (a Rescaling of scale
-    1/255 or 1/127.5, as Keras' preprocessing examples begin), so that it takes pixel values 0..255,
-    while it is fed `pixel_range` other than 0,255. A ReLU network's decisions can survive inputs 255
-    times too small, so the chance warning need not catch this."""
-    if pixel_range == "0,255":
+    """A warning, or None: whether the first step that the classifier's images reach (through nested
+    models, reshapes and augmentation) is a Rescaling by about 1/255 (1/255 or 1/127.5, as Keras'
+    preprocessing examples and EfficientNet begin), so that it takes pixel values 0..255, while it is fed
+    `pixel_range` other than 0,255. A ReLU network's decisions can survive inputs 255 times too small,
+    so the chance warning need not catch this."""
+    layer = None if pixel_range == "0,255" else _first_step(classifier)
+    scale = layer.get_config().get("scale") if isinstance(layer, keras.layers.Rescaling) else None
+    if not isinstance(scale, (int, float)) or not 0 < scale <= 1 / 100:
         return None
-    first = [layer for layer in classifier.layers if not isinstance(layer, keras.layers.InputLayer)
-             and any(tensor is classifier.inputs[0] for node in layer._inbound_nodes for tensor in node.input_tensors)]
-    for layer in first:
-        scale = layer.get_config().get("scale") if isinstance(layer, keras.layers.Rescaling) else None
-        if isinstance(scale, (int, float)) and 0 < scale <= 1 / 100:
-            return (f"the classifier's first step, {layer.name} (Rescaling by {scale:.4g}), takes pixel values 0..255, "
-                    f"but cladec feeds it {pixel_range}: pass {option('pixel_range')} 0,255 unless it was trained on "
-                    f"images in {pixel_range}")
-    return None
+    return (f"the classifier's first step, {layer.name} (Rescaling by {scale:.4g}), takes pixel values 0..255, "
+            f"but cladec feeds it {pixel_range}: pass {option('pixel_range')} 0,255 unless it was trained on "
+            f"images in {pixel_range}")
+
+
+def _first_step(model):
+    """The first layer that computes on `model`'s images, looking through nested models and the steps that
+    pass values on (reshapes, dropout, augmentation); None where the images go to several layers."""
+    tensor = model.inputs[0]
+    while True:
+        taking = [(layer, node) for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
+                  for node in layer._inbound_nodes if any(t is tensor for t in node.input_tensors)]
+        if len(taking) != 1:
+            return None
+        layer, node = taking[0]
+        if is_submodel(layer):
+            model, tensor = layer, layer.inputs[0]
+        elif _passes_values_on(layer) or is_augmentation(layer):
+            tensor = node.output_tensors[0]
+        else:
+            return layer
 
 
 def check_fits(model, dataset, pixel_range=None):

@@ -57,8 +57,9 @@ def written_by_keras2(version):
 def upgraded(config):
     """(a copy of a Keras 2 HDF5 model `config` that Keras 3 builds, [what changed]); `config` itself
     where nothing needs to change. A setting is dropped only with the value Keras 2 computed with, so
-    that the model stays the same; a layer name with a slash, which Keras 3 refuses, gets an underscore
-    instead, wherever the config names it."""
+    that the model stays the same; a call of a nested model is numbered as Keras 3 counts it; a layer
+    name with a slash, which Keras 3 refuses, gets an underscore instead, wherever the config refers to
+    that layer."""
     new = copy.deepcopy(config)
     changes = []
     for entry in every_config(new):
@@ -69,11 +70,62 @@ def upgraded(config):
             if key in settings and (kept is ANY or settings[key] == kept):
                 del settings[key]
                 changes.append(f"{settings.get('name', entry['class_name'])}: {key}")
+    changes += _renumber_nested_calls(new)
     renamed = _slashless_names(new)
     if renamed:
-        new = _replaced_strings(new, renamed)
+        _rename(new, renamed)
         changes += [f"{old} -> {name}" for old, name in renamed.items()]
     return (new, changes) if changes else (config, [])
+
+
+def computed_otherwise(config):
+    """'layer (hard_sigmoid)' for each layer of a Keras 2 model `config` that uses `hard_sigmoid`, which
+    Keras 2 computed as x/5 + 1/2 and Keras 3 computes as x/6 + 1/2 (both clipped to [0, 1])."""
+    return [f"{entry['config'].get('name')} (hard_sigmoid)" for entry in every_config(config)
+            if isinstance(entry.get("config"), dict)
+            and "hard_sigmoid" in (entry["config"].get("activation"), entry["config"].get("recurrent_activation"))]
+
+
+_FUNCTIONAL = ("Functional", "Model")
+
+
+def _renumber_nested_calls(config):
+    """Number the calls of nested models from 0, as Keras 3 does, where Keras 2 numbered them from 1 (its
+    node 0 of a model built on its own inputs is that construction); in place. Returns what changed."""
+    changes = []
+    for entry in every_config(config):
+        settings = entry.get("config")
+        if entry.get("class_name") not in _FUNCTIONAL or not isinstance(settings, dict) \
+                or not isinstance(settings.get("layers"), list):
+            continue
+        nested = {layer["config"]["name"] for layer in settings["layers"] if _built_on_its_inputs(layer)}
+        for reference in _references([[layer.get("inbound_nodes") for layer in settings["layers"]],
+                                      settings.get("output_layers")]):
+            if reference[0] in nested and reference[1] > 0:
+                reference[1] -= 1
+                changes.append(f"call {reference[1] + 1} of {reference[0]}: {reference[1]}")
+    return changes
+
+
+def _built_on_its_inputs(layer):
+    """Whether a layer entry is a model that Keras 2 built on inputs of its own before calling it."""
+    if layer.get("class_name") in _FUNCTIONAL:
+        return True
+    inner = (layer.get("config") or {}).get("layers") if layer.get("class_name") == "Sequential" else None
+    return bool(inner) and inner[0].get("class_name") == "InputLayer"
+
+
+def _references(value):
+    """The [layer name, node index, tensor index, ...] lists in a config's inbound nodes, inputs or outputs."""
+    if isinstance(value, list):
+        if len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int) and isinstance(value[2], int):
+            yield value
+        else:
+            for item in value:
+                yield from _references(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _references(item)
 
 
 def _slashless_names(config):
@@ -90,10 +142,18 @@ def _slashless_names(config):
     return renamed
 
 
-def _replaced_strings(config, renamed):
-    """`config` with every string equal to a key of `renamed` replaced (names, inbound nodes, inputs, outputs)."""
-    if isinstance(config, dict):
-        return {key: _replaced_strings(value, renamed) for key, value in config.items()}
-    if isinstance(config, list):
-        return [_replaced_strings(value, renamed) for value in config]
-    return renamed.get(config, config) if isinstance(config, str) else config
+def _rename(config, renamed):
+    """Rename layers in place where a config names them: their own names, and references to them in
+    inbound nodes, inputs and outputs."""
+    for entry in every_config(config):
+        settings = entry.get("config")
+        if entry.get("name") in renamed:
+            entry["name"] = renamed[entry["name"]]
+        if not isinstance(settings, dict):
+            continue
+        if settings.get("name") in renamed:
+            settings["name"] = renamed[settings["name"]]
+        for reference in _references([entry.get("inbound_nodes"), settings.get("input_layers"),
+                                      settings.get("output_layers")]):
+            if reference[0] in renamed:
+                reference[0] = renamed[reference[0]]

@@ -228,7 +228,7 @@ def _find_layer(model, spec, convention):
         raise UsageError(f"layer {text!r} is ambiguous: {', '.join(layer.name for layer in inside)}; give one of "
                          "these names")
     names = ", ".join(layer.name for layer in candidates)
-    kept_out = next((layer for path, layer in _every_layer(model) if text in (path, layer.name)), None)
+    kept_out = next((layer for path, layer in every_layer(model) if text in (path, layer.name)), None)
     if kept_out is None:
         raise UsageError(f"unknown layer {text!r}; explainable layers are: {names}")
     kind = type(kept_out).__name__
@@ -249,12 +249,12 @@ def _find_layer(model, spec, convention):
     raise UsageError(f"layer {text!r} {why}; explainable layers are: {names}")
 
 
-def _every_layer(model, prefix=""):
+def every_layer(model, prefix=""):
     """(path, layer) of every layer, nested models' layers included as `outer/inner`."""
     for layer in model.layers:
         yield f"{prefix}{layer.name}", layer
         if is_submodel(layer):
-            yield from _every_layer(layer, f"{prefix}{layer.name}/")
+            yield from every_layer(layer, f"{prefix}{layer.name}/")
 
 
 def resolve_layers(model, specs, convention="blocks"):

@@ -9,9 +9,10 @@ import keras
 import numpy as np
 
 from cladec_cli.cladec import frozen_encoder, stacked, train_decoder
-from cladec_cli.cloning import clone_layer
+from cladec_cli.cloning import clone_graph
 from cladec_cli.errors import UsageError, option
 from cladec_cli.explainer import Explainer
+from cladec_cli.layers import every_layer, is_submodel
 from cladec_cli.methods import METHODS, explain_all
 
 
@@ -36,27 +37,28 @@ def mean_ssim(first, second):
 
 
 def stages(classifier):
-    """The classifier's layers with weights, grouped for cascading randomisation and listed from the
-    top: each group is one layer with weights and the BatchNorm layers right after it."""
+    """The classifier's layers with weights, nested models' layers included (as `outer/inner`), grouped
+    for cascading randomisation and listed from the top: each group is one layer with weights and the
+    BatchNorm layers right after it."""
     groups = []
-    for layer in classifier.layers:
-        if not layer.weights:
+    for path, layer in every_layer(classifier):
+        if is_submodel(layer) or not layer.weights:
             continue
         if isinstance(layer, keras.layers.BatchNormalization) and groups:
-            groups[-1].append(layer.name)
+            groups[-1].append(path)
         else:
-            groups.append([layer.name])
+            groups.append([path])
     return list(reversed(groups))
 
 
 def randomized(classifier, groups, seed=0):
-    """A copy of `classifier` whose layers in `groups` (lists of layer names) have freshly initialised
-    weights and whose other layers keep theirs."""
+    """A copy of `classifier` whose layers in `groups` (lists of layer paths, as `stages` gives them) have
+    freshly initialised weights and whose other layers keep theirs."""
     keras.utils.set_random_seed(seed)
-    copy = keras.models.clone_model(classifier, clone_function=clone_layer)
-    fresh = {name for group in groups for name in group}
-    for original, layer in zip(classifier.layers, copy.layers):
-        if layer.name not in fresh:
+    copy = clone_graph(classifier)
+    fresh = {path for group in groups for path in group}
+    for (path, original), (_, layer) in zip(every_layer(classifier), every_layer(copy)):
+        if not is_submodel(layer) and path not in fresh:
             layer.set_weights(original.get_weights())
     return copy
 

@@ -29,6 +29,22 @@ def test_a_keras_2_file_loads_as_keras_2_computed_it():
     assert "block1_depthwise" in names and "block2_separable" in names and not any("/" in n for n in names)
 
 
+def test_a_keras_2_base_model_nested_in_a_model_with_a_head_loads_as_keras_2_computed_it():
+    """Keras 2 numbered the calls of a model built on its own input from 1; its names have slashes too."""
+    with pytest.raises(Exception):
+        keras.models.load_model(FILES / "keras2_nested.h5", compile=False)
+    model, _ = artifacts.load_model(FILES / "keras2_nested.h5")
+    expected = np.load(FILES / "keras2_nested_predictions.npz")
+    np.testing.assert_allclose(model.predict(expected["x"], verbose=0), expected["y"], rtol=1e-5, atol=1e-6)
+    assert [layer.name for layer in model.get_layer("base_v1").layers][1:] == ["stem_conv", "stem_depthwise"]
+
+
+def test_keras_2s_hard_sigmoid_which_keras_3_computes_otherwise_is_refused():
+    with pytest.raises(ArtifactError, match=r"written by Keras 2 and uses hard_sigmoid in gate \(hard_sigmoid\), "
+                                            r"which Keras 3 computes otherwise"):
+        artifacts.load_model(FILES / "keras2_hard_sigmoid.h5")
+
+
 def test_cladec_explains_a_keras_2_file(tmp_path, npz_dataset):
     path = FILES / "keras2_cnn.h5"
     listed = invoke("layers", "--classifier", path).output
@@ -55,15 +71,21 @@ def test_only_settings_keras_2_computed_the_same_with_are_dropped():
     assert upgraded(_config("Conv2D", filters=4, groups=1)) == (_config("Conv2D", filters=4, groups=1), [])
 
 
-def test_slashes_in_names_give_way_to_underscores_without_clashing():
-    config = {"layers": [{"class_name": "Dense", "config": {"name": "a/b"}, "inbound_nodes": [[["in/put", 0, 0, {}]]]},
-                         {"class_name": "Dense", "config": {"name": "a_b"}},
-                         {"class_name": "InputLayer", "config": {"name": "in/put"}}],
-              "output_layers": [["a/b", 0, 0]], "activation": "a/b-like strings stay"}
+def test_slashes_in_names_give_way_to_underscores_where_the_config_names_layers():
+    layers = [{"class_name": "InputLayer", "name": "in/put", "config": {"name": "in/put"}, "inbound_nodes": []},
+              {"class_name": "Dense", "name": "a/b", "config": {"name": "a/b", "note": "a/b"},
+               "inbound_nodes": [[["in/put", 0, 0, {}]]]},
+              {"class_name": "Dense", "name": "a_b", "config": {"name": "a_b"}, "inbound_nodes": [[["a/b", 0, 0, {}]]]}]
+    config = {"class_name": "Functional", "config": {"name": "m", "layers": layers, "input_layers": [["in/put", 0, 0]],
+                                                     "output_layers": [["a_b", 0, 0]]}}
     new, changes = upgraded(config)
-    assert [layer["config"]["name"] for layer in new["layers"]] == ["a_b_1", "a_b", "in_put"]
-    assert new["layers"][0]["inbound_nodes"] == [[["in_put", 0, 0, {}]]] and new["output_layers"] == [["a_b_1", 0, 0]]
-    assert new["activation"] == "a/b-like strings stay" and sorted(changes) == ["a/b -> a_b_1", "in/put -> in_put"]
+    entries = new["config"]["layers"]
+    assert [(e["name"], e["config"]["name"]) for e in entries] == [("in_put", "in_put"), ("a_b_1", "a_b_1"),
+                                                                   ("a_b", "a_b")]
+    assert entries[1]["inbound_nodes"] == [[["in_put", 0, 0, {}]]] and entries[2]["inbound_nodes"] == [[["a_b_1", 0, 0, {}]]]
+    assert new["config"]["input_layers"] == [["in_put", 0, 0]] and new["config"]["output_layers"] == [["a_b", 0, 0]]
+    assert entries[1]["config"]["note"] == "a/b"  # a string that is no reference to a layer stays
+    assert sorted(changes) == ["a/b -> a_b_1", "in/put -> in_put"]
 
 
 def test_only_files_of_keras_2_are_upgraded():

@@ -66,3 +66,20 @@ def test_sanity_on_a_tiny_classifier(trained, tmp_path, monkeypatch):
     again = invoke("sanity", "--classifier", trained["classifier"], "--decoder", trained["decoder"],
                    "--out-dir", out, expect=2)
     assert "exists" in again.output
+
+
+def test_the_layers_of_nested_models_are_stages_of_their_own():
+    """A base model behind a head, or a classifier of (H, W) images that cladec puts behind a Reshape."""
+    base_input = keras.Input((8, 8, 1))
+    h = keras.layers.BatchNormalization(name="bn")(keras.layers.Conv2D(2, 3, name="conv")(base_input))
+    base = keras.Model(base_input, keras.layers.Conv2D(2, 3, name="conv2")(h), name="base")
+    inputs = keras.Input((8, 8, 1))
+    classifier = keras.Model(inputs, keras.layers.Dense(3, name="scores")(keras.layers.Flatten()(base(inputs))))
+    groups = stages(classifier)
+    assert groups == [["scores"], ["base/conv2"], ["base/conv", "base/bn"]]
+    copy = randomized(classifier, groups[1:2])
+    pairs = [(original, layer) for original, layer in zip(base.layers, copy.get_layer("base").layers) if layer.weights]
+    changed = [layer.name for original, layer in pairs
+               if any(not np.array_equal(a, b) for a, b in zip(original.get_weights(), layer.get_weights()))]
+    assert changed == ["conv2"]
+    np.testing.assert_array_equal(copy.get_layer("scores").get_weights()[0], classifier.get_layer("scores").get_weights()[0])

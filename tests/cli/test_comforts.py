@@ -145,13 +145,22 @@ def test_no_chance_warning_for_a_classifier_well_above_chance_or_on_other_data(t
     assert "about chance" not in result.stderr
 
 
-@pytest.mark.parametrize("scale, pixel_range, warned", [(1 / 255, None, True), (1 / 127.5, "-1,1", True),
-                                                        (1 / 255, "0,255", False), (2.0, None, False)])
+def _nested_base(h):
+    inputs = keras.Input(h.shape[1:])
+    return keras.Model(inputs, keras.layers.Conv2D(2, 3)(keras.layers.Rescaling(1 / 255, name="to_unit")(inputs)))(h)
+
+
+@pytest.mark.parametrize("scale, pixel_range, warned, build", [
+    (1 / 255, None, True, None), (1 / 127.5, "-1,1", True, None), (1 / 255, "0,255", False, None),
+    (2.0, None, False, None),
+    (1 / 255, None, True, lambda h: keras.layers.Rescaling(1 / 255, name="to_unit")(keras.layers.RandomFlip()(h))),
+    (1 / 255, None, True, _nested_base),  # a base model (EfficientNet's Rescaling inside) behind a head
+])
 def test_a_classifier_that_divides_by_255_first_is_said_to_take_0_to_255(tmp_path, npz_dataset, scale, pixel_range,
-                                                                          warned):
+                                                                          warned, build):
     """Its decisions may survive images 255 times too dark, so the chance warning need not fire."""
     inputs = keras.Input((32, 32, 1))
-    h = keras.layers.Rescaling(scale, name="to_unit")(inputs)
+    h = build(inputs) if build else keras.layers.Rescaling(scale, name="to_unit")(inputs)
     keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(h))).save(tmp_path / "c.keras")
     result = invoke("train-decoder", "--classifier", tmp_path / "c.keras", "--dataset", npz_dataset, "--layer", -1,
                     "--epochs", 0, "--out", tmp_path / "d.h5", *(("--pixel-range", pixel_range) if pixel_range else ()))

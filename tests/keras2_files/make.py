@@ -4,7 +4,9 @@
 keras2_cnn.h5: the layers whose Keras 2 configs Keras 3 refuses (DepthwiseConv2D, SeparableConv2D,
 Conv2DTranspose, SpatialDropout2D, RandomFlip) and layer names with a slash, as DenseNet has them;
 keras2_cnn_predictions.npz: its inputs and Keras 2's outputs. keras2_tf_function.h5: a TensorFlow
-function called on the model's tensors (a TFOpLambda, as in Keras 2's MobileNetV3).
+function called on the model's tensors (a TFOpLambda, as in Keras 2's MobileNetV3). keras2_nested.h5 (and
+its predictions): a base model with slashes in its names, nested in a model with a head.
+keras2_hard_sigmoid.h5: Keras 2's hard_sigmoid, which Keras 3 computes otherwise.
 """
 
 import os
@@ -33,6 +35,23 @@ def cnn():
     return keras.Model(inputs, layers.Dense(4, activation="softmax", name="predictions")(h), name="keras2_cnn")
 
 
+def nested():
+    """A base model built on its own input, called in a model with a head, as in transfer learning."""
+    base_input = keras.Input((12, 12, 1))
+    h = layers.Conv2D(4, 3, padding="same", name="stem/conv")(base_input)
+    h = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="stem/depthwise")(h)
+    base = keras.Model(base_input, h, name="base/v1")
+    inputs = keras.Input((12, 12, 1))
+    h = layers.GlobalAveragePooling2D(name="head/pool")(base(inputs))
+    return keras.Model(inputs, layers.Dense(4, activation="softmax", name="head/scores")(h), name="keras2_nested")
+
+
+def with_hard_sigmoid():
+    inputs = keras.Input((12, 12, 1))
+    h = layers.Dense(8, activation="hard_sigmoid", name="gate")(layers.Flatten()(inputs))
+    return keras.Model(inputs, layers.Dense(4)(h), name="keras2_hard_sigmoid")
+
+
 def with_tf_function():
     inputs = keras.Input((12, 12, 1))
     h = tf.nn.relu6(layers.Conv2D(4, 3)(inputs))
@@ -48,3 +67,7 @@ if __name__ == "__main__":
     model.save(HERE / "keras2_cnn.h5")
     np.savez(HERE / "keras2_cnn_predictions.npz", x=x, y=model.predict(x, verbose=0))
     with_tf_function().save(HERE / "keras2_tf_function.h5")
+    model = nested()
+    model.save(HERE / "keras2_nested.h5")
+    np.savez(HERE / "keras2_nested_predictions.npz", x=x, y=model.predict(x, verbose=0))
+    with_hard_sigmoid().save(HERE / "keras2_hard_sigmoid.h5")
