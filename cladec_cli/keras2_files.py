@@ -3,9 +3,11 @@
 Keras 2 wrote settings into its HDF5 configs that Keras 3's layers refuse, so that plain
 `keras.models.load_model` fails on many such files: every DepthwiseConv2D (MobileNet, EfficientNet),
 SeparableConv2D (Xception, NASNet), Conv2DTranspose, recurrent layer, augmentation layer and
-SpatialDropout, and layer names with a slash (DenseNet's `conv1/conv`, MobileNetV3's `Conv/BatchNorm`).
-`upgraded` rewrites such a config into one Keras 3 builds the same model from; the weights, which
-Keras' HDF5 loader reads layer by layer in order, are untouched.
+SpatialDropout, layer names with a slash (DenseNet's `conv1/conv`, MobileNetV3's `Conv/BatchNorm`), and
+every call of a nested model built on its own inputs (a base model behind a head), which Keras 2 numbered
+from 1. `upgraded` rewrites such a config into one Keras 3 builds the same model from; the weights, which
+Keras' HDF5 loader reads layer by layer in order, are untouched. `computed_otherwise` names what Keras 3
+would build but compute otherwise (Keras 2's hard_sigmoid).
 """
 
 import copy
