@@ -126,8 +126,10 @@ def _users_hdf5_file(tmp_path, step):
 
 @pytest.mark.parametrize("step, said", [
     (lambda h: layers.Softmax(axis=[1, 2], name="spatial")(h), r"spatial \(axis \(1, 2\), read back as -1\)"),
-    (lambda h: layers.LayerNormalization(axis=[1, 2], center=False, scale=False, name="norm")(h),
-     r"norm \(axis \(1, 2\), read back as -1\)"),
+    pytest.param(lambda h: layers.LayerNormalization(axis=[1, 2], center=False, scale=False, name="norm")(h),
+                 r"norm \(axis \(1, 2\), read back as -1\)",
+                 marks=pytest.mark.skipif(keras.backend.backend() == "torch",
+                                          reason="Keras' PyTorch backend runs no LayerNormalization over leading axes")),
 ])
 def test_a_file_that_keras_loads_as_another_model_is_refused(tmp_path, step, said):
     model, path = _users_hdf5_file(tmp_path, step)
