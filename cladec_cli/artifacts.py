@@ -334,7 +334,7 @@ def load_model(path, kind=None, trust=False):
     import keras
 
     from cladec_cli.custom_objects import keras_own_classes
-    from cladec_cli.hdf5_fidelity import changed_on_loading
+    from cladec_cli.hdf5_fidelity import changed_on_loading, dropped_in_config
     from cladec_cli.keras2_files import KERAS2_ONLY
 
     provenance = inspect(path)
@@ -346,7 +346,7 @@ def load_model(path, kind=None, trust=False):
         raise ArtifactError(f"{path} is not a {KINDS[kind]} made by cladec (it has no cladec provenance)")
     check_safe(path, trust)
     recorded = provenance.get("class_modules") or {}
-    config = {}  # the config Keras reads: the file's, or a Keras 2 file's upgraded
+    config = {}  # the config Keras reads: an HDF5 file's, or a Keras 2 file's upgraded ({} for a .keras file)
     try:
         # An HDF5 file names a class alone: Keras' own classes outside its layers (ConvNeXt's LayerScale) are
         # given from the modules recorded at saving; a user's module is imported only by --custom-objects.
@@ -372,13 +372,13 @@ def load_model(path, kind=None, trust=False):
             module = " ".join(f"--custom-objects {m}" for m in modules) or "--custom-objects MODULE"
             message = (f"it uses classes that Keras does not know ({', '.join(unknown)}); give the module that "
                        f"defines them: {module} (in Python: load_custom_objects(MODULE))")
-        elif dropped := [(name, axis) for name, axis in _dropped_axes(path, config) if f"(named {name})" in message]:
+        elif dropped := [(name, axis) for name, axis in dropped_in_config(config) if f"(named {name})" in message]:
             message = (f"Keras' HDF5 loader keeps an axis of one dimension only and dropped that of "
                        f"{_listed(dropped)}, so that its weights no longer fit ({message}); {_hdf5_advice(found)}")
         elif isinstance(e, KeyError):  # a part of the file that Keras expects is missing
             message = f"it lacks the part {message} that a Keras model file holds (cut short, or written by hand?)"
         raise ArtifactError(f"cannot load {path} as a Keras model: {message}") from e
-    if path.suffix.lower() != ".keras" and (changed := changed_on_loading(config, model)):
+    if changed := changed_on_loading(config, model):
         raise ArtifactError(f"cannot load {path} as it was saved: Keras' HDF5 loader keeps an axis of one dimension "
                             f"only and gives back {', '.join(changed)}, a model that may compute something else; "
                             f"{_hdf5_advice(found)}")
@@ -398,21 +398,23 @@ def _as_keras3_reads(path):
     config = model_config(path)
     with h5py.File(path, "r") as f:
         version = f.attrs.get("keras_version")
-    if written_by_keras2(version) and (otherwise := computed_otherwise(config)):
+    keras2 = written_by_keras2(version)
+    if keras2 and (otherwise := computed_otherwise(config)):
         raise ArtifactError(f"it was written by Keras 2 and uses hard_sigmoid in {', '.join(otherwise)}, which Keras 3 "
                             "computes otherwise (x/6 + 1/2 where Keras 2 took x/5 + 1/2), so the model would compute "
                             "something else; build the model with an activation of Keras 2's formula "
                             "(keras.ops.clip(0.2 * x + 0.5, 0, 1)), load the file's weights into it (model.load_weights) "
                             "and save it as .keras")
-    if not written_by_keras2(version) or not (new := upgraded(config))[1]:
+    new, changes = upgraded(config) if keras2 else (config, [])
+    if not changes:
         yield path, config
         return
     with tempfile.TemporaryDirectory(prefix="cladec-keras2-") as folder:
         copy = Path(folder) / path.name
         shutil.copyfile(path, copy)
         with h5py.File(copy, "r+") as f:
-            f.attrs["model_config"] = json.dumps(new[0])
-        yield copy, new[0]
+            f.attrs["model_config"] = json.dumps(new)
+        yield copy, new
 
 
 def _keras_reason(error):
@@ -425,19 +427,6 @@ def _keras_reason(error):
     if built and met:
         return f"Keras cannot build its {built.group(1)} layer: {met.group(1).strip()}"
     return first_line(error)
-
-
-def _dropped_axes(path, config):
-    """`hdf5_fidelity.dropped_in_config` of the config Keras read for the HDF5 file at `path` (`config`, else
-    the file's); [] for a .keras file or an unreadable one."""
-    from cladec_cli.hdf5_fidelity import dropped_in_config
-
-    if path.suffix.lower() == ".keras":
-        return []
-    try:
-        return dropped_in_config(config or model_config(path))
-    except (OSError, ValueError, KeyError):
-        return []
 
 
 def _listed(dropped):

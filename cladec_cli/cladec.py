@@ -10,8 +10,7 @@ import numpy as np
 
 from cladec_cli import artifacts
 from cladec_cli.architectures import DECODER_WIDTH
-from cladec_cli.classifier import (chance_warning, check_cross_entropy, check_fits, classification_loss,
-                                   pixel_range_warning)
+from cladec_cli.classifier import check_cross_entropy, check_fits, classification_loss, input_warning
 from cladec_cli.curves import TestRecLoss, curve_record
 from cladec_cli.decoder import build_decoder
 from cladec_cli.data.feed import ArrayFeed
@@ -150,8 +149,7 @@ def train_decoders(classifier, classifier_provenance, dataset, layer_specs, alph
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
     outs = one_output_each(layers, outs)
-    warn(settings, pixel_range_warning(classifier, dataset.pixel_range)
-         or chance_warning(classifier, dataset, classifier_provenance), before_training=True)
+    warn(settings, input_warning(classifier, dataset, classifier_provenance), before_training=True)
 
     def run_of(layer, cache):
         return run_settings("cladec_decoder", dataset, settings,

@@ -253,6 +253,11 @@ def chance_warning(classifier, dataset, provenance=None):
     return line
 
 
+def input_warning(classifier, dataset, provenance=None):
+    """The warning about what the classifier is fed, or None: `pixel_range_warning`, else `chance_warning`."""
+    return pixel_range_warning(classifier, dataset.pixel_range) or chance_warning(classifier, dataset, provenance)
+
+
 def pixel_range_warning(classifier, pixel_range):
     """A warning, or None: whether the first step that the classifier's images reach (through nested
     models, reshapes and augmentation) is a Rescaling by about 1/255 (1/255 or 1/127.5, as Keras'

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cladec_cli import artifacts, batchnorm, memory
-from cladec_cli.classifier import chance_warning, check_cross_entropy, check_fits, pixel_range_warning
+from cladec_cli.classifier import check_cross_entropy, check_fits, input_warning
 from cladec_cli.errors import UsageError, option
 from cladec_cli.explainer import layer_convention
 from cladec_cli.hdf5_fidelity import check_savable
@@ -68,8 +68,7 @@ def evaluate(explainer, dataset, eval_settings, keep_dir=None, with_acc_eval=Tru
         raise UsageError(f"{option('map_images')} must be a whole number of at least 1, got {map_images!r}")
     if methods is not None and len(methods) == 0:
         raise UsageError(f"{option('methods')} names no method; leave it out for {', '.join(default_methods(explainer))}")
-    warn(eval_settings, pixel_range_warning(explainer.classifier, dataset.pixel_range)
-         or chance_warning(explainer.classifier, dataset, explainer.classifier_provenance))
+    warn(eval_settings, input_warning(explainer.classifier, dataset, explainer.classifier_provenance))
     chosen = build(default_methods(explainer) if methods is None else methods, explainer, dataset.train)
     pictures = reconstructors(chosen)
     offer_statistics, eval_bn_statistics = eval_bn_statistics is not None, eval_bn_statistics or "moving"
@@ -200,7 +199,7 @@ def held_measures(explainer, pictures, dataset, eval_settings, bn_statistics="mo
     The methods whose reconstructions fit in `HELD_BYTES` together (those of the training split
     counted twice, for the tensors `fit` copies them into) are measured, and their Acc Eval
     classifiers trained, together; above it, one method at a time."""
-    train, test = dataset.train, dataset.test
+    test = dataset.test
     predicted = explainer.classify(test.images)
     measured = {"accuracy": float(np.mean(predicted == test.labels)) if len(test) else float("nan"),
                 "rec_loss": {}, "train_rec_loss": {}, "agreement": {}}

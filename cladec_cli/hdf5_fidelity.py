@@ -108,14 +108,16 @@ def changed_on_loading(config, model):
     `config` gives an axis that the `model` loaded from it does not have (`dropped_in_config`)."""
     from cladec_cli.custom_objects import every_operation
 
+    dropped = dropped_in_config(config)
+    if not dropped:  # nearly every file: no layer's config is read
+        return []
     loaded = {}
     for operation in every_operation(model):
         try:
             loaded.setdefault(operation.name, []).append(operation.get_config().get("axis"))
         except Exception:  # a user's get_config that fails: nothing to compare, and the model did load
             continue
-    return [f"{name} (axis {shown_axis(axis)}, read back as {shown_axis(loaded[name][0])})"
-            for name, axis in dropped_in_config(config)
+    return [f"{name} (axis {shown_axis(axis)}, read back as {shown_axis(loaded[name][0])})" for name, axis in dropped
             if name in loaded and all(_comparable(axis) != _comparable(found) for found in loaded[name])]
 
 

@@ -5,7 +5,7 @@ several layers train in one pass, each with its own encoder copy (one after anot
 import keras
 
 from cladec_cli import artifacts, batchnorm
-from cladec_cli.classifier import chance_warning, check_fits, fresh_copy, pixel_range_warning
+from cladec_cli.classifier import check_fits, fresh_copy, input_warning
 from cladec_cli.cladec import decoder_for, layer_provenance
 from cladec_cli.fused import (in_turn, model_history, named_output, one_at_a_time, one_output_each, output_labels,
                               renamed, seeded)
@@ -54,8 +54,7 @@ def train_refaes(classifier, classifier_provenance, dataset, layer_specs, settin
     check_fits(classifier, dataset, (classifier_provenance or {}).get("pixel_range"))
     rec = reconstruction_loss(rec_loss_name)
     layers = resolve_layers(classifier, layer_specs)
-    warn(settings, pixel_range_warning(classifier, dataset.pixel_range)
-         or chance_warning(classifier, dataset, classifier_provenance), before_training=True)
+    warn(settings, input_warning(classifier, dataset, classifier_provenance), before_training=True)
     outs = one_output_each(layers, outs)
     for layer in layers:  # refused before any training, not once an earlier layer's RefAE is saved
         check_savable(build_encoder(classifier, layer), f"the RefAE of layer {layer.name}")
